@@ -1,0 +1,791 @@
+"""The :class:`Recommender` base class: parameters, ``recommend`` (written once), persistence.
+
+A model subclasses :class:`Recommender`, stores its ``__init__`` arguments unchanged,
+and implements:
+
+- ``_fit(data, item_features, user_features, validation)``: learn from
+  :class:`~maasrec.data.Interactions` (already validated; ``self.user_vocab_``,
+  ``self.item_vocab_`` and ``self.seen_`` are set by :meth:`Recommender.fit`);
+- ``_score_users(user_idx) -> ndarray [len(user_idx), n_items]``: scores of known users;
+- optionally ``_score_history(csr) -> ndarray``: scores of users given only their
+  interactions (cold users; item-based models need only this one, since the default
+  ``_score_users`` scores the users' training rows through it);
+- optionally ``_similar_scores(item_idx)`` for :meth:`Recommender.similar_items`.
+
+Everything else -- batching, exclusions, filters, padding, raw ids, persistence -- is
+shared, so every model behaves the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import importlib
+import inspect
+import logging
+import os
+import re
+import sys
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data.interactions import Interactions, as_interactions
+from .data.vocab import IdVocab
+from .exceptions import DataError, MaasrecError, ModelFormatError, NotFittedError
+from .persistence import (
+    atomic_directory,
+    csr_from_arrays,
+    csr_to_arrays,
+    read_model_dir,
+    write_model_dir,
+)
+from .rankers.topk import TopK, _check_k
+
+__all__ = ["Component", "Recommender", "clone"]
+
+logger = logging.getLogger(__name__)
+
+#: Memory budget (bytes) for one block of dense scores in ``recommend``/``evaluate``.
+SCORE_BLOCK_BYTES = int(os.environ.get("MAASREC_SCORE_BLOCK_BYTES", 128 * 2**20))
+
+_REGISTRY: dict[str, type] = {}
+_ATTR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*_")
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _public_name(cls: type) -> str:
+    """The shortest importable name: ``maasrec.models.EASE`` rather than the defining module."""
+    mod = cls.__module__
+    parts = mod.split(".")
+    for i in range(1, len(parts)):
+        parent = sys.modules.get(".".join(parts[:i]))
+        if parent is not None and getattr(parent, cls.__qualname__, None) is cls:
+            return f"{'.'.join(parts[:i])}.{cls.__qualname__}"
+    return _class_name(cls)
+
+
+def resolve_class(name: str) -> type:
+    """Find a registered maasrec class by its saved name, without running foreign code.
+
+    Only classes already imported (registered when their module was imported) or defined
+    inside the ``maasrec`` package are found; a model file can never make ``load`` import
+    an arbitrary module.
+
+    Parameters
+    ----------
+    name : str
+        ``module.QualName`` as written by ``save``.
+
+    Returns
+    -------
+    type
+
+    Raises
+    ------
+    ModelFormatError
+    """
+    if not isinstance(name, str):
+        raise ModelFormatError(f"class name {name!r} is not a string")
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    module = name.rpartition(".")[0]
+    if module == "maasrec" or module.startswith("maasrec."):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ModelFormatError(f"class {name!r} cannot be found: {exc}") from exc
+        if name in _REGISTRY:
+            return _REGISTRY[name]
+    raise ModelFormatError(
+        f"class {name!r} is not a known maasrec class; if it is your own subclass, import "
+        f"the module that defines it before loading (load never imports code named by a "
+        f"model file)"
+    )
+
+
+class Component:
+    """Parameter handling shared by recommenders and their building blocks.
+
+    Parameters are the arguments of ``__init__``, stored unchanged under the same
+    names (the scikit-learn convention); ``__init__`` does no work.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[_class_name(cls)] = cls
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        init = cls.__init__
+        if init is object.__init__:
+            return []
+        sig = inspect.signature(init)
+        names = []
+        for p in sig.parameters.values():
+            if p.name == "self":
+                continue
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(f"{cls.__name__}.__init__ may not take *args/**kwargs")
+            names.append(p.name)
+        return sorted(names)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters of this object.
+
+        Parameters
+        ----------
+        deep : bool, default True
+            Also return the parameters of nested components as ``name__param``.
+
+        Returns
+        -------
+        dict
+        """
+        out = {}
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            out[name] = value
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                for k, v in value.get_params(deep=True).items():
+                    out[f"{name}__{k}"] = v
+        return out
+
+    def set_params(self, **params) -> Component:
+        """Set parameters (``name`` or ``name__nested`` for nested components).
+
+        Parameters
+        ----------
+        **params
+            New values.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        DataError
+            For a name that is not a parameter.
+        """
+        valid = self._get_param_names()
+        nested: dict[str, dict] = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise DataError(
+                    f"{name!r} is not a parameter of {type(self).__name__}; valid parameters: "
+                    f"{valid}"
+                )
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            getattr(self, name).set_params(**sub_params)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        parts = []
+        for name in self._get_param_names():
+            value = getattr(self, name, None)
+            default = sig.parameters[name].default
+            try:
+                same = value is default or bool(value == default)
+            except Exception:  # arrays and the like
+                same = False
+            if not same:
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def clone(obj: Any) -> Any:
+    """An unfitted copy with the same parameters (nested components cloned too).
+
+    Parameters
+    ----------
+    obj : Component or any object
+
+    Returns
+    -------
+    object
+    """
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(clone(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: clone(v) for k, v in obj.items()}
+    if isinstance(obj, Component):
+        params = {k: clone(v) for k, v in obj.get_params(deep=False).items()}
+        return type(obj)(**params)
+    return copy.deepcopy(obj)
+
+
+def _params_to_json(params: dict, where: str = "params") -> dict:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, Component):
+            out[k] = {"__component__": _class_name(type(v)),
+                      "params": _params_to_json(v.get_params(deep=False), f"{where}.{k}")}
+        elif isinstance(v, (list, tuple)) and any(isinstance(x, Component) for x in v):
+            encoded = [_params_to_json({"x": x}, f"{where}.{k}")["x"] for x in v]
+            out[k] = {"__tuple__" if isinstance(v, tuple) else "__list__": encoded}
+        elif isinstance(v, tuple):
+            out[k] = {"__tuple__": list(v)}
+        elif isinstance(v, dict) and any(isinstance(x, Component) for x in v.values()):
+            out[k] = {"__dict__": _params_to_json(v, f"{where}.{k}")}
+        else:
+            out[k] = v
+    return out
+
+
+def _params_from_json(params: dict) -> dict:
+    def dec(v):
+        if isinstance(v, dict):
+            if "__component__" in v:
+                klass = resolve_class(v["__component__"])
+                return klass(**_params_from_json(v.get("params", {})))
+            if "__list__" in v:
+                return [dec(x) for x in v["__list__"]]
+            if "__tuple__" in v:
+                return tuple(dec(x) for x in v["__tuple__"])
+            if "__dict__" in v:
+                return _params_from_json(v["__dict__"])
+        return v
+
+    if not isinstance(params, dict):
+        raise ModelFormatError(f"params {params!r} is not a JSON object")
+    return {k: dec(v) for k, v in params.items()}
+
+
+def _is_seq_of_seqs(x: Any) -> bool:
+    return (isinstance(x, (list, tuple)) and len(x) > 0
+            and all(isinstance(e, (list, tuple, np.ndarray, set, frozenset)) for e in x))
+
+
+def _is_scalar_id(x: Any) -> bool:
+    if isinstance(x, (str, bytes, int, float, np.generic)):
+        return True
+    if isinstance(x, Iterable) or not isinstance(x, Hashable):  # generators, sets, arrays...
+        return False
+    return np.ndim(x) == 0
+
+
+class Recommender(Component):
+    """Base class of every maasrec recommender.
+
+    Subclasses implement ``_fit`` and ``_score_users`` (or ``_score_history``); the
+    public API below is shared.
+
+    Attributes
+    ----------
+    user_vocab_ : IdVocab
+        Users known at fit time.
+    item_vocab_ : IdVocab
+        The catalogue.
+    seen_ : scipy.sparse.csr_matrix of float32, shape (n_users, n_items)
+        The training interactions (values), used to exclude seen items.
+    fitted_at_ : str
+        ISO time of the end of ``fit``.
+    """
+
+    #: Whether the model can score users from a history alone (``recommend(history=...)``).
+    supports_history: ClassVar[bool] = True
+
+    # -- fitting ------------------------------------------------------------
+    def fit(self, X, item_features=None, user_features=None, *, validation=None) -> Recommender:
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : Interactions, pandas.DataFrame or scipy.sparse matrix
+            Training interactions. A frame needs user and item columns (ratings and
+            timestamps optional, see :meth:`Interactions.from_pandas`).
+        item_features : ItemFeatures, optional
+            Item side information (used by models that can; others ignore it).
+        user_features : UserFeatures, optional
+            User side information.
+        validation : Interactions, optional
+            Held-out interactions for early stopping (neural models).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        data = as_interactions(X)
+        self.user_vocab_ = data.user_vocab
+        self.item_vocab_ = data.item_vocab
+        self.seen_ = data.to_csr()
+        if validation is not None:
+            validation = as_interactions(validation).with_vocab(
+                data.user_vocab, data.item_vocab, unknown="ignore")
+        self._pop_cache = None
+        self._fit(data, item_features=item_features, user_features=user_features,
+                  validation=validation)
+        self.fitted_at_ = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        return self
+
+    def _validate_params(self) -> None:
+        """Check parameter values (subclasses raise DataError naming the bad one)."""
+
+    def _fit(self, data: Interactions, *, item_features=None, user_features=None,
+             validation=None) -> None:
+        raise NotImplementedError
+
+    # -- scoring hooks ------------------------------------------------------
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        """Scores of known users (by index) for every item: ``[len(user_idx), n_items]``."""
+        return self._score_history(self.seen_[user_idx])
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores of users described only by their interactions ``[b, n_items]``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot score users from a history; it scores only users "
+            f"seen at fit time"
+        )
+
+    def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no item vectors or item similarities, so "
+            f"similar_items is not available"
+        )
+
+    # -- helpers ------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        """bool: whether ``fit`` (or ``load``) has run."""
+        return hasattr(self, "item_vocab_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(X) before using it"
+            )
+
+    @property
+    def n_users_(self) -> int:
+        """int: number of users known at fit time."""
+        self._check_fitted()
+        return len(self.user_vocab_)
+
+    @property
+    def n_items_(self) -> int:
+        """int: number of items in the catalogue."""
+        self._check_fitted()
+        return len(self.item_vocab_)
+
+    def _block_size(self, batch_size: int | None) -> int:
+        if batch_size is not None:
+            return _check_k_named("batch_size", batch_size)
+        return max(1, SCORE_BLOCK_BYTES // (4 * max(1, self.n_items_)))
+
+    def _popularity(self) -> np.ndarray:
+        if getattr(self, "_pop_cache", None) is None:
+            self._pop_cache = np.asarray(
+                (self.seen_ > 0).sum(axis=0), dtype=np.float32).ravel()
+        return self._pop_cache
+
+    def _history_matrix(self, history: Sequence) -> sp.csr_matrix:
+        rows, cols = [], []
+        for r, h in enumerate(history):
+            if h is None:
+                continue
+            if isinstance(h, (str, bytes)) or not isinstance(h, Iterable):
+                raise DataError(
+                    f"history[{r}] must be a sequence of item ids, got {type(h).__name__} {h!r}"
+                )
+            h = list(h)
+            if h:
+                idx = self.item_vocab_.index(h)
+                rows.append(np.full(len(idx), r))
+                cols.append(idx)
+        n = len(history)
+        if rows:
+            r, c = np.concatenate(rows), np.concatenate(cols)
+        else:
+            r = c = np.empty(0, dtype=np.int64)
+        m = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)),
+                          shape=(n, self.n_items_))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    def _item_filter(self, spec, n_rows: int, what: str):
+        if spec is None:
+            return None
+        if sp.issparse(spec):
+            raise DataError(f"{what}= takes raw item ids (a list, or one list per user)")
+        if _is_seq_of_seqs(spec):
+            if len(spec) != n_rows:
+                raise DataError(
+                    f"{what}= has {len(spec)} per-user lists for {n_rows} users; give one list per "
+                    f"user or a single list for all"
+                )
+            return self._history_matrix([list(s) for s in spec])
+        if _is_scalar_id(spec):
+            spec = [spec]
+        return self.item_vocab_.index(list(spec))
+
+    def _ids_with_padding(self, idx: np.ndarray) -> np.ndarray:
+        ids = self.item_vocab_.ids[np.maximum(idx, 0)]
+        pad = idx < 0
+        if pad.any():
+            if ids.dtype.kind in "iuf":
+                ids = ids.copy()
+                ids[pad] = -1
+            else:
+                ids = ids.astype(object)
+                ids[pad] = None
+        return ids
+
+    # -- public API -----------------------------------------------------------
+    def recommend(self, users=None, k: int = 10, *, exclude_seen: bool = True, items=None,
+                  exclude=None, history=None, batch_size: int | None = None):
+        """Top-k items for users, by raw id.
+
+        Parameters
+        ----------
+        users : raw user id or sequence of raw user ids, optional
+            Users known at fit time. A single id returns 1-d arrays. May be None (or
+            unknown ids) when ``history`` is given.
+        k : int, default 10
+            Number of items per user. If fewer than ``k`` candidates remain after the
+            exclusions, the row is padded: score ``-inf``, id ``-1`` (numeric ids) or
+            ``None`` (other ids).
+        exclude_seen : bool, default True
+            Never recommend items the user interacted with in training (or in
+            ``history``).
+        items : sequence of raw item ids, or one sequence per user, optional
+            Allow-list: recommend only among these items.
+        exclude : sequence of raw item ids, or one sequence per user, optional
+            Deny-list: never recommend these items.
+        history : sequence of raw item ids, or one sequence per user, optional
+            Score users from these interactions instead of their training data: this is
+            how users unseen at fit time (cold users) are served. An empty history falls
+            back to the most popular items.
+        batch_size : int, optional
+            Users scored at once (default: as many as fit in a 128 MB score block).
+
+        Returns
+        -------
+        item_ids : np.ndarray, shape (n_users, k)
+            Raw item ids, best first.
+        scores : np.ndarray of float32, shape (n_users, k)
+
+        Raises
+        ------
+        NotFittedError, UnknownIdError, DataError
+        """
+        self._check_fitted()
+        k = _check_k(k)
+        single = False
+        if history is not None:
+            if _is_seq_of_seqs(history):
+                hist = list(history)
+            elif isinstance(history, (list, tuple, np.ndarray)) and (users is None or _is_scalar_id(users)):
+                hist, single = [list(history)], True
+            elif isinstance(history, (list, tuple)) and len(history) == 0:
+                hist = []
+            else:
+                raise DataError(
+                    "history= must be a sequence of item ids (one user) or one sequence per user"
+                )
+            if users is not None and not _is_scalar_id(users) and len(users) != len(hist):
+                raise DataError(f"{len(users)} users but {len(hist)} histories; give one per user")
+            if not self.supports_history:
+                raise NotImplementedError(
+                    f"{type(self).__name__} cannot score users from a history"
+                )
+            n = len(hist)
+            H = self._history_matrix(hist)
+        else:
+            if users is None:
+                raise DataError("give users=... (known user ids) or history=... (cold users)")
+            if _is_scalar_id(users):
+                users, single = [users], True
+            elif not isinstance(users, Iterable):
+                raise DataError(f"users must be an id or a sequence of ids, got {users!r}")
+            users = list(users) if not isinstance(users, np.ndarray) else users
+            if len(users) == 0:
+                raise DataError("users is empty; give at least one user id")
+            uidx = self.user_vocab_.index(users)
+            n = len(uidx)
+        allow = self._item_filter(items, n, "items")
+        deny = self._item_filter(exclude, n, "exclude")
+        ranker = TopK(k)
+        out_idx = np.empty((n, k), dtype=np.int64)
+        out_val = np.empty((n, k), dtype=np.float32)
+        step = self._block_size(batch_size)
+        for start in range(0, n, step):
+            sl = slice(start, min(n, start + step))
+            if history is not None:
+                h = H[sl]
+                scores = np.array(self._score_history(h), dtype=np.float32, copy=True)
+                empty = np.diff(h.indptr) == 0
+                if empty.any():
+                    scores[empty] = self._popularity()
+                seen = h if exclude_seen else None
+            else:
+                rows = uidx[sl]
+                scores = np.array(self._score_users(rows), dtype=np.float32, copy=True)
+                seen = self.seen_[rows] if exclude_seen else None
+            if scores.shape != (sl.stop - sl.start, self.n_items_):
+                raise MaasrecError(
+                    f"{type(self).__name__} returned scores of shape {scores.shape}, expected "
+                    f"{(sl.stop - sl.start, self.n_items_)}"
+                )
+            a = allow[sl] if sp.issparse(allow) else allow
+            d = deny[sl] if sp.issparse(deny) else deny
+            out_idx[sl], out_val[sl] = ranker.rank(scores, exclude=seen, allow=a, deny=d)
+        ids = self._ids_with_padding(out_idx)
+        if single:
+            return ids[0], out_val[0]
+        return ids, out_val
+
+    def score(self, users, items) -> np.ndarray:
+        """Scores of (user, item) pairs.
+
+        Parameters
+        ----------
+        users : sequence of raw user ids
+        items : sequence of raw item ids, same length as ``users``
+
+        Returns
+        -------
+        np.ndarray of float32, shape (n_pairs,)
+            Model scores (predicted ratings for rating models; otherwise only their
+            order is meaningful).
+        """
+        self._check_fitted()
+        if _is_scalar_id(users):
+            users = [users]
+        if _is_scalar_id(items):
+            items = [items]
+        users, items = list(users), list(items)
+        if len(users) != len(items):
+            raise DataError(f"users and items must have the same length, got {len(users)} and "
+                            f"{len(items)}")
+        if not users:
+            return np.empty(0, dtype=np.float32)
+        u = self.user_vocab_.index(users)
+        i = self.item_vocab_.index(items)
+        return self._score_pairs(u, i)
+
+    def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        out = np.empty(len(u), dtype=np.float32)
+        uniq, inv = np.unique(u, return_inverse=True)
+        step = self._block_size(None)
+        for start in range(0, len(uniq), step):
+            block = self._score_users(uniq[start:start + step])
+            sel = (inv >= start) & (inv < start + step)
+            out[sel] = block[inv[sel] - start, i[sel]]
+        return out
+
+    def similar_items(self, items, k: int = 10):
+        """Items most similar to the given items (the item itself excluded).
+
+        Parameters
+        ----------
+        items : raw item id or sequence of raw item ids
+        k : int, default 10
+
+        Returns
+        -------
+        item_ids : np.ndarray, shape (n_items_given, k)  (1-d for a single id)
+        scores : np.ndarray of float32
+        """
+        self._check_fitted()
+        k = _check_k(k)
+        single = _is_scalar_id(items)
+        items = [items] if single else list(items)
+        if not items:
+            raise DataError("items is empty; give at least one item id")
+        idx = self.item_vocab_.index(items)
+        out_idx = np.empty((len(idx), k), dtype=np.int64)
+        out_val = np.empty((len(idx), k), dtype=np.float32)
+        step = self._block_size(None)
+        ranker = TopK(k)
+        for start in range(0, len(idx), step):
+            rows = idx[start:start + step]
+            scores = np.array(self._similar_scores(rows), dtype=np.float32, copy=True)
+            scores[np.arange(len(rows)), rows] = -np.inf
+            out_idx[start:start + step], out_val[start:start + step] = ranker.rank(scores)
+        ids = self._ids_with_padding(out_idx)
+        return (ids[0], out_val[0]) if single else (ids, out_val)
+
+    # -- persistence ----------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        """Non-underscore-suffixed attributes to save (hook for subclasses)."""
+        return {}
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
+        """Save the fitted model as a directory (JSON + safetensors, no pickle).
+
+        The directory is written next to ``path`` and renamed into place, so a failure
+        leaves any previous model at ``path`` intact.
+
+        Parameters
+        ----------
+        path : str or Path
+        overwrite : bool, default False
+            Replace an existing model directory at ``path`` (atomically). Without it, an
+            existing path raises ``FileExistsError``.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
+        self._check_fitted()
+        attrs, arrays, vocabs, weights, nested = {}, {}, {}, {}, {}
+        torch = sys.modules.get("torch")
+        for name, value in sorted(vars(self).items()):
+            if not name.endswith("_") or name.startswith("_"):
+                continue
+            if isinstance(value, IdVocab):
+                vocabs[name] = value
+                attrs[name] = {"type": "vocab"}
+            elif sp.issparse(value):
+                a, arr = csr_to_arrays(name, value)
+                attrs[name], arrays = a, {**arrays, **arr}
+            elif isinstance(value, np.ndarray) and value.dtype != object:
+                arrays[name] = value
+                attrs[name] = {"type": "ndarray"}
+            elif torch is not None and isinstance(value, torch.nn.Module):
+                for k, t in value.state_dict().items():
+                    weights[f"{name}.{k}"] = t
+                attrs[name] = {"type": "module"}
+            elif torch is not None and isinstance(value, torch.Tensor):
+                arrays[name] = value.detach().cpu().numpy()
+                attrs[name] = {"type": "tensor"}
+            elif isinstance(value, Recommender):
+                nested[name] = value
+                attrs[name] = {"type": "recommender"}
+            elif isinstance(value, np.ndarray):
+                attrs[name] = {"type": "json_array", "value": value.tolist()}
+            else:
+                attrs[name] = {"type": "json", "value": value}
+        class_name = _class_name(type(self))
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            for name, sub in nested.items():
+                sub.save(tmp / name)
+            write_model_dir(tmp, class_name=class_name,
+                            params=_params_to_json(self.get_params(deep=False)),
+                            attributes=attrs, vocabs=vocabs, arrays=arrays, weights=weights,
+                            extra={"extra_state": self._extra_state()})
+        return str(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Recommender:
+        """Load a model saved with :meth:`save`.
+
+        Reads only JSON and safetensors files; never executes code from the directory.
+
+        Parameters
+        ----------
+        path : str or Path
+
+        Returns
+        -------
+        Recommender
+            An instance of the saved class (which must be ``cls`` or a subclass).
+
+        Raises
+        ------
+        ModelFormatError
+            Not a model directory, corrupt, a newer format, or a class that is not ``cls``.
+        """
+        d = read_model_dir(path)
+        meta = d["meta"]
+        klass = resolve_class(meta.get("class"))
+        if not (isinstance(klass, type) and issubclass(klass, cls)):
+            raise ModelFormatError(
+                f"{str(path)!r} holds a {meta.get('class')}, which is not a {cls.__name__}"
+            )
+        try:
+            model = klass(**_params_from_json(meta.get("params", {})))
+        except TypeError as exc:
+            raise ModelFormatError(f"cannot rebuild {meta.get('class')} from saved params: {exc}") from exc
+        modules = []
+        attributes = meta.get("attributes", {})
+        if not isinstance(attributes, dict):
+            raise ModelFormatError(f"attributes in {str(path)!r} is not a JSON object")
+        for name, a in attributes.items():
+            if not (isinstance(name, str) and _ATTR_NAME.fullmatch(name)):
+                raise ModelFormatError(
+                    f"attribute name {name!r} in {str(path)!r} is not a fitted-attribute name "
+                    f"(an identifier ending in '_')"
+                )
+            kind = a.get("type") if isinstance(a, dict) else None
+            if kind == "vocab":
+                value = d["vocabs"].get(name)
+                if value is None:
+                    raise ModelFormatError(f"vocabulary {name!r} missing from {str(path)!r}")
+            elif kind == "csr":
+                value = csr_from_arrays(name, a, d["arrays"])
+            elif kind in ("ndarray", "tensor"):
+                if name not in d["arrays"]:
+                    raise ModelFormatError(f"array {name!r} missing from {str(path)!r}")
+                value = d["arrays"][name]
+                if kind == "tensor":
+                    import torch
+
+                    value = torch.from_numpy(np.array(value))
+            elif kind == "json":
+                value = a.get("value")
+            elif kind == "json_array":
+                value = np.asarray(a.get("value"), dtype=object)
+            elif kind == "recommender":
+                value = Recommender.load(d["path"] / name)
+            elif kind == "module":
+                modules.append(name)
+                continue
+            else:
+                raise ModelFormatError(f"attribute {name!r} has unknown type {kind!r}")
+            setattr(model, name, value)
+        model._set_extra_state(meta.get("extra_state", {}))
+        if modules:
+            model._load_modules(modules, d["weights_path"])
+        model._pop_cache = None
+        return model
+
+    def _set_extra_state(self, state: dict) -> None:
+        """Restore what :meth:`_extra_state` saved (hook for subclasses)."""
+
+    def _load_modules(self, names: list[str], weights_path) -> None:
+        """Rebuild torch modules from params and restored attributes, then load weights."""
+        from safetensors.torch import load_file
+
+        if not os.path.isfile(weights_path):
+            raise ModelFormatError(f"weights file {str(weights_path)!r} is missing")
+        state = load_file(str(weights_path))
+        built = self._build_modules()
+        for name in names:
+            if name not in built:
+                raise ModelFormatError(f"{type(self).__name__} cannot rebuild module {name!r}")
+            module = built[name]
+            prefix = f"{name}."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(sub, strict=True)
+            except RuntimeError as exc:
+                raise ModelFormatError(f"weights of {name!r} do not fit the model: {exc}") from exc
+            module.eval()
+            setattr(self, name, module)
+
+    def _build_modules(self) -> dict:
+        """Return freshly built torch modules by attribute name (neural models)."""
+        return {}
+
+
+def _check_k_named(name: str, value) -> int:
+    try:
+        return _check_k(value)
+    except DataError:
+        raise DataError(f"{name} must be a positive integer, got {value!r}") from None

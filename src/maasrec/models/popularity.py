@@ -1,0 +1,45 @@
+"""Most-popular baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..base import Recommender
+from ..data.interactions import Interactions
+
+__all__ = ["Popularity"]
+
+
+class Popularity(Recommender):
+    """Recommend the items with the most users in training (same list for everyone).
+
+    The baseline every model must beat. Scores are the number of distinct training
+    users of each item; ties go to the lower item index.
+
+    Attributes
+    ----------
+    item_scores_ : np.ndarray of float32, shape (n_items,)
+        Number of distinct users per item.
+
+    Examples
+    --------
+    >>> from maasrec import datasets
+    >>> from maasrec.models import Popularity
+    >>> ds = datasets.load_movielens()
+    >>> ids, scores = Popularity().fit(ds.interactions).recommend(1, k=3)
+    """
+
+    def __init__(self):
+        pass
+
+    def _fit(self, data: Interactions, **_) -> None:
+        self.item_scores_ = np.asarray(
+            np.bincount(data.to_csr(binary=True).indices, minlength=data.n_items),
+            dtype=np.float32)
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.item_scores_, (len(user_idx), len(self.item_scores_)))
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return np.broadcast_to(self.item_scores_, (history.shape[0], len(self.item_scores_)))
