@@ -175,3 +175,11 @@ def test_symmetrize_upper_default_block(n):
     expected = np.triu(a) + np.triu(a, 1).T
     _symmetrize_upper(a)
     np.testing.assert_array_equal(a, expected)
+
+
+def test_weights_are_c_contiguous_so_scoring_does_not_copy():
+    # LAPACK returns Fortran-ordered arrays; a Fortran B_ made every scoring call copy it
+    from maasrec.testing import tiny_interactions
+
+    model = EASE(l2=10.0).fit(tiny_interactions())
+    assert model.B_.flags.c_contiguous and model.B_.dtype == np.float32

@@ -98,7 +98,7 @@ class EASE(Recommender):
         B = P
         B /= -np.diag(P).copy()
         B[np.diag_indices(n)] = 0.0
-        self.B_ = B.astype(np.float32)
+        self.B_ = np.ascontiguousarray(B, dtype=np.float32)  # potri returns Fortran order
         logger.info("EASE: fitted in %.2fs", time.perf_counter() - t0)
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:

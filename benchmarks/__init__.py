@@ -1,0 +1,1 @@
+"""maasrec benchmarks (not part of the installed package). See benchmarks/README.md."""
