@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "src")))
 
-from maasrec import __version__  # noqa: E402
+from maasrec import __version__
 
 project = "maasrec"
 author = "maasrec developers"

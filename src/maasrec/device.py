@@ -15,10 +15,12 @@ instead of silently falling back.
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from .exceptions import DeviceError
+
+if TYPE_CHECKING:  # torch is imported lazily so that ``import maasrec`` stays light
+    import torch
 
 __all__ = ["amp_dtype", "cuda_available", "resolve_device"]
 
@@ -33,6 +35,8 @@ def cuda_available() -> bool:
     bool
         ``torch.cuda.is_available()``; the single call site for that question.
     """
+    import torch
+
     return bool(torch.cuda.is_available())
 
 
@@ -55,6 +59,8 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
         If CUDA is asked for (by argument or environment) but not available, the index
         is out of range, or the specification is not understood.
     """
+    import torch
+
     source = "argument"
     if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
         env = os.environ.get(_ENV, "").strip()
@@ -102,6 +108,8 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
         ``torch.bfloat16`` on CUDA devices that support it, ``torch.float16`` on older
         CUDA devices, None on the CPU (no autocast: full float32 precision).
     """
+    import torch
+
     if device.type != "cuda":
         return None
     if torch.cuda.is_bf16_supported():
