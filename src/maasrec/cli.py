@@ -248,6 +248,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       insecure=args.insecure, max_batch=args.max_batch,
                       max_wait_ms=args.max_wait_ms, max_k=args.max_k, max_users=args.max_users,
                       max_body_bytes=args.max_body_bytes, model_threads=args.model_threads,
+                      max_results=args.max_results,
                       log_level=args.log_level, access_log=not args.no_access_log)
 
 
@@ -309,11 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow a non-loopback --host without any API key")
     s.add_argument("--max-batch", type=int, default=64,
                    help="users per batched model call (1: no micro-batching)")
-    s.add_argument("--max-wait-ms", type=float, default=2.0,
-                   help="how long a request may wait to be batched when the model is idle")
+    s.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long a request may wait for others when the model is idle "
+                        "(default 0: requests arriving while the model is busy are batched)")
     s.add_argument("--max-k", type=int, default=1000)
     s.add_argument("--max-users", type=int, default=1000, help="users per request")
     s.add_argument("--max-body-bytes", type=int, default=1_048_576)
+    s.add_argument("--max-results", type=int, default=100_000, help="users x k per answer")
     s.add_argument("--model-threads", type=int, default=1, help="threads running model calls")
     s.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])

@@ -1,0 +1,636 @@
+"""The FastAPI application: endpoints, error mapping, auth/limits/metrics middleware.
+
+Endpoints (JSON bodies are described in :mod:`maasrec.serving.schemas`; the OpenAPI
+schema is at ``/openapi.json``, interactive docs at ``/docs``):
+
+=========================  ======  ===================================================
+``/v1/recommend``          POST    top-k items for users or cold-user histories
+``/v1/similar-items``      POST    items most similar to given items
+``/v1/score``              POST    scores of (user, item) pairs
+``/v1/model``              GET     what is served (class, params, counts, dates, version)
+``/v1/admin/reload``       POST    load a model directory and swap it in (admin key)
+``/healthz``               GET     liveness (always open)
+``/readyz``                GET     readiness: 503 while shutting down (always open)
+``/metrics``               GET     Prometheus metrics
+=========================  ======  ===================================================
+
+Errors are JSON ``{"error": type, "detail": message, ...}``:
+401 missing/invalid key, 403 not an admin key, 404 unknown id (``ids``, ``kind``),
+409 a reload refused (the old model keeps serving), 413 body too large,
+422 invalid input (including limits on ``k`` and request sizes, and operations the model
+does not support), 503 shutting down. Bad input never gives a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .._version import __version__
+from ..base import Recommender
+from ..exceptions import DataError, MaasrecError, ModelFormatError, UnknownIdError
+from .auth import KeyChecker
+from .batcher import BatcherClosedError, MicroBatcher
+from .ids import check_known, coerce_ids, to_json_ids
+from .metrics import ServingMetrics
+from .schemas import (
+    ErrorResponse,
+    HealthResponse,
+    ModelInfo,
+    RecommendRequest,
+    RecommendResponse,
+    ReloadRequest,
+    ReloadResponse,
+    ScoreRequest,
+    ScoreResponse,
+    SimilarItemsRequest,
+    SimilarItemsResponse,
+)
+from .state import ModelHolder, ModelState
+
+__all__ = ["ServingRuntime", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+                        "/redoc"})
+ADMIN_PREFIX = "/v1/admin/"
+ENDPOINTS = frozenset({"/v1/recommend", "/v1/similar-items", "/v1/score", "/v1/model",
+                       "/v1/admin/reload", "/healthz", "/readyz", "/metrics", "/openapi.json",
+                       "/docs", "/redoc"})
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def _endpoint(path: str) -> str:
+    return path if path in ENDPOINTS else "other"
+
+
+def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
+    body = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    return Response(body.encode("utf-8"), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+class NotSupportedError(MaasrecError):
+    """The served model cannot do what the request asks (e.g. similar items)."""
+
+
+class ServingRuntime:
+    """Everything one app owns: the model holder, batcher, executor, metrics and limits.
+
+    Available as ``app.state.maasrec``.
+
+    Attributes
+    ----------
+    holder : ModelHolder
+    batcher : MicroBatcher or None
+        None when batching is off (``max_batch=1``).
+    executor : ThreadPoolExecutor
+        Model calls run here, never on the event loop.
+    metrics : ServingMetrics
+    checker : KeyChecker
+    draining : bool
+        True once shutdown started (``/readyz`` then answers 503).
+    """
+
+    def __init__(self, holder: ModelHolder, checker: KeyChecker, *, max_batch: int,
+                 max_wait_ms: float, max_k: int, max_users: int, max_pairs: int,
+                 max_body_bytes: int, model_threads: int, max_results: int = 100_000):
+        for name, v in (("max_batch", max_batch), ("max_k", max_k), ("max_users", max_users),
+                        ("max_pairs", max_pairs), ("max_body_bytes", max_body_bytes),
+                        ("model_threads", model_threads), ("max_results", max_results)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise DataError(f"{name} must be a positive integer, got {v!r}")
+        if not (isinstance(max_wait_ms, (int, float)) and 0 <= max_wait_ms <= 10_000):
+            raise DataError(f"max_wait_ms must be between 0 and 10000, got {max_wait_ms!r}")
+        self.holder = holder
+        self.checker = checker
+        self.max_k = max_k
+        self.max_users = max_users
+        self.max_pairs = max_pairs
+        self.max_body_bytes = max_body_bytes
+        self.max_results = max_results
+        self.metrics = ServingMetrics()
+        self._max_batch = max_batch
+        self._max_wait_ms = max_wait_ms
+        self._model_threads = model_threads
+        self._signal_tasks: set[asyncio.Task] = set()
+        self._open()
+        self._record_model(holder.state)
+
+    def _open(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=self._model_threads,
+                                           thread_name_prefix="maasrec-model")
+        self.batcher: MicroBatcher | None = None
+        if self._max_batch > 1:
+            self.batcher = MicroBatcher(_run_recommend, self.executor,
+                                        max_batch=self._max_batch,
+                                        max_wait_ms=self._max_wait_ms,
+                                        max_inflight=self._model_threads,
+                                        on_batch=self.metrics.observe_batch)
+        self.draining = False
+        self._stopped = False
+
+    async def start(self) -> None:
+        """Ready to serve (again, after :meth:`stop`: an app may see several lifespans)."""
+        if self._stopped:
+            self._open()
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Drain: answer every queued request, then stop the model threads."""
+        self.draining = True
+        if self.batcher is not None:
+            await self.batcher.close(timeout=timeout)
+        await asyncio.to_thread(self.executor.shutdown, True)
+        self._stopped = True
+
+    def _record_model(self, state: ModelState) -> None:
+        self.metrics.set_model(state.info["class"], state.model_dir,
+                               state.info.get("maasrec_version"), state.version)
+
+    async def call(self, endpoint: str, fn, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` in the model executor; time it (in the thread)."""
+        histogram = self.metrics.model_seconds.labels(endpoint=endpoint)
+
+        def timed():
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                histogram.observe(time.perf_counter() - t0)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
+
+    async def reload(self, model_dir: str | None = None) -> tuple[ModelState, ModelState]:
+        """Load ``model_dir`` (default: the current directory) in a thread and swap it in.
+
+        Raises
+        ------
+        ModelFormatError
+            The directory was refused; the current model keeps serving.
+        """
+        try:
+            old, new = await asyncio.to_thread(self.holder.reload, model_dir)
+        except ModelFormatError as exc:
+            self.metrics.reloads.labels(result="refused").inc()
+            logger.error("reload refused, still serving model version %d: %s",
+                         self.holder.state.version, exc)
+            raise
+        self.metrics.reloads.labels(result="ok").inc()
+        self._record_model(self.holder.state)  # the latest, should reloads overlap
+        return old, new
+
+    def on_sighup(self) -> None:
+        """Reload the current model directory (the SIGHUP handler)."""
+        logger.info("SIGHUP: reloading the model")
+
+        async def _reload() -> None:
+            with contextlib.suppress(ModelFormatError):
+                await self.reload(None)
+
+        task = asyncio.get_running_loop().create_task(_reload())
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
+
+    def check_k(self, k: int) -> None:
+        if k > self.max_k:
+            raise DataError(f"k={k} is larger than this server's limit of {self.max_k} "
+                            f"(max_k)")
+
+    def check_results(self, n_rows: int, k: int) -> None:
+        if n_rows * k > self.max_results:
+            raise DataError(f"{n_rows} rows x k={k} = {n_rows * k} results in one answer; this "
+                            f"server returns at most {self.max_results} (max_results); lower k "
+                            f"or split the request")
+
+    def check_count(self, what: str, n: int, limit: int, name: str) -> None:
+        if n > limit:
+            raise DataError(f"{n} {what} in one request; this server accepts at most {limit} "
+                            f"({name}); split the request")
+
+
+def _run_recommend(model: Recommender, rows: list, k: int, exclude_seen: bool,
+                   mode: str) -> tuple[np.ndarray, np.ndarray]:
+    if mode == "history":
+        return model.recommend(None, k=k, exclude_seen=exclude_seen, history=rows)
+    return model.recommend(rows, k=k, exclude_seen=exclude_seen)
+
+
+def _rankings(key: str, labels: Sequence, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
+    out = []
+    for label, irow, srow in zip(labels, ids, scores):
+        keep = srow != -np.inf  # padding slots are dropped
+        out.append({key: label, "items": to_json_ids(irow[keep]),
+                    "scores": srow[keep].astype(np.float64).tolist()})
+    return out
+
+
+class _ServingMiddleware:
+    """Pure ASGI middleware: API keys, body size limit, request metrics.
+
+    Runs before routing and body parsing, so an unauthenticated client learns nothing
+    about the API beyond 401, and an oversized body is never parsed.
+    """
+
+    def __init__(self, app, runtime: ServingRuntime):
+        self.app = app
+        self.rt = runtime
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rt = self.rt
+        path = scope.get("path", "")
+        endpoint = _endpoint(path)
+        method = scope.get("method", "GET")
+        method_label = method if method in _METHODS else "OTHER"
+        status = 500
+        t0 = time.perf_counter()
+
+        async def send_wrapper(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        rt.metrics.inflight.inc()
+        try:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                       for k, v in scope.get("headers", [])}
+            refusal = self._authorize(path, headers)
+            if refusal is None and method in ("POST", "PUT", "PATCH"):
+                receive, refusal = await self._limit_body(headers, receive)
+                if receive is None:  # client went away
+                    status = 499
+                    return
+            if refusal is not None:
+                rt.metrics.errors.labels(endpoint=endpoint, error=_error_name(refusal)).inc()
+                await refusal(scope, receive, send_wrapper)
+                return
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            rt.metrics.inflight.dec()
+            rt.metrics.requests.labels(endpoint=endpoint, method=method_label,
+                                       status=str(status)).inc()
+            rt.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t0)
+
+    def _authorize(self, path: str, headers: dict) -> Response | None:
+        checker = self.rt.checker
+        if not checker.enabled or path in OPEN_PATHS:
+            return None
+        role = checker.role(headers)
+        if role is None:
+            sent = bool(checker.presented_keys(headers))
+            detail = ("invalid API key" if sent else "missing API key") + (
+                ": send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            return _json({"error": "AuthenticationError", "detail": detail}, 401,
+                         headers={"WWW-Authenticate": "Bearer"})
+        if path.startswith(ADMIN_PREFIX) and role != "admin":
+            detail = ("this endpoint needs an admin key" if checker.has_admin else
+                      "admin endpoints are disabled: no admin key is configured "
+                      "(MAASREC_ADMIN_KEYS or --admin-key-file); use SIGHUP to reload")
+            return _json({"error": "AuthenticationError", "detail": detail}, 403)
+        return None
+
+    async def _limit_body(self, headers: dict, receive):
+        limit = self.rt.max_body_bytes
+        too_big = _json({"error": "DataError",
+                         "detail": f"request body larger than this server's limit of {limit} "
+                                   f"bytes (max_body_bytes); split the request"}, 413)
+        cl = headers.get("content-length")
+        if cl is not None:
+            if not cl.strip().isdigit():
+                return receive, _json({"error": "DataError",
+                                       "detail": f"invalid Content-Length {cl!r}"}, 400)
+            if int(cl) > limit:
+                return receive, too_big
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None, None
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                return receive, too_big
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay, None
+
+
+def _error_name(response: Response) -> str:
+    try:
+        return json.loads(response.body).get("error", "HTTPError")
+    except (ValueError, AttributeError):
+        return "HTTPError"
+
+
+def _summarise_validation(errors: Sequence[dict]) -> tuple[str, list[dict]]:
+    clean = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ())]
+        clean.append({"loc": loc, "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))})
+    parts = []
+    for e in clean[:3]:
+        where = ".".join(p for p in e["loc"] if p != "body") or "body"
+        msg = e["msg"]
+        if e["type"] == "json_invalid":
+            where, msg = "body", "malformed JSON"
+        parts.append(f"{where}: {msg}")
+    more = f" (and {len(clean) - 3} more)" if len(clean) > 3 else ""
+    return "invalid request: " + "; ".join(parts) + more, clean[:50]
+
+
+def create_app(model_dir: str | os.PathLike | Recommender, *,
+               api_keys: Sequence[str] | None = None, admin_keys: Sequence[str] | None = None,
+               max_batch: int = 64, max_wait_ms: float = 0.0, max_k: int = 1000,
+               max_users: int = 1000, max_pairs: int = 10_000,
+               max_body_bytes: int = 1_048_576, model_threads: int = 1,
+               max_results: int = 100_000, handle_signals: bool = False) -> FastAPI:
+    """Build the HTTP app serving one saved model.
+
+    Parameters
+    ----------
+    model_dir : path or Recommender
+        A model directory written by ``model.save`` (loaded now, so a broken directory
+        fails here), or a fitted model (then reloads need an explicit directory).
+    api_keys : sequence of str, optional
+        Keys accepted for the API. None or empty together with ``admin_keys``: no
+        authentication (bind to loopback only; :func:`maasrec.serving.run_server`
+        enforces it).
+    admin_keys : sequence of str, optional
+        Keys accepted for ``/v1/admin/*`` (and everything else).
+    max_batch : int, default 64
+        Users merged into one ``model.recommend`` call at most; 1 turns micro-batching
+        off (each request is its own call).
+    max_wait_ms : float, default 0.0
+        How long a request may wait for others to batch with when the model is idle.
+        With 0, an idle model serves a request at once, and the requests that arrive
+        while it is busy are merged into the next call (no added latency at low load).
+    max_k : int, default 1000
+        Largest ``k`` accepted (422 above).
+    max_users : int, default 1000
+        Users (or histories, or items for similar-items) per request at most (422).
+    max_pairs : int, default 10000
+        Pairs per ``/v1/score`` request, and ids per allow/deny list or over all
+        histories of a request, at most (422).
+    max_body_bytes : int, default 1 MiB
+        Largest request body (413 above).
+    model_threads : int, default 1
+        Threads running model calls (and batched calls in flight at once).
+    max_results : int, default 100000
+        Rows x ``k`` of one answer at most (422), which bounds response size and memory.
+    handle_signals : bool, default False
+        Reload the model on SIGHUP (only when the server runs in the main thread; the
+        ``maasrec serve`` command sets it).
+
+    Returns
+    -------
+    fastapi.FastAPI
+        With ``app.state.maasrec`` the :class:`ServingRuntime`.
+    """
+    checker = KeyChecker(api_keys, admin_keys)
+    holder = ModelHolder(model_dir)
+    rt = ServingRuntime(holder, checker, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                        max_k=max_k, max_users=max_users, max_pairs=max_pairs,
+                        max_body_bytes=max_body_bytes, model_threads=model_threads,
+                        max_results=max_results)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loop = asyncio.get_running_loop()
+        sighup = False
+        if handle_signals and hasattr(signal, "SIGHUP"):
+            try:
+                loop.add_signal_handler(signal.SIGHUP, rt.on_sighup)
+                sighup = True
+            except (NotImplementedError, RuntimeError, ValueError) as exc:
+                logger.warning("cannot install the SIGHUP reload handler: %s", exc)
+        await rt.start()
+        try:
+            yield
+        finally:
+            if sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            await rt.stop()
+            logger.info("maasrec serving stopped")
+
+    app = FastAPI(
+        title="maasrec",
+        version=__version__,
+        summary="Recommendations from a saved maasrec model",
+        description=(
+            "Raw ids are JSON integers or strings, matched to the model's id kind ('1' and 1 "
+            "are the same id for a model with integer ids). Per-user lists may be shorter "
+            "than k: padding is dropped. Authenticate with 'Authorization: Bearer <key>' or "
+            "'X-API-Key: <key>' when the server has keys."),
+        lifespan=lifespan,
+    )
+    app.state.maasrec = rt
+    app.add_middleware(_ServingMiddleware, runtime=rt)
+
+    security = []
+    if checker.enabled:  # documented in OpenAPI; enforced by the middleware
+        security = [Security(HTTPBearer(auto_error=False, description="API key as a bearer "
+                                                                      "token")),
+                    Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
+    errors = {401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+              404: {"model": ErrorResponse, "description": "Unknown user or item id"},
+              413: {"model": ErrorResponse, "description": "Request body too large"},
+              422: {"model": ErrorResponse, "description": "Invalid input or limits exceeded"}}
+
+    # -- error mapping ------------------------------------------------------
+    def _error(request: Request, status: int, error: str, detail: str,
+               headers: dict | None = None, **extra) -> Response:
+        rt.metrics.errors.labels(endpoint=_endpoint(request.url.path), error=error).inc()
+        body = {"error": error, "detail": detail}
+        body.update({k: v for k, v in extra.items() if v is not None})
+        if status == 503:
+            headers = {**(headers or {}), "Retry-After": "1"}
+        return _json(body, status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation(request: Request, exc: RequestValidationError):
+        detail, errs = _summarise_validation(exc.errors())
+        return _error(request, 422, "ValidationError", detail, errors=errs)
+
+    @app.exception_handler(UnknownIdError)
+    async def _on_unknown(request: Request, exc: UnknownIdError):
+        return _error(request, 404, "UnknownIdError", str(exc), ids=to_json_ids(exc.ids),
+                      kind=exc.kind)
+
+    @app.exception_handler(ModelFormatError)
+    async def _on_model_format(request: Request, exc: ModelFormatError):
+        return _error(request, 409, "ModelFormatError", str(exc))
+
+    @app.exception_handler(NotSupportedError)
+    async def _on_not_supported(request: Request, exc: NotSupportedError):
+        return _error(request, 422, "NotSupportedError", str(exc))
+
+    @app.exception_handler(NotImplementedError)
+    async def _on_not_implemented(request: Request, exc: NotImplementedError):
+        return _error(request, 422, "NotSupportedError", str(exc))
+
+    @app.exception_handler(DataError)
+    async def _on_data(request: Request, exc: DataError):
+        return _error(request, 422, "DataError", str(exc))
+
+    @app.exception_handler(BatcherClosedError)
+    async def _on_closed(request: Request, exc: BatcherClosedError):
+        return _error(request, 503, "ServiceUnavailable", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http(request: Request, exc: StarletteHTTPException):
+        return _error(request, exc.status_code, "HTTPError", str(exc.detail),
+                      headers=dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(Exception)
+    async def _on_internal(request: Request, exc: Exception):
+        logger.exception("internal error on %s", request.url.path)
+        return _error(request, 500, "InternalError",
+                      f"internal server error ({type(exc).__name__}); see the server log")
+
+    # -- endpoints ----------------------------------------------------------
+    @app.post("/v1/recommend", response_model=RecommendResponse, responses=errors,
+              dependencies=security, tags=["recommend"])
+    async def recommend(body: RecommendRequest) -> Response:
+        """Top-k items for known users (``users``) or cold users (``history``)."""
+        rt.check_k(body.k)
+        state = rt.holder.state
+        model = state.model
+        filters = {}
+        for name in ("items", "exclude"):
+            ids = getattr(body, name)
+            if ids is not None:
+                rt.check_count(f"ids in {name}", len(ids), rt.max_pairs, "max_pairs")
+                filters[name] = coerce_ids(ids, model.item_vocab_)
+        if body.history is not None:
+            rt.check_count("histories", len(body.history), rt.max_users, "max_users")
+            rt.check_results(len(body.history), body.k)
+            rt.check_count("history items", sum(len(h) for h in body.history), rt.max_pairs,
+                           "max_pairs")
+            if not model.supports_history:
+                raise NotSupportedError(f"{state.info['class']} cannot score users from a "
+                                        f"history")
+            rows = [coerce_ids(h, model.item_vocab_) for h in body.history]
+            for h in rows:
+                check_known(h, model.item_vocab_)  # unknown item -> 404 for this request only
+            labels = list(body.users) if body.users is not None else [None] * len(rows)
+            mode = "history"
+        else:
+            rt.check_count("users", len(body.users), rt.max_users, "max_users")
+            rt.check_results(len(body.users), body.k)
+            rows = coerce_ids(body.users, model.user_vocab_)
+            check_known(rows, model.user_vocab_)  # unknown user -> 404 for this request only
+            labels, mode = rows, "users"
+        if filters or rt.batcher is None:
+            ids, scores = await rt.call(
+                "/v1/recommend", model.recommend, None if mode == "history" else rows,
+                k=body.k, exclude_seen=body.exclude_seen,
+                history=rows if mode == "history" else None, **filters)
+        else:
+            ids, scores = await rt.batcher.submit(model, rows, body.k, body.exclude_seen, mode,
+                                                  model_key=state.version)
+        return _json({"results": _rankings("user", labels, ids, scores), "k": body.k,
+                      "model_version": state.version})
+
+    @app.post("/v1/similar-items", response_model=SimilarItemsResponse, responses=errors,
+              dependencies=security, tags=["recommend"])
+    async def similar_items(body: SimilarItemsRequest) -> Response:
+        """Items most similar to each given item (the item itself excluded)."""
+        rt.check_k(body.k)
+        rt.check_count("items", len(body.items), rt.max_users, "max_users")
+        rt.check_results(len(body.items), body.k)
+        state = rt.holder.state
+        model = state.model
+        items = coerce_ids(body.items, model.item_vocab_)
+        ids, scores = await rt.call("/v1/similar-items", model.similar_items, items, k=body.k)
+        return _json({"results": _rankings("item", items, ids, scores), "k": body.k,
+                      "model_version": state.version})
+
+    @app.post("/v1/score", response_model=ScoreResponse, responses=errors,
+              dependencies=security, tags=["recommend"])
+    async def score(body: ScoreRequest) -> Response:
+        """Scores of (user, item) pairs: ``users[i]`` with ``items[i]``."""
+        rt.check_count("pairs", len(body.users), rt.max_pairs, "max_pairs")
+        state = rt.holder.state
+        model = state.model
+        users = coerce_ids(body.users, model.user_vocab_)
+        items = coerce_ids(body.items, model.item_vocab_)
+        s = await rt.call("/v1/score", model.score, users, items)
+        s = np.asarray(s, dtype=np.float64)
+        out = [float(v) if np.isfinite(v) else None for v in s.tolist()]
+        return _json({"scores": out, "model_version": state.version})
+
+    @app.get("/v1/model", response_model=ModelInfo, responses={401: errors[401]},
+             dependencies=security, tags=["model"])
+    async def model_info() -> Response:
+        """The served model: class, params, counts, fit and save dates, version."""
+        return _json(rt.holder.state.info)
+
+    @app.post("/v1/admin/reload", response_model=ReloadResponse,
+              responses={401: errors[401],
+                         403: {"model": ErrorResponse, "description": "Not an admin key"},
+                         409: {"model": ErrorResponse,
+                               "description": "Reload refused; the old model keeps serving"},
+                         422: errors[422]},
+              dependencies=security, tags=["admin"])
+    async def reload(body: ReloadRequest | None = None) -> Response:
+        """Load a model directory (default: the current one) and swap it in atomically.
+
+        In-flight requests finish on the old model. A directory that fails to load is
+        refused with 409 and the old model keeps serving.
+        """
+        old, new = await rt.reload(body.model_dir if body is not None else None)
+        return _json({"previous_version": old.version, "model": new.info})
+
+    @app.get("/healthz", response_model=HealthResponse, tags=["ops"])
+    async def healthz() -> Response:
+        """Liveness: the process answers."""
+        return _json({"status": "ok", "model_version": rt.holder.state.version})
+
+    @app.get("/readyz", response_model=HealthResponse,
+             responses={503: {"model": HealthResponse, "description": "Shutting down"}},
+             tags=["ops"])
+    async def readyz() -> Response:
+        """Readiness: a model is loaded and the server is not shutting down."""
+        if rt.draining:
+            return _json({"status": "draining", "model_version": rt.holder.state.version}, 503)
+        return _json({"status": "ready", "model_version": rt.holder.state.version})
+
+    @app.get("/metrics", dependencies=security, tags=["ops"],
+             responses={200: {"content": {"text/plain": {}},
+                              "description": "Prometheus text format"}, 401: errors[401]})
+    async def metrics() -> Response:
+        """Prometheus metrics (needs a key when the server has keys)."""
+        body, ctype = rt.metrics.render()
+        return Response(body, media_type=ctype)
+
+    return app
