@@ -12,6 +12,29 @@ and implements:
   ``_score_users`` scores the users' training rows through it);
 - optionally ``_similar_scores(item_idx)`` for :meth:`Recommender.similar_items`.
 
+``_score_users``/``_score_history`` may return numpy arrays or torch tensors (on any
+device): tensors are ranked by :class:`~maasrec.rankers.TopK` on their device.
+
+Approximate retrieval (``recommend(..., retriever=FaissRetriever(...))`` or
+:meth:`Recommender.set_retriever`) works for models whose scores are inner products
+of a user vector and an item vector (MF-style). Such a model implements three hooks;
+the defaults return None, and ``retriever=`` then raises an error naming the model:
+
+- ``_item_vectors() -> ndarray [n_items, d]``: one float32 vector per item index. It
+  is called on every ``recommend``, so return the stored array (no copy);
+- ``_user_vectors(user_idx) -> ndarray [len(user_idx), d]`` such that
+  ``_score_users(u) == _user_vectors(u) @ _item_vectors().T``;
+- ``_history_vectors(csr) -> ndarray [b, d]`` such that
+  ``_score_history(h) == _history_vectors(h) @ _item_vectors().T`` (cold users;
+  return None if the model cannot, then only known users can use a retriever).
+
+Fold an item bias into the vectors as an extra coordinate (1 on the user side); a
+per-user constant does not change the ranking but does change the scores, so fold it
+in too (1 on the item side). The retriever re-scores its candidates exactly with these
+vectors, so the returned scores are the model's scores. Items added to the model
+(more rows from ``_item_vectors``) are added to the index on the next ``recommend``;
+changed vectors (a refit) rebuild it.
+
 Everything else -- batching, exclusions, filters, padding, raw ids, persistence -- is
 shared, so every model behaves the same way.
 """
@@ -42,7 +65,9 @@ from .persistence import (
     read_model_dir,
     write_model_dir,
 )
-from .rankers.topk import TopK, _check_k
+from .rankers.ann import FaissRetriever
+from .rankers.retrieval import resolve_retriever, retrieve_block
+from .rankers.topk import TopK, _as_score_block, _check_k, _fill_rows, _to_numpy
 
 __all__ = ["Component", "Recommender", "clone"]
 
@@ -356,6 +381,49 @@ class Recommender(Component):
             f"similar_items is not available"
         )
 
+    def _item_vectors(self) -> np.ndarray | None:
+        """Item vectors ``[n_items, d]`` with scores = user vector . item vector, or None."""
+        return None
+
+    def _user_vectors(self, user_idx: np.ndarray) -> np.ndarray | None:
+        """Vectors ``[len(user_idx), d]`` of known users (see :meth:`_item_vectors`), or None."""
+        return None
+
+    def _history_vectors(self, history: sp.csr_matrix) -> np.ndarray | None:
+        """Vectors ``[b, d]`` of users given by their interactions, or None."""
+        return None
+
+    def set_retriever(self, retriever) -> Recommender:
+        """Attach an approximate retriever that ``recommend`` then uses by default.
+
+        The index is built now over the model's item vectors, saved with the model
+        (``save``/``load``), and kept in sync when items are added or the model is refit.
+        ``recommend(..., retriever="exact")`` still ranks exactly.
+
+        Parameters
+        ----------
+        retriever : FaissRetriever or None
+            None detaches the current retriever.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        DataError
+            The model has no user/item vectors (e.g. EASE), or ``retriever`` is not a
+            :class:`~maasrec.rankers.FaissRetriever`.
+        """
+        self._check_fitted()
+        if retriever is not None:
+            if not isinstance(retriever, FaissRetriever):
+                raise DataError(f"set_retriever takes a FaissRetriever or None, got "
+                                f"{retriever!r}")
+            resolve_retriever(self, retriever)  # checks the vectors; builds or syncs the index
+        self._retriever = retriever
+        return self
+
     # -- helpers ------------------------------------------------------------
     @property
     def is_fitted(self) -> bool:
@@ -446,7 +514,7 @@ class Recommender(Component):
 
     # -- public API -----------------------------------------------------------
     def recommend(self, users=None, k: int = 10, *, exclude_seen: bool = True, items=None,
-                  exclude=None, history=None, batch_size: int | None = None):
+                  exclude=None, history=None, batch_size: int | None = None, retriever=None):
         """Top-k items for users, by raw id.
 
         Parameters
@@ -470,7 +538,15 @@ class Recommender(Component):
             how users unseen at fit time (cold users) are served. An empty history falls
             back to the most popular items.
         batch_size : int, optional
-            Users scored at once (default: as many as fit in a 128 MB score block).
+            Users scored at once (default: as many as fit in a 128 MB score block; 4096
+            with a retriever).
+        retriever : None, "exact" or FaissRetriever, optional
+            Approximate candidate retrieval for models with user/item vectors: the
+            candidates are re-scored exactly and filtered, fetching more when
+            exclusions would leave fewer than ``k``. None uses the retriever attached
+            with :meth:`set_retriever` (exact ranking if none); ``"exact"`` always
+            ranks exactly. A retriever that is not fitted is built here, over this
+            model's item vectors.
 
         Returns
         -------
@@ -518,31 +594,40 @@ class Recommender(Component):
             n = len(uidx)
         allow = self._item_filter(items, n, "items")
         deny = self._item_filter(exclude, n, "exclude")
+        ret = resolve_retriever(self, retriever)
         ranker = TopK(k)
         out_idx = np.empty((n, k), dtype=np.int64)
         out_val = np.empty((n, k), dtype=np.float32)
-        step = self._block_size(batch_size)
+        step = self._block_size(batch_size) if ret is None or batch_size is not None else 4096
         for start in range(0, n, step):
             sl = slice(start, min(n, start + step))
+            a = allow[sl] if sp.issparse(allow) else allow
+            d = deny[sl] if sp.issparse(deny) else deny
+            if ret is not None:
+                h = H[sl] if history is not None else None
+                seen = (h if h is not None else self.seen_[uidx[sl]]) if exclude_seen else None
+                out_idx[sl], out_val[sl] = retrieve_block(
+                    self, ret, k, user_idx=None if h is not None else uidx[sl], history=h,
+                    exclude=seen, allow=a, deny=d)
+                continue
             if history is not None:
                 h = H[sl]
-                scores = np.array(self._score_history(h), dtype=np.float32, copy=True)
+                scores = _as_score_block(self._score_history(h))
                 empty = np.diff(h.indptr) == 0
                 if empty.any():
-                    scores[empty] = self._popularity()
+                    _fill_rows(scores, np.flatnonzero(empty), self._popularity())
                 seen = h if exclude_seen else None
             else:
                 rows = uidx[sl]
-                scores = np.array(self._score_users(rows), dtype=np.float32, copy=True)
+                scores = _as_score_block(self._score_users(rows))
                 seen = self.seen_[rows] if exclude_seen else None
-            if scores.shape != (sl.stop - sl.start, self.n_items_):
+            if tuple(scores.shape) != (sl.stop - sl.start, self.n_items_):
                 raise MaasrecError(
-                    f"{type(self).__name__} returned scores of shape {scores.shape}, expected "
-                    f"{(sl.stop - sl.start, self.n_items_)}"
+                    f"{type(self).__name__} returned scores of shape {tuple(scores.shape)}, "
+                    f"expected {(sl.stop - sl.start, self.n_items_)}"
                 )
-            a = allow[sl] if sp.issparse(allow) else allow
-            d = deny[sl] if sp.issparse(deny) else deny
-            out_idx[sl], out_val[sl] = ranker.rank(scores, exclude=seen, allow=a, deny=d)
+            idx, val = ranker.rank(scores, exclude=seen, allow=a, deny=d)
+            out_idx[sl], out_val[sl] = _to_numpy(idx), _to_numpy(val)
         ids = self._ids_with_padding(out_idx)
         if single:
             return ids[0], out_val[0]
@@ -675,6 +760,7 @@ class Recommender(Component):
         with atomic_directory(path, overwrite=overwrite) as tmp:
             for name, sub in nested.items():
                 sub.save(tmp / name)
+            self._save_extra_files(tmp)
             write_model_dir(tmp, class_name=class_name,
                             params=_params_to_json(self.get_params(deep=False)),
                             attributes=attrs, vocabs=vocabs, arrays=arrays, weights=weights,
@@ -750,6 +836,7 @@ class Recommender(Component):
                 raise ModelFormatError(f"attribute {name!r} has unknown type {kind!r}")
             setattr(model, name, value)
         model._set_extra_state(meta.get("extra_state", {}))
+        model._load_extra_files(d["path"])
         if modules:
             model._load_modules(modules, d["weights_path"])
         model._pop_cache = None
@@ -757,6 +844,18 @@ class Recommender(Component):
 
     def _set_extra_state(self, state: dict) -> None:
         """Restore what :meth:`_extra_state` saved (hook for subclasses)."""
+
+    def _save_extra_files(self, tmp) -> None:
+        """Write files that are neither JSON nor safetensors into the model's temporary
+        directory ``tmp`` (hook; the base writes the attached retriever's faiss index to
+        ``retriever/``). Subclasses extending it call ``super()``."""
+        if getattr(self, "_retriever", None) is not None:
+            self._retriever.save(os.path.join(tmp, "retriever"))
+
+    def _load_extra_files(self, path) -> None:
+        """Read what :meth:`_save_extra_files` wrote (hook)."""
+        folder = os.path.join(path, "retriever")
+        self._retriever = FaissRetriever.load(folder) if os.path.isdir(folder) else None
 
     def _load_modules(self, names: list[str], weights_path) -> None:
         """Rebuild torch modules from params and restored attributes, then load weights."""

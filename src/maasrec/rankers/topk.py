@@ -226,6 +226,9 @@ def _check_filter(spec, n_rows: int, n_items: int, name: str):
         if m.shape != (n_rows, n_items):
             raise DataError(f"{name} has shape {m.shape}, expected ({n_rows}, {n_items}) "
                             f"(rows x items)")
+        if m.nnz and not m.data.all():  # a stored entry counts whatever its value
+            m = sp.csr_matrix((np.ones(m.nnz, dtype=np.float32), m.indices, m.indptr),
+                              shape=m.shape)
         return m
     if isinstance(spec, (list, tuple)) and len(spec) and all(
             isinstance(x, (list, tuple, np.ndarray)) for x in spec):
@@ -532,6 +535,8 @@ def _rank_candidates(candidates, scores, k: int, exclude=None, allow=None, deny=
         dup = np.zeros(cand.shape, dtype=bool)
         dup[:, 1:] = (cand[:, 1:] == cand[:, :-1]) & (cand[:, 1:] >= 0)
         s[dup] = -np.inf
+    if cand.shape[1] == 0:
+        return np.full((n_rows, k), -1, dtype=np.int64), np.full((n_rows, k), -np.inf, s.dtype)
     pos, _ = topk_indices(s, k)
     safe = np.maximum(pos, 0)
     idx = np.where(pos >= 0, np.take_along_axis(cand, safe, axis=1), -1).astype(np.int64)
