@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from ..data.interactions import Interactions, as_interactions
 from ..data.vocab import IdVocab
 from ..exceptions import ColdStartWarning, DataError, MaasrecWarning, NotFittedError
+from ..rankers.topk import topk_indices
 from .beyond import _check_n_items, _ild_multi, _normalise_rows, item_popularity, novelty
 from .ranking import (
     RANKING_METRICS,
@@ -348,82 +349,13 @@ def _keys(m: sp.csr_matrix) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # ranking kernels
 # ---------------------------------------------------------------------------
-def _topk_partition(S: np.ndarray, k: int) -> np.ndarray:
-    """Exact top-k by a full-row partition (the fallback of :func:`_topk_rows`)."""
-    b, n = S.shape
-    kk = min(k, n)
-    if kk == n:
-        cols = np.broadcast_to(np.arange(n, dtype=np.int64), (b, n))
-    else:
-        thr = np.partition(S, n - kk, axis=1)[:, n - kk][:, None]  # k-th largest per row
-        sel = S > thr
-        eq = S == thr
-        need = kk - np.count_nonzero(sel, axis=1)
-        n_eq = np.count_nonzero(eq, axis=1)
-        amb = np.flatnonzero(n_eq > need)  # ties straddle the cut: keep the lowest indices
-        if len(amb):
-            sub = eq[amb]
-            sub &= np.cumsum(sub, axis=1, dtype=np.int32) <= need[amb, None]
-            eq[amb] = sub
-        sel |= eq
-        flat = np.flatnonzero(sel)
-        cols = (flat - (flat // n) * n).reshape(b, kk)  # ascending item index within a row
-    vals = np.take_along_axis(S, cols, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    top = np.take_along_axis(cols, order, axis=1)
-    top = np.where(np.isneginf(np.take_along_axis(vals, order, axis=1)), -1, top)
-    if kk < k:
-        top = np.concatenate([top, np.full((b, k - kk), -1, dtype=np.int64)], axis=1)
-    return top
-
-
 def _topk_rows(S: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores per row, ties broken by the lower index.
+    """Indices of the k highest scores per row (ties to the lower index, ``-1`` padding).
 
-    Entries equal to ``-inf`` (excluded items) come back as ``-1`` (padding).
-
-    The k-th largest of the row's group maxima (about ``2k`` groups of consecutive
-    columns) is a lower bound of the k-th largest score, so only the few scores above
-    it need an exact sort; rows where that bound is useless (ties, fewer than k finite
-    scores) fall back to a full partition.
+    The one top-k kernel of the package (:func:`maasrec.rankers.topk.topk_indices`), so
+    ``evaluate`` ranks exactly as ``recommend`` does.
     """
-    b, n = S.shape
-    kk = min(k, n)
-    if b == 0:
-        return np.full((0, k), -1, dtype=np.int64)
-    g = n // (2 * kk)
-    if g < 4:
-        return _topk_partition(S, k)
-    S = np.ascontiguousarray(S)
-    m = n // g
-    gmax = S[:, : m * g].reshape(b, m, g).max(axis=2)
-    if m * g < n:
-        gmax = np.concatenate([gmax, S[:, m * g:].max(axis=1, keepdims=True)], axis=1)
-    thr = np.partition(gmax, gmax.shape[1] - kk, axis=1)[:, gmax.shape[1] - kk]
-    mask = S >= thr[:, None]
-    cnt = np.count_nonzero(mask, axis=1)
-    slow = np.isneginf(thr) | (cnt > 4 * kk + 32)
-    if slow.any():
-        mask[slow] = False
-        cnt[slow] = 0
-    flat = np.flatnonzero(mask)
-    del mask
-    rows = flat // n
-    starts = np.cumsum(cnt) - cnt
-    pos = np.arange(len(flat)) - starts[rows]
-    width = max(int(cnt.max()), kk)
-    cand = np.full((b, width), n, dtype=np.int64)
-    neg = np.full((b, width), np.inf, dtype=np.float32)  # negated scores; padding sorts last
-    cand[rows, pos] = flat - rows * n
-    neg[rows, pos] = -S.ravel()[flat]
-    order = np.lexsort((cand, neg), axis=1)[:, :kk]  # score descending, then lower index
-    top = np.take_along_axis(cand, order, axis=1)
-    top[np.take_along_axis(neg, order, axis=1) == np.inf] = -1
-    if slow.any():
-        top[slow] = _topk_partition(S[slow], kk)
-    if kk < k:
-        top = np.concatenate([top, np.full((b, k - kk), -1, dtype=np.int64)], axis=1)
-    return top
+    return topk_indices(S, k)[0]
 
 
 class _Scorer:

@@ -87,7 +87,8 @@ def _select_numpy(S: np.ndarray, kk: int) -> np.ndarray:
     out = np.empty((n_rows, kk), dtype=np.int64)
     fast = np.flatnonzero(~slow)
     if fast.size:
-        sub = mask[fast]
+        all_fast = fast.size == n_rows
+        sub = mask if all_fast else mask[fast]  # no copy in the common case
         flat = np.flatnonzero(sub)
         rows = flat // n_cols
         c = cnt[fast]
@@ -97,7 +98,7 @@ def _select_numpy(S: np.ndarray, kk: int) -> np.ndarray:
         cand = np.full((fast.size, width), n_cols, dtype=np.int64)  # ascending; pad last
         vals = np.full((fast.size, width), -np.inf, dtype=S.dtype)
         cand[rows, pos] = flat - rows * n_cols
-        vals[rows, pos] = S[fast[rows], cand[rows, pos]]
+        vals[rows, pos] = S.ravel()[flat] if all_fast else S[fast[rows], cand[rows, pos]]
         # every real candidate is >= thr > -inf, so the -inf padding never competes
         pick = _select_partition(vals, kk)
         out[fast] = np.take_along_axis(cand, pick, axis=1)
