@@ -1,6 +1,10 @@
 """Classical recommenders: complete models on the :class:`~maasrec.base.Recommender` base."""
 
+from .als import ALS
+from .bpr import BPRMF
 from .ease import EASE
+from .itemknn import ItemKNN
 from .popularity import Popularity
+from .puresvd import PureSVD
 
-__all__ = ["EASE", "Popularity"]
+__all__ = ["ALS", "BPRMF", "EASE", "ItemKNN", "Popularity", "PureSVD"]
