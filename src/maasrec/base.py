@@ -10,7 +10,11 @@ and implements:
 - optionally ``_score_history(csr) -> ndarray``: scores of users given only their
   interactions (cold users; item-based models need only this one, since the default
   ``_score_users`` scores the users' training rows through it);
-- optionally ``_similar_scores(item_idx)`` for :meth:`Recommender.similar_items`.
+- optionally ``_similar_scores(item_idx)`` for :meth:`Recommender.similar_items`;
+- sequential (order-aware) models set ``ordered_history = True`` and implement
+  ``_score_sequences(list of index arrays) -> ndarray``: ``recommend(history=...)`` then
+  passes each history as an array of item indices in the order given (oldest first,
+  repeats kept) instead of a CSR matrix, which keeps neither.
 
 ``_score_users``/``_score_history`` may return numpy arrays or torch tensors (on any
 device): tensors are ranked by :class:`~maasrec.rankers.TopK` on their device.
@@ -321,6 +325,10 @@ class Recommender(Component):
 
     #: Whether the model can score users from a history alone (``recommend(history=...)``).
     supports_history: ClassVar[bool] = True
+    #: Whether the order of a history matters (sequential models): ``recommend(history=...)``
+    #: then scores through :meth:`_score_sequences` (ordered item indices) rather than
+    #: :meth:`_score_history` (a CSR matrix, which loses order and repeats).
+    ordered_history: ClassVar[bool] = False
 
     # -- fitting ------------------------------------------------------------
     def fit(self, X, item_features=None, user_features=None, *, validation=None) -> Recommender:
@@ -373,6 +381,19 @@ class Recommender(Component):
         raise NotImplementedError(
             f"{type(self).__name__} cannot score users from a history; it scores only users "
             f"seen at fit time"
+        )
+
+    def _score_sequences(self, sequences: list[np.ndarray]) -> np.ndarray:
+        """Scores ``[len(sequences), n_items]`` of users given by ordered histories.
+
+        Called by ``recommend(history=...)`` instead of :meth:`_score_history` when the
+        class sets ``ordered_history = True``. Each entry is an int64 array of item
+        indices in the order the caller gave (oldest first), repeats kept; empty
+        histories are scored too (``recommend`` replaces their rows by popularity).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} sets ordered_history but does not implement "
+            f"_score_sequences"
         )
 
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
@@ -459,20 +480,27 @@ class Recommender(Component):
                 (self.seen_ > 0).sum(axis=0), dtype=np.float32).ravel()
         return self._pop_cache
 
-    def _history_matrix(self, history: Sequence) -> sp.csr_matrix:
-        rows, cols = [], []
+    def _history_indices(self, history: Sequence) -> list[np.ndarray]:
+        """Item indices of each history, in the given order (repeats kept)."""
+        out = []
         for r, h in enumerate(history):
             if h is None:
+                out.append(np.empty(0, dtype=np.int64))
                 continue
             if isinstance(h, (str, bytes)) or not isinstance(h, Iterable):
                 raise DataError(
                     f"history[{r}] must be a sequence of item ids, got {type(h).__name__} {h!r}"
                 )
             h = list(h)
-            if h:
-                idx = self.item_vocab_.index(h)
-                rows.append(np.full(len(idx), r))
-                cols.append(idx)
+            out.append(self.item_vocab_.index(h) if h else np.empty(0, dtype=np.int64))
+        return out
+
+    def _history_matrix(self, history: Sequence, indices: list[np.ndarray] | None = None
+                        ) -> sp.csr_matrix:
+        if indices is None:
+            indices = self._history_indices(history)
+        rows = [np.full(len(idx), r) for r, idx in enumerate(indices) if len(idx)]
+        cols = [idx for idx in indices if len(idx)]
         n = len(history)
         if rows:
             r, c = np.concatenate(rows), np.concatenate(cols)
@@ -579,7 +607,8 @@ class Recommender(Component):
                     f"{type(self).__name__} cannot score users from a history"
                 )
             n = len(hist)
-            H = self._history_matrix(hist)
+            seqs = self._history_indices(hist)
+            H = self._history_matrix(hist, seqs)
         else:
             if users is None:
                 raise DataError("give users=... (known user ids) or history=... (cold users)")
@@ -612,7 +641,8 @@ class Recommender(Component):
                 continue
             if history is not None:
                 h = H[sl]
-                scores = _as_score_block(self._score_history(h))
+                scores = _as_score_block(self._score_sequences(seqs[sl]) if self.ordered_history
+                                         else self._score_history(h))
                 empty = np.diff(h.indptr) == 0
                 if empty.any():
                     _fill_rows(scores, np.flatnonzero(empty), self._popularity())

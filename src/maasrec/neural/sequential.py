@@ -1,0 +1,825 @@
+"""``SequentialRecommender``: a GPT-style causal transformer over each user's item sequence.
+
+The model reads a user's interactions in time order and predicts the next item
+(SASRec, Kang & McAuley 2018, trained the GPT way):
+
+- item embeddings (optionally initialised from, or fused with, language-model vectors of
+  the item text) plus learned positional embeddings;
+- ``n_layers`` pre-LayerNorm transformer blocks with a causal mask
+  (:func:`torch.nn.functional.scaled_dot_product_attention`), dropout, a final LayerNorm;
+- the output at position ``t`` scores every item by a dot product with the same item
+  embeddings (tied weights); training maximises the probability of item ``t + 1`` at
+  every position of every sequence at once (full softmax cross-entropy over the
+  catalogue, or a sampled softmax).
+
+Everything sequence-specific lives here (windowing of long sequences, length-bucketed
+right-padded batches, the causal network, the next-item loss); the loop itself --
+optimiser steps, early stopping on validation NDCG@10 with best-checkpoint restore,
+NaN/inf checks, AMP on CUDA, seeding, progress -- is :func:`maasrec.training.fit_loop`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validation import check_choice, check_int, check_number
+from ..base import Recommender
+from ..data.features import ItemFeatures
+from ..data.interactions import Interactions, as_interactions
+from ..device import amp_dtype, resolve_device
+from ..exceptions import ColdStartWarning, DataError, MaasrecWarning
+from ..training import (
+    NonFiniteLossError,
+    fit_loop,
+    ranking_validator,
+    sampled_softmax_loss,
+    seed_from,
+    softmax_loss,
+    threads_for,
+    torch_generator,
+)
+
+__all__ = ["ITEM_TEXT_MODES", "SEQUENTIAL_LOSSES", "NonFiniteLossError", "SASRecNetwork",
+           "SequentialRecommender"]
+
+logger = logging.getLogger(__name__)
+
+#: Accepted values of ``item_text``.
+ITEM_TEXT_MODES = ("none", "init", "fuse")
+#: Accepted values of ``loss``.
+SEQUENTIAL_LOSSES = ("ce", "sampled_softmax")
+#: Standard deviation of the initial item and position embeddings and weights.
+_INIT_STD = 0.02
+#: Windows per chunk (in batches) inside which training windows are sorted by length.
+_BUCKET_BATCHES = 64
+#: Positions (sequences x length) per forward pass when scoring.
+_INFER_POSITIONS = 2**15
+
+
+# -- the network -------------------------------------------------------------------------
+
+class _CausalBlock(nn.Module):
+    """Pre-LayerNorm transformer block with causal self-attention."""
+
+    def __init__(self, dim: int, n_heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.attn_dropout = dropout
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=True)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.ln2(x))))))
+
+
+class SASRecNetwork(nn.Module):
+    """The causal sequence network of :class:`SequentialRecommender`.
+
+    Sequences are right-padded (real items first, padding after), so the causal mask
+    alone keeps every real position from seeing padding; positions count from the
+    first item of the (truncated) sequence.
+
+    Parameters
+    ----------
+    n_items : int
+    dim : int
+    max_len : int
+    n_layers, n_heads, ffn_dim : int
+    dropout : float
+    text_dim : int, default 0
+        Width of the fused text vectors (``item_text="fuse"``); 0 for none.
+    """
+
+    def __init__(self, n_items: int, dim: int, max_len: int, n_layers: int, n_heads: int,
+                 ffn_dim: int, dropout: float, text_dim: int = 0):
+        super().__init__()
+        self.item_emb = nn.Parameter(torch.empty(n_items, dim))
+        self.pos_emb = nn.Parameter(torch.empty(max_len, dim))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(_CausalBlock(dim, n_heads, ffn_dim, dropout)
+                                    for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(dim)
+        self.text_dim = int(text_dim)
+        if self.text_dim:
+            self.text_proj = nn.Linear(self.text_dim, dim, bias=False)
+            self.register_buffer("text_vectors", torch.zeros(n_items, self.text_dim))
+        else:
+            self.text_proj = None
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Normal(0, 0.02) weights and embeddings, zero biases, unit LayerNorm gains."""
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.endswith("bias"):
+                    p.zero_()
+                elif ".ln" in name or name.startswith("ln_f"):
+                    p.fill_(1.0)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=generator) * _INIT_STD)
+            if self.text_proj is not None:  # fused text part about as large as an id vector
+                w = torch.randn(self.text_proj.weight.shape, generator=generator)
+                self.text_proj.weight.copy_(w * _INIT_STD)
+
+    @property
+    def n_items(self) -> int:
+        """int: rows of the item table."""
+        return int(self.item_emb.shape[0])
+
+    def item_table(self) -> torch.Tensor:
+        """Item vectors ``[n_items, dim]`` (id embedding, plus projected text when fused)."""
+        if self.text_proj is None:
+            return self.item_emb
+        return self.item_emb + self.text_proj(self.text_vectors)
+
+    def hidden(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``[b, t, dim]`` of right-padded item sequences ``[b, t]``.
+
+        The state at position ``j`` depends only on items ``0..j`` of its row.
+        """
+        table = self.item_table() if table is None else table
+        t = seq.shape[1]
+        x = self.drop(F.embedding(seq, table) + self.pos_emb[:t])
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+    def grow(self, rows: torch.Tensor, text: torch.Tensor | None = None) -> None:
+        """Append item rows (and their text vectors when fused)."""
+        with torch.no_grad():
+            rows = rows.to(self.item_emb)
+            self.item_emb = nn.Parameter(torch.cat([self.item_emb.detach(), rows], 0))
+            if self.text_proj is not None:
+                add = (torch.zeros(len(rows), self.text_dim) if text is None else text)
+                self.text_vectors = torch.cat([self.text_vectors, add.to(self.text_vectors)], 0)
+
+
+# -- sequence data -----------------------------------------------------------------------
+
+def _windows(indptr: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training windows over flat sequences: (start in the flat array, input length).
+
+    A sequence of ``n`` items has ``n - 1`` next-item targets. They are cut, from the
+    end, into windows of at most ``max_len`` targets; a window of length ``m`` starting
+    at ``s`` reads items ``s .. s+m-1`` and predicts items ``s+1 .. s+m``. Every target
+    is trained once per epoch, and the latest window has the longest context.
+    """
+    lengths = np.diff(indptr)
+    n_targets = np.maximum(lengths - 1, 0)
+    n_win = -(-n_targets // max_len)  # ceil
+    total = int(n_win.sum())
+    seq_of = np.repeat(np.arange(len(lengths)), n_win)
+    first = np.cumsum(n_win) - n_win
+    k = np.arange(total) - np.repeat(first, n_win)  # 0 = the latest window of the sequence
+    end = n_targets[seq_of] - k * max_len  # targets of the window end (exclusive) here
+    m = np.minimum(end, max_len)
+    start = indptr[seq_of] + end - m
+    return start.astype(np.int64), m.astype(np.int64)
+
+
+def _window_batch(flat: torch.Tensor, start: torch.Tensor, length: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded inputs, targets and target mask of a batch of windows.
+
+    Window ``w`` reads ``flat[start[w] : start[w] + length[w]]`` and predicts
+    ``flat[start[w] + 1 : start[w] + length[w] + 1]``. Returns ``inputs`` and
+    ``targets`` of shape ``[b, max(length)]`` (padding 0) and ``mask`` (True at the
+    ``length[w]`` real targets of each row).
+    """
+    width = int(length.max())
+    ar = torch.arange(width + 1, device=flat.device)
+    idx = (start[:, None] + ar[None, :]).clamp_(max=max(len(flat) - 1, 0))
+    inside = ar[None, :] <= length[:, None]  # the window's items and its last target
+    seq = torch.where(inside, flat[idx], torch.zeros((), dtype=flat.dtype, device=flat.device))
+    return seq[:, :-1], seq[:, 1:], inside[:, 1:]
+
+
+def _bucketed_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator
+                      ) -> list[torch.Tensor]:
+    """Shuffled batches of window indices, each of similar lengths (less padding).
+
+    Windows are shuffled, cut into chunks of ``_BUCKET_BATCHES`` batches, sorted by
+    length inside each chunk, cut into batches, and the batches shuffled.
+    """
+    n = len(lengths)
+    perm = torch.randperm(n, generator=generator)
+    chunk = batch_size * _BUCKET_BATCHES
+    key = (torch.arange(n) // chunk) * (int(lengths.max()) + 1) + lengths[perm]
+    order = perm[torch.sort(key, stable=True).indices]
+    batches = list(torch.split(order, batch_size))
+    pick = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in pick]
+
+
+# -- the recommender ---------------------------------------------------------------------
+
+class SequentialRecommender(Recommender):
+    """Next-item recommendation with a GPT-style causal transformer (SASRec).
+
+    Each user is the time-ordered sequence of items they interacted with; the model
+    reads it left to right and scores every item as the next one. Recommendations for a
+    user come from the hidden state after their latest item.
+
+    Parameters
+    ----------
+    max_len : int, default 50
+        Longest history the model reads. **Truncation:** only the latest ``max_len``
+        items of a history are used to recommend (older ones are dropped; they are
+        still excluded as seen). For training, sequences longer than ``max_len`` are cut
+        into consecutive windows of ``max_len`` next-item targets, so every interaction
+        is trained on. Positions are counted from the first item of the window.
+    dim : int, default 64
+        Width of item vectors and hidden states.
+    n_layers : int, default 2
+        Transformer blocks.
+    n_heads : int, default 2
+        Attention heads (must divide ``dim``).
+    ffn_dim : int, optional
+        Width of the feed-forward layer of each block (default ``4 * dim``).
+    dropout : float, default 0.3
+        Dropout on embeddings, attention weights, residual branches and the feed-forward
+        layer.
+    loss : {"ce", "sampled_softmax"}, default "ce"
+        ``"ce"``: softmax cross-entropy over the whole catalogue at every position (the
+        best ranking quality; memory ``~ 3 x batch_size x max_len x n_items`` floats at
+        most). ``"sampled_softmax"``: the target against ``n_negatives`` items drawn
+        uniformly per batch (shared by all positions; a draw equal to the target is
+        masked), for catalogues too large for the full softmax.
+    n_negatives : int, default 256
+        Negatives per batch for ``loss="sampled_softmax"``.
+    item_text : {"none", "init", "fuse"}, default "none"
+        Use language-model vectors of the item text (``item_features.text`` given to
+        :meth:`fit`, encoded once with ``text_encoder``; cached on disk).
+        ``"init"``: the item embeddings start from the text vectors (their principal
+        components, scaled to the initial embedding size) and are then trained freely;
+        after training a ridge map from text vectors to trained embeddings is fitted,
+        which embeds items added later. ``"fuse"``: item vector = learned id vector +
+        a learned linear projection of the (frozen) text vector; items added later have
+        a zero id vector. Items with text but no training interaction are embedded
+        from their text the same way. Items without text get a random id vector
+        (``"init"``) or only their id vector (``"fuse"``).
+    text_encoder : TextEncoder or str, optional
+        A :class:`~maasrec.encoders.TextEncoder`, or a model name for one. Default
+        ``"sentence-transformers/all-MiniLM-L6-v2"`` (used only when ``item_text`` is
+        not ``"none"``).
+    epochs : int, default 200
+        Most passes over the training windows.
+    batch_size : int, default 128
+        Training windows (sequences) per step.
+    learning_rate : float, default 0.001
+        Adam(W) step size.
+    weight_decay : float, default 0.0
+        Decoupled weight decay (AdamW) on all weights except biases and LayerNorm gains.
+    patience : int, default 10
+        With ``validation`` given to :meth:`fit`: stop after this many evaluations
+        without a better validation NDCG@10, and restore the best weights.
+    eval_every : int, default 1
+        Epochs between validation evaluations.
+    device : str or torch.device, optional
+        See :func:`maasrec.resolve_device`. On CUDA, training runs under bf16/fp16
+        autocast (:func:`maasrec.device.amp_dtype`); on the CPU in float32.
+    random_state : int, numpy.random.Generator or None, default None
+        Seeds initialisation, batching, dropout and negatives (torch's global RNG is
+        left as it was).
+    verbose : bool, default True
+        tqdm progress over epochs (loss, validation NDCG@10); ``logging`` either way.
+
+    Attributes
+    ----------
+    network_ : SASRecNetwork
+        The trained network (saved in ``weights.safetensors``).
+    history_items_, history_indptr_ : np.ndarray of int64
+        The latest ``max_len`` item indices of every known user, oldest first (user
+        ``u`` is ``history_items_[history_indptr_[u]:history_indptr_[u + 1]]``).
+    text_dim_ : int
+        Width of the language-model item vectors (0 without item text).
+    text_map_ : np.ndarray or None
+        ``item_text="init"``: the ridge map ``[text_dim_ + 1, dim]`` from text vectors
+        (plus a constant) to trained item embeddings, used by :meth:`add_items`.
+    training_log_ : dict
+        :meth:`maasrec.training.TrainingHistory.to_dict` of the run (per-epoch
+        ``losses``, ``seconds``, validation ``metrics`` -- NDCG@10, None where not
+        evaluated --, ``best_epoch``, ``stopped_early``...) plus ``epochs_run`` and
+        ``n_windows`` (training windows per epoch).
+
+    Notes
+    -----
+    **Ordered histories.** ``recommend(history=[...])`` keeps the given order (oldest
+    first) and repeats: the base class passes such models the ordered item indices
+    (``ordered_history = True``, :meth:`_score_sequences`). Known users are scored from
+    their training sequence, extended by :meth:`extend_history`.
+
+    **Protocol for leave-last-out evaluation** (as in SASRec and S3Rec): fit on
+    ``train`` with ``validation=valid`` (early stopping), then
+    ``model.extend_history(valid)`` so that each user's history at test time ends
+    with the validation item, and ``evaluate(model, train, test, exclude=valid)``.
+
+    **Approximate retrieval.** Scores are inner products of the last hidden state and
+    the item vectors, so ``_user_vectors``/``_item_vectors`` serve a
+    :class:`~maasrec.rankers.FaissRetriever` for known users. Cold users
+    (``history=``) are ranked exactly: a CSR history (what retrieval passes) has no
+    order.
+
+    **Determinism.** Same seed, data, device and thread count give the same model on the
+    CPU.
+
+    References
+    ----------
+    W.-C. Kang, J. McAuley. Self-Attentive Sequential Recommendation. ICDM 2018.
+    """
+
+    ordered_history = True
+
+    def __init__(self, max_len: int = 50, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
+                 ffn_dim: int | None = None, dropout: float = 0.3, loss: str = "ce",
+                 n_negatives: int = 256, item_text: str = "none", text_encoder: Any = None,
+                 epochs: int = 200, batch_size: int = 128, learning_rate: float = 0.001,
+                 weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
+                 device: Any = None, random_state: Any = None, verbose: bool = True):
+        self.max_len = max_len
+        self.dim = dim
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.ffn_dim = ffn_dim
+        self.dropout = dropout
+        self.loss = loss
+        self.n_negatives = n_negatives
+        self.item_text = item_text
+        self.text_encoder = text_encoder
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.eval_every = eval_every
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- parameters ---------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        check_int("max_len", self.max_len, low=1)
+        check_int("dim", self.dim, low=1)
+        check_int("n_layers", self.n_layers, low=0)
+        check_int("n_heads", self.n_heads, low=1)
+        if self.dim % self.n_heads:
+            raise DataError(f"n_heads={self.n_heads!r} must divide dim={self.dim!r}")
+        if self.ffn_dim is not None:
+            check_int("ffn_dim", self.ffn_dim, low=1)
+        check_number("dropout", self.dropout, low=0, high=1, high_inclusive=False)
+        check_choice("loss", self.loss, SEQUENTIAL_LOSSES)
+        check_int("n_negatives", self.n_negatives, low=1)
+        check_choice("item_text", self.item_text, ITEM_TEXT_MODES)
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False)
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_int("patience", self.patience, low=1)
+        check_int("eval_every", self.eval_every, low=1)
+
+    def _ffn(self) -> int:
+        return int(self.ffn_dim) if self.ffn_dim is not None else 4 * int(self.dim)
+
+    def _build_modules(self) -> dict:
+        net = SASRecNetwork(self.n_items_, int(self.dim), int(self.max_len), int(self.n_layers),
+                            int(self.n_heads), self._ffn(), float(self.dropout),
+                            text_dim=int(self.text_dim_) if self.item_text == "fuse" else 0)
+        return {"network_": net}
+
+    def _encoder(self):
+        enc = getattr(self, "_text_encoder_obj", None)
+        if enc is None:
+            from ..encoders import TextEncoder
+
+            spec = self.text_encoder
+            if spec is None:
+                enc = TextEncoder()
+            elif isinstance(spec, TextEncoder):
+                enc = spec
+            elif isinstance(spec, str):
+                enc = TextEncoder(spec)
+            else:
+                raise DataError(f"text_encoder must be a TextEncoder or a model name, got "
+                                f"{spec!r}")
+            self._text_encoder_obj = enc
+        return enc
+
+    def _text_vectors(self, features: ItemFeatures | None, vocab, what: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Text vectors ``[len(vocab), d]`` (zeros where missing) and the has-text mask."""
+        if features is None or not getattr(features, "has_text", False):
+            raise DataError(f"item_text={self.item_text!r} needs item_features with text "
+                            f"for {what}; got {features!r}")
+        f = features.align(vocab)
+        mask = np.asarray(f.text_mask, dtype=bool)
+        if not mask.any():
+            raise DataError(f"none of the {len(vocab)} items of {what} has text")
+        texts = [t for t, m in zip(f.texts(), mask) if m]
+        vec = np.asarray(self._encoder().encode(texts), dtype=np.float32)
+        out = np.zeros((len(vocab), vec.shape[1]), dtype=np.float32)
+        out[mask] = vec
+        if (~mask).any():
+            warnings.warn(f"{int((~mask).sum())} of {len(vocab)} items of {what} have no text",
+                          ColdStartWarning, stacklevel=3)
+        return out, mask
+
+    # -- fitting ------------------------------------------------------------------------
+    def _fit(self, data: Interactions, *, item_features=None, user_features=None,
+             validation=None) -> None:
+        if not data.has_timestamps:
+            warnings.warn(
+                "SequentialRecommender: the interactions have no timestamps, so each user's "
+                "rows are taken in their stored order (input order; column order for a "
+                "sparse matrix) as time order", MaasrecWarning, stacklevel=3)
+        device = resolve_device(self.device)
+        self._device_obj = device
+        seed = seed_from(self.random_state)
+        items = data.item_indices.astype(np.int64)
+        indptr = data.user_indptr.astype(np.int64)
+
+        text = mask = None
+        untrained = data.item_counts() == 0
+        self.text_dim_ = 0
+        self.text_map_ = None
+        if self.item_text != "none":
+            text, mask = self._text_vectors(item_features, data.item_vocab, "fit")
+            self.text_dim_ = int(text.shape[1])
+
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            if device.type == "cuda":
+                torch.cuda.manual_seed(seed)
+            g_init = torch_generator(seed)
+            net = self._build_modules()["network_"]
+            net.reset_parameters(g_init)
+            if self.item_text == "init":
+                with torch.no_grad():
+                    net.item_emb[torch.from_numpy(mask)] = torch.from_numpy(
+                        _pca_init(text[mask], int(self.dim)))
+            elif self.item_text == "fuse":
+                net.text_vectors.copy_(torch.from_numpy(text))
+                with torch.no_grad():  # items never interacted with: text only, like add_items
+                    net.item_emb[torch.from_numpy(untrained & mask)] = 0.0
+            net.to(device)
+            self.network_ = net
+            self._invalidate()
+            self._set_histories(items, indptr)
+            self._train(net, items, indptr, data, validation, device, seed)
+        net.eval()
+        self._invalidate()
+        if self.item_text == "init":
+            fit_rows = mask & ~untrained
+            if fit_rows.any():
+                self.text_map_ = _ridge_map(text[fit_rows], self._table_numpy()[fit_rows])
+                cold = mask & untrained  # never a target: embed from text, like add_items
+                if cold.any():
+                    rows = _apply_map(text[cold], self.text_map_)
+                    with torch.no_grad():
+                        net.item_emb[torch.from_numpy(cold).to(net.item_emb.device)] = (
+                            torch.from_numpy(rows).to(net.item_emb))
+                    self._invalidate()
+
+    def _train(self, net: SASRecNetwork, items: np.ndarray, indptr: np.ndarray,
+               data: Interactions, validation, device: torch.device, seed: int) -> None:
+        """Sequence batching and the next-item loss, driven by :func:`maasrec.training.fit_loop`."""
+        max_len, bs = int(self.max_len), int(self.batch_size)
+        start_np, len_np = _windows(indptr, max_len)
+        n_win = len(start_np)
+        self.training_log_ = {"n_windows": n_win, "epochs_run": 0, "best_epoch": None}
+        if n_win == 0:
+            logger.warning("SequentialRecommender: no user has 2 or more interactions; "
+                           "nothing to train (scores come from the initial weights)")
+            return
+        flat = torch.from_numpy(items)
+        starts, lengths = torch.from_numpy(start_np), torch.from_numpy(len_np)
+        g = torch_generator(seed + 1)
+        self._negative_gen = g if device.type == "cpu" else torch_generator(seed + 2, device)
+
+        def batches(epoch: int):
+            for idx in _bucketed_batches(lengths, bs, g):
+                yield _window_batch(flat, starts[idx], lengths[idx])
+
+        decay, no_decay = [], []
+        for name, p in net.named_parameters():
+            (no_decay if name.endswith("bias") or ".ln" in name or name.startswith("ln_f")
+             else decay).append(p)
+        groups = [{"params": decay, "weight_decay": float(self.weight_decay)},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        try:  # one fused kernel: much faster than the default on the CPU
+            opt = torch.optim.AdamW(groups, lr=float(self.learning_rate), fused=True)
+        except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older torch
+            opt = torch.optim.AdamW(groups, lr=float(self.learning_rate))
+        validate = None
+        if validation is not None and validation.nnz > 0:
+            def score(user_idx: np.ndarray):
+                self._invalidate()  # the weights changed since the last validation
+                return self._score_users(user_idx)
+
+            validate = ranking_validator(score, data.user_vocab, data.item_vocab, data,
+                                         validation, k=10, metric="ndcg")
+        self._net_for_step = net
+        logger.info("SequentialRecommender: %d users, %d items, %d windows (max_len %d), "
+                    "loss=%s", data.n_users, data.n_items, n_win, max_len, self.loss)
+        try:
+            with threads_for(bs * max_len * int(self.dim), device):
+                hist = fit_loop(net, self._loss_step, batches, epochs=int(self.epochs),
+                                optimizer=opt, learning_rate=float(self.learning_rate),
+                                steps_per_epoch=-(-n_win // bs), validate=validate,
+                                eval_every=int(self.eval_every), patience=int(self.patience),
+                                device=device, random_state=seed, verbose=bool(self.verbose),
+                                name="SequentialRecommender")
+        finally:
+            self._net_for_step = None
+            self._invalidate()
+        log = hist.to_dict()
+        log.update(n_windows=n_win, epochs_run=hist.epochs)
+        self.training_log_ = log
+
+    def _loss_step(self, batch) -> torch.Tensor:
+        """Mean next-item loss over the real positions of a batch of windows."""
+        net = self._net_for_step
+        inp, tgt, valid = batch
+        table = net.item_table()
+        h = net.hidden(inp, table)[valid]
+        y = tgt[valid]
+        if self.loss == "ce":
+            return softmax_loss(h @ table.T, y)
+        neg = torch.randint(table.shape[0], (int(self.n_negatives),), device=h.device,
+                            generator=self._negative_gen)
+        pos = (h * table[y]).sum(-1)
+        other = h @ table[neg].T
+        return sampled_softmax_loss(pos.float(), other.float(),
+                                    mask=neg[None, :] != y[:, None])
+
+    # -- histories ----------------------------------------------------------------------
+    def _set_histories(self, items: np.ndarray, indptr: np.ndarray) -> None:
+        """Keep the latest ``max_len`` items of every user (oldest first)."""
+        lengths = np.diff(indptr)
+        keep = np.minimum(lengths, int(self.max_len))
+        new_indptr = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+        offs = np.arange(int(new_indptr[-1])) - np.repeat(new_indptr[:-1], keep)
+        src = np.repeat(indptr[1:] - keep, keep) + offs
+        self.history_items_ = np.ascontiguousarray(items[src], dtype=np.int64)
+        self.history_indptr_ = new_indptr
+
+    def extend_history(self, X) -> SequentialRecommender:
+        """Append new interactions of known users to the histories the model reads.
+
+        Nothing is retrained: recommendations for these users now start from their
+        latest items, and the new items count as seen (``exclude_seen``). This is how
+        the validation item enters the history before testing (leave-last-out), and how
+        a deployed model follows users between refits.
+
+        Parameters
+        ----------
+        X : Interactions, pandas.DataFrame or scipy.sparse matrix
+            Interactions of users and items the model knows, in time order (by
+            timestamp, then input order); appended after each user's current history.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        UnknownIdError
+            A user or item the model does not know.
+        """
+        self._check_fitted()
+        X = as_interactions(X).with_vocab(self.user_vocab_, self.item_vocab_, unknown="raise")
+        if X.nnz == 0:
+            return self
+        old_n = np.diff(self.history_indptr_)
+        add_n = X.user_counts()
+        n_users = len(old_n)
+        # merge per user: old history then the new rows, via a stable sort on the user
+        merged_items = np.concatenate([self.history_items_, X.item_indices.astype(np.int64)])
+        owner = np.concatenate([np.repeat(np.arange(n_users), old_n), X.user_indices])
+        order = np.argsort(owner, kind="stable")
+        indptr = np.concatenate([[0], np.cumsum(old_n + add_n)]).astype(np.int64)
+        self._set_histories(merged_items[order], indptr)
+        self.seen_ = (self.seen_ + X.to_csr()).tocsr()
+        self._pop_cache = None
+        return self
+
+    # -- scoring ------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        dev = getattr(self, "_device_obj", None)
+        if dev is None:
+            dev = self._device_obj = resolve_device(self.device)
+        if next(self.network_.parameters()).device != dev:
+            self.network_.to(dev)
+        return dev
+
+    def _invalidate(self) -> None:
+        self._table_cache = None
+
+    def _table(self) -> torch.Tensor:
+        """Item vectors on the device, computed once per set of weights."""
+        cache = getattr(self, "_table_cache", None)
+        if cache is None:
+            self.network_.eval()
+            with torch.no_grad():
+                t = self.network_.item_table().detach().float()
+            cache = self._table_cache = (t, np.ascontiguousarray(t.cpu().numpy()))
+        return cache[0]
+
+    def _table_numpy(self) -> np.ndarray:
+        self._table()
+        return self._table_cache[1]
+
+    def _last_hidden(self, seqs: list[np.ndarray]) -> torch.Tensor:
+        """Hidden state after the last item of each (non-empty) sequence ``[b, dim]``."""
+        dev = self._device()
+        L = int(self.max_len)
+        seqs = [np.asarray(s, dtype=np.int64)[-L:] for s in seqs]
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        table = self._table()
+        net = self.network_
+        net.eval()
+        amp = amp_dtype(dev)
+        out = torch.empty((len(seqs), int(self.dim)), device=dev)
+        # sequences of one length run together, unpadded: no wasted positions, and a
+        # user's scores do not depend on the lengths of the others in the batch
+        order = np.argsort(lengths, kind="stable")
+        bounds = np.flatnonzero(np.diff(lengths[order])) + 1
+        with torch.no_grad(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            for group in np.split(order, bounds):
+                n = int(lengths[group[0]])
+                rows = max(1, _INFER_POSITIONS // n)
+                for a in range(0, len(group), rows):
+                    g = group[a:a + rows]
+                    batch = torch.from_numpy(np.stack([seqs[i] for i in g])).to(dev)
+                    out[torch.from_numpy(g).to(dev)] = net.hidden(batch, table)[:, -1].float()
+        return out
+
+    def _scores_from(self, seqs: list[np.ndarray]) -> np.ndarray | torch.Tensor:
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        table = self._table()
+        nonempty = np.flatnonzero(lengths > 0)
+        if len(nonempty) == len(seqs):
+            out = self._last_hidden(seqs) @ table.T
+            return out.cpu().numpy() if out.device.type == "cpu" else out
+        out = np.broadcast_to(self._popularity(), (len(seqs), self.n_items_)).copy()
+        if len(nonempty):
+            s = self._last_hidden([seqs[i] for i in nonempty]) @ table.T
+            out[nonempty] = s.cpu().numpy()
+        return out
+
+    def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
+        ip, it = self.history_indptr_, self.history_items_
+        return [it[ip[u]:ip[u + 1]] for u in np.asarray(user_idx, dtype=np.int64)]
+
+    def _score_users(self, user_idx: np.ndarray):
+        """Scores from each known user's latest ``max_len`` items (popularity if none)."""
+        return self._scores_from(self._user_histories(user_idx))
+
+    def _score_sequences(self, sequences: list[np.ndarray]):
+        """Scores from ordered histories (oldest first); see ``ordered_history``."""
+        return self._scores_from(list(sequences))
+
+    def _score_history(self, history: sp.csr_matrix):
+        raise NotImplementedError(
+            "SequentialRecommender needs the order of a history, which a sparse matrix does "
+            "not keep: use recommend(history=[item ids, oldest first]) or _score_sequences")
+
+    # -- vectors ------------------------------------------------------------------------
+    def _item_vectors(self) -> np.ndarray:
+        return self._table_numpy()
+
+    def _user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
+        seqs = self._user_histories(user_idx)
+        lengths = np.array([len(s) for s in seqs])
+        out = np.zeros((len(seqs), int(self.dim)), dtype=np.float32)
+        nonempty = np.flatnonzero(lengths > 0)
+        if len(nonempty):
+            out[nonempty] = self._last_hidden([seqs[i] for i in nonempty]).cpu().numpy()
+        return out
+
+    def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
+        v = self._table_numpy()
+        norms = np.linalg.norm(v, axis=1)
+        norms[norms == 0] = 1.0
+        return (v[item_idx] / norms[item_idx, None]) @ (v / norms[:, None]).T
+
+    # -- new items ----------------------------------------------------------------------
+    def add_items(self, item_features: ItemFeatures) -> SequentialRecommender:
+        """Make new items recommendable from their text, without retraining.
+
+        Items of ``item_features`` that the model does not know are appended to the
+        catalogue. Their vectors come from their text: the fitted ridge map from text
+        vectors to trained embeddings (``item_text="init"``), or the learned text
+        projection with a zero id vector (``item_text="fuse"``). Items without text get
+        a zero vector (a :class:`~maasrec.exceptions.ColdStartWarning` says how many).
+        Known items are left unchanged.
+
+        Parameters
+        ----------
+        item_features : ItemFeatures
+            With ``text`` for the new items.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        DataError
+            ``item_text="none"`` (no way to embed an unseen item), or no text.
+        """
+        self._check_fitted()
+        if self.item_text == "none":
+            raise DataError("add_items needs item_text='init' or 'fuse': with "
+                            "item_text='none' an unseen item has no vector")
+        if not isinstance(item_features, ItemFeatures):
+            raise DataError(f"add_items takes ItemFeatures, got {type(item_features).__name__}")
+        new_ids = item_features.vocab.ids[self.item_vocab_.index(item_features.vocab.ids,
+                                                                 unknown="ignore") < 0]
+        if len(new_ids) == 0:
+            return self
+        vocab = self.item_vocab_.extend(new_ids.tolist())
+        new_vocab = type(vocab)(vocab.ids[self.n_items_:], name=vocab.name)
+        text, mask = self._text_vectors(item_features, new_vocab, "add_items")
+        net = self.network_
+        if self.item_text == "init":
+            if self.text_map_ is None:
+                raise DataError("no trained item had text at fit time, so there is no map "
+                                "from text to item vectors")
+            rows = _apply_map(text, self.text_map_)
+            rows[~mask] = 0.0
+            net.grow(torch.from_numpy(rows.astype(np.float32)))
+        else:
+            net.grow(torch.zeros(len(text), int(self.dim)), torch.from_numpy(text))
+        self.item_vocab_ = vocab
+        self.seen_ = sp.csr_matrix((self.seen_.data, self.seen_.indices, self.seen_.indptr),
+                                   shape=(self.seen_.shape[0], len(vocab)))
+        self._pop_cache = None
+        self._invalidate()
+        logger.info("SequentialRecommender: added %d items (%d with text)", len(new_ids),
+                    int(mask.sum()))
+        return self
+
+    # -- persistence ----------------------------------------------------------------------
+    def _load_modules(self, names, weights_path) -> None:
+        super()._load_modules(names, weights_path)
+        self._invalidate()
+
+    def __getstate__(self):  # copies/pickles do not carry caches or the text model
+        state = self.__dict__.copy()
+        for k in ("_table_cache", "_text_encoder_obj", "_device_obj", "_net_for_step",
+                  "_negative_gen"):
+            state.pop(k, None)
+        return state
+
+    def __deepcopy__(self, memo):
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__getstate__().items():
+            setattr(new, k, copy.deepcopy(v, memo))
+        return new
+
+
+# -- text helpers ------------------------------------------------------------------------
+
+def _pca_init(text: np.ndarray, dim: int) -> np.ndarray:
+    """Principal components of text vectors, scaled to the initial embedding size."""
+    x = text - text.mean(0, keepdims=True)
+    u, s, _ = np.linalg.svd(x.astype(np.float64), full_matrices=False)
+    k = min(dim, len(s))
+    z = np.zeros((len(x), dim))
+    z[:, :k] = u[:, :k] * s[:k]
+    z *= _INIT_STD / max(float(z[:, :k].std()), 1e-12)
+    return z.astype(np.float32)
+
+
+def _apply_map(text: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Item vectors from text vectors with a map from :func:`_ridge_map`."""
+    return (np.hstack([text, np.ones((len(text), 1), dtype=np.float32)]) @ w).astype(np.float32)
+
+
+def _ridge_map(text: np.ndarray, emb: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Ridge regression ``[text, 1] @ W ~ emb`` (the constant is not penalised)."""
+    x = np.hstack([text, np.ones((len(text), 1), dtype=np.float32)]).astype(np.float64)
+    reg = alpha * np.eye(x.shape[1])
+    reg[-1, -1] = 0.0
+    w = np.linalg.solve(x.T @ x + reg, x.T @ emb.astype(np.float64))
+    return w.astype(np.float32)
