@@ -1,0 +1,832 @@
+"""``LMRanker``: a fine-tuned BERT/GPT cross-encoder re-ranking a first stage's candidates."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._validation import check_choice, check_int, check_number
+from ..base import Recommender, _is_scalar_id, clone
+from ..data.features import ItemFeatures, UserFeatures
+from ..data.interactions import Interactions
+from ..device import amp_dtype, resolve_device
+from ..exceptions import DataError, NotFittedError
+from ..models.ease import EASE
+from ..training import progress, seed_from, threads_for
+from .network import (
+    CrossEncoder,
+    apply_lora,
+    build_cross_encoder,
+    freeze_lower_layers,
+    load_cross_encoder,
+    lora_settings,
+    merge_lora,
+    save_cross_encoder,
+)
+from .text import DEFAULT_TEMPLATE, PairBuilder, UserPart, parse_template, profile_text
+from .two_stage import CandidateReranker
+
+__all__ = ["DEFAULT_FIRST_STAGE", "LM_RANKER_LOSSES", "LMRanker"]
+
+logger = logging.getLogger(__name__)
+
+#: The default first stage (never fitted itself: ``fit`` fits a clone).
+DEFAULT_FIRST_STAGE = EASE()
+#: Accepted values of ``loss``.
+LM_RANKER_LOSSES = ("bce", "listwise")
+#: Default learning rates: full fine-tuning, LoRA.
+LEARNING_RATES = {"full": 5e-5, "lora": 5e-4}
+_IN_MEMORY = "<in-memory "
+_LM_DIR = "lm"
+_BUCKET_BATCHES = 32
+
+
+class LMRanker(CandidateReranker):
+    """Fine-tuned language-model cross-encoder re-ranking a first stage's candidates.
+
+    ``recommend`` runs in two stages: the first stage (any maasrec recommender, EASE by
+    default) proposes its top ``n_candidates`` items per user, with every exclusion and
+    filter of the call; the language model reads each (user, candidate) pair as text
+    and scores it; the candidates are re-ranked by that score (optionally blended with
+    the first stage's) and the top ``k`` returned. An item outside the first stage's
+    candidates is never returned.
+
+    **Pair text.** ``template`` (default :data:`~maasrec.lm_ranker.DEFAULT_TEMPLATE`,
+    ``"{profile}History: {history}{sep}Candidate: {item}"``) is filled with the user's
+    profile fields (when ``user_features`` are given), the texts of the user's
+    ``history_len`` most recent training items (**most recent first**, joined by
+    ``"; "``), and the candidate's text; ``{sep}`` is the boundary of a sentence pair
+    (``[CLS] A [SEP] B [SEP]`` with token types for BERT, a newline for GPT). With
+    MovieLens item texts a pair reads::
+
+        [CLS] age: 24, gender: M, occupation: technician, zip: 85711. History: Heat
+        (1995). Genres: Action; Toy Story (1995). Genres: Animation [SEP] Candidate:
+        Star Wars (1977). Genres: Action, Sci-Fi [SEP]
+
+    Each item text is tokenised once (cut to ``max_item_tokens``); when a pair would
+    exceed ``max_length`` tokens the oldest history items are dropped. See
+    :meth:`pair_text` to print the pairs of a fitted model.
+
+    **Model.** Encoders (BERT, MiniLM, RoBERTa...) become
+    ``AutoModelForSequenceClassification`` with one logit; decoders (GPT-2, Llama,
+    SmolLM...) get a last-token head (the last real token's hidden state, left or right
+    padding alike, through a linear layer). The logit is the ranking score;
+    ``predict_proba`` is its sigmoid.
+
+    **Training data** (``fit``). For every training user with at least two items, the
+    last ``positives_per_user`` items of the time-ordered training sequence are
+    positives, each with the items before it as history (leave-one-out within the
+    training sequence, the situation of a next-item test). Each positive gets
+    ``negatives_per_positive`` negatives: ``random_negatives`` drawn uniformly from the
+    items the user never interacted with, and the rest drawn (fresh every epoch) from the
+    first stage's top ``n_candidates`` unseen items for that user -- hard negatives, the
+    very items the model must out-rank at test time. ``max_positives`` subsamples the
+    positives (seeded) to bound training time. The loss is binary cross-entropy over
+    pairs (``"bce"``, the default: it measured as good as the listwise loss for ranking
+    on MovieLens and keeps ``predict_proba`` calibrated) or a softmax over each
+    positive's group of 1 + ``negatives_per_positive`` candidates (``"listwise"``).
+
+    Parameters
+    ----------
+    first_stage : Recommender, default EASE()
+        Candidate generator; cloned and fitted on the same data in ``fit``. Tune it on
+        validation first (on MovieLens 100K leave-last-out EASE's best ``l2`` is 100).
+    model : str, path or (model, tokenizer) pair, default "sentence-transformers/all-MiniLM-L6-v2"
+        A name resolved by :func:`maasrec.encoders.hub.resolve_model` (weights a package
+        ships, e.g. ``maasrec[text]`` for MiniLM, load offline), a local
+        ``save_pretrained`` directory or ``.gguf`` file, a hub name, or an in-memory
+        ``(transformers model, tokenizer)`` pair (copied, never modified). The
+        fine-tuned weights and the tokenizer are saved with the model either way.
+    n_candidates : int, default 50
+        Candidates re-ranked per user; ``recommend(k=...)`` needs ``k <= n_candidates``.
+    history_len : int, default 10
+        Most recent items shown in ``{history}``.
+    max_length : int, default 256
+        Tokens per pair, special tokens included.
+    max_item_tokens : int, default 32
+        Tokens kept of each item text.
+    template : str, default DEFAULT_TEMPLATE
+        See above; fields ``{profile}``, ``{history}``, ``{item}`` (required) and
+        ``{sep}``.
+    epochs : int, default 1
+        Passes over the training positives (0 keeps the untrained head: for tests).
+    learning_rate : float, optional
+        AdamW learning rate; default 5e-5 for full fine-tuning, 5e-4 with LoRA. Linear
+        warm-up over the first ``warmup`` fraction of steps, then linear decay to 0.
+    batch_size : int, default 32
+        Pairs per forward pass (training keeps each positive's group whole:
+        ``max(1, batch_size // (1 + negatives_per_positive))`` groups per step).
+    negatives_per_positive : int, default 4
+    random_negatives : int, default 1
+        How many of the negatives are uniform random items (the rest are hard).
+    positives_per_user : int, default 1
+    max_positives : int, optional
+        Keep at most this many training positives (a seeded random subset).
+    loss : {"bce", "listwise"}, default "bce"
+    alpha : float in [0, 1], default 0.0
+        Weight of the first stage in the final score: ``(1 - alpha) * z(LM) + alpha *
+        z(first stage)`` with per-user z-scores over the candidates; 0 ranks by the LM
+        logit alone.
+    freeze_layers : int, optional
+        Freeze the embeddings and this many lowest transformer layers (full fine-tuning
+        only; faster training, less memory).
+    grad_accum_steps : int, default 1
+        Micro-batches per optimiser step.
+    peft : None, "lora" or dict, default None
+        Parameter-efficient fine-tuning with LoRA adapters (needs the ``lora`` extra,
+        ``pip install 'maasrec[lora]'``); a dict sets ``r`` (8), ``alpha`` (16),
+        ``dropout`` (0.05), ``target_modules``. The adapters are merged into the weights
+        after training, so inference and the saved model are those of a plain model.
+    weight_decay : float, default 0.01
+    warmup : float in [0, 1), default 0.1
+    missing_text : {"raise", "id"}, default "raise"
+        Items without text: raise a DataError naming them, or use ``"item <id>"``.
+    profile_fields : sequence of str, optional
+        User feature names shown in ``{profile}``, in this order (default: all).
+    device : str or torch.device, optional
+        See :func:`maasrec.device.resolve_device`; on CUDA the forward passes run under
+        autocast (:func:`maasrec.device.amp_dtype`).
+    random_state : int, optional
+        Seeds the head, the dropout, LoRA, the subsampling and the negatives.
+    verbose : bool, default True
+        Progress bar while fine-tuning (logging either way).
+
+    Attributes
+    ----------
+    first_stage_ : Recommender
+        The fitted first stage (saved in ``first_stage_/`` of the model directory).
+    item_text_ : np.ndarray of str
+        The text of every item.
+    user_profile_ : np.ndarray of str or None
+        The profile text of every user.
+    history_items_, history_indptr_ : np.ndarray of int64
+        Each user's last ``history_len`` training items (time order), CSR-style.
+    training_log_ : dict
+        Losses per epoch and per step, seconds, pairs per second, parameter counts.
+
+    Notes
+    -----
+    The fine-tuned language model is saved as a ``transformers`` folder ``lm/`` of the
+    model directory (``config.json``, ``model.safetensors``, the tokenizer's JSON/text
+    files) and loads offline; no file is pickled.
+
+    Examples
+    --------
+    >>> from maasrec.datasets import load_movielens
+    >>> from maasrec.lm_ranker import LMRanker
+    >>> ds = load_movielens("100k")                                # doctest: +SKIP
+    >>> model = LMRanker(epochs=1, max_positives=2000, random_state=0)  # doctest: +SKIP
+    >>> model.fit(ds.interactions, item_features=ds.item_features)  # doctest: +SKIP
+    >>> ids, scores = model.recommend([1, 2], k=10)                 # doctest: +SKIP
+    """
+
+    def __init__(self, first_stage: Recommender | None = DEFAULT_FIRST_STAGE,
+                 model: Any = "sentence-transformers/all-MiniLM-L6-v2", n_candidates: int = 50,
+                 history_len: int = 10, max_length: int = 256, max_item_tokens: int = 32,
+                 template: str = DEFAULT_TEMPLATE, epochs: int = 1,
+                 learning_rate: float | None = None, batch_size: int = 32,
+                 negatives_per_positive: int = 4, random_negatives: int = 1,
+                 positives_per_user: int = 1, max_positives: int | None = None,
+                 loss: str = "bce", alpha: float = 0.0, freeze_layers: int | None = None,
+                 grad_accum_steps: int = 1, peft: str | dict | None = None,
+                 weight_decay: float = 0.01, warmup: float = 0.1, missing_text: str = "raise",
+                 profile_fields: tuple | list | None = None, device: Any = None,
+                 random_state: int | None = None, verbose: bool = True):
+        self.first_stage = first_stage
+        self.model = model
+        self.n_candidates = n_candidates
+        self.history_len = history_len
+        self.max_length = max_length
+        self.max_item_tokens = max_item_tokens
+        self.template = template
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.negatives_per_positive = negatives_per_positive
+        self.random_negatives = random_negatives
+        self.positives_per_user = positives_per_user
+        self.max_positives = max_positives
+        self.loss = loss
+        self.alpha = alpha
+        self.freeze_layers = freeze_layers
+        self.grad_accum_steps = grad_accum_steps
+        self.peft = peft
+        self.weight_decay = weight_decay
+        self.warmup = warmup
+        self.missing_text = missing_text
+        self.profile_fields = profile_fields
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- parameters ---------------------------------------------------------------------------
+    def set_params(self, **params) -> LMRanker:
+        """Set parameters (``first_stage__l2=...`` for the first stage's).
+
+        The shared default first stage is never modified: nested parameters are set on a
+        copy of it.
+
+        Parameters
+        ----------
+        **params
+
+        Returns
+        -------
+        self
+        """
+        if self.first_stage is DEFAULT_FIRST_STAGE and any(
+                k.startswith("first_stage__") for k in params):
+            self.first_stage = clone(DEFAULT_FIRST_STAGE)
+        super().set_params(**params)
+        return self
+
+    def _validate_params(self) -> None:
+        if not isinstance(self.first_stage, Recommender):
+            raise DataError(
+                f"LMRanker needs a first stage to propose the candidates it re-ranks: pass "
+                f"first_stage=EASE() (or any maasrec Recommender), got {self.first_stage!r}")
+        if isinstance(self.model, str) and self.model.startswith(_IN_MEMORY):
+            raise DataError(
+                f"model={self.model!r}: this LMRanker was saved from an in-memory (model, "
+                f"tokenizer) pair, which is not stored as a parameter; set_params(model=...) "
+                f"before fitting again")
+        if isinstance(self.model, (tuple, list)):
+            if len(self.model) != 2 or not isinstance(self.model[0], torch.nn.Module) or not (
+                    callable(self.model[1])):
+                raise DataError(f"model must be a name, a path or a (torch model, tokenizer) "
+                                f"pair; got a {type(self.model).__name__} of {len(self.model)} "
+                                f"element(s)")
+        elif not isinstance(self.model, (str, os.PathLike)):
+            raise DataError(f"model must be a name, a path or a (model, tokenizer) pair, got "
+                            f"{type(self.model).__name__} {self.model!r}")
+        self._validate_reranker_params()
+        check_int("history_len", self.history_len, low=0)
+        check_int("max_length", self.max_length, low=4)
+        check_int("max_item_tokens", self.max_item_tokens, low=1)
+        parse_template(self.template)
+        check_int("epochs", self.epochs, low=0)
+        if self.learning_rate is not None:
+            check_number("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
+        check_int("batch_size", self.batch_size, low=1)
+        m = check_int("negatives_per_positive", self.negatives_per_positive, low=1)
+        check_int("random_negatives", self.random_negatives, low=0, high=m)
+        check_int("positives_per_user", self.positives_per_user, low=1)
+        if self.max_positives is not None:
+            check_int("max_positives", self.max_positives, low=1)
+        check_choice("loss", self.loss, LM_RANKER_LOSSES)
+        if self.freeze_layers is not None:
+            check_int("freeze_layers", self.freeze_layers, low=0)
+        check_int("grad_accum_steps", self.grad_accum_steps, low=1)
+        if lora_settings(self.peft) is not None and self.freeze_layers is not None:
+            raise DataError(f"freeze_layers={self.freeze_layers} cannot be combined with "
+                            f"peft={self.peft!r}: LoRA already freezes the whole base model")
+        check_number("weight_decay", self.weight_decay, low=0.0)
+        check_number("warmup", self.warmup, low=0.0, high=1.0, high_inclusive=False)
+        check_choice("missing_text", self.missing_text, ("raise", "id"))
+        if self.profile_fields is not None and not (
+                isinstance(self.profile_fields, (list, tuple))
+                and all(isinstance(f, str) for f in self.profile_fields)):
+            raise DataError(f"profile_fields must be None or a sequence of feature names, got "
+                            f"{self.profile_fields!r}")
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            raise DataError(f"verbose must be True or False, got {self.verbose!r}")
+
+    # -- side information ---------------------------------------------------------------------
+    def _item_texts(self, item_features: ItemFeatures | None) -> np.ndarray:
+        vocab = self.item_vocab_
+        texts = np.empty(len(vocab), dtype=object)
+        present = np.zeros(len(vocab), dtype=bool)
+        if item_features is not None:
+            if not isinstance(item_features, ItemFeatures):
+                raise DataError(f"item_features must be an ItemFeatures, got "
+                                f"{type(item_features).__name__}")
+            if item_features.has_text:
+                f = item_features.align(vocab)
+                texts[:] = f.text
+                present = np.asarray(f.text_mask, dtype=bool)
+        missing = np.flatnonzero(~present)
+        if len(missing):
+            if self.missing_text == "raise":
+                where = ("no item_features were given" if item_features is None else
+                         "item_features has no text" if not item_features.has_text else
+                         f"{len(missing)} of {len(vocab)} items have no text, e.g. ids "
+                         f"{vocab.ids[missing[:5]].tolist()}")
+                raise DataError(
+                    f"LMRanker reads item texts but {where}; pass item_features="
+                    f"ItemFeatures.from_pandas(..., text=...) with a text for every item, or "
+                    f"missing_text='id' to use 'item <id>' for items without one")
+            texts[missing] = [f"item {x}" for x in vocab.ids[missing].tolist()]
+        return texts
+
+    def _user_profiles(self, user_features: UserFeatures | None) -> np.ndarray | None:
+        if user_features is None:
+            return None
+        if not isinstance(user_features, UserFeatures):
+            raise DataError(f"user_features must be a UserFeatures, got "
+                            f"{type(user_features).__name__}")
+        f = user_features.align(self.user_vocab_)
+        columns: dict[str, Any] = {}
+        if f.text is not None:
+            columns["text"] = [t if m else None for t, m in zip(f.text, f.text_mask)]
+        for name, values in f.numeric.items():
+            columns[name] = [None if v != v else f"{float(v):g}" for v in values]
+        for name, (codes, labels) in f.categorical.items():
+            columns[name] = [None if c < 0 else str(labels[c]) for c in codes]
+        for name, (m, labels) in f.multi_hot.items():
+            columns[name] = [", ".join(str(labels[j]) for j in m.indices[m.indptr[r]:m.indptr[r + 1]])
+                             or None for r in range(m.shape[0])]
+        names = list(columns) if self.profile_fields is None else list(self.profile_fields)
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise DataError(f"profile_fields {unknown} are not user features; available: "
+                            f"{list(columns)}")
+        out = np.empty(len(self.user_vocab_), dtype=object)
+        out[:] = [profile_text([(n, columns[n][u]) for n in names if columns[n][u] is not None])
+                  for u in range(len(self.user_vocab_))]
+        return out
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _fit(self, data: Interactions, *, item_features=None, user_features=None,
+             validation=None) -> None:
+        texts = self._item_texts(item_features)
+        profiles = self._user_profiles(user_features)
+        device = resolve_device(self.device)
+        seed = seed_from(self.random_state)
+        rng = np.random.default_rng(seed)
+        lora = lora_settings(self.peft)
+        with _seeded_torch(seed, device):
+            enc, tok = build_cross_encoder(self.model)
+            builder = PairBuilder(tok, self.template, max_length=self.max_length,
+                                  max_item_tokens=self.max_item_tokens,
+                                  is_decoder=enc.is_decoder)
+            builder.set_items([str(t) for t in texts])
+            self.first_stage_ = clone(self.first_stage).fit(
+                data, item_features=item_features, user_features=user_features,
+                validation=validation)
+            seqs = data.sequences()
+            self._set_histories(seqs)
+            self.item_text_ = texts
+            self.user_profile_ = profiles
+            self._attach(enc, tok, builder, device)
+            total = sum(p.numel() for p in enc.parameters())
+            if lora is not None:
+                apply_lora(enc, lora)
+            elif self.freeze_layers is not None:
+                freeze_lower_layers(enc, int(self.freeze_layers))
+            trainable = sum(p.numel() for p in enc.parameters() if p.requires_grad)
+            enc.to(device)
+            with threads_for(self._work(), device):
+                log = self._train(data, seqs, rng, device, lora is not None)
+            if lora is not None:
+                merge_lora(enc)
+            enc.eval()
+        log.update({"trainable_parameters": int(trainable), "total_parameters": int(total)})
+        self.training_log_ = log
+
+    def refresh(self, X, *, item_features=None, user_features=None,
+                validation=None) -> LMRanker:
+        """Refit the first stage and the user histories on new interactions, keeping the LM.
+
+        The fine-tuned language model is the expensive part; the first stage and the
+        histories the LM reads are cheap to renew. Use this to serve with newer
+        interactions (e.g. a daily first-stage refresh, the LM fine-tuned less often),
+        or to evaluate on a test split with the model fine-tuned on the split before.
+
+        Parameters
+        ----------
+        X : Interactions, pandas.DataFrame or scipy.sparse matrix
+            All interactions to serve from now on. Users and items must be those known
+            at fit time (same vocabularies: build ``X`` with them, e.g. a part of the
+            same split).
+        item_features : ItemFeatures, optional
+            Passed to the first stage's ``fit`` (the item texts the LM reads stay those
+            of ``fit``).
+        user_features : UserFeatures, optional
+            New profiles (default: keep the current ones); also passed to the first stage.
+        validation : optional
+            Passed to the first stage's ``fit``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        DataError
+            Users or items differ from the fitted ones.
+        """
+        from ..data.interactions import as_interactions
+
+        self._check_fitted()
+        self._check_lm()
+        data = as_interactions(X)
+        if data.user_vocab != self.user_vocab_ or data.item_vocab != self.item_vocab_:
+            raise DataError(
+                f"refresh needs the users and items known at fit time ({self.n_users_} users, "
+                f"{self.n_items_} items); got {data.n_users} users and {data.n_items} items "
+                f"with other ids: fit again for a new catalogue")
+        self.seen_ = data.to_csr()
+        self._pop_cache = None
+        self.first_stage_ = clone(self.first_stage_).fit(
+            data, item_features=item_features, user_features=user_features,
+            validation=validation)
+        self._set_histories(data.sequences())
+        if user_features is not None:
+            self.user_profile_ = self._user_profiles(user_features)
+        return self
+
+    def _set_histories(self, seqs: list[np.ndarray]) -> None:
+        h = int(self.history_len)
+        lasts = [s[max(0, len(s) - h):] if h else s[:0] for s in seqs]
+        self.history_indptr_ = np.concatenate(
+            [[0], np.cumsum([len(x) for x in lasts])]).astype(np.int64)
+        self.history_items_ = (np.concatenate(lasts) if lasts else np.empty(0)).astype(np.int64)
+
+    def _attach(self, enc: CrossEncoder, tok, builder: PairBuilder, device: torch.device) -> None:
+        self._lm = enc
+        self._tok = tok
+        self._builder = builder
+        self._device = device
+        self._types = builder.uses_token_types and enc.accepts_token_types()
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self._pad_id = int(pad) if pad is not None else 0
+        self._left = enc.is_decoder and getattr(tok, "padding_side", "right") == "left"
+
+    def _work(self) -> int:
+        """Elements per kernel of a batch (small ones run on one CPU thread)."""
+        hidden = int(getattr(self._lm.config, "hidden_size", 0) or 0) or 768
+        return int(self.batch_size) * int(self.max_length) * hidden
+
+    def _training_groups(self, seqs: list[np.ndarray], rng: np.random.Generator
+                         ) -> tuple[np.ndarray, np.ndarray, list[UserPart]]:
+        users, targets = [], []
+        for u, s in enumerate(seqs):
+            for t in range(len(s) - 1, max(0, len(s) - 1 - int(self.positives_per_user)), -1):
+                users.append(u)
+                targets.append(t)
+        users = np.asarray(users, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        if self.max_positives is not None and len(users) > self.max_positives:
+            keep = np.sort(rng.choice(len(users), size=int(self.max_positives), replace=False))
+            users, targets = users[keep], targets[keep]
+        h = int(self.history_len)
+        parts = []
+        profiles = self.user_profile_
+        for u, t in zip(users, targets):
+            s = seqs[u]
+            parts.append(self._builder.user_part(s[max(0, t - h):t] if h else s[:0],
+                                                 "" if profiles is None else profiles[u]))
+        positives = np.array([seqs[u][t] for u, t in zip(users, targets)], dtype=np.int64)
+        return users, positives, parts
+
+    def _sample_negatives(self, users: np.ndarray, positives: np.ndarray, pools: np.ndarray,
+                          rng: np.random.Generator) -> np.ndarray:
+        m = int(self.negatives_per_positive)
+        n_rand = int(self.random_negatives)
+        n_items = self.n_items_
+        seen = self.seen_
+        out = np.full((len(users), 1 + m), -1, dtype=np.int64)
+        out[:, 0] = positives
+        for g, u in enumerate(users):
+            row_seen = seen.indices[seen.indptr[u]:seen.indptr[u + 1]]
+            pool = pools[u][pools[u] >= 0]
+            n_hard = min(m - n_rand, len(pool))
+            chosen = list(rng.choice(pool, size=n_hard, replace=False)) if n_hard else []
+            forbid = set(row_seen.tolist()) | set(chosen) | {int(positives[g])}
+            want = m - n_hard
+            free = n_items - len(forbid)
+            tries = 0
+            while want > 0 and free > 0 and tries < 20 * m:
+                cand = int(rng.integers(n_items))
+                tries += 1
+                if cand not in forbid:
+                    chosen.append(cand)
+                    forbid.add(cand)
+                    want -= 1
+                    free -= 1
+            out[g, 1:1 + len(chosen)] = chosen
+        return out
+
+    def _train(self, data: Interactions, seqs: list[np.ndarray], rng: np.random.Generator,
+               device: torch.device, lora: bool) -> dict[str, Any]:
+        log: dict[str, Any] = {"epoch_loss": [], "epoch_seconds": [], "step_loss": [],
+                               "pairs_per_second": None, "n_positives": 0, "pairs_per_epoch": 0}
+        users, positives, parts = self._training_groups(seqs, rng)
+        log["n_positives"] = len(users)
+        epochs = int(self.epochs)
+        if epochs == 0 or len(users) == 0:
+            if len(users) == 0 and epochs:
+                logger.warning("LMRanker: no user has two training items; the language model "
+                               "is not fine-tuned")
+            return log
+        uniq = np.unique(users)
+        pools = np.full((self.n_users_, min(int(self.n_candidates), self.n_items_)), -1,
+                        dtype=np.int64)
+        for start in range(0, len(uniq), 1024):
+            block = uniq[start:start + 1024]
+            _, cand, _ = self._known_candidates(block)
+            pools[block] = cand
+        group = 1 + int(self.negatives_per_positive)
+        per_step = max(1, int(self.batch_size) // group)
+        n_micro = math.ceil(len(users) / per_step)
+        accum = int(self.grad_accum_steps)
+        total_steps = max(1, epochs * math.ceil(n_micro / accum))
+        lr = float(self.learning_rate) if self.learning_rate is not None else (
+            LEARNING_RATES["lora" if lora else "full"])
+        enc = self._lm
+        decay, no_decay = [], []
+        for name, p in enc.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(self.weight_decay)},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+        warm = int(float(self.warmup) * total_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / max(1, warm) if s < warm
+            else max(0.0, (total_steps - s) / max(1, total_steps - warm)))
+        amp = amp_dtype(device) if device.type == "cuda" else None
+        scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+        lengths = np.array([len(p) for p in parts], dtype=np.int64)
+        step_losses: list[float] = []
+        pairs_done, train_seconds, step = 0, 0.0, 0
+        bar = progress(total=epochs * n_micro, desc="LMRanker fine-tuning", unit="batch",
+                       verbose=bool(self.verbose))
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            enc.train()
+            groups = self._sample_negatives(users, positives, pools, rng)
+            batches = _bucketed(lengths, per_step, rng)
+            losses = []
+            opt.zero_grad(set_to_none=True)
+            for b, sel in enumerate(batches):
+                items = groups[sel]
+                valid = items >= 0
+                rows, cols = np.nonzero(valid)
+                seqs_b = [self._builder.pair(parts[sel[r]], int(items[r, c]))
+                          for r, c in zip(rows, cols)]
+                batch = self._collate(seqs_b, device)
+                with _autocast(amp):
+                    logits = enc(**batch)
+                full = torch.full(items.shape, float("-inf"), device=device)
+                full[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = logits
+                loss = self._loss(full, torch.from_numpy(valid).to(device))
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise DataError(f"LMRanker: the training loss became {value} at epoch "
+                                    f"{epoch + 1}, batch {b + 1}; lower learning_rate")
+                scaled = loss / accum
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                if (b + 1) % accum == 0 or b + 1 == len(batches):
+                    if scaler is not None:
+                        scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_([p for p in enc.parameters()
+                                                    if p.requires_grad], 1.0)
+                    if scaler is not None:
+                        scaler.step(opt)
+                        scaler.update()
+                    else:
+                        opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                    step += 1
+                losses.append(value)
+                step_losses.append(value)
+                pairs_done += len(seqs_b)
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
+            dt = time.perf_counter() - t0
+            train_seconds += dt
+            log["epoch_loss"].append(float(np.mean(losses)))
+            log["epoch_seconds"].append(dt)
+            logger.info("LMRanker: epoch %d/%d, loss %.4f, %.1fs (%.1f pairs/s)", epoch + 1,
+                        epochs, log["epoch_loss"][-1], dt, pairs_done / max(train_seconds, 1e-9))
+        bar.close()
+        log["pairs_per_epoch"] = int(pairs_done // epochs)
+        log["pairs_per_second"] = float(pairs_done / max(train_seconds, 1e-9))
+        log["step_loss"] = [float(x) for x in step_losses]
+        log["optimizer_steps"] = int(step)
+        log["learning_rate"] = lr
+        return log
+
+    def _loss(self, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if self.loss == "listwise":
+            target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+            return F.cross_entropy(logits, target)
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        return F.binary_cross_entropy_with_logits(logits[valid], labels[valid])
+
+    # -- inference --------------------------------------------------------------------------
+    def _collate(self, seqs: list[tuple[list[int], list[int]]], device: torch.device
+                 ) -> dict[str, torch.Tensor]:
+        width = max(len(s[0]) for s in seqs)
+        ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        types = np.zeros((len(seqs), width), dtype=np.int64) if self._types else None
+        for r, (s, t) in enumerate(seqs):
+            sl = slice(width - len(s), width) if self._left else slice(0, len(s))
+            ids[r, sl] = s
+            mask[r, sl] = 1
+            if types is not None:
+                types[r, sl] = t
+        out = {"input_ids": torch.from_numpy(ids).to(device),
+               "attention_mask": torch.from_numpy(mask).to(device)}
+        if types is not None:
+            out["token_type_ids"] = torch.from_numpy(types).to(device)
+        return out
+
+    def _logits(self, seqs: list[tuple[list[int], list[int]]]) -> np.ndarray:
+        """LM logits of token sequences: length-sorted batches, inference mode, AMP on CUDA."""
+        out = np.empty(len(seqs), dtype=np.float32)
+        if not seqs:
+            return out
+        lengths = np.fromiter((len(s[0]) for s in seqs), dtype=np.int64, count=len(seqs))
+        order = np.argsort(-lengths, kind="stable")
+        bs = int(self.batch_size)
+        device = self._device
+        amp = amp_dtype(device) if device.type == "cuda" else None
+        enc = self._lm
+        enc.eval()
+        starts = range(0, len(order), bs)
+        bar = progress(starts, desc="LMRanker scoring", unit="batch",
+                       verbose=bool(self.verbose) and len(starts) >= 50)
+        with torch.inference_mode(), _autocast(amp), threads_for(self._work(), device):
+            for start in bar:
+                sel = order[start:start + bs]
+                batch = self._collate([seqs[i] for i in sel], device)
+                out[sel] = enc(**batch).float().cpu().numpy()
+        return out
+
+    def _user_parts_known(self, user_idx: np.ndarray) -> list[UserPart]:
+        ip, items = self.history_indptr_, self.history_items_
+        prof = self.user_profile_
+        return [self._builder.user_part(items[ip[u]:ip[u + 1]],
+                                        "" if prof is None else str(prof[u]))
+                for u in np.asarray(user_idx, dtype=np.int64)]
+
+    def _user_parts_cold(self, sequences: list[np.ndarray]) -> list[UserPart]:
+        h = int(self.history_len)
+        return [self._builder.user_part(np.asarray(s)[max(0, len(s) - h):] if h else [], "")
+                for s in sequences]
+
+    def _second_scores(self, user_idx, sequences, candidates):
+        self._check_lm()
+        parts = (self._user_parts_known(user_idx) if user_idx is not None
+                 else self._user_parts_cold(sequences))
+        rows, cols = np.nonzero(candidates >= 0)
+        seqs = [self._builder.pair(parts[r], int(candidates[r, c])) for r, c in zip(rows, cols)]
+        out = np.full(candidates.shape, -np.inf, dtype=np.float32)
+        out[rows, cols] = self._logits(seqs)
+        return out
+
+    def _first_stage(self) -> Recommender:
+        return self.first_stage_
+
+    def _check_lm(self) -> None:
+        if getattr(self, "_lm", None) is None:
+            raise NotFittedError("this LMRanker has no language model loaded; fit or load it")
+
+    def predict_proba(self, users, items) -> np.ndarray:
+        """Click probability of (user, item) pairs: the sigmoid of the LM logit.
+
+        Unlike ``score``, any item can be scored, not only the first stage's
+        candidates. Calibrated by the BCE loss (``loss="bce"``); with the listwise loss
+        only the order of the probabilities of one user is meaningful.
+
+        Parameters
+        ----------
+        users : raw user id or sequence of raw user ids (known at fit time)
+        items : raw item id or sequence of raw item ids, same length
+
+        Returns
+        -------
+        np.ndarray of float32, shape (n_pairs,)
+
+        Raises
+        ------
+        NotFittedError, UnknownIdError, DataError
+        """
+        logits = self.decision_function(users, items)
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+    def decision_function(self, users, items) -> np.ndarray:
+        """LM logits of (user, item) pairs (see :meth:`predict_proba`).
+
+        Parameters
+        ----------
+        users : raw user id or sequence of raw user ids
+        items : raw item id or sequence of raw item ids, same length
+
+        Returns
+        -------
+        np.ndarray of float32, shape (n_pairs,)
+        """
+        self._check_fitted()
+        self._check_lm()
+        users = [users] if _is_scalar_id(users) else list(users)
+        items = [items] if _is_scalar_id(items) else list(items)
+        if len(users) != len(items):
+            raise DataError(f"users and items must have the same length, got {len(users)} and "
+                            f"{len(items)}")
+        if not users:
+            return np.empty(0, dtype=np.float32)
+        u = self.user_vocab_.index(users)
+        i = self.item_vocab_.index(items)
+        uniq, inv = np.unique(u, return_inverse=True)
+        parts = self._user_parts_known(uniq)
+        return self._logits([self._builder.pair(parts[r], int(it))
+                             for r, it in zip(np.asarray(inv).ravel(), i)])
+
+    def pair_text(self, user, item) -> str:
+        """The text the language model reads for one (user, item) pair (decoded tokens).
+
+        Parameters
+        ----------
+        user : raw user id
+        item : raw item id
+
+        Returns
+        -------
+        str
+        """
+        self._check_fitted()
+        self._check_lm()
+        u = self.user_vocab_.index([user])
+        i = self.item_vocab_.index([item])
+        return self._builder.pair_text(self._user_parts_known(u)[0], int(i[0]))
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path, *, overwrite: bool = False) -> str:
+        """Save the model directory (see :meth:`maasrec.base.Recommender.save`).
+
+        The fine-tuned language model and its tokenizer go to ``lm/`` (a ``transformers``
+        folder of JSON, text and safetensors files), the first stage to
+        ``first_stage_/``. A model built from an in-memory pair is saved too; its
+        ``model`` parameter is then recorded as a placeholder.
+
+        Parameters
+        ----------
+        path : str or Path
+        overwrite : bool, default False
+
+        Returns
+        -------
+        str
+        """
+        self._check_fitted()
+        if not isinstance(self.model, (tuple, list)):
+            return super().save(path, overwrite=overwrite)
+        original = self.model
+        self.model = f"{_IN_MEMORY}{type(original[0]).__name__} (weights in {_LM_DIR}/)>"
+        try:
+            return super().save(path, overwrite=overwrite)
+        finally:
+            self.model = original
+
+    def _save_extra_files(self, tmp) -> None:
+        super()._save_extra_files(tmp)
+        self._check_lm()
+        save_cross_encoder(self._lm, self._tok, os.path.join(tmp, _LM_DIR))
+
+    def _load_extra_files(self, path) -> None:
+        super()._load_extra_files(path)
+        device = resolve_device(self.device)
+        enc, tok = load_cross_encoder(os.path.join(path, _LM_DIR), device)
+        builder = PairBuilder(tok, self.template, max_length=self.max_length,
+                              max_item_tokens=self.max_item_tokens, is_decoder=enc.is_decoder)
+        builder.set_items([str(t) for t in self.item_text_])
+        self._attach(enc, tok, builder, device)
+
+
+def _bucketed(lengths: np.ndarray, per_batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths: sort within random chunks, shuffle batch order."""
+    order = rng.permutation(len(lengths))
+    chunk = per_batch * _BUCKET_BATCHES
+    batches = []
+    for s in range(0, len(order), chunk):
+        block = order[s:s + chunk]
+        block = block[np.argsort(-lengths[block], kind="stable")]
+        batches.extend(block[i:i + per_batch] for i in range(0, len(block), per_batch))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed: int, device: torch.device):
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed % (2**63))
+        yield
+
+
+def _autocast(dtype):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)

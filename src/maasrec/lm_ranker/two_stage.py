@@ -1,0 +1,286 @@
+"""Two-stage recommendation: a fast first stage retrieves, a second stage re-ranks.
+
+:class:`CandidateReranker` holds what every two-stage model shares:
+
+- ``recommend`` asks the first stage for its top ``n_candidates`` (with every exclusion
+  and filter of the call: ``exclude_seen``, ``items``, ``exclude``, ``history``,
+  ``retriever``), scores only those candidates with the second stage, optionally blends
+  the two scores, and returns the top ``k`` -- never an item outside the first stage's
+  candidates, so never an excluded one;
+- ``_score_users`` (used by :func:`maasrec.metrics.evaluate` and ``score``) returns the
+  same scores for the candidates, and for every other item a finite score below all of
+  them (in the first stage's order), so full-ranking evaluation of the two-stage system
+  is exact at every cut-off up to ``n_candidates``.
+
+:class:`TwoStage` re-ranks any recommender's candidates by any other recommender;
+:class:`~maasrec.lm_ranker.LMRanker` re-ranks them by a fine-tuned language model. The
+LM ranker is not itself a :class:`~maasrec.base.Recommender` (scoring the whole
+catalogue with a cross-encoder is what the first stage is there to avoid), which is why
+both share this base instead of ``LMRanker`` being a ``TwoStage`` of two recommenders.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .._validation import check_int, check_number
+from ..base import Recommender, _is_scalar_id, _is_seq_of_seqs, clone
+from ..data.interactions import Interactions
+from ..exceptions import DataError
+from ..rankers.topk import TopK, _check_k, _fill_rows, _to_numpy
+
+__all__ = ["CandidateReranker", "TwoStage", "blend_scores"]
+
+logger = logging.getLogger(__name__)
+
+
+def _standardise(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-row z-scores over the valid entries (0 where a row is constant)."""
+    n = np.maximum(valid.sum(axis=1, keepdims=True), 1)
+    xv = np.where(valid, x, 0.0)
+    mean = xv.sum(axis=1, keepdims=True) / n
+    var = (np.where(valid, (x - mean) ** 2, 0.0)).sum(axis=1, keepdims=True) / n
+    std = np.sqrt(var)
+    return np.where(std > 0, (np.where(valid, x, mean) - mean) / np.where(std > 0, std, 1.0), 0.0)
+
+
+def blend_scores(second: np.ndarray, first: np.ndarray, valid: np.ndarray,
+                 alpha: float) -> np.ndarray:
+    """Blend second- and first-stage candidate scores.
+
+    Parameters
+    ----------
+    second, first : np.ndarray, shape (n, C)
+        Scores of each row's candidates.
+    valid : np.ndarray of bool, shape (n, C)
+        Real candidates (False for padding slots).
+    alpha : float in [0, 1]
+        Weight of the first stage. 0 returns ``second`` unchanged; otherwise both are
+        standardised per row over the valid candidates (z-scores) and mixed as
+        ``(1 - alpha) * z(second) + alpha * z(first)``.
+
+    Returns
+    -------
+    np.ndarray of float32, shape (n, C)
+        ``-inf`` on invalid slots.
+    """
+    second = np.asarray(second, dtype=np.float64)
+    if alpha == 0:
+        out = second
+    else:
+        first = np.asarray(first, dtype=np.float64)
+        out = (1.0 - alpha) * _standardise(second, valid) + alpha * _standardise(first, valid)
+    return np.where(valid, out, -np.inf).astype(np.float32)
+
+
+class CandidateReranker(Recommender):
+    """Base of two-stage recommenders (see the module docstring).
+
+    Subclasses set ``n_candidates`` and ``alpha`` parameters and implement
+    :meth:`_first_stage` (the fitted first stage) and :meth:`_second_scores`.
+    """
+
+    supports_history = True
+
+    def _first_stage(self) -> Recommender:
+        raise NotImplementedError
+
+    def _second_scores(self, user_idx: np.ndarray | None, sequences: list[np.ndarray] | None,
+                       candidates: np.ndarray) -> np.ndarray:
+        """Second-stage scores ``[n, C]`` of each row's candidates (item indices, -1 = none).
+
+        Rows are known users (``user_idx``) or users given by ordered histories
+        (``sequences``, item indices oldest first). Values at -1 slots are ignored.
+        """
+        raise NotImplementedError
+
+    def _validate_reranker_params(self) -> None:
+        check_int("n_candidates", self.n_candidates, low=1)
+        check_number("alpha", self.alpha, low=0.0, high=1.0)
+
+    # -- shared scoring ---------------------------------------------------------------------
+    def _check_k_candidates(self, k: int) -> None:
+        if k > self.n_candidates:
+            raise DataError(
+                f"k={k} is larger than n_candidates={self.n_candidates}: the second stage only "
+                f"re-ranks the first stage's top n_candidates items; ask for k <= "
+                f"{self.n_candidates} or set n_candidates >= {k}"
+            )
+
+    def _final(self, user_idx, sequences, cand: np.ndarray, first: np.ndarray) -> np.ndarray:
+        valid = cand >= 0
+        second = np.full(cand.shape, -np.inf, dtype=np.float32)
+        if valid.any():
+            second = np.asarray(self._second_scores(user_idx, sequences, cand), dtype=np.float32)
+        return blend_scores(second, first, valid, float(self.alpha))
+
+    def _known_candidates(self, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """First-stage scores of known users and their top candidates (seen items excluded)."""
+        fs = self._first_stage()
+        S = np.array(_to_numpy(fs._score_users(user_idx)), dtype=np.float32, copy=True)
+        width = min(int(self.n_candidates), self.n_items_)
+        cand, first = TopK(width).rank(S.copy(), exclude=self.seen_[user_idx])
+        return S, np.asarray(cand, dtype=np.int64), np.asarray(first, dtype=np.float32)
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        """Full-catalogue scores of the two-stage system.
+
+        Candidates (the first stage's top ``n_candidates`` unseen items) get their final
+        scores; every other item a finite score below the lowest candidate, ordered as
+        the first stage orders them, so that ranking these rows reproduces
+        ``recommend`` exactly.
+        """
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        S, cand, first = self._known_candidates(user_idx)
+        final = self._final(user_idx, None, cand, first)
+        finite = np.isfinite(final)
+        lo = np.where(finite, final, np.inf).min(axis=1)
+        lo = np.where(np.isfinite(lo), lo, 0.0)
+        mn = S.min(axis=1, keepdims=True)
+        mx = S.max(axis=1, keepdims=True)
+        scaled = (S - mn) / np.where(mx > mn, mx - mn, 1.0)
+        out = (lo[:, None] - 2.0 + scaled).astype(np.float32)
+        rows = np.repeat(np.arange(len(user_idx)), cand.shape[1]).reshape(cand.shape)
+        out[rows[finite], cand[finite]] = final[finite]
+        return out
+
+    # -- recommend ------------------------------------------------------------------------
+    def recommend(self, users=None, k: int = 10, *, exclude_seen: bool = True, items=None,
+                  exclude=None, history=None, batch_size: int | None = None, retriever=None):
+        """Top-k items: the first stage's candidates re-ranked by the second stage.
+
+        Parameters are those of :meth:`maasrec.base.Recommender.recommend`; every
+        exclusion and filter (and ``history``, ``retriever``, ``batch_size``) is applied
+        by the first stage when it picks the ``n_candidates`` candidates, so the result
+        never holds an item outside them.
+
+        Parameters
+        ----------
+        users : raw user id or sequence of raw user ids, optional
+        k : int, default 10
+            At most ``n_candidates``.
+        exclude_seen : bool, default True
+        items, exclude : optional
+            Allow-/deny-lists (one list, or one list per user).
+        history : sequence of raw item ids, or one sequence per user, optional
+            Cold users, given by their items **oldest first** (the order matters to the
+            second stage when it reads histories, as the LM ranker does).
+        batch_size : int, optional
+            Users per block in the first stage.
+        retriever : optional
+            Passed to the first stage.
+
+        Returns
+        -------
+        item_ids : np.ndarray, shape (n_users, k) (1-d for a single user)
+        scores : np.ndarray of float32
+            Final scores; ``-inf`` (id ``-1``/None) pads rows with fewer than ``k``
+            candidates.
+
+        Raises
+        ------
+        DataError
+            ``k > n_candidates``, and everything the first stage raises.
+        """
+        self._check_fitted()
+        k = _check_k(k)
+        self._check_k_candidates(k)
+        fs = self._first_stage()
+        ids, first = fs.recommend(users, k=int(self.n_candidates), exclude_seen=exclude_seen,
+                                  items=items, exclude=exclude, history=history,
+                                  batch_size=batch_size, retriever=retriever)
+        single = np.ndim(first) == 1
+        if single:
+            ids, first = ids[None, :], first[None, :]
+        first = np.asarray(first, dtype=np.float32)
+        valid = np.isfinite(first)
+        cand = np.full(first.shape, -1, dtype=np.int64)
+        if valid.any():
+            cand[valid] = self.item_vocab_.index(list(np.asarray(ids, dtype=object)[valid]))
+        user_idx, sequences = None, None
+        if history is not None:
+            if _is_seq_of_seqs(history):
+                hist = list(history)
+            elif isinstance(history, (list, tuple)) and len(history) == 0:
+                hist = []
+            else:
+                hist = [list(history)]
+            sequences = self._history_indices(hist)
+        else:
+            users = [users] if _is_scalar_id(users) else list(users)
+            user_idx = self.user_vocab_.index(users)
+        final = self._final(user_idx, sequences, cand, first)
+        idx, vals = TopK(k).rank_candidates(cand, final, n_items=self.n_items_)
+        out = self._ids_with_padding(idx)
+        if single:
+            return out[0], vals[0]
+        return out, vals
+
+
+class TwoStage(CandidateReranker):
+    """Any recommender re-ranking another's candidates.
+
+    Parameters
+    ----------
+    retriever : Recommender
+        First stage (cloned and fitted in ``fit``): proposes the ``n_candidates`` best
+        items per user, with the exclusions and filters of each call.
+    ranker : Recommender
+        Second stage (cloned and fitted on the same data): scores the candidates.
+    n_candidates : int, default 100
+    alpha : float in [0, 1], default 0.0
+        Weight of the retriever's score in the final score (per-user z-scores of both,
+        see :func:`blend_scores`); 0 ranks by the ranker alone.
+
+    Attributes
+    ----------
+    retriever_ : Recommender
+    ranker_ : Recommender
+        The fitted stages (saved in sub-directories of the model directory).
+
+    Examples
+    --------
+    >>> from maasrec.models import ALS, EASE
+    >>> model = TwoStage(EASE(), ALS(factors=32), n_candidates=50)   # doctest: +SKIP
+    """
+
+    def __init__(self, retriever: Recommender | None = None, ranker: Recommender | None = None,
+                 n_candidates: int = 100, alpha: float = 0.0):
+        self.retriever = retriever
+        self.ranker = ranker
+        self.n_candidates = n_candidates
+        self.alpha = alpha
+
+    def _validate_params(self) -> None:
+        for name in ("retriever", "ranker"):
+            value = getattr(self, name)
+            if not isinstance(value, Recommender):
+                raise DataError(f"TwoStage needs a {name} (a maasrec Recommender such as "
+                                f"EASE()), got {value!r}")
+        self._validate_reranker_params()
+
+    def _fit(self, data: Interactions, *, item_features=None, user_features=None,
+             validation=None) -> None:
+        self.retriever_ = clone(self.retriever).fit(
+            data, item_features=item_features, user_features=user_features, validation=validation)
+        self.ranker_ = clone(self.ranker).fit(
+            data, item_features=item_features, user_features=user_features, validation=validation)
+
+    def _first_stage(self) -> Recommender:
+        return self.retriever_
+
+    def _second_scores(self, user_idx, sequences, candidates):
+        r = self.ranker_
+        if user_idx is not None:
+            S = _to_numpy(r._score_users(np.asarray(user_idx)))
+        else:
+            H = self._history_matrix([None] * len(sequences), sequences)
+            S = np.array(_to_numpy(r._score_sequences(sequences) if r.ordered_history
+                                   else r._score_history(H)), dtype=np.float32)
+            empty = np.diff(H.indptr) == 0
+            if empty.any():
+                _fill_rows(S, np.flatnonzero(empty), self._popularity())
+        S = np.asarray(S, dtype=np.float32)
+        return np.take_along_axis(S, np.maximum(candidates, 0), axis=1)
