@@ -1,4 +1,4 @@
-"""Command line: ``maasrec demo``, ``fit``, ``recommend``, ``evaluate``, ``serve``.
+"""Command line: ``maasrec demo``, ``fit``, ``recommend``, ``evaluate``, ``serve``, ``bench``.
 
 The CLI uses only the public API, so everything it does can be done in Python too.
 """
@@ -39,7 +39,47 @@ def _model_zoo(name: str, seed: int):
             params = cls._get_param_names()
             zoo[extra.lower()] = (lambda cls=cls, params=params:
                                   cls(random_state=seed) if "random_state" in params else cls())
+    try:
+        from .neural import SequentialRecommender
+    except ImportError:  # pragma: no cover - torch missing
+        SequentialRecommender = None
+    if SequentialRecommender is not None:
+        # next-item model: in the default list only for time-ordered data (beauty)
+        zoo["sequential"] = lambda: SequentialRecommender(
+            dropout=0.5, epochs=_DEMO_SEQ_EPOCHS, batch_size=256, random_state=seed,
+            verbose=False)
+    try:
+        from .neural import HybridRecommender, NeuMF
+    except ImportError:  # pragma: no cover - torch missing
+        HybridRecommender = NeuMF = None
+    if HybridRecommender is not None:
+        # id + item text when the data set has text and the text model is installed
+        # (maasrec[text]); id only otherwise. Both early-stop on the validation part.
+        zoo["hybrid"] = lambda: HybridRecommender(
+            item_encoders="auto" if _text_model_available() else ["id"],
+            epochs=_DEMO_NEURAL_EPOCHS, random_state=seed)
+        zoo["neumf"] = lambda: NeuMF(epochs=_DEMO_NEURAL_EPOCHS, random_state=seed)
     return zoo
+
+
+def _text_model_available() -> bool:
+    """Whether the default text model loads offline (installed, never downloaded here)."""
+    try:
+        from .encoders import resolve_model
+
+        return bool(resolve_model("sentence-transformers/all-MiniLM-L6-v2").local)
+    except Exception:  # any failure means "not available"
+        return False
+
+
+#: Epochs of the demo's SequentialRecommender (a full run early-stops near 100).
+_DEMO_SEQ_EPOCHS = 20
+#: Epoch budget of the demo's HybridRecommender and NeuMF (they early-stop on validation).
+_DEMO_NEURAL_EPOCHS = 30
+#: Models left out of the default demo list unless the data set is time-ordered.
+_SEQUENTIAL_ONLY = {"sequential"}
+#: Models the demo runs only when named (``--models neumf``): slower to train.
+_OPT_IN = {"neumf"}
 
 
 def _load(dataset: str, data_home: str | None):
@@ -78,7 +118,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     zoo = _model_zoo("", args.seed)
-    names = [m.strip().lower() for m in args.models.split(",")] if args.models else list(zoo)
+    names = ([m.strip().lower() for m in args.models.split(",")] if args.models else
+             [m for m in zoo if (m not in _SEQUENTIAL_ONLY or args.dataset == "beauty")
+              and m not in _OPT_IN])
     unknown = [m for m in names if m not in zoo]
     if unknown:
         raise MaasrecError(f"unknown model(s) {unknown}; available: {sorted(zoo)}")
@@ -113,8 +155,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bar.set_postfix_str(name)
         model = zoo[name]()
         t = time.perf_counter()
-        model.fit(train)
+        if "item_encoders" in model.get_params(deep=False):  # neural: text, early stopping
+            model.fit(train, item_features=getattr(ds, "item_features", None), validation=valid)
+        else:
+            model.fit(train)
         fit_s = time.perf_counter() - t
+        if hasattr(model, "extend_history"):  # sequential: the history ends with the
+            model.extend_history(valid)        # validation item (not trained on), as in SASRec
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ColdStartWarning)
             res = metrics.evaluate(model, train, test, k=ks, exclude=valid,
@@ -252,6 +299,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       log_level=args.log_level, access_log=not args.no_access_log)
 
 
+def _benchmarks_root():
+    """The source checkout holding ``benchmarks/`` (None for an installed maasrec)."""
+    from pathlib import Path
+
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "benchmarks" / "__main__.py").is_file() and (root / "src" / "maasrec").is_dir():
+            return root
+    return None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Forward to the benchmark suite (``python -m benchmarks``) of a source checkout."""
+    root = _benchmarks_root()
+    if root is None:
+        raise MaasrecError(
+            "the benchmarks live in the source repository, not in the installed package: "
+            "clone it and run `maasrec bench run quick` (or `python -m benchmarks run quick`) "
+            "from the checkout; results of the standard suite are in benchmarks/RESULTS.md")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.cli import main as bench_main
+
+    return bench_main(list(args.bench_args) or ["--help"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``maasrec`` argument parser.
 
@@ -322,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["critical", "error", "warning", "info", "debug"])
     s.add_argument("--no-access-log", action="store_true", help="do not log every request")
     s.set_defaults(func=cmd_serve)
+
+    b = sub.add_parser("bench", help="benchmark suite vs implicit, LensKit, Cornac, RecBole "
+                                     "(source checkout only)",
+                       description="Forwards to `python -m benchmarks` of a source checkout, "
+                                   "e.g. `maasrec bench run quick`, `maasrec bench list`.")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER,
+                   help="arguments of `python -m benchmarks` (run SUITE, tune, report, list)")
+    b.set_defaults(func=cmd_bench)
     return p
 
 
