@@ -214,7 +214,7 @@ def test_loss_decreases_on_a_planted_task_and_is_deterministic():
 
 
 def test_schedule_clipping_and_weight_decay_run():
-    net, hist = _run(epochs=6, lr_schedule="cosine", warmup=0.2, clip_grad_norm=1.0,
+    _net, hist = _run(epochs=6, lr_schedule="cosine", warmup=0.2, clip_grad_norm=1.0,
                      optimizer="adamw", weight_decay=0.01)
     assert hist.learning_rates[-1] < 1e-3  # cosine decays to ~0
     assert hist.losses[-1] < hist.losses[0]

@@ -99,7 +99,7 @@ def test_defaults_are_id_only_without_text_and_id_text_with_it(fitted_text):
 
 
 def test_loss_decreases_and_learns_the_topics(fitted_text):
-    model, X, _, topic = fitted_text
+    model, _X, _, topic = fitted_text
     losses = model.history_["losses"]
     assert losses[-1] < 0.9 * losses[0]
     ids, _ = model.recommend(["u0", "u1"], k=5)
@@ -107,7 +107,7 @@ def test_loss_decreases_and_learns_the_topics(fitted_text):
 
 
 def test_cold_items_become_recommendable_from_their_text(fitted_text, tmp_path):
-    model, X, feats, topic = fitted_text
+    model, _X, feats, topic = fitted_text
     model.save(tmp_path / "copy")
     m = load(tmp_path / "copy")
     with pytest.raises(UnknownIdError):
@@ -133,17 +133,17 @@ def test_cold_items_become_recommendable_from_their_text(fitted_text, tmp_path):
 def test_cold_user_from_history(fitted_text):
     model, _, _, topic = fitted_text
     hist = [i for i in range(40) if topic[i] == 1][:4]
-    ids, scores = model.recommend(history=hist, k=5)
+    ids, _scores = model.recommend(history=hist, k=5)
     assert not set(ids.tolist()) & set(hist)
     assert _topic_share(ids, topic, 1) >= 0.8
     with pytest.raises(UnknownIdError, match="4242"):
         model.recommend(history=[hist[0], 4242], k=3)
-    ids2, s2 = model.recommend(history=[[], hist], k=5)  # empty history: popular items
+    _ids2, s2 = model.recommend(history=[[], hist], k=5)  # empty history: popular items
     assert np.isfinite(s2).all()
 
 
 def test_missing_text_is_masked(tiny_lm_dir, cache_dir):
-    X, feats, topic = planted()
+    X, _feats, _topic = planted()
     frame = pd.DataFrame({"item": list(range(40)),
                           "text": [_topic_text(i % 2, i) if i % 5 else None for i in range(40)]})
     partial = ItemFeatures.from_pandas(frame, "item", text="text")
@@ -180,7 +180,7 @@ def test_save_load_roundtrip_offline_and_fingerprint(fitted_text, tiny_lm_dir, c
     m2.save(tmp_path / "m2")
     shutil.rmtree(moved)
     offline = load(tmp_path / "m2")
-    i2, s2 = offline.recommend(users, k=6)
+    i2, _s2 = offline.recommend(users, k=6)
     np.testing.assert_array_equal(i2, m2.recommend(users, k=6)[0])
     loaded = load(tmp_path / "m")
     assert type(loaded) is HybridRecommender
@@ -198,7 +198,7 @@ def test_save_load_roundtrip_offline_and_fingerprint(fitted_text, tiny_lm_dir, c
     np.testing.assert_array_equal(again.recommend(users, k=4, items=new)[0],
                                   loaded.recommend(users, k=4, items=new)[0])
     # a different language model behind the same path: refuse to mix vectors
-    other, tok = tiny_text_model("bert", hidden_size=32, seed=1)
+    other, _tok = tiny_text_model("bert", hidden_size=32, seed=1)
     swapped = tmp_path / "swapped"
     shutil.copytree(tiny_lm_dir, swapped)
     m4 = _text_model(swapped, cache_dir, epochs=2).fit(X, item_features=feats)
@@ -249,7 +249,7 @@ def test_nan_loss_is_a_clear_error_and_keeps_the_best_checkpoint(monkeypatch):
         m.fit(data)
     assert (info.value.epoch, info.value.step) == (epoch, step)
     assert m.is_fitted and np.isfinite(m.item_repr_).all()
-    ids, scores = m.recommend(["u0"], k=3)
+    _ids, scores = m.recommend(["u0"], k=3)
     assert np.isfinite(scores).all()
 
 
@@ -337,6 +337,6 @@ def test_fit_on_cuda():  # pragma: no cover - CPU-only machines skip it
     m = HybridRecommender(dim=8, epochs=3, random_state=0, device="cuda").fit(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ids, scores = m.recommend(["u0"], k=3)
+        _ids, scores = m.recommend(["u0"], k=3)
     assert np.isfinite(scores).all()
     assert torch.device(m._dev()).type == "cpu"  # vectors and modules end on the CPU
