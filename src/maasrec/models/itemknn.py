@@ -13,6 +13,7 @@ from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
 from ..exceptions import DataError
+from ._matrix import ImplicitMatrixMixin
 
 __all__ = ["ItemKNN"]
 
@@ -44,7 +45,7 @@ def _topk_per_row(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols, block[rows, cols]
 
 
-class ItemKNN(Recommender):
+class ItemKNN(ImplicitMatrixMixin, Recommender):
     """Item-based k-nearest-neighbours: scores are sums of similarities to the history.
 
     The similarity of a candidate item ``j`` to a history item ``i`` is computed from
@@ -119,12 +120,6 @@ class ItemKNN(Recommender):
         check_choice("similarity", self.similarity, ("asymmetric", "cosine"))
         check_number("asymmetric_alpha", self.asymmetric_alpha, low=0, high=1)
 
-    def _matrix(self, m: sp.csr_matrix) -> sp.csr_matrix:
-        m = sp.csr_matrix(m, dtype=np.float32, copy=True)
-        if self.implicit:
-            m.data[:] = 1.0
-        return m
-
     def _fit(self, data: Interactions, **_) -> None:
         t0 = time.perf_counter()
         X = self._matrix(data.to_csr())
@@ -134,10 +129,7 @@ class ItemKNN(Recommender):
                     "ItemKNN with implicit=False needs non-negative interaction values, got "
                     f"{float(X.data[X.data < 0][0])!r}; use implicit=True"
                 )
-            X.eliminate_zeros()
-            if X.nnz == 0:
-                raise DataError("every interaction value is zero, so ItemKNN has no signal; "
-                                "use implicit=True to treat every interaction as a positive")
+            X = self._signal_matrix(X)
         n = X.shape[1]
         Xt = X.T.tocsr()
         sq = np.asarray(X.multiply(X).sum(axis=0), dtype=np.float64).ravel()  # ‖x_i‖²

@@ -14,7 +14,8 @@ import scipy.sparse.linalg
 from .._validation import check_choice, check_int
 from ..base import Recommender
 from ..data.interactions import Interactions
-from ..exceptions import DataError, MaasrecWarning
+from ..exceptions import MaasrecWarning
+from ._matrix import ImplicitMatrixMixin
 from .als import _cosine_rows
 
 __all__ = ["PureSVD"]
@@ -65,7 +66,7 @@ def randomized_svd(X, k: int, *, n_oversamples: int = 10, n_iter: int = 4,
     return Q @ Ub[:, :k], s[:k], Vt[:k]
 
 
-class PureSVD(Recommender):
+class PureSVD(ImplicitMatrixMixin, Recommender):
     """Truncated SVD of the user-item matrix, scored by item-space projection.
 
     ``X ≈ U Σ Vᵀ`` with the top ``factors`` singular triplets; a user's scores are
@@ -131,19 +132,9 @@ class PureSVD(Recommender):
         check_choice("solver", self.solver, ("randomized", "arpack"))
         check_int("n_iter", self.n_iter, low=0)
 
-    def _matrix(self, m: sp.csr_matrix) -> sp.csr_matrix:
-        m = sp.csr_matrix(m, dtype=np.float32, copy=True)
-        if self.implicit:
-            m.data[:] = 1.0
-        return m
-
     def _fit(self, data: Interactions, **_) -> None:
         t0 = time.perf_counter()
-        X = self._matrix(data.to_csr())
-        X.eliminate_zeros()
-        if X.nnz == 0:
-            raise DataError("every interaction value is zero, so PureSVD has no signal; use "
-                            "implicit=True to treat every interaction as a positive")
+        X = self._signal_matrix(data.to_csr())
         k = int(self.factors)
         limit = min(X.shape) - (1 if self.solver == "arpack" else 0)
         if k > limit:
