@@ -280,7 +280,7 @@ def test_freeze_layers_and_grad_accumulation(planted):
 
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
 def test_lora_trains_few_parameters_and_merges(planted, tmp_path, kind):
-    pytest.importorskip("peft")
+    pytest.importorskip("peft", reason="LoRA needs the lora extra: pip install 'maasrec[lora]'")
     X, feats, _ = planted
     model = small(kind, peft={"r": 4}, epochs=2, learning_rate=5e-3).fit(X, item_features=feats)
     log = model.training_log_
@@ -292,6 +292,39 @@ def test_lora_trains_few_parameters_and_merges(planted, tmp_path, kind):
     ids2, scores2 = load(tmp_path / "lora").recommend(users, k=3)
     np.testing.assert_array_equal(ids2, ids)
     np.testing.assert_array_equal(scores2, scores)
+
+
+def test_lora_without_peft_is_a_clear_error(planted, monkeypatch):
+    import sys
+
+    X, feats, _ = planted
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft now raises ImportError
+    with pytest.raises(DataError, match=r"maasrec\[lora\]"):
+        small(peft="lora").fit(X, item_features=feats)
+
+
+def test_weights_own_aligned_memory():
+    """Weights read at an odd offset of a buffer (as from a safetensors file) are copied."""
+    import torch
+
+    from maasrec.lm_ranker.network import own_aligned_storage
+
+    buf = torch.arange(1 + 6 * 4, dtype=torch.float32)
+    lin = torch.nn.Linear(4, 6)
+    with torch.no_grad():
+        lin.weight.data = buf[1:].view(6, 4)  # 4 bytes past the buffer's start
+        lin.register_buffer("extra", buf[3:7])
+    tied = torch.nn.ModuleDict({"a": lin, "b": torch.nn.Linear(4, 6)})
+    tied["b"].weight = lin.weight
+    assert lin.weight.data_ptr() % 64 != 0
+    x = torch.randn(3, 4)
+    before = lin(x)
+    own_aligned_storage(tied)
+    assert all(p.data_ptr() % 64 == 0 for p in tied.parameters())
+    assert lin.extra.data_ptr() % 64 == 0 and lin.extra.tolist() == [3.0, 4.0, 5.0, 6.0]
+    assert tied["b"].weight is lin.weight
+    buf.zero_()  # the model no longer reads the original buffer
+    torch.testing.assert_close(lin(x), before, rtol=0, atol=0)
 
 
 def test_listwise_loss_and_determinism(planted):

@@ -40,6 +40,7 @@ __all__ = [
     "freeze_lower_layers",
     "load_cross_encoder",
     "merge_lora",
+    "own_aligned_storage",
     "save_cross_encoder",
 ]
 
@@ -376,6 +377,36 @@ def merge_lora(encoder: CrossEncoder) -> None:
         encoder.model = encoder.model.merge_and_unload()
 
 
+def own_aligned_storage(module: nn.Module) -> nn.Module:
+    """Copy every parameter and buffer into fresh, contiguous memory owned by torch.
+
+    CPU matrix-product kernels take different code paths for differently aligned
+    operands, and their float sums then differ in the last bit. Weights a
+    ``from_pretrained`` call reads from a safetensors file sit wherever the file's header
+    leaves them (e.g. 24 or 40 bytes past a 64-byte boundary, not the same for the
+    packaged and a saved file), while torch's allocator aligns to 64 bytes. Without
+    this copy a model and its save/load round trip scored ~3e-8 apart, enough to swap
+    near-tied candidates. Tied weights stay tied (the ``Parameter`` objects are kept).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module``, changed in place.
+    """
+    with torch.no_grad():
+        for p in module.parameters():
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+        for sub in module.modules():
+            for name, buf in list(sub._buffers.items()):
+                if buf is not None:
+                    sub._buffers[name] = buf.clone(memory_format=torch.contiguous_format)
+    return module
+
+
 def _refuse_pickles(folder: Path) -> None:
     bad = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
                  if p.is_file() and p.name.lower().endswith(PICKLE_SUFFIXES))
@@ -467,4 +498,4 @@ def load_cross_encoder(folder: str | os.PathLike, device: torch.device):
         raise ModelFormatError(f"cannot load the language model in {str(folder)!r}: "
                                f"{type(exc).__name__}: {exc}") from exc
     _fix_pad(tokenizer)
-    return enc.to(device).eval(), tokenizer
+    return own_aligned_storage(enc.to(device)).eval(), tokenizer

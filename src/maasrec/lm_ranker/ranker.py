@@ -29,6 +29,7 @@ from .network import (
     load_cross_encoder,
     lora_settings,
     merge_lora,
+    own_aligned_storage,
     save_cross_encoder,
 )
 from .text import DEFAULT_TEMPLATE, PairBuilder, UserPart, parse_template, profile_text
@@ -387,7 +388,8 @@ class LMRanker(CandidateReranker):
                 log = self._train(data, seqs, rng, device, lora is not None)
             if lora is not None:
                 merge_lora(enc)
-            enc.eval()
+            # the same memory layout as after load: bit-identical scores (see the function)
+            own_aligned_storage(enc).eval()
         log.update({"trainable_parameters": int(trainable), "total_parameters": int(total)})
         self.training_log_ = log
 
