@@ -1,24 +1,26 @@
 """Speed and quality of ``SequentialRecommender`` (SASRec-style), side by side with RecBole.
 
-Two commands (each writes ``benchmarks/results/sequential_<command>.json`` and prints a
-table):
+Two commands; each stores its section (``speed`` / ``quality``) in
+``benchmarks/results/sequential.json`` and prints a table:
 
 ``speed``
     Amazon Beauty (S3Rec preprocessing), leave-last-out train part: seconds per
     training epoch of maasrec's ``SequentialRecommender`` and of RecBole 1.2.1's
     ``SASRec`` with the same hyperparameters (2 blocks, 2 heads, hidden 64, inner 256,
     dropout 0.5, ``max_len`` 50, Adam at 0.001, full softmax cross-entropy over the
-    catalogue, CPU, float32, same thread count). An epoch is the same set of
-    next-item targets for both: every train interaction after a user's first. RecBole
-    feeds one (prefix, target) pair per example (``train_batch_size`` 2048 pairs);
-    maasrec feeds whole sequences and predicts at every position (``--batch-size``
-    sequences, default 256, i.e. about 1,500 targets per step -- fewer than RecBole's
-    2,048). The two libraries alternate, ``--repeats`` times, each in a fresh
-    subprocess under ``OMP_WAIT_POLICY=PASSIVE`` (two spinning OpenMP threads on a
-    busy machine run many times slower); the 1-minute load average is recorded before
-    every run, and a fixed matrix-product calibration next to it. The ratio that counts
-    is maasrec / RecBole from the same repeat (median epoch of each run; RecBole's
-    first epoch carries its lazy-import cost, so its median needs >= 3 epochs).
+    catalogue, CPU, same thread count), then the time of top-10 for every user
+    (maasrec ``recommend``; RecBole ``full_sort_scores`` plus the adapter's masking).
+    maasrec runs in float32 (``amp="none"``) and with bf16 autocast (``amp="bf16"``).
+    An epoch is the same set of next-item targets for both: every train interaction
+    after a user's first. RecBole feeds one (prefix, target) pair per example
+    (``train_batch_size`` 2048 pairs, each padded to 50 positions); maasrec feeds whole
+    sequences and predicts at every position (``--batch-size`` sequences, default 256,
+    about 2,000 targets per step -- the same number of targets per step as RecBole's
+    2,048). The libraries alternate, ``--repeats`` times, each in a fresh subprocess
+    under ``OMP_WAIT_POLICY=PASSIVE``; the 1-minute load average and a fixed
+    matrix-product calibration are recorded before every run. The ratio that counts is
+    maasrec / RecBole from the same repeat (median epoch of each run; RecBole's first
+    epoch carries its lazy-import cost, so the ratio of the minimum epochs is given too).
 ``quality``
     Leave-last-out (last item test, second-to-last validation), full ranking over the
     whole catalogue excluding the user's train and validation items. Protocol (as in
@@ -32,9 +34,9 @@ RecBole must live in its own virtual environment (numpy<2): pass its interpreter
 ``--recbole-python`` (default ``/tmp/peers/recbole/bin/python``); the adapter is
 ``benchmarks/peers/run_recbole.py``.
 
-Run: ``python benchmarks/bench_sequential.py speed --epochs 3 --repeats 2`` (about an
-hour on 2 busy cores: a RecBole epoch on Beauty is several minutes), ``... quality``
-(hours on 2 busy cores; ``--datasets ml100k`` for the short part).
+Run: ``python benchmarks/bench_sequential.py speed --epochs 2 --repeats 2 --threads 1``
+(about half an hour on 2 busy cores), ``... quality --threads 1`` (about 1.5 hours on 2
+busy cores; ``--datasets ml100k`` for the shorter part, ``--models id`` for one config).
 """
 
 from __future__ import annotations
@@ -65,11 +67,13 @@ MAASREC_PARAMS = {"dim": 64, "ffn_dim": 256, "n_layers": 2, "n_heads": 2, "dropo
                   "max_len": 50, "learning_rate": 0.001, "loss": "ce", "weight_decay": 0.0}
 
 #: Settings chosen on the validation part (see the module docstring); test numbers use them.
+#: ``amp="bf16"``: bfloat16 autocast on the CPU (about 1.3-3x faster per epoch here).
 CONFIGS = {
-    "beauty": {"id": dict(dropout=0.5, epochs=200, eval_every=2, patience=5)},
-    "ml100k": {"id": dict(max_len=200, dropout=0.2, epochs=200, eval_every=2, patience=5),
-               "title-init": dict(max_len=200, dropout=0.2, epochs=200, eval_every=2,
-                                  patience=5, item_text="init")},
+    "beauty": {"id": dict(dropout=0.3, amp="bf16", epochs=40, eval_every=2, patience=3)},
+    "ml100k": {"id": dict(max_len=200, dropout=0.2, amp="bf16", epochs=16, eval_every=2,
+                          patience=3),
+               "title-init": dict(max_len=200, dropout=0.2, amp="bf16", epochs=16,
+                                  eval_every=2, patience=3, item_text="init")},
 }
 
 
@@ -90,7 +94,7 @@ def _split(name: str, data_home: str | None):
 
 # -- speed --------------------------------------------------------------------------------
 def _maasrec_worker(args: argparse.Namespace) -> int:
-    """Runs in a subprocess: fit ``epochs`` epochs, print the per-epoch seconds as JSON."""
+    """Runs in a subprocess: fit ``epochs`` epochs, time top-10 for every user, print JSON."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -98,11 +102,16 @@ def _maasrec_worker(args: argparse.Namespace) -> int:
 
     _, (train, _, _) = _split("beauty", args.data_home)
     params = dict(MAASREC_PARAMS, epochs=args.epochs, batch_size=args.batch_size,
-                  random_state=0, verbose=False, device="cpu")
+                  amp=args.amp, random_state=0, verbose=False, device="cpu")
     t0 = time.perf_counter()
     model = SequentialRecommender(**params).fit(train)
     fit_s = time.perf_counter() - t0
+    users = train.user_vocab.ids
+    t0 = time.perf_counter()
+    model.recommend(users, k=10)
+    rec_s = time.perf_counter() - t0
     print(json.dumps({"epoch_times_s": model.training_log_["seconds"], "fit_s": fit_s,
+                      "recommend_all_users_s": rec_s, "n_users_recommended": len(users),
                       "params": params, "torch_threads": torch.get_num_threads(),
                       "n_windows": model.training_log_["n_windows"]}))
     return 0
@@ -113,8 +122,8 @@ def _write_recbole_inputs(folder: Path, data_home: str | None) -> tuple[Path, Pa
     df = train.to_pandas()[["user", "item", "timestamp"]]
     tr = folder / "train.csv"
     df.to_csv(tr, index=False)
-    te = folder / "test_users.csv"  # a few users: RecBole's recommend phase is not timed here
-    df[["user"]].drop_duplicates().head(64).to_csv(te, index=False)
+    te = folder / "test_users.csv"  # every user: RecBole's top-10 for all users is timed
+    df[["user"]].drop_duplicates().to_csv(te, index=False)
     return tr, te
 
 
@@ -136,17 +145,18 @@ def cmd_speed(args: argparse.Namespace) -> int:
     train_csv, users_csv = _write_recbole_inputs(work, args.data_home)
     runs = []
     for rep in range(args.repeats):
-        order = ["maasrec", "recbole"] if rep % 2 == 0 else ["recbole", "maasrec"]
+        ours = [f"maasrec-{a}" for a in args.amp]
+        order = [*ours, "recbole"] if rep % 2 == 0 else ["recbole", *ours[::-1]]
         for lib in order:
             if lib == "recbole" and args.skip_recbole:
                 continue
             rec = {"library": lib, "repeat": rep, "loadavg_before": loadavg(),
                    "calibration_before": calibrate()}
             log = work / f"{lib}_{rep}.log"
-            if lib == "maasrec":
+            if lib.startswith("maasrec"):
                 cmd = [sys.executable, str(Path(__file__).resolve()), "_worker",
                        "--epochs", str(args.epochs), "--threads", str(args.threads),
-                       "--batch-size", str(args.batch_size)]
+                       "--batch-size", str(args.batch_size), "--amp", lib.split("-", 1)[1]]
                 if args.data_home:
                     cmd += ["--data-home", args.data_home]
                 rc, wall = _run(cmd, env, log)
@@ -165,6 +175,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
                 out = {"epoch_times_s": out.get("epoch_times_s"), "fit_s": out.get("fit_time_s"),
                        "n_train_rows_recbole": out.get("n_train_rows_recbole"),
                        "torch_threads": out.get("torch_threads"),
+                       "recommend_all_users_s": out.get("recommend_time_s"),
+                       "n_users_recommended": out.get("n_users_recommended"),
                        "effective_config": out.get("effective_config")}
             rec.update(out)
             rec.update({"returncode": rc, "wall_s": wall, "loadavg_after": loadavg(),
@@ -177,28 +189,46 @@ def cmd_speed(args: argparse.Namespace) -> int:
                   f"{rec['loadavg_before']} -> {rec['loadavg_after']}, rc={rc}", flush=True)
     ratios = []
     for rep in range(args.repeats):
-        m = [r for r in runs if r["repeat"] == rep and r["library"] == "maasrec"]
         b = [r for r in runs if r["repeat"] == rep and r["library"] == "recbole"]
-        if m and b and m[0]["median_epoch_s"] and b[0]["median_epoch_s"]:
-            ratios.append({"repeat": rep, "maasrec_median_epoch_s": m[0]["median_epoch_s"],
-                           "recbole_median_epoch_s": b[0]["median_epoch_s"],
-                           "ratio": m[0]["median_epoch_s"] / b[0]["median_epoch_s"]})
+        for lib in (f"maasrec-{a}" for a in args.amp):
+            m = [r for r in runs if r["repeat"] == rep and r["library"] == lib]
+            if m and b and m[0]["median_epoch_s"] and b[0]["median_epoch_s"]:
+                ratios.append({"repeat": rep, "maasrec": lib,
+                               "maasrec_min_epoch_s": m[0]["min_epoch_s"],
+                               "maasrec_median_epoch_s": m[0]["median_epoch_s"],
+                               "recbole_min_epoch_s": b[0]["min_epoch_s"],
+                               "recbole_median_epoch_s": b[0]["median_epoch_s"],
+                               "ratio_min": m[0]["min_epoch_s"] / b[0]["min_epoch_s"],
+                               "ratio": m[0]["median_epoch_s"] / b[0]["median_epoch_s"],
+                               "maasrec_recommend_s": m[0].get("recommend_all_users_s"),
+                               "recbole_recommend_s": b[0].get("recommend_all_users_s")})
+    summary = {}
+    for lib in (f"maasrec-{a}" for a in args.amp):
+        rs = [r for r in ratios if r["maasrec"] == lib]
+        if rs:
+            summary[lib] = {"ratio_median": float(np.median([r["ratio"] for r in rs])),
+                            "ratio_of_mins": min(r["maasrec_min_epoch_s"] for r in rs)
+                            / min(r["recbole_min_epoch_s"] for r in rs)}
     result = {"command": "speed", "dataset": "amazon-beauty leave-last-out train part",
               "epochs": args.epochs, "threads": args.threads, "wait_policy": args.wait_policy,
               "maasrec_params": dict(MAASREC_PARAMS, batch_size=args.batch_size),
-              "recbole_params": RECBOLE_PARAMS, "machine": machine_info(), "runs": runs,
-              "ratios": ratios,
-              "ratio_median": float(np.median([r["ratio"] for r in ratios])) if ratios else None}
-    _write("sequential_speed.json", result, args.out)
-    print("\nrepeat  maasrec s/epoch  RecBole s/epoch  ratio")
+              "maasrec_amp": args.amp, "recbole_params": RECBOLE_PARAMS,
+              "machine": machine_info(), "runs": runs, "ratios": ratios, "summary": summary}
+    _write("speed", result, args.out)
+    print("\nrepeat  maasrec            s/epoch (min/med)  RecBole s/epoch (min/med)  ratio  "
+          "top-10 all users (maasrec / RecBole)")
     for r in ratios:
-        print(f"{r['repeat']:>6}  {r['maasrec_median_epoch_s']:>15.1f}  "
-              f"{r['recbole_median_epoch_s']:>15.1f}  {r['ratio']:>5.3f}")
+        print(f"{r['repeat']:>6}  {r['maasrec']:<16} {r['maasrec_min_epoch_s']:>7.1f} / "
+              f"{r['maasrec_median_epoch_s']:<7.1f}   {r['recbole_min_epoch_s']:>7.1f} / "
+              f"{r['recbole_median_epoch_s']:<7.1f}  {r['ratio']:>5.3f}  "
+              f"{r['maasrec_recommend_s'] or float('nan'):.1f}s / "
+              f"{r['recbole_recommend_s'] or float('nan'):.1f}s")
     return 0
 
 
 # -- quality ------------------------------------------------------------------------------
 def cmd_quality(args: argparse.Namespace) -> int:
+    import logging
     import warnings
 
     import torch
@@ -207,11 +237,14 @@ def cmd_quality(args: argparse.Namespace) -> int:
     from maasrec.metrics import evaluate
     from maasrec.neural import SequentialRecommender
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.datasets:
         ds, (train, valid, test) = _split(name, args.data_home)
         for label, params in CONFIGS[name].items():
+            if args.models and label not in args.models:
+                continue
             for seed in args.seeds:
                 p = dict(params, random_state=seed, verbose=False)
                 t0 = time.perf_counter()
@@ -231,32 +264,47 @@ def cmd_quality(args: argparse.Namespace) -> int:
                        "test_ci": {k: list(v) for k, v in res.ci.items()},
                        "best_epoch": log["best_epoch"], "epochs_run": log["epochs_run"],
                        "median_epoch_s": float(np.median(log["seconds"])), "fit_s": fit_s,
+                       "epoch_s": log["seconds"], "valid_ndcg10_curve": log["metrics"],
                        "n_test_users": res.n_users, "loadavg": loadavg()}
                 rows.append(row)
+                if args.jsonl:
+                    with open(args.jsonl, "a") as fh:
+                        fh.write(json.dumps(row, default=float) + "\n")
                 print(f"{name:7s} {label:10s} seed {seed}: valid NDCG@10 {val['ndcg@10']:.4f} "
                       f"| test NDCG@10 {res['ndcg@10']:.4f} HR@10 {res['hit@10']:.4f} "
                       f"NDCG@20 {res['ndcg@20']:.4f} HR@20 {res['hit@20']:.4f} "
                       f"(best epoch {log['best_epoch']}, {fit_s:.0f}s)", flush=True)
-    _write("sequential_quality.json", {"command": "quality", "machine": machine_info(),
-                                       "configs": CONFIGS, "rows": rows}, args.out)
+    _write("quality", {"command": "quality", "machine": machine_info(),
+                       "configs": CONFIGS, "rows": rows}, args.out)
     return 0
 
 
-def _write(name: str, obj: dict, out: str | None) -> None:
-    path = Path(out) if out else RESULTS / name
+def _write(section: str, obj: dict, out: str | None) -> None:
+    """Store ``obj`` under ``section`` of ``benchmarks/results/sequential.json`` (or ``out``),
+    keeping the other sections; quality rows of datasets not re-run are kept too."""
+    path = Path(out) if out else RESULTS / "sequential.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, default=float) + "\n")
-    print(f"wrote {path}")
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if section == "quality" and "quality" in data:
+        redone = {(r["dataset"], r["model"], r["seed"]) for r in obj["rows"]}
+        kept = [r for r in data["quality"].get("rows", [])
+                if (r["dataset"], r["model"], r["seed"]) not in redone]
+        obj = dict(obj, rows=kept + obj["rows"])
+    data[section] = obj
+    path.write_text(json.dumps(data, indent=1, default=float) + "\n")
+    print(f"wrote {path} [{section}]")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("speed", help="epoch time vs RecBole SASRec on Amazon Beauty")
-    s.add_argument("--epochs", type=int, default=3)
+    s.add_argument("--epochs", type=int, default=2)
     s.add_argument("--repeats", type=int, default=2)
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--threads", type=int, default=1)
     s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--amp", nargs="+", default=["none", "bf16"], choices=["none", "bf16"],
+                   help="maasrec precision(s) to time (float32 and/or bf16 autocast)")
     s.add_argument("--wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE"])
     s.add_argument("--recbole-python", default="/tmp/peers/recbole/bin/python")
     s.add_argument("--skip-recbole", action="store_true")
@@ -268,8 +316,11 @@ def main(argv: list[str] | None = None) -> int:
                                        "settings")
     q.add_argument("--datasets", nargs="+", default=["beauty", "ml100k"],
                    choices=["beauty", "ml100k"])
+    q.add_argument("--models", nargs="+", default=None,
+                   help="config labels to run (default all): id, title-init")
+    q.add_argument("--jsonl", default=None, help="also append each row to this file")
     q.add_argument("--seeds", nargs="+", type=int, default=[0])
-    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--threads", type=int, default=1)
     q.add_argument("--data-home", default=None)
     q.add_argument("--out", default=None)
     q.set_defaults(func=cmd_quality)
@@ -277,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--epochs", type=int, required=True)
     w.add_argument("--threads", type=int, required=True)
     w.add_argument("--batch-size", type=int, required=True)
+    w.add_argument("--amp", default="none")
     w.add_argument("--data-home", default=None)
     w.set_defaults(func=_maasrec_worker)
     args = p.parse_args(argv)

@@ -188,10 +188,62 @@ def test_nan_loss_names_epoch_and_step(monkeypatch):
     assert err.value.epoch == 1 and err.value.step == 1
 
 
+def test_nan_loss_later_keeps_best_checkpoint(monkeypatch):
+    """A NaN in epoch 3 names epoch and step, and leaves the best validated weights."""
+    X = cyclic_interactions(n_users=40)
+    last = X.user_indptr[1:] - 1
+    mask = np.zeros(X.nnz, dtype=bool)
+    mask[last] = True
+    train, valid = X.subset(~mask), X.subset(mask)
+    calls = {"n": 0}
+    steps_per_epoch = -(-train.n_users // 32)
+    original = SequentialRecommender._loss
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        loss = original(self, batch)
+        return loss * float("nan") if calls["n"] == 2 * steps_per_epoch + 2 else loss
+
+    monkeypatch.setattr(SequentialRecommender, "_loss", poisoned)
+    model = small(epochs=5)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step 2.*best checkpoint") as err:
+        model.fit(train, validation=valid)
+    assert err.value.epoch == 3 and err.value.step == 2
+    best = err.value.best_epoch
+    assert best in (1, 2)
+    monkeypatch.setattr(SequentialRecommender, "_loss", original)
+    ref = small(epochs=best).fit(train)  # same seed: the weights after epoch `best`
+    got = model.network_.state_dict()
+    for name, value in ref.network_.state_dict().items():
+        torch.testing.assert_close(got[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_bf16_autocast_on_cpu():
+    X = cyclic_interactions()
+    model = small(amp="bf16").fit(X)
+    ids, _ = model.recommend(history=[110, 111, 112], k=1)
+    assert ids[0] == 113
+    # the float32 model differs (bf16 rounding), but both learn the cycle
+    ref = small(amp="none").fit(X)
+    assert not torch.equal(ref.network_.item_emb, model.network_.item_emb)
+    assert ref.recommend(history=[110, 111, 112], k=1)[0][0] == 113
+
+
+def test_bf16_save_load_exact(tmp_path):
+    X = cyclic_interactions(n_users=30)
+    model = small(amp="bf16", epochs=3).fit(X)
+    h = [105, 106, 107]
+    loaded = Recommender.load(model.save(tmp_path / "bf16"))
+    assert loaded.amp == "bf16"
+    a, b = model.recommend(history=h, k=5), loaded.recommend(history=h, k=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_params_are_checked():
     X = cyclic_interactions(n_users=10)
     for bad in (dict(n_heads=3), dict(loss="bce"), dict(item_text="yes"), dict(max_len=0),
-                dict(dropout=1.0)):
+                dict(dropout=1.0), dict(amp="fp8")):
         with pytest.raises(DataError, match=next(iter(bad))):
             small(**bad).fit(X)
 
