@@ -166,6 +166,29 @@ def test_features_modality_and_cold_items():
         idonly.add_items(feats)
 
 
+def test_residual_fusion_is_the_id_plus_projected_text(fitted_text, tmp_path):
+    model, X, feats, _ = fitted_text
+    assert model.config_["fusion"] == "residual"  # the default
+    tower = model.item_tower_
+    enc = model._text_encoder()
+    text = torch.from_numpy(enc.encode_base([str(t) for t in feats.text]))
+    rows = feats.vocab.index(list(range(40)))
+    with torch.no_grad():
+        content = tower.residual["text"](text).numpy()
+        ids = tower.encoders["id"](torch.arange(40)).numpy()
+    has_id = model.item_has_id_
+    expect = np.where(has_id[:, None], ids + content[rows], content[rows])
+    np.testing.assert_allclose(model.item_repr_, expect, rtol=1e-5, atol=1e-6)
+    # a new item is its projected text alone
+    model.save(tmp_path / "m")
+    m = load(tmp_path / "m").add_items(feats)
+    new_rows = feats.vocab.index(list(range(1000, 1010)))
+    np.testing.assert_allclose(m.item_repr_[40:], content[new_rows], rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match="heads"):
+        HybridRecommender(item_encoders=["id", "features"], dim=8, epochs=1,
+                          fusion={"kind": "residual", "heads": 2}).fit(X, item_features=feats)
+
+
 def test_save_load_roundtrip_offline_and_fingerprint(fitted_text, tiny_lm_dir, cache_dir,
                                                      tmp_path):
     model, X, feats, _ = fitted_text

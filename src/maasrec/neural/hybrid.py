@@ -66,6 +66,7 @@ ITEM_MODALITIES = ("id", "text", "features")
 USER_MODALITIES = ("history", "id", "features")
 POOLINGS = ("sqrt", "mean")
 _SCORE_BYTES = 64 * 2**20
+FUSION_KINDS = (*FUSIONS, "residual")
 
 
 # ======================================================================================
@@ -113,7 +114,28 @@ class _Tower(nn.Module):
         self.input_dims = dims
         self.fusion = None
         self.single = None
-        if len(dims) == 1:
+        self.residual = None
+        if fusion == "residual" and len(dims) > 1:
+            opts = dict(self.fusion_options)
+            self.content_dropout = float(opts.pop("dropout", 0.0))
+            init_scale = float(opts.pop("init_scale", 1.0))
+            if opts:
+                raise DataError(f"fusion 'residual' takes options 'dropout' and 'init_scale', "
+                                f"got {sorted(opts)}")
+            with torch.random.fork_rng(devices=[]):
+                if random_state is not None:
+                    torch.manual_seed(random_state)
+                self.residual = nn.ModuleDict()
+                for name, d in dims.items():
+                    if name in ("text", "history"):
+                        lin = nn.Linear(d, self.dim)
+                        with torch.no_grad():
+                            lin.weight.mul_(init_scale)
+                            lin.bias.zero_()
+                        self.residual[name] = lin
+                    elif name == "features":
+                        self.residual[name] = nn.Identity()
+        elif len(dims) == 1:
             name, d = next(iter(dims.items()))
             if name != "id":
                 with torch.random.fork_rng(devices=[]):
@@ -127,6 +149,8 @@ class _Tower(nn.Module):
     def forward(self, inputs: Mapping[str, torch.Tensor],
                 masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Fuse ``inputs`` (name -> [m, d_name]) with row masks (name -> [m] bool)."""
+        if self.residual is not None:
+            return self._residual(inputs, masks)
         if self.fusion is not None:
             return self.fusion(dict(inputs), dict(masks))
         name = next(iter(self.input_dims))
@@ -137,6 +161,21 @@ class _Tower(nn.Module):
         if m is not None:
             x = torch.where(m.unsqueeze(1), x, torch.zeros_like(x))
         return x
+
+    def _residual(self, inputs, masks) -> torch.Tensor:
+        """``id + sum_m W_m x_m`` over the present modalities (content dropout in training)."""
+        out = None
+        for name in self.input_dims:
+            x = inputs[name]
+            if name != "id":
+                x = self.residual[name](x)
+                if self.training and self.content_dropout > 0:
+                    x = nn.functional.dropout(x, self.content_dropout, training=True)
+            m = masks.get(name)
+            if m is not None:
+                x = torch.where(m.unsqueeze(1), x, torch.zeros_like(x))
+            out = x if out is None else out + x
+        return out
 
     def lookup(self, rows: torch.Tensor) -> tuple[dict, dict]:
         """Inputs and masks of the id/features modalities for table rows ``rows``."""
@@ -244,9 +283,15 @@ class HybridRecommender(Recommender):
         ``"id"`` (a learned embedding per user), ``"features"`` (user features).
         ``"auto"``: ``["history"]``. Without "history", users unseen at fit time cannot
         be served (``recommend(history=...)`` raises).
-    fusion : {"gated", "concat", "attention"} or dict, default "gated"
-        How several modalities become one vector (:mod:`maasrec.fusion`); a dict adds
-        options: ``{"kind": "attention", "num_heads": 2}``.
+    fusion : {"residual", "gated", "concat", "attention"} or dict, default "residual"
+        How several modalities become one vector. ``"residual"``: the id embedding plus
+        a linear projection of each other modality (``v = e_id + W_text x_text + ...``;
+        options ``dropout`` on the projected content, ``init_scale`` of ``W``); an item
+        without a training interaction (or added later) is its content part alone. The
+        others are :mod:`maasrec.fusion` modules; a dict adds options:
+        ``{"kind": "attention", "num_heads": 2}``. On MovieLens 1M validation the
+        residual sum let the text help where the gated mix made it hurt (the convex gate
+        halves the id embedding of every item).
     scorer : {"dot", "neumf", "attention"} or dict, default "dot"
         :class:`~maasrec.scorers.DotScorer` (MF; approximate retrieval with
         :class:`~maasrec.rankers.FaissRetriever` works), :class:`~maasrec.scorers.NeuMFScorer`
@@ -266,16 +311,19 @@ class HybridRecommender(Recommender):
         correction under ``"sampled_softmax"``.
     n_negatives : int, default 4
         Negatives per positive (uniform and popularity sampling).
-    epochs : int, default 100
+    epochs : int, default 30
         Maximum number of epochs (passes over the users for ``"softmax"``, over the
-        interactions otherwise).
+        interactions otherwise); the cosine schedule decays over all of them.
     batch_size : int, optional
         Users (``"softmax"``) or interactions per step. Default: 64 users, or
         ``nnz // 200`` interactions clipped to [256, 4096].
-    learning_rate : float, default 1e-3
-    weight_decay : float, default 0.0
+    learning_rate : float, default 3e-3
+    weight_decay : float, default 1e-5
     optimizer : {"adam", "adamw", "sgd"}, default "adam"
-    lr_schedule : {"constant", "cosine", "linear"}, default "constant"
+    lr_schedule : {"constant", "cosine", "linear"}, default "cosine"
+        The defaults (with ``epochs=30``) were chosen on MovieLens 1M validation
+        NDCG@10: a constant rate left the validation metric jumping by +-0.005 between
+        epochs and stopped early on noise.
     warmup : float, default 0.0
         Warm-up steps (a fraction of all steps when < 1).
     clip_grad_norm : float, optional
@@ -342,11 +390,11 @@ class HybridRecommender(Recommender):
     """
 
     def __init__(self, item_encoders: Any = "auto", user_encoders: Any = "auto",
-                 fusion: Any = "gated", scorer: Any = "dot", loss: str = "softmax",
+                 fusion: Any = "residual", scorer: Any = "dot", loss: str = "softmax",
                  dim: int = 64, negative_sampler: str = "uniform", n_negatives: int = 4,
-                 epochs: int = 100, batch_size: int | None = None,
-                 learning_rate: float = 1e-3, weight_decay: float = 0.0,
-                 optimizer: str = "adam", lr_schedule: str = "constant", warmup: float = 0.0,
+                 epochs: int = 30, batch_size: int | None = None,
+                 learning_rate: float = 3e-3, weight_decay: float = 1e-5,
+                 optimizer: str = "adam", lr_schedule: str = "cosine", warmup: float = 0.0,
                  clip_grad_norm: float | None = None, history_dropout: float = 0.5,
                  id_dropout: float = 0.2, history_pooling: str = "sqrt",
                  item_bias: bool = True, patience: int | None = 10, eval_every: int = 1,
@@ -402,7 +450,7 @@ class HybridRecommender(Recommender):
             _spec_list(self.item_encoders, ITEM_MODALITIES, "item_encoders")
         if not (isinstance(self.user_encoders, str) and self.user_encoders == "auto"):
             _spec_list(self.user_encoders, USER_MODALITIES, "user_encoders")
-        _kind_and_options(self.fusion, FUSIONS, "fusion")
+        _kind_and_options(self.fusion, FUSION_KINDS, "fusion")
         _kind_and_options(self.scorer, SCORERS, "scorer")
         check_choice("loss", self.loss, tuple(LOSSES))
         check_int("dim", self.dim, low=1)
@@ -571,7 +619,7 @@ class HybridRecommender(Recommender):
                 for k in ("n", "dim", "random_state"):
                     cfg.pop(k)
                 user_cfg["features"] = cfg
-        fusion_kind, fusion_opts = _kind_and_options(self.fusion, FUSIONS, "fusion")
+        fusion_kind, fusion_opts = _kind_and_options(self.fusion, FUSION_KINDS, "fusion")
         scorer_kind, scorer_opts = _kind_and_options(self.scorer, SCORERS, "scorer")
         scorer_cfg = dict(scorer_opts)
         if scorer_kind in ("neumf", "attention"):
