@@ -1,6 +1,7 @@
 """Quality and speed of maasrec's HybridRecommender and NeuMF (issue 7, hybrid part).
 
-Commands (each writes ``benchmarks/results/neural_<command>.json`` and prints a table):
+Commands (each writes ``benchmarks/results/neural_<command>.json``, merges it into
+``benchmarks/results/neural.json`` and prints a table):
 
 ``quality``
     MovieLens 1M, per-user random 8:1:1 split (``--seeds``, default 0). Every model is
@@ -115,10 +116,21 @@ def _tuned_classical() -> dict[str, dict]:
 
 
 def _write(name: str, payload: dict) -> Path:
+    """Write ``neural_<name>.json`` and merge the payload into ``neural.json`` (one file
+    with the latest run of every command)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"neural_{name}.json"
     path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
     logger.info("wrote %s", path)
+    combined = RESULTS / "neural.json"
+    merged: dict[str, Any] = {}
+    if combined.is_file():
+        try:
+            merged = json.loads(combined.read_text())
+        except ValueError:
+            merged = {}
+    merged[name] = payload
+    combined.write_text(json.dumps(merged, indent=1, default=float) + "\n")
     return path
 
 
@@ -138,7 +150,7 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 # -- model factories -----------------------------------------------------------------------
 #: The HybridRecommender defaults are what `quality` measures; extra settings of the
 #: runs are only the epoch budget and the seed.
-HYBRID_RUN = {"epochs": 60}
+HYBRID_RUN: dict[str, Any] = {}
 NEUMF_RUN = {"epochs": 40}
 
 
@@ -202,10 +214,9 @@ def _quality_seed(seed: int, X, feats, tuned: dict, args) -> list[dict]:
                        params={k: v for k, v in model.get_params(deep=False).items()
                                if isinstance(v, (int, float, str, bool, type(None)))})
         if label == "NeuMF":
-            row["sampled_ndcg@10"] = _eval(model, train, test, valid, protocol="sampled"
-                                           )["ndcg@10"]
-            row["sampled_hit@10"] = _eval(model, train, test, valid, protocol="sampled"
-                                          )["hit@10"]
+            sampled = _eval(model, train, test, valid, protocol="sampled")
+            row["sampled_ndcg@10"] = sampled["ndcg@10"]
+            row["sampled_hit@10"] = sampled["hit@10"]
         logger.info("%s", json.dumps(row, default=float))
         rows.append(row)
     return rows
