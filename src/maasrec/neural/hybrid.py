@@ -330,10 +330,12 @@ class HybridRecommender(Recommender):
     history_dropout : float, default 0.5
         Share of a user's history hidden from the user tower at each step (denoising:
         the model learns to predict items from the rest; Mult-DAE uses 0.5).
-    id_dropout : float, default 0.2
+    id_dropout : float, default 0.05
         Share of items (and users) whose id embedding is hidden at each step, so the
         text/feature path learns to stand alone -- what cold items and cold users get
-        (the DropoutNet idea).
+        (the DropoutNet idea). More dropout serves new items better and known items
+        worse: on MovieLens 1M validation, 0.05 let id + text match or beat the id-only
+        model, 0.1 and 0.2 did not.
     history_pooling : {"sqrt", "mean"}, default "sqrt"
         Sum of the history item vectors divided by ``sqrt(n)`` (Mult-DAE's
         normalisation) or by ``n``.
@@ -396,7 +398,7 @@ class HybridRecommender(Recommender):
                  learning_rate: float = 3e-3, weight_decay: float = 1e-5,
                  optimizer: str = "adam", lr_schedule: str = "cosine", warmup: float = 0.0,
                  clip_grad_norm: float | None = None, history_dropout: float = 0.5,
-                 id_dropout: float = 0.2, history_pooling: str = "sqrt",
+                 id_dropout: float = 0.05, history_pooling: str = "sqrt",
                  item_bias: bool = True, patience: int | None = 10, eval_every: int = 1,
                  max_history: int | None = None, random_state: int | None = None,
                  device: Any = None, verbose: bool = False):
