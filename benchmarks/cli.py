@@ -5,6 +5,7 @@ Commands::
     run SUITE|FILE.toml   run a suite (quick, standard, scaling) or an experiment file
     tune SUITE|FILE.toml  grid search on the validation part (models with a ``grid``)
     report RESULTS.json   re-render report.md (and plots) from a results file
+    merge BASE.json NEW.json   merge the runs of NEW into BASE (models added later)
     list                  suites, their experiments/models, and which peer venvs exist
 """
 
@@ -73,6 +74,15 @@ def cmd_run(args: argparse.Namespace) -> int:
              f"peers {opts.peers_dir}")
     t0 = time.perf_counter()
     results = run_suite(suite, opts)
+    if args.merge_into is not None:
+        from .report import write_outputs as _write
+
+        # keep this run's own results too, then merge them into the base document
+        _write(results, Path(out) / "runs" / time.strftime("%Y%m%dT%H%M%S"),
+               plots=False, log=opts.log)
+        results = _merge_files(args.merge_into, results)
+        if args.out is None:
+            out = Path(args.merge_into).parent
     results_md = HERE / "RESULTS.md" if args.update_results_md else None
     write_outputs(results, Path(out), plots=not args.no_plots, results_md=results_md,
                   log=opts.log)
@@ -125,6 +135,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge_files(base_path: Path | str, new: dict) -> dict:
+    from .report import MergeError, merge_results
+
+    try:
+        base = json.loads(Path(base_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the results to merge into ({base_path}): {exc}") from exc
+    try:
+        return merge_results(base, new)
+    except MergeError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .report import write_outputs
+
+    try:
+        new = json.loads(Path(args.new).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {args.new}: {exc}") from exc
+    results = _merge_files(args.base, new)
+    out = Path(args.out) if args.out else Path(args.base).parent
+    results_md = HERE / "RESULTS.md" if args.update_results_md else None
+    write_outputs(results, out, plots=not args.no_plots, results_md=results_md)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     peers_dir = args.peers_dir or default_peers_dir()
     for name in available_suites():
@@ -167,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--update-results-md", action="store_true",
                    help="also write the report to benchmarks/RESULTS.md")
+    r.add_argument("--merge-into", type=Path, default=None, metavar="RESULTS.json",
+                   help="merge this run's rows into an earlier run's results (same splits; "
+                        "a model+seed run here replaces the earlier one) and write the merged "
+                        "report (default: next to RESULTS.json); this run alone is kept in "
+                        "<out>/runs/")
     r.set_defaults(func=cmd_run)
     t = sub.add_parser("tune", help="grid search on the validation part (models with `grid`)")
     _common(t)
@@ -179,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-plots", action="store_true")
     rep.add_argument("--update-results-md", action="store_true")
     rep.set_defaults(func=cmd_report)
+    mg = sub.add_parser("merge", help="merge the runs of NEW.json into BASE.json (one table "
+                                      "per experiment, rows marked by run)")
+    mg.add_argument("base")
+    mg.add_argument("new")
+    mg.add_argument("--out", default=None, help="report directory (default: BASE's folder)")
+    mg.add_argument("--no-plots", action="store_true")
+    mg.add_argument("--update-results-md", action="store_true")
+    mg.set_defaults(func=cmd_merge)
     li = sub.add_parser("list", help="suites, experiments, models and peer venvs")
     li.add_argument("--peers-dir", type=Path, default=None)
     li.add_argument("--check", action="store_true", help="import each peer library")

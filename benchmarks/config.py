@@ -28,8 +28,11 @@ model name (``benchmarks/peers/run_<library>.py``) with the library's own parame
 names. Optional per model: ``name`` (display name, unique), ``algorithm`` (pairs
 implementations of one algorithm for ratio columns), ``seeds`` (subset of the suite
 seeds, for slow models), ``threads``, ``timeout_s``, ``timing_repeats``,
-``item_text = true`` (cornac text models), ``args`` (extra adapter arguments), ``grid``
-(a table of lists: the search space of ``python -m benchmarks tune``).
+``item_text = true`` (text-aware models: Cornac CTR/CDL/ConvMF; maasrec models get
+``item_features`` with the item text), ``fit_validation = true`` (maasrec only: the
+validation part is passed to ``fit(validation=...)`` for early stopping -- it is never
+the test part), ``args`` (extra adapter arguments), ``grid`` (a table of lists: the
+search space of ``python -m benchmarks tune``).
 
 A scaling suite has ``kind = "scaling"`` and a ``[scaling]`` table instead of
 experiments (see ``experiments/scaling.toml``).
@@ -91,6 +94,7 @@ class ModelSpec:
     timeout_s: float | None = None
     timing_repeats: int | None = None
     item_text: bool = False
+    fit_validation: bool = False
     args: tuple[str, ...] = ()
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -329,7 +333,7 @@ def _split(v: Any, where: str) -> SplitSpec:
 
 
 _MODEL_KEYS = {"library", "model", "params", "name", "algorithm", "seeds", "threads",
-               "timeout_s", "timing_repeats", "item_text", "args", "grid"}
+               "timeout_s", "timing_repeats", "item_text", "fit_validation", "args", "grid"}
 
 
 def _model(v: Any, where: str) -> ModelSpec:
@@ -356,6 +360,12 @@ def _model(v: Any, where: str) -> ModelSpec:
     item_text = v.get("item_text", False)
     if not isinstance(item_text, bool):
         raise _fail(f"{where}.item_text", "expected true or false")
+    fit_validation = v.get("fit_validation", False)
+    if not isinstance(fit_validation, bool):
+        raise _fail(f"{where}.fit_validation", "expected true or false")
+    if fit_validation and lib != "maasrec":
+        raise _fail(f"{where}.fit_validation", f"only maasrec models take the validation part "
+                                               f"in fit (the {lib} adapter does not)")
     return ModelSpec(
         library=lib, model=model, params=dict(params),
         name=_str(v["name"], f"{where}.name") if "name" in v else "",
@@ -365,7 +375,8 @@ def _model(v: Any, where: str) -> ModelSpec:
         timeout_s=None if "timeout_s" not in v else _num(v["timeout_s"], f"{where}.timeout_s", 1),
         timing_repeats=(None if "timing_repeats" not in v
                         else _int(v["timing_repeats"], f"{where}.timing_repeats", 1)),
-        item_text=item_text, args=tuple(args), grid={k: list(x) for k, x in grid.items()},
+        item_text=item_text, fit_validation=fit_validation, args=tuple(args),
+        grid={k: list(x) for k, x in grid.items()},
     )
 
 

@@ -158,6 +158,7 @@ def summarize_experiment(e: dict[str, Any], suite) -> dict[str, Any]:
                                                           else "partial"),
             "errors": [{"seed": r["seed"], "status": r["status"], "error": r.get("error")}
                        for r in recs if r["status"] != "ok"],
+            "run_ids": sorted({r["run_id"] for r in recs if r.get("run_id")}),
         }
         if ok:
             names = list(ok[0]["metrics"])
@@ -221,6 +222,130 @@ def summarize_experiment(e: dict[str, Any], suite) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# merging runs (models added later, on the same splits)
+# ---------------------------------------------------------------------------
+class MergeError(ValueError):
+    """Two results documents cannot be merged (other suite, scoring or split files)."""
+
+
+def _run_info(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
+    models = sorted({r["model"] for e in doc.get("experiments", []) for r in e.get("runs", [])
+                     if r.get("status") != "skipped"})
+    loads = [r["loadavg_start"][0] for e in doc.get("experiments", [])
+             for r in e.get("runs", []) if r.get("loadavg_start")]
+    return {"id": run_id, "started": doc.get("started"), "finished": doc.get("finished"),
+            "wall_s": doc.get("wall_s"), "loadavg_start": doc.get("machine", {}).get("loadavg"),
+            "loadavg_end": doc.get("loadavg_end"),
+            "run_loadavg_1min": [min(loads), max(loads)] if loads else None,
+            "options": doc.get("options"), "versions": doc.get("versions"),
+            "experiments": [e["name"] for e in doc.get("experiments", [])], "models": models}
+
+
+def merge_results(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The runs of ``new`` merged into ``base``: one table per experiment.
+
+    For models added after a full run (e.g. ``run standard --models Sequential``): a run
+    of ``new`` replaces the run of the same model and seed in ``base``, other runs are
+    added; summaries, best-vs-best tests and shared-algorithm rows are recomputed. Each
+    run keeps a ``run_id`` (``"A"`` for the base run, then ``"B"``, ...) and
+    ``runs_info`` records when each run happened, on what load, with what options and
+    versions, so the report can say which rows came from which run.
+
+    Raises
+    ------
+    MergeError
+        Different suites, metrics, cut-offs or primary metric, or split files whose
+        SHA-256 differ for the same experiment and seed (the rows would not be comparable).
+    """
+    import copy
+
+    kinds = {base.get("kind", "compare"), new.get("kind", "compare")}
+    if kinds == {"scaling"}:
+        from .scaling import merge_scaling
+
+        return merge_scaling(base, new)
+    if "scaling" in kinds:
+        raise MergeError("cannot merge a scaling suite's results with a compare suite's")
+    bs, ns = base["suite"], new["suite"]
+    for key in ("name", "k", "metrics", "primary_metric"):
+        if bs.get(key) != ns.get(key):
+            raise MergeError(f"cannot merge: suite {key} differs (base {bs.get(key)!r}, new "
+                             f"{ns.get(key)!r})")
+    out = copy.deepcopy(base)
+    infos = out.get("runs_info") or [_run_info(base, "A")]
+    first = infos[0]["id"]
+    for e in out["experiments"]:
+        for r in e["runs"]:
+            r.setdefault("run_id", first)
+        e.setdefault("wall_s_by_run", {first: e.get("wall_s")})
+    run_id = chr(ord("A") + len(infos))
+    infos.append(_run_info(new, run_id))
+    out["runs_info"] = infos
+    out["suite"] = copy.deepcopy(ns)  # the current file: it lists the models added
+    by_name = {e["name"]: e for e in out["experiments"]}
+    for ne in new["experiments"]:
+        ne = copy.deepcopy(ne)
+        for r in ne["runs"]:
+            r["run_id"] = run_id
+        be = by_name.get(ne["name"])
+        if be is None:
+            ne["wall_s_by_run"] = {run_id: ne.get("wall_s")}
+            out["experiments"].append(ne)
+            by_name[ne["name"]] = ne
+            be = ne
+        else:
+            for seed, sp in ne.get("splits", {}).items():
+                old = be.get("splits", {}).get(seed)
+                if old is not None and old.get("sha256") != sp.get("sha256"):
+                    raise MergeError(
+                        f"cannot merge {ne['name']!r} seed {seed}: its split files differ from "
+                        f"the base run's (SHA-256 {sp.get('sha256')} vs {old.get('sha256')}); "
+                        f"rerun with the base run's --work directory, or rerun everything")
+                be.setdefault("splits", {})[seed] = old or sp
+            ran = [r for r in ne["runs"] if r.get("status") != "skipped"]
+            keys = {(r["model"], r["seed"]) for r in ran}
+            be["runs"] = [r for r in be["runs"] if (r["model"], r["seed"]) not in keys] + ran
+            be["seeds"] = sorted(set(be.get("seeds", [])) | set(ne.get("seeds", [])))
+            be.setdefault("wall_s_by_run", {})[run_id] = ne.get("wall_s")
+            be["wall_s"] = sum(v or 0.0 for v in be["wall_s_by_run"].values())
+        be.update(summarize_experiment(be, out["suite"]))
+    for lib, st in new.get("peers", {}).items():
+        if st.get("available") or lib not in out.get("peers", {}):
+            out.setdefault("peers", {})[lib] = st
+    out["finished"] = new.get("finished", out.get("finished"))
+    out["wall_s"] = sum(i.get("wall_s") or 0.0 for i in infos)
+    out["loadavg_end"] = new.get("loadavg_end", out.get("loadavg_end"))
+    return out
+
+
+def runs_markdown(results: dict[str, Any]) -> str:
+    """Which run produced which rows, when and on what load (merged reports only)."""
+    infos = results.get("runs_info") or []
+    if len(infos) < 2:
+        return ""
+    rows = []
+    for i in infos:
+        ld = i.get("run_loadavg_1min")
+        vers = (i.get("versions") or {}).get("maasrec_env", {})
+        rows.append([i["id"], f"{i.get('started')} → {i.get('finished')}",
+                     f"{(i.get('wall_s') or 0) / 60:.1f}",
+                     "–" if not ld else f"{ld[0]:.1f}–{ld[1]:.1f}",
+                     ", ".join(i.get("experiments", [])),
+                     f"{len(i.get('models', []))} model(s)" if i["id"] == infos[0]["id"]
+                     else ", ".join(i.get("models", [])),
+                     f"maasrec {vers.get('maasrec', '?')}, torch {vers.get('torch', '?')}"])
+    return "\n".join([
+        f"This report merges {len(infos)} runs on the **same split files** (SHA-256 checked "
+        f"per experiment and seed) and the same scoring code. Rows of a later run are marked "
+        f"with its letter, e.g. `[run {infos[1]['id']}]`; unmarked rows are from run "
+        f"{infos[0]['id']}. Loads differ between runs: compare times within a run, or the "
+        f"load-normalised \"fit ÷ calib\" column.", "",
+        markdown_table(["run", "started → finished", "minutes",
+                        "1-min load when runs started", "experiments", "models", "versions"],
+                       rows), ""])
+
+
+# ---------------------------------------------------------------------------
 # markdown
 # ---------------------------------------------------------------------------
 def table_columns(suite: dict[str, Any]) -> list[str]:
@@ -260,13 +385,19 @@ def fmt_ratio(x: float | None) -> str:
     return f"{x:.1f}" if x >= 10 else f"{x:.2g}"
 
 
-def experiment_markdown(e: dict[str, Any], suite: dict[str, Any]) -> str:
+def experiment_markdown(e: dict[str, Any], suite: dict[str, Any],
+                        first_run: str | None = None) -> str:
+    """One experiment: data, main table, best-vs-best test, shared algorithms, failures.
+
+    ``first_run``: in a merged report, the id of the base run (rows of other runs are
+    marked with theirs).
+    """
     pm = suite["primary_metric"]
     cols = table_columns(suite)
     lines = [f"### {e['name']}", ""]
     split0 = next(iter(e.get("splits", {}).values()), None)
     desc = f"Data: **{e['dataset']}**, protocol `{e['protocol']}`, seeds {e['seeds']}."
-    if split0:
+    if split0 and "n_rows" in split0 and "counts" in split0:
         n = split0["n_rows"]
         c = split0["counts"]["test"]
         desc += (f" Rows (seed {split0['seed']}): train {n['train']:,}"
@@ -277,10 +408,22 @@ def experiment_markdown(e: dict[str, Any], suite: dict[str, Any]) -> str:
                    f"already seen).")
     if e.get("description"):
         desc += " " + e["description"]
-    loads = [r["loadavg_start"][0] for r in e.get("runs", []) if r.get("loadavg_start")]
-    if loads:
-        desc += (f" 1-minute load average when the runs started: {min(loads):.1f}–"
-                 f"{max(loads):.1f}; wall time {e.get('wall_s', 0) / 60:.1f} min.")
+    run_ids = sorted({r.get("run_id") for r in e.get("runs", [])} - {None})
+    if len(run_ids) > 1:
+        parts = []
+        for rid in run_ids:
+            loads = [r["loadavg_start"][0] for r in e["runs"]
+                     if r.get("run_id") == rid and r.get("loadavg_start")]
+            wall = (e.get("wall_s_by_run") or {}).get(rid)
+            parts.append(f"run {rid}: load {min(loads):.1f}–{max(loads):.1f}"
+                         + ("" if wall is None else f", wall time {wall / 60:.1f} min")
+                         if loads else f"run {rid}")
+        desc += " 1-minute load average when the runs started: " + "; ".join(parts) + "."
+    else:
+        loads = [r["loadavg_start"][0] for r in e.get("runs", []) if r.get("loadavg_start")]
+        if loads:
+            desc += (f" 1-minute load average when the runs started: {min(loads):.1f}–"
+                     f"{max(loads):.1f}; wall time {e.get('wall_s', 0) / 60:.1f} min.")
     lines += [desc, ""]
     if e.get("error"):
         lines += [f"**Experiment failed:** {e['error']}", ""]
@@ -315,6 +458,9 @@ def experiment_markdown(e: dict[str, Any], suite: dict[str, Any]) -> str:
             mark = "" if s.get("list_check_ok", True) else " ⚠"
             if s["status"] == "partial":
                 mark += f" (seeds {s['seeds_ok']} of {s['seeds']})"
+            later = [x for x in s.get("run_ids", []) if x != first_run]
+            if first_run is not None and later:
+                mark += f" [run {', '.join(later)}]"
             lib, model = _model_cell(s).split(" | ")
             rows.append([lib, model + mark] + [cells[c][i] for c in cols]
                         + [cost_cells["fit"][i], cost_cells["ratio"][i], cost_cells["rec"][i],
@@ -423,9 +569,14 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [f"# maasrec benchmark: `{suite['name']}` suite", ""]
     if suite.get("description"):
         lines += [suite["description"], ""]
+    n_runs = len(results.get("runs_info") or [])
     lines += [
-        f"Run {results['started']} → {results.get('finished', '?')} "
-        f"({results.get('wall_s', 0) / 60:.1f} min) on {mach['cpu_model']}, "
+        (f"Run {results['started']} → {results.get('finished', '?')} "
+         f"({results.get('wall_s', 0) / 60:.1f} min)" if n_runs < 2 else
+         f"{n_runs} runs, the first started {results['started']}, the last finished "
+         f"{results.get('finished', '?')} ({results.get('wall_s', 0) / 60:.1f} min of runs in "
+         f"all, see below)")
+        + f" on {mach['cpu_model']}, "
         f"{mach['logical_cores']} logical cores, {mach['ram_gib']} GiB RAM, Python "
         f"{mach['python']}; load average at start {mach.get('loadavg')}, at end "
         f"{results.get('loadavg_end')}. Threads per model run: "
@@ -458,8 +609,12 @@ def render_markdown(results: dict[str, Any]) -> str:
               + ".", ""]
     if peer_lines:
         lines += ["Peers: " + "; ".join(peer_lines) + ".", ""]
+    merged = runs_markdown(results)
+    if merged:
+        lines += [merged]
+    first_run = (results.get("runs_info") or [{}])[0].get("id") if merged else None
     for e in results["experiments"]:
-        lines += [experiment_markdown(e, suite), ""]
+        lines += [experiment_markdown(e, suite, first_run), ""]
     ch = checks_markdown(results)
     if ch:
         lines += ["## Evaluation checks", "", ch]
@@ -522,6 +677,11 @@ def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True,
     """results.json, report.md (+ PNGs) in ``out_dir``; optionally copy the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "report.md"}
+    if results.get("kind") == "scaling":  # slopes from the fits (also after a merge)
+        from .scaling import recommend_slopes, slopes
+
+        results["slopes"] = slopes(results.get("fits", []))
+        results.update(recommend_slopes(results.get("recommend", [])))
     if plots:
         if results.get("kind") == "scaling":
             from .scaling import plot_scaling

@@ -84,6 +84,7 @@ class RunOptions:
     threads: int | None = None
     plots: bool = True
     quiet: bool = False
+    calibrate: bool = True  # time the reference matrix product before each run (tests: off)
 
     def log(self, msg: str) -> None:
         if not self.quiet:
@@ -293,10 +294,17 @@ def model_command(m: ModelSpec, files: SplitFiles, target: Target, run_dir: Path
     """Command line and environment of one model run."""
     env = machine.thread_env(threads)
     if not m.is_peer:
+        if m.item_text and files.item_text is None:
+            raise RuntimeError(f"{m.key} needs item text but the data set has none")
+        if m.fit_validation and files.valid is None:
+            raise RuntimeError(f"{m.key} asks for fit_validation but the split has no "
+                               f"validation part")
         job = {
             "kind": "lists", "model": m.model, "params": m.params, "seed": seed,
             "threads": threads, "train": str(files.train), "target": str(target.path),
             "exclude": None if target.exclude is None else str(target.exclude),
+            "item_text": str(files.item_text) if m.item_text else None,
+            "validation": str(files.valid) if m.fit_validation else None,
             "k": k, "fit_repeats": repeats, "repeat_budget_s": budget,
             "out": str(run_dir / "recs.csv"), "meta": str(run_dir / "meta.json"),
             "consistency": consistency,
@@ -350,7 +358,8 @@ def run_model(m: ModelSpec, exp: ExperimentSpec, files: SplitFiles, target: Targ
     for stale in ("recs.csv", "meta.json", "evaluate_per_user.csv"):
         (run_dir / stale).unlink(missing_ok=True)
     rec["loadavg_start"] = machine.loadavg()
-    rec["calibration"] = calibrate(threads, run_dir / "calibration.log")
+    rec["calibration"] = (calibrate(threads, run_dir / "calibration.log") if opts.calibrate
+                          else {"skipped": "RunOptions.calibrate is False"})
     k_list = suite.list_length
     metric_k = int(suite.primary_metric.split("@")[1])
     cons = ({"k": list(suite.k), "metrics": list(suite.metrics)}

@@ -4,7 +4,9 @@ The harness starts one worker per model run (so peak memory is per run) with the
 thread variables already set. Job kinds:
 
 ``lists`` (default)
-    Fit on ``train`` (``fit_repeats`` fresh fits, timed), recommend ``k`` items to every
+    Fit on ``train`` (``fit_repeats`` fresh fits, timed; with ``item_features`` built
+    from ``item_text`` and ``validation=`` the rows of ``validation`` when those are
+    given), recommend ``k`` items to every
     user of ``target`` excluding the user's train items and the ``exclude`` rows (the
     validation part), write ``user,rank,item,score`` -- the same path as the peers --
     and, when ``consistency`` is given, also run :func:`maasrec.metrics.evaluate` on the
@@ -72,7 +74,23 @@ def _train_interactions(df):
         "timestamp" if "timestamp" in df.columns else None, duplicates="last")
 
 
+def _fit_extras(job: dict[str, Any]) -> dict[str, Any]:
+    """``item_features`` (item text) and ``validation`` keyword arguments of ``fit``."""
+    import pandas as pd
+
+    extras: dict[str, Any] = {}
+    if job.get("item_text"):
+        from maasrec.data.features import ItemFeatures
+
+        text = pd.read_csv(job["item_text"], keep_default_na=False)
+        extras["item_features"] = ItemFeatures.from_pandas(text, "item", text="text")
+    if job.get("validation"):
+        extras["validation"] = _train_interactions(_read(job["validation"]))
+    return extras
+
+
 def _fit_repeated(job: dict[str, Any], X) -> tuple[Any, list[float], float | None]:
+    extras = _fit_extras(job)
     repeats = int(job.get("fit_repeats", 1))
     budget = float(job.get("repeat_budget_s", float("inf")))
     times: list[float] = []
@@ -82,7 +100,7 @@ def _fit_repeated(job: dict[str, Any], X) -> tuple[Any, list[float], float | Non
         model = build_model(job["model"], job.get("params", {}), int(job.get("seed", 0)))
         with PhasePeak() as mem:
             t0 = time.perf_counter()
-            model.fit(X)
+            model.fit(X, **extras)
             times.append(time.perf_counter() - t0)
         if mem.extra_mib is not None:
             extra = max(extra or 0.0, mem.extra_mib)
@@ -150,6 +168,15 @@ def run_lists(job: dict[str, Any]) -> dict[str, Any]:
         "fit_peak_extra_mib": fit_extra,
         "recommend_peak_extra_mib": rec_mem.extra_mib,
     }
+    log = getattr(model, "training_log_", None)
+    if isinstance(log, dict):  # neural models: how long they trained, where they stopped
+        meta["training_log"] = {c: log.get(c) for c in (
+            "epochs_run", "best_epoch", "stopped_early", "best_metric", "n_windows")
+            if c in log}
+        losses = log.get("losses")
+        if losses:
+            meta["training_log"].update(epochs_trained=len(losses), last_loss=losses[-1],
+                                        seconds=sum(x or 0.0 for x in log.get("seconds", [])))
     cons = job.get("consistency")
     if cons:
         from maasrec import metrics
@@ -203,7 +230,10 @@ def run_scaling_recommend(job: dict[str, Any]) -> dict[str, Any]:
         ids, scores = model.recommend(users, k=k)
         seconds = time.perf_counter() - t0
     out_mib = (np.asarray(ids).nbytes + np.asarray(scores).nbytes) / 2**20
+    block = getattr(model, "_block_size", None)
     return {"library": "maasrec", "model": type(model).__name__, "n_users": len(users), "k": k,
+            "n_items": int(model.n_items_),
+            "block_users": None if block is None else int(block(None)),
             "recommend_time_s": seconds, "rss_before_mib": rss0,
             "recommend_peak_extra_mib": mem.extra_mib, "output_mib": out_mib}
 

@@ -250,22 +250,57 @@ def test_tiny_experiment_end_to_end(tmp_path):
     print(f"tiny experiment end to end: {elapsed:.1f}s")
 
 
-def test_same_seed_same_numbers(tmp_path):
-    s = _suite(**{'  { library = "maasrec", model = "Popularity", algorithm = "pop" },\n': ""})
-    nums = []
+def test_same_seed_same_lists_for_a_seeded_model(tmp_path):
+    """Reproducibility through the harness: same seed -> same numbers to the last digit.
+
+    ALS has a random initialisation (seeded by the run seed), so this also covers the
+    deterministic models; the lists file (scores written with 9 digits) is compared byte
+    for byte.
+    """
+    s = _suite(**{'model = "EASE", params = { l2 = 50.0 }, algorithm = "ease"':
+                  'model = "ALS", params = { factors = 8, iterations = 3 }, algorithm = "als"',
+                  '  { library = "maasrec", model = "Popularity", algorithm = "pop" },\n': ""})
+    runs = []
     for i in range(2):
         opts = runner.RunOptions(work_dir=tmp_path / f"w{i}", peers_dir=tmp_path / "none",
-                                 quiet=True)
-        res = runner.run_suite(s, opts)
-        nums.append(res["experiments"][0]["runs"][0]["metrics"])
-    assert nums[0] == nums[1]
+                                 quiet=True, calibrate=False)
+        (rec,) = runner.run_suite(s, opts)["experiments"][0]["runs"]
+        assert rec["status"] == "ok", rec.get("error")
+        runs.append(rec)
+    assert runs[0]["metrics"] == runs[1]["metrics"]
+    files = [Path(r["process"]["log"]).parent / "recs.csv" for r in runs]
+    assert files[0].read_bytes() == files[1].read_bytes()
+    # another seed gives another split and other numbers
+    opts = runner.RunOptions(work_dir=tmp_path / "w2", peers_dir=tmp_path / "none",
+                             quiet=True, seeds=(1,), calibrate=False)
+    (other,) = runner.run_suite(s, opts)["experiments"][0]["runs"]
+    assert other["metrics"] != runs[0]["metrics"]
+
+
+def test_fit_extras_item_text_and_validation(tmp_path):
+    from benchmarks import worker
+
+    pd.DataFrame({"item": [1, 2], "text": ["Toy Story (1995)", ""]}).to_csv(
+        tmp_path / "text.csv", index=False)
+    pd.DataFrame({"user": [7, 8], "item": [2, 1]}).to_csv(tmp_path / "valid.csv", index=False)
+    ex = worker._fit_extras({"item_text": str(tmp_path / "text.csv"),
+                             "validation": str(tmp_path / "valid.csv")})
+    assert ex["item_features"].texts() == ["Toy Story (1995)", ""]
+    assert ex["validation"].nnz == 2
+    assert worker._fit_extras({}) == {}
+    s = _suite(**{'model = "EASE", params = { l2 = 50.0 }, algorithm = "ease"':
+                  'model = "EASE", fit_validation = true'})
+    assert s.experiments[0].models[1].fit_validation
+    with pytest.raises(ConfigError, match="only maasrec models take the validation"):
+        _suite(**{'library = "maasrec", model = "EASE", params = { l2 = 50.0 }':
+                  'library = "implicit", model = "als", fit_validation = true'})
 
 
 def test_missing_peer_is_reported_not_dropped(tmp_path):
     s = _suite(**{'  { library = "maasrec", model = "Popularity", algorithm = "pop" },\n':
                   '  { library = "implicit", model = "als", algorithm = "als" },\n'})
     opts = runner.RunOptions(work_dir=tmp_path / "w", peers_dir=tmp_path / "no-peers",
-                             quiet=True)
+                             quiet=True, calibrate=False)
     res = runner.run_suite(s, opts)
     e = res["experiments"][0]
     st = {r["model"]: r["status"] for r in e["runs"]}
@@ -314,6 +349,56 @@ def test_report_table_bolds_best_and_shows_mean_std():
                                  "test": None}
 
 
+def _fake_doc(runs, sha="abc", started="t0"):
+    suite = {"name": "t", "k": [10], "metrics": ["ndcg", "recall"], "primary_metric": "ndcg@10",
+             "threads": 1}
+    e = {"name": "e", "dataset": "d", "protocol": "p", "seeds": [0, 1],
+         "splits": {"0": {"sha256": {"train.csv": sha}}}, "runs": runs, "wall_s": 60.0}
+    e.update(report.summarize_experiment(e, suite))
+    return {"suite": suite, "started": started, "finished": started + "+1", "wall_s": 60.0,
+            "machine": {"cpu_model": "cpu", "logical_cores": 2, "ram_gib": 1, "python": "3",
+                        "loadavg": [1.0, 1.0, 1.0]},
+            "options": {"threads": 1}, "versions": {"maasrec_env": {"maasrec": "0"}},
+            "peers": {"implicit": {"available": True, "versions": {"implicit": "1"}}},
+            "experiments": [e]}
+
+
+def test_merge_results_one_table_rows_marked_by_run():
+    base = _fake_doc([_fake_run("maasrec:EASE", "maasrec", 0, 0.30, 1.0),
+                      _fake_run("maasrec:SequentialRecommender", "maasrec", 0, 0.10, 9.0),
+                      _fake_run("implicit:als", "implicit", 0, 0.25, 0.5)])
+    new = _fake_doc([_fake_run("maasrec:SequentialRecommender", "maasrec", 0, 0.40, 8.0),
+                     _fake_run("maasrec:NeuMF", "maasrec", 0, 0.20, 3.0)], started="t1")
+    new["peers"] = {"implicit": {"available": None, "error": "skipped"}}
+    merged = report.merge_results(base, new)
+    (e,) = merged["experiments"]
+    got = {(r["model"], r["run_id"]): r["metrics"]["ndcg@10"] for r in e["runs"]}
+    assert got == {("maasrec:EASE", "A"): 0.30, ("implicit:als", "A"): 0.25,
+                   ("maasrec:SequentialRecommender", "B"): 0.40, ("maasrec:NeuMF", "B"): 0.20}
+    assert e["best_vs_best"]["maasrec_best"] == "maasrec:SequentialRecommender"
+    assert [i["id"] for i in merged["runs_info"]] == ["A", "B"]
+    assert merged["peers"]["implicit"]["available"]  # a skipped peer keeps the base status
+    md = report.render_markdown(merged)
+    assert md.count("| maasrec 1.0 | SequentialRecommender [run B] |") == 1
+    assert "| maasrec 1.0 | EASE |" in md and "merges 2 runs" in md
+    assert base["experiments"][0]["runs"][1]["metrics"]["ndcg@10"] == 0.10  # base untouched
+    # a third run gets C; the merged document merges again
+    again = report.merge_results(merged, _fake_doc(
+        [_fake_run("maasrec:NeuMF", "maasrec", 1, 0.22, 3.0)], started="t2"))
+    assert {r["run_id"] for r in again["experiments"][0]["runs"]} == {"A", "B", "C"}
+
+
+def test_merge_refuses_other_splits_or_scoring():
+    base = _fake_doc([_fake_run("maasrec:EASE", "maasrec", 0, 0.30, 1.0)])
+    other = _fake_doc([_fake_run("maasrec:NeuMF", "maasrec", 0, 0.2, 1.0)], sha="zzz")
+    with pytest.raises(report.MergeError, match="split files differ"):
+        report.merge_results(base, other)
+    other = _fake_doc([_fake_run("maasrec:NeuMF", "maasrec", 0, 0.2, 1.0)])
+    other["suite"] = {**other["suite"], "k": [5]}
+    with pytest.raises(report.MergeError, match="suite k differs"):
+        report.merge_results(base, other)
+
+
 # ---------------------------------------------------------------------------
 # misc
 # ---------------------------------------------------------------------------
@@ -358,7 +443,8 @@ def test_peer_lists_are_checked_and_cross_checked(tmp_path, library, model, para
     s = _suite(**{'  { library = "maasrec", model = "Popularity", algorithm = "pop" },\n':
                   f'  {{ library = "{library}", model = "{model}", params = {params} }},\n',
                   'primary_metric = "ndcg@5"': 'primary_metric = "ndcg@10"'})
-    opts = runner.RunOptions(work_dir=tmp_path / "w", peers_dir=peers_dir, quiet=True)
+    opts = runner.RunOptions(work_dir=tmp_path / "w", peers_dir=peers_dir, quiet=True,
+                             models=[library], calibrate=False)  # the peer only
     res = runner.run_suite(s, opts)
     rec = next(r for r in res["experiments"][0]["runs"] if r["library"] == library)
     assert rec["status"] == "ok", rec.get("error")
