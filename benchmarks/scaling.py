@@ -5,12 +5,19 @@ For every size ``n`` (target interactions) a data set is drawn once with
 ``n_users * density * n_items ~ n``) and saved as ``.npz``; every model is fitted on it
 in its own process (``timing_repeats`` fits, fastest reported, each fit's extra peak RSS
 measured from the RSS before the fit). The fitted log-log slope of fit time versus
-interactions summarises the growth (1.0 = linear).
+interactions summarises the growth (1.0 = linear); it is given over all sizes and over
+the largest decade only (fixed costs dominate the smallest sizes; the large-size regime is
+what a user meets).
 
 Recommend-all memory: ``recommend_model`` is fitted on the ``recommend_size`` data and
 saved; then, each in a fresh process, it recommends to its first ``n`` users for every
 ``n`` in ``recommend_users``. The extra peak RSS should stay flat in ``n`` (maasrec
-scores users in blocks of bounded size); only the returned ``n x k`` arrays grow.
+scores users in blocks of bounded size: ``block_users`` users per 128 MB float32 score
+block); only the returned ``n x k`` arrays grow. The slope is reported over all ``n`` and
+over ``n >= block_users`` (below one block the block itself grows with ``n``).
+
+Results of a later run (e.g. one model added) merge into an earlier one with
+:func:`merge_scaling` (``run scaling --models NAME --merge-into results.json``).
 """
 
 from __future__ import annotations
@@ -129,9 +136,7 @@ def run_scaling(suite: Suite, opts: RunOptions) -> dict[str, Any]:
     if sc.recommend_model is not None:
         results["recommend"] = _recommend_runs(sc.recommend_model, rec_size, results, base,
                                                suite, threads, seed, opts)
-        ok = [r for r in results["recommend"] if r["status"] == "ok"]
-        results["recommend_slope"] = loglog_slope(
-            [r["n_users"] for r in ok], [max(r["recommend_peak_extra_mib"] or 0, 1e-3) for r in ok])
+        results.update(recommend_slopes(results["recommend"]))
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     results["wall_s"] = time.perf_counter() - t0
     results["loadavg_end"] = machine.loadavg()
@@ -190,7 +195,7 @@ def _recommend_runs(m: ModelSpec, size: int, results: dict[str, Any], base: Path
         else:
             rec.update({c: meta.get(c) for c in ("recommend_time_s", "recommend_peak_extra_mib",
                                                  "output_mib", "rss_before_mib",
-                                                 "peak_rss_mib")})
+                                                 "peak_rss_mib", "block_users", "n_items")})
         out.append(rec)
         opts.log(f"  recommend {n:>8,} users: " + (
             f"{rec['recommend_time_s']:.2f}s, extra peak {rec['recommend_peak_extra_mib']:.1f} "
@@ -199,12 +204,33 @@ def _recommend_runs(m: ModelSpec, size: int, results: dict[str, Any], base: Path
     return out
 
 
+def recommend_slopes(rec: list[dict[str, Any]]) -> dict[str, Any]:
+    """Log-log slopes of the recommend-all extra peak vs users: all points, and beyond one block."""
+    ok = [r for r in rec if r["status"] == "ok"]
+    block = next((r.get("block_users") for r in ok if r.get("block_users")), None)
+    big = [r for r in ok if block is not None and r["n_users"] >= block]
+
+    def slope(rows):
+        return loglog_slope([r["n_users"] for r in rows],
+                            [max(r["recommend_peak_extra_mib"] or 0, 1e-3) for r in rows])
+
+    return {"recommend_slope": slope(ok), "recommend_block_users": block,
+            "recommend_slope_beyond_block": slope(big) if len(big) >= 2 else None}
+
+
 def slopes(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per model: log-log slopes of fit time and fit memory, all sizes and the top decade."""
     out = {}
     for key in dict.fromkeys(f["model"] for f in fits):
-        ok = [f for f in fits if f["model"] == key and f["status"] == "ok"]
+        ok = sorted((f for f in fits if f["model"] == key and f["status"] == "ok"),
+                    key=lambda f: f["nnz"])
+        top = [f for f in ok if ok and f["nnz"] >= ok[-1]["nnz"] / 10.5]
         out[key] = {
             "fit_time": loglog_slope([f["nnz"] for f in ok], [f["fit_time_s"] for f in ok]),
+            "fit_time_top_decade": (loglog_slope([f["nnz"] for f in top],
+                                                 [f["fit_time_s"] for f in top])
+                                    if len(top) >= 2 else None),
+            "top_decade_nnz": [top[0]["nnz"], top[-1]["nnz"]] if len(top) >= 2 else None,
             "fit_peak_extra": loglog_slope([f["nnz"] for f in ok],
                                            [max(f.get("fit_peak_extra_mib") or 0, 1e-3)
                                             for f in ok]),
@@ -212,6 +238,61 @@ def slopes(fits: list[dict[str, Any]]) -> dict[str, Any]:
             "nnz_range": [ok[0]["nnz"], ok[-1]["nnz"]] if ok else None,
         }
     return out
+
+
+def merge_scaling(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The fits (and recommend-all runs) of ``new`` merged into ``base``.
+
+    A fit of the same model and size replaces the base one; the recommend-all runs of
+    ``new``, when it has any, replace the base ones. Slopes are recomputed; ``runs_info``
+    records each run (time, load, options) and every fit keeps its ``run_id``.
+    """
+    import copy
+
+    from .report import MergeError
+
+    if base["suite"].get("scaling", {}).get("n_items") != new["suite"].get("scaling", {}).get(
+            "n_items") or base["suite"]["scaling"].get("density") != new["suite"][
+            "scaling"].get("density"):
+        raise MergeError("cannot merge scaling runs drawn from different synthetic data "
+                         "(n_items or density differ)")
+    for size, info in new.get("data", {}).items():
+        old = base.get("data", {}).get(size)
+        if old is not None and old.get("key") != info.get("key"):
+            raise MergeError(f"cannot merge: the synthetic data of size {size} differs")
+    out = copy.deepcopy(base)
+    infos = out.get("runs_info") or [_run_info_scaling(base, "A")]
+    for f in out["fits"]:
+        f.setdefault("run_id", infos[0]["id"])
+    for r in out.get("recommend", []):
+        r.setdefault("run_id", infos[0]["id"])
+    run_id = chr(ord("A") + len(infos))
+    infos.append(_run_info_scaling(new, run_id))
+    out["runs_info"] = infos
+    fits = [dict(f, run_id=run_id) for f in new.get("fits", [])]
+    keys = {(f["model"], f["size"]) for f in fits}
+    out["fits"] = [f for f in out["fits"] if (f["model"], f["size"]) not in keys] + fits
+    out["slopes"] = slopes(out["fits"])
+    if new.get("recommend"):
+        out["recommend"] = [dict(r, run_id=run_id) for r in new["recommend"]]
+    out.update(recommend_slopes(out.get("recommend", [])))
+    out["data"] = {**new.get("data", {}), **out.get("data", {})}
+    out["suite"] = copy.deepcopy(new["suite"])
+    out["finished"] = new.get("finished")
+    out["loadavg_end"] = new.get("loadavg_end")
+    out["wall_s"] = sum(i.get("wall_s") or 0.0 for i in infos)
+    return out
+
+
+def _run_info_scaling(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
+    loads = [f["loadavg"][0] for f in doc.get("fits", []) if f.get("loadavg")]
+    return {"id": run_id, "started": doc.get("started"), "finished": doc.get("finished"),
+            "wall_s": doc.get("wall_s"), "loadavg_start": doc.get("machine", {}).get("loadavg"),
+            "loadavg_end": doc.get("loadavg_end"),
+            "run_loadavg_1min": [min(loads), max(loads)] if loads else None,
+            "options": doc.get("options"), "versions": doc.get("versions"),
+            "models": sorted({f["model"] for f in doc.get("fits", [])}),
+            "recommend": bool(doc.get("recommend"))}
 
 
 # ---------------------------------------------------------------------------
@@ -240,17 +321,44 @@ def scaling_markdown(results: dict[str, Any]) -> str:
     ]
     vers = results.get("versions", {}).get("maasrec_env", {})
     lines += ["Versions: " + ", ".join(f"{p} {x}" for p, x in vers.items() if x) + ".", ""]
+    infos = results.get("runs_info") or []
+    if len(infos) > 1:
+        rows = []
+        for i in infos:
+            ld = i.get("run_loadavg_1min")
+            rows.append([i["id"], f"{i.get('started')} → {i.get('finished')}",
+                         f"{(i.get('wall_s') or 0) / 60:.1f}",
+                         "–" if not ld else f"{ld[0]:.1f}–{ld[1]:.1f}",
+                         ", ".join(m.split(":")[-1] for m in i.get("models", []))
+                         + ("; recommend-all" if i.get("recommend") else "")])
+        lines += [f"This report merges {len(infos)} runs on the same synthetic data; rows of a "
+                  f"later run are marked `[run X]`:", "",
+                  markdown_table(["run", "started → finished", "minutes",
+                                  "1-min load at fits", "what ran"], rows), ""]
+
+    def _s(v):
+        return "–" if v is None else f"{v:.2f}"
+
     rows = []
     for key, s in results.get("slopes", {}).items():
-        rows.append([key, str(s["n_points"]),
-                     "–" if s["fit_time"] is None else f"{s['fit_time']:.2f}",
-                     "–" if s["fit_peak_extra"] is None else f"{s['fit_peak_extra']:.2f}"])
+        top = s.get("top_decade_nnz")
+        rows.append([key, str(s["n_points"]), _s(s["fit_time"]),
+                     _s(s.get("fit_time_top_decade"))
+                     + ("" if not top else f" ({top[0]:.1e}–{top[1]:.1e})"),
+                     _s(s["fit_peak_extra"])])
     if rows:
-        lines += ["Fitted log-log slopes versus interactions (1.0 = linear):", "",
-                  markdown_table(["model", "sizes", "fit time slope", "fit extra-memory slope"],
+        lines += ["Fitted log-log slopes versus interactions (1.0 = linear; the target is "
+                  "≤ 1.1). All sizes, and the largest decade only (at the small sizes fixed "
+                  "costs — imports aside, e.g. EASE's item-item inverse, which depends on "
+                  "the catalogue, not on the interactions — dominate):", "",
+                  markdown_table(["model", "sizes", "fit time slope, all sizes",
+                                  "fit time slope, largest decade", "fit extra-memory slope"],
                                  rows), ""]
     rows = []
+    first_run = infos[0]["id"] if len(infos) > 1 else None
     for f in results["fits"]:
+        if first_run is not None and f.get("run_id") not in (None, first_run):
+            f = {**f, "model": f"{f['model']} [run {f['run_id']}]"}
         if f["status"] == "ok":
             rows.append([f["model"], f"{f['nnz']:,}", f"{f['n_users']:,}",
                          f"{fmt_seconds(f['fit_time_s'])} / {fmt_seconds(f['fit_time_median_s'])}",
@@ -276,10 +384,18 @@ def scaling_markdown(results: dict[str, Any]) -> str:
             else:
                 rows.append([str(r.get("n_users")), f"**{r['status']}**", "", "", ""])
         slope = results.get("recommend_slope")
-        lines += [f"Recommend-all memory ({rm.get('model')} {json.dumps(rm.get('params', {}))} "
-                  f"fitted on ~{sc['recommend_size']:.0e} interactions, top-{sc['k']}, default "
-                  f"batching); log-log slope of the extra peak vs users: "
-                  f"{'–' if slope is None else f'{slope:.2f}'} (0 = flat):", "",
+        block = results.get("recommend_block_users")
+        beyond = results.get("recommend_slope_beyond_block")
+        tag = ""
+        if first_run is not None and rec[0].get("run_id") not in (None, first_run):
+            tag = f" [run {rec[0]['run_id']}]"
+        lines += [f"Recommend-all memory{tag} ({rm.get('model')} "
+                  f"{json.dumps(rm.get('params', {}))} fitted on ~{sc['recommend_size']:.0e} "
+                  f"interactions, top-{sc['k']}, default batching"
+                  + ("" if block is None else f": {block:,} users per score block") + "); "
+                  f"log-log slope of the extra peak vs users: {_s(slope)} over all points"
+                  + ("" if block is None else f", {_s(beyond)} from one block on "
+                     f"(≥ {block:,} users)") + " (0 = flat):", "",
                   markdown_table(["users", "seconds", "extra peak MiB", "of which output MiB",
                                   "process peak MiB"], rows), ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -299,10 +415,15 @@ def plot_scaling(results: dict[str, Any], path: Path) -> Path | None:
     for key in dict.fromkeys(f["model"] for f in fits):
         pts = [f for f in fits if f["model"] == key]
         s = results["slopes"].get(key, {})
-        lab = f"{key.split(':')[-1]} (slope {s.get('fit_time') or math.nan:.2f})"
+        lab = (f"{key.split(':')[-1]} (slope {s.get('fit_time') or math.nan:.2f}; top decade "
+               f"{s.get('fit_time_top_decade') or math.nan:.2f})")
         axes[0].plot([f["nnz"] for f in pts], [f["fit_time_s"] for f in pts], "o-", label=lab)
         axes[1].plot([f["nnz"] for f in pts], [max(f.get("fit_peak_extra_mib") or 0, 0.1)
                                                for f in pts], "o-", label=key.split(":")[-1])
+    if fits:  # a slope-1 guide through the median model's largest point
+        x = np.array([min(f["nnz"] for f in fits), max(f["nnz"] for f in fits)], dtype=float)
+        y1 = float(np.median([f["fit_time_s"] for f in fits if f["nnz"] == x[1]] or [1.0]))
+        axes[0].plot(x, y1 * x / x[1], "k:", lw=1, label="slope 1 (linear)")
     for ax, yl in ((axes[0], "fit time, s"), (axes[1], "fit extra peak RSS, MiB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -315,6 +436,9 @@ def plot_scaling(results: dict[str, Any], path: Path) -> Path | None:
                      "o-", label="extra peak")
         axes[2].plot([r["n_users"] for r in rec], [r["output_mib"] for r in rec], "s--",
                      label="returned arrays")
+        block = results.get("recommend_block_users")
+        if block:
+            axes[2].axvline(block, color="grey", ls=":", lw=1, label=f"one score block ({block:,})")
         axes[2].set_xscale("log")
         axes[2].set_xlabel("users recommended to (one call)")
         axes[2].set_ylabel("MiB")
