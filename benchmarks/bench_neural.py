@@ -151,7 +151,7 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 #: The HybridRecommender defaults are what `quality` measures; extra settings of the
 #: runs are only the epoch budget and the seed.
 HYBRID_RUN: dict[str, Any] = {}
-NEUMF_RUN = {"epochs": 40}
+NEUMF_RUN: dict[str, Any] = {}
 
 
 def _hybrid(seed: int, **kw):

@@ -1381,7 +1381,11 @@ class NeuMF(HybridRecommender):
         users unseen at fit time can be served (id dropout trains that path). Use
         ``("id",)`` for the plain paper model.
     loss : default "bce"
-    dim, n_negatives, epochs, learning_rate, ... :
+    learning_rate : default 3e-3
+        With the default batches of about ``nnz / 100`` interactions (16x the paper's 256
+        on MovieLens 1M), 1e-3 learned too slowly (validation NDCG@10 0.108 vs 0.138
+        after two epochs on MovieLens 1M).
+    dim, n_negatives, epochs, ... :
         As :class:`HybridRecommender` (``dim`` 64 = 32 GMF + 32 MLP coordinates).
 
     See Also
@@ -1394,7 +1398,7 @@ class NeuMF(HybridRecommender):
                  user_encoders: Any = ("id", "history"), fusion: Any = "gated",
                  loss: str = "bce", dim: int = 64, negative_sampler: str = "uniform",
                  n_negatives: int = 4, epochs: int = 30, batch_size: int | None = None,
-                 learning_rate: float = 1e-3, weight_decay: float = 0.0,
+                 learning_rate: float = 3e-3, weight_decay: float = 0.0,
                  optimizer: str = "adam", lr_schedule: str = "constant", warmup: float = 0.0,
                  clip_grad_norm: float | None = None, history_dropout: float = 0.0,
                  id_dropout: float = 0.2, history_pooling: str = "sqrt",
