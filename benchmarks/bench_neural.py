@@ -293,14 +293,13 @@ def _coldstart_seed(seed: int, X, feats) -> list[dict]:
     train_m = train.with_vocab(model.user_vocab_, iv)
     valid_m = valid.with_vocab(model.user_vocab_, iv)
     ctest_cold = cold_test.with_vocab(model.user_vocab_, cold_vocab, unknown="ignore")
-    empty = train_m.subset(np.zeros(train_m.nnz, dtype=bool)).with_vocab(model.user_vocab_,
-                                                                        cold_vocab)
 
     def ev(scorer, among_cold=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if among_cold:
-                return evaluate(scorer, empty, ctest_cold, k=K, metrics=["ndcg", "recall"],
+                # train has no cold item: aligned to the cold items it excludes nothing
+                return evaluate(scorer, train_m, ctest_cold, k=K, metrics=["ndcg", "recall"],
                                 n_bootstrap=500, random_state=0)
             return evaluate(scorer, train_m, ctest, k=K, metrics=["ndcg", "recall"],
                             exclude=valid_m, n_bootstrap=500, random_state=0)
