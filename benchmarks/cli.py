@@ -156,6 +156,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {args.new}: {exc}") from exc
     results = _merge_files(args.base, new)
+    if args.notes_from:  # notes written after the runs (what is missing, budgets)
+        cur = load_suite(args.notes_from).to_dict()
+        results["suite"]["notes"] = cur.get("notes", [])
+        results["suite"]["description"] = cur.get("description", "")
     out = Path(args.out) if args.out else Path(args.base).parent
     results_md = HERE / "RESULTS.md" if args.update_results_md else None
     write_outputs(results, out, plots=not args.no_plots, results_md=results_md)
@@ -227,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("new")
     mg.add_argument("--out", default=None, help="report directory (default: BASE's folder)")
     mg.add_argument("--no-plots", action="store_true")
+    mg.add_argument("--notes-from", default=None, metavar="SUITE",
+                    help="take the report notes and description from this suite file now "
+                         "(e.g. standard), not from the runs")
     mg.add_argument("--update-results-md", action="store_true")
     mg.set_defaults(func=cmd_merge)
     li = sub.add_parser("list", help="suites, experiments, models and peer venvs")

@@ -109,6 +109,20 @@ def package_versions(python: str, packages: tuple[str, ...]) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def git_state(repo: str | Path) -> dict[str, Any]:
+    """Commit of the checkout and whether maasrec's or the harness's files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.rstrip("\n")
+
+    try:
+        dirty = git("status", "--porcelain", "--", "src", "benchmarks").splitlines()
+        return {"commit": git("rev-parse", "HEAD").strip(),
+                "modified_files": [line[3:] for line in dirty if not line.startswith("??")]}
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 # ---------------------------------------------------------------------------
 # memory of the current process
 # ---------------------------------------------------------------------------

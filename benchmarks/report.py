@@ -238,6 +238,7 @@ def _run_info(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
             "loadavg_end": doc.get("loadavg_end"),
             "run_loadavg_1min": [min(loads), max(loads)] if loads else None,
             "options": doc.get("options"), "versions": doc.get("versions"),
+            "git": doc.get("git"),
             "experiments": [e["name"] for e in doc.get("experiments", [])], "models": models}
 
 
@@ -318,6 +319,13 @@ def merge_results(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _git_cell(g: dict[str, Any] | None) -> str:
+    if not g or not g.get("commit"):
+        return " (commit not recorded)"
+    mod = g.get("modified_files") or []
+    return f", commit {g['commit'][:7]}" + (f" + {len(mod)} modified file(s)" if mod else "")
+
+
 def runs_markdown(results: dict[str, Any]) -> str:
     """Which run produced which rows, when and on what load (merged reports only)."""
     infos = results.get("runs_info") or []
@@ -333,7 +341,8 @@ def runs_markdown(results: dict[str, Any]) -> str:
                      ", ".join(i.get("experiments", [])),
                      f"{len(i.get('models', []))} model(s)" if i["id"] == infos[0]["id"]
                      else ", ".join(i.get("models", [])),
-                     f"maasrec {vers.get('maasrec', '?')}, torch {vers.get('torch', '?')}"])
+                     f"maasrec {vers.get('maasrec', '?')}, torch {vers.get('torch', '?')}"
+                     + _git_cell(i.get("git"))])
     return "\n".join([
         f"This report merges {len(infos)} runs on the **same split files** (SHA-256 checked "
         f"per experiment and seed) and the same scoring code. Rows of a later run are marked "

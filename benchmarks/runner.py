@@ -559,6 +559,7 @@ def run_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
         "machine": machine.machine_info(),
         "versions": {"maasrec_env": machine.package_versions(sys.executable,
                                                              machine.MAASREC_PACKAGES)},
+        "git": machine.git_state(REPO),
         "peers_dir": str(opts.peers_dir),
         "options": {"skip_peers": opts.skip_peers,
                     "peers": None if opts.peers is None else sorted(opts.peers),

@@ -169,6 +169,8 @@ def run_lists(job: dict[str, Any]) -> dict[str, Any]:
         "recommend_peak_extra_mib": rec_mem.extra_mib,
     }
     log = getattr(model, "training_log_", None)
+    if not isinstance(log, dict):
+        log = getattr(model, "history_", None)  # HybridRecommender, NeuMF
     if isinstance(log, dict):  # neural models: how long they trained, where they stopped
         meta["training_log"] = {c: log.get(c) for c in (
             "epochs_run", "best_epoch", "stopped_early", "best_metric", "n_windows")
