@@ -150,6 +150,12 @@ def test_missing_text_is_masked(tiny_lm_dir, cache_dir):
     assert not partial.text_mask.all()
     m = _text_model(tiny_lm_dir, cache_dir, epochs=5).fit(X, item_features=partial)
     assert np.isfinite(m.item_repr_).all()
+    # an item without text is its id embedding alone (the text term is masked, not zero
+    # text pushed through the projection and its bias)
+    no_text = m.item_vocab_.index([i for i in range(40) if not i % 5])
+    with torch.no_grad():
+        ids = m.item_tower_.encoders["id"](torch.from_numpy(no_text)).numpy()
+    np.testing.assert_allclose(m.item_repr_[no_text], ids, rtol=1e-6, atol=1e-7)
 
 
 def test_features_modality_and_cold_items():
