@@ -409,6 +409,16 @@ def test_run_process_timeout_kills_child(tmp_path):
     assert "KILLED" in (tmp_path / "log.txt").read_text()
 
 
+def test_results_md_is_the_committed_standard_report():
+    """benchmarks/RESULTS.md is rendered from results/standard/results.json (not edited by hand)."""
+    doc = json.loads((ROOT / "benchmarks" / "results" / "standard" / "results.json").read_text())
+    md = report.render_markdown(doc)
+    text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    assert text.startswith(md)
+    assert text[len(md):].strip() in ("", "![plot](results/standard/quality_vs_fit_time.png)")
+    assert "benchmarks/RESULTS.md" in (ROOT / "README.md").read_text()
+
+
 def test_maasrec_bench_outside_a_checkout(monkeypatch, capsys):
     from maasrec import cli
 
