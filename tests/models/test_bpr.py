@@ -70,7 +70,7 @@ def test_adam_step_gets_the_gradient_of_the_mean_loss():
     assert moved[u].max() <= 1e-2 + 1e-9 and moved[u].max() > 5e-3
 
 
-@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.05), ("adam", 0.01)])
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.05), ("adam", 0.01), ("sparse_adam", 0.01)])
 def test_training_loss_decreases_and_learns(optimizer, lr):
     data = random_data(2)
     m = BPRMF(factors=8, epochs=30, batch_size=64, optimizer=optimizer, learning_rate=lr,
@@ -83,6 +83,26 @@ def test_training_loss_decreases_and_learns(optimizer, lr):
     R = data.to_csr(binary=True).toarray() > 0
     auc = np.mean([(s[u][R[u]][:, None] > s[u][~R[u]][None, :]).mean() for u in range(len(R))])
     assert auc > 0.8
+
+
+def test_sparse_adam_moves_only_the_touched_rows_like_adam():
+    from maasrec.models.bpr import _BPRStep
+
+    g = torch.Generator().manual_seed(0)
+    P0, Q0 = torch.randn(6, 3, generator=g), torch.randn(5, 3, generator=g)
+    b0 = torch.randn(5, generator=g)
+    u, i, j = torch.tensor([0, 2, 2]), torch.tensor([1, 3, 1]), torch.tensor([4, 0, 4])
+    dense = _BPRStep(P0.clone(), Q0.clone(), b0.clone(), 0.01, 0.1, "adam")
+    lazy = _BPRStep(P0.clone(), Q0.clone(), b0.clone(), 0.01, 0.1, "sparse_adam")
+    with torch.no_grad():
+        loss_d, loss_l = dense(u, i, j), lazy(u, i, j)
+    torch.testing.assert_close(loss_l, loss_d)
+    # on the first step both are lr * sign(grad) on the rows with a gradient ...
+    for a, b in ((lazy.P, dense.P), (lazy.Q, dense.Q), (lazy.b, dense.b)):
+        torch.testing.assert_close(a, b)
+    # ... and rows no triple touched stay where they were
+    torch.testing.assert_close(lazy.P[[1, 3, 4, 5]], P0[[1, 3, 4, 5]], rtol=0, atol=0)
+    torch.testing.assert_close(lazy.Q[2], Q0[2], rtol=0, atol=0)
 
 
 def test_seeded_and_silent(capsys):
