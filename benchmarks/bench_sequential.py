@@ -1,6 +1,6 @@
 """Speed and quality of ``SequentialRecommender`` (SASRec-style), side by side with RecBole.
 
-Two commands; each stores its section (``speed`` / ``quality``) in
+Three commands; each stores its section (``speed`` / ``quality`` / ``amp_check``) in
 ``benchmarks/results/sequential.json`` and prints a table:
 
 ``speed``
@@ -33,6 +33,10 @@ Two commands; each stores its section (``speed`` / ``quality``) in
 RecBole must live in its own virtual environment (numpy<2): pass its interpreter with
 ``--recbole-python`` (default ``/tmp/peers/recbole/bin/python``); the adapter is
 ``benchmarks/peers/run_recbole.py``.
+
+``amp-check``
+    MovieLens 100K, the ID configuration for ``--epochs`` epochs in float32 and under
+    bf16 autocast (same seed): validation and test NDCG@10/HR@10 of each.
 
 Run: ``python benchmarks/bench_sequential.py speed --epochs 2 --repeats 2 --threads 1``
 (about half an hour on 2 busy cores), ``... quality --threads 1`` (about 1.5 hours on 2
@@ -70,9 +74,9 @@ MAASREC_PARAMS = {"dim": 64, "ffn_dim": 256, "n_layers": 2, "n_heads": 2, "dropo
 #: ``amp="bf16"``: bfloat16 autocast on the CPU (about 1.3-3x faster per epoch here).
 CONFIGS = {
     "beauty": {"id": dict(dropout=0.3, amp="bf16", epochs=40, eval_every=2, patience=3)},
-    "ml100k": {"id": dict(max_len=200, dropout=0.2, amp="bf16", epochs=16, eval_every=2,
+    "ml100k": {"id": dict(max_len=200, dropout=0.2, amp="bf16", epochs=30, eval_every=2,
                           patience=3),
-               "title-init": dict(max_len=200, dropout=0.2, amp="bf16", epochs=16,
+               "title-init": dict(max_len=200, dropout=0.2, amp="bf16", epochs=30,
                                   eval_every=2, patience=3, item_text="init")},
 }
 
@@ -144,6 +148,48 @@ def cmd_speed(args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "src"), env.get("PYTHONPATH", "")])
     train_csv, users_csv = _write_recbole_inputs(work, args.data_home)
     runs = []
+
+    def report(final: bool) -> None:
+        ratios = []
+        for rep in range(args.repeats):
+            b = [r for r in runs if r["repeat"] == rep and r["library"] == "recbole"]
+            for lib in (f"maasrec-{a}" for a in args.amp):
+                m = [r for r in runs if r["repeat"] == rep and r["library"] == lib]
+                if m and b and m[0]["median_epoch_s"] and b[0]["median_epoch_s"]:
+                    ratios.append({"repeat": rep, "maasrec": lib,
+                                   "maasrec_min_epoch_s": m[0]["min_epoch_s"],
+                                   "maasrec_median_epoch_s": m[0]["median_epoch_s"],
+                                   "recbole_min_epoch_s": b[0]["min_epoch_s"],
+                                   "recbole_median_epoch_s": b[0]["median_epoch_s"],
+                                   "ratio_min": m[0]["min_epoch_s"] / b[0]["min_epoch_s"],
+                                   "ratio": m[0]["median_epoch_s"] / b[0]["median_epoch_s"],
+                                   "maasrec_recommend_s": m[0].get("recommend_all_users_s"),
+                                   "recbole_recommend_s": b[0].get("recommend_all_users_s")})
+        summary = {}
+        for lib in (f"maasrec-{a}" for a in args.amp):
+            rs = [r for r in ratios if r["maasrec"] == lib]
+            if rs:
+                summary[lib] = {"ratio_median": float(np.median([r["ratio"] for r in rs])),
+                                "ratio_of_mins": min(r["maasrec_min_epoch_s"] for r in rs)
+                                / min(r["recbole_min_epoch_s"] for r in rs)}
+        result = {"command": "speed", "dataset": "amazon-beauty leave-last-out train part",
+                  "epochs": args.epochs, "threads": args.threads, "wait_policy": args.wait_policy,
+                  "maasrec_params": dict(MAASREC_PARAMS, batch_size=args.batch_size),
+                  "maasrec_amp": args.amp, "recbole_params": RECBOLE_PARAMS,
+                  "machine": machine_info(), "runs": runs, "ratios": ratios, "summary": summary}
+        result["complete"] = final
+        _write("speed", result, args.out)
+        if not final:
+            return
+        print("\nrepeat  maasrec            s/epoch (min/med)  RecBole s/epoch (min/med)  ratio  "
+              "top-10 all users (maasrec / RecBole)")
+        for r in ratios:
+            print(f"{r['repeat']:>6}  {r['maasrec']:<16} {r['maasrec_min_epoch_s']:>7.1f} / "
+                  f"{r['maasrec_median_epoch_s']:<7.1f}   {r['recbole_min_epoch_s']:>7.1f} / "
+                  f"{r['recbole_median_epoch_s']:<7.1f}  {r['ratio']:>5.3f}  "
+                  f"{r['maasrec_recommend_s'] or float('nan'):.1f}s / "
+                  f"{r['recbole_recommend_s'] or float('nan'):.1f}s")
+
     for rep in range(args.repeats):
         ours = [f"maasrec-{a}" for a in args.amp]
         order = [*ours, "recbole"] if rep % 2 == 0 else ["recbole", *ours[::-1]]
@@ -187,42 +233,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
             runs.append(rec)
             print(f"[repeat {rep}] {lib}: epochs {[round(t, 1) for t in times]} s, load "
                   f"{rec['loadavg_before']} -> {rec['loadavg_after']}, rc={rc}", flush=True)
-    ratios = []
-    for rep in range(args.repeats):
-        b = [r for r in runs if r["repeat"] == rep and r["library"] == "recbole"]
-        for lib in (f"maasrec-{a}" for a in args.amp):
-            m = [r for r in runs if r["repeat"] == rep and r["library"] == lib]
-            if m and b and m[0]["median_epoch_s"] and b[0]["median_epoch_s"]:
-                ratios.append({"repeat": rep, "maasrec": lib,
-                               "maasrec_min_epoch_s": m[0]["min_epoch_s"],
-                               "maasrec_median_epoch_s": m[0]["median_epoch_s"],
-                               "recbole_min_epoch_s": b[0]["min_epoch_s"],
-                               "recbole_median_epoch_s": b[0]["median_epoch_s"],
-                               "ratio_min": m[0]["min_epoch_s"] / b[0]["min_epoch_s"],
-                               "ratio": m[0]["median_epoch_s"] / b[0]["median_epoch_s"],
-                               "maasrec_recommend_s": m[0].get("recommend_all_users_s"),
-                               "recbole_recommend_s": b[0].get("recommend_all_users_s")})
-    summary = {}
-    for lib in (f"maasrec-{a}" for a in args.amp):
-        rs = [r for r in ratios if r["maasrec"] == lib]
-        if rs:
-            summary[lib] = {"ratio_median": float(np.median([r["ratio"] for r in rs])),
-                            "ratio_of_mins": min(r["maasrec_min_epoch_s"] for r in rs)
-                            / min(r["recbole_min_epoch_s"] for r in rs)}
-    result = {"command": "speed", "dataset": "amazon-beauty leave-last-out train part",
-              "epochs": args.epochs, "threads": args.threads, "wait_policy": args.wait_policy,
-              "maasrec_params": dict(MAASREC_PARAMS, batch_size=args.batch_size),
-              "maasrec_amp": args.amp, "recbole_params": RECBOLE_PARAMS,
-              "machine": machine_info(), "runs": runs, "ratios": ratios, "summary": summary}
-    _write("speed", result, args.out)
-    print("\nrepeat  maasrec            s/epoch (min/med)  RecBole s/epoch (min/med)  ratio  "
-          "top-10 all users (maasrec / RecBole)")
-    for r in ratios:
-        print(f"{r['repeat']:>6}  {r['maasrec']:<16} {r['maasrec_min_epoch_s']:>7.1f} / "
-              f"{r['maasrec_median_epoch_s']:<7.1f}   {r['recbole_min_epoch_s']:>7.1f} / "
-              f"{r['recbole_median_epoch_s']:<7.1f}  {r['ratio']:>5.3f}  "
-              f"{r['maasrec_recommend_s'] or float('nan'):.1f}s / "
-              f"{r['recbole_recommend_s'] or float('nan'):.1f}s")
+        report(False)  # partial results survive an interrupted run
+    report(True)
     return 0
 
 
@@ -279,6 +291,41 @@ def cmd_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_amp_check(args: argparse.Namespace) -> int:
+    """MovieLens 100K ID config, float32 vs bf16 autocast, same seed: does accuracy hold?"""
+    import warnings
+
+    import torch
+
+    from maasrec.exceptions import ColdStartWarning
+    from maasrec.metrics import evaluate
+    from maasrec.neural import SequentialRecommender
+
+    torch.set_num_threads(args.threads)
+    _, (train, valid, test) = _split("ml100k", args.data_home)
+    rows = []
+    for amp in args.amp:
+        p = dict(CONFIGS["ml100k"]["id"], epochs=args.epochs, amp=amp, random_state=0,
+                 verbose=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ColdStartWarning)
+            model = SequentialRecommender(**p).fit(train, validation=valid)
+            val = evaluate(model, train, valid, k=10, metrics=["ndcg", "hit"], n_bootstrap=0)
+            model.extend_history(valid)
+            res = evaluate(model, train, test, k=10, metrics=["ndcg", "hit"], exclude=valid,
+                           n_bootstrap=0)
+        rows.append({"amp": amp, "valid": dict(val), "test": dict(res),
+                     "best_epoch": model.training_log_["best_epoch"],
+                     "median_epoch_s": float(np.median(model.training_log_["seconds"])),
+                     "loadavg": loadavg()})
+        print(f"amp={amp}: valid NDCG@10 {val['ndcg@10']:.4f} test NDCG@10 "
+              f"{res['ndcg@10']:.4f} HR@10 {res['hit@10']:.4f}", flush=True)
+    _write("amp_check", {"what": f"MovieLens 100K leave-last-out, ID config, {args.epochs} "
+                                 "epochs, seed 0: float32 vs bf16 autocast on the CPU",
+                         "rows": rows}, args.out)
+    return 0
+
+
 def _write(section: str, obj: dict, out: str | None) -> None:
     """Store ``obj`` under ``section`` of ``benchmarks/results/sequential.json`` (or ``out``),
     keeping the other sections; quality rows of datasets not re-run are kept too."""
@@ -324,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--data-home", default=None)
     q.add_argument("--out", default=None)
     q.set_defaults(func=cmd_quality)
+    a = sub.add_parser("amp-check", help="float32 vs bf16 accuracy on MovieLens 100K")
+    a.add_argument("--amp", nargs="+", default=["none", "bf16"], choices=["none", "bf16"])
+    a.add_argument("--epochs", type=int, default=16)
+    a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--data-home", default=None)
+    a.add_argument("--out", default=None)
+    a.set_defaults(func=cmd_amp_check)
     w = sub.add_parser("_worker", help=argparse.SUPPRESS)
     w.add_argument("--epochs", type=int, required=True)
     w.add_argument("--threads", type=int, required=True)
