@@ -15,8 +15,8 @@ Three commands; each stores its section (``speed`` / ``quality`` / ``amp_check``
     after a user's first. RecBole feeds one (prefix, target) pair per example
     (``train_batch_size`` 2048 pairs, each padded to 50 positions); maasrec feeds whole
     sequences and predicts at every position (``--batch-size`` sequences, default 256,
-    about 2,000 targets per step -- the same number of targets per step as RecBole's
-    2,048). The libraries alternate, ``--repeats`` times, each in a fresh subprocess
+    about 1,500 targets per step -- fewer than RecBole's 2,048, so maasrec takes more
+    optimiser steps per epoch: 88 against 65). The libraries alternate, ``--repeats`` times, each in a fresh subprocess
     under ``OMP_WAIT_POLICY=PASSIVE``; the 1-minute load average and a fixed
     matrix-product calibration are recorded before every run. The ratio that counts is
     maasrec / RecBole from the same repeat (median epoch of each run; RecBole's first
