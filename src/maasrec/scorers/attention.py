@@ -163,22 +163,6 @@ class AttentionScorer(Scorer):
             s = s + (ib.unsqueeze(1) if ib.dim() == 1 else ib)
         return s.squeeze(1) if single else s
 
-    def extend_items(self, n_new: int) -> None:
-        """Add ``n_new`` item biases (the mean of the existing ones).
-
-        Parameters
-        ----------
-        n_new : int
-        """
-        n_new = check_int("n_new", n_new, 0)
-        if self.n_items is not None:
-            self.n_items += n_new
-        if self.item_bias is None or n_new == 0:
-            return
-        with torch.no_grad():
-            fill = self.item_bias.mean().expand(n_new)
-            self.item_bias = nn.Parameter(torch.cat([self.item_bias.detach(), fill]))
-
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-compatible).
 

@@ -174,12 +174,24 @@ class Scorer(nn.Module):
         return None
 
     def extend_items(self, n_new: int) -> None:
-        """Make room for ``n_new`` more item ids (per-item parameters; no-op by default).
+        """Make room for ``n_new`` more item ids.
+
+        Scorers with per-item biases (an ``item_bias`` parameter) give the new items the
+        mean of the existing biases and grow ``n_items``; others have nothing to extend.
 
         Parameters
         ----------
         n_new : int
         """
+        n_new = check_int("n_new", n_new, 0)
+        if getattr(self, "n_items", None) is not None:
+            self.n_items += n_new
+        bias = getattr(self, "item_bias", None)
+        if bias is None or n_new == 0:
+            return
+        with torch.no_grad():
+            fill = bias.mean().expand(n_new)
+            self.item_bias = nn.Parameter(torch.cat([bias.detach(), fill]))
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-compatible) to rebuild before ``load_state_dict``.

@@ -132,22 +132,6 @@ class DotScorer(Scorer):
         return torch.cat([user, torch.ones(user.shape[0], 1, device=user.device,
                                            dtype=user.dtype)], dim=1)
 
-    def extend_items(self, n_new: int) -> None:
-        """Add ``n_new`` item biases (the mean of the existing ones).
-
-        Parameters
-        ----------
-        n_new : int
-        """
-        n_new = check_int("n_new", n_new, 0)
-        if self.n_items is not None:
-            self.n_items += n_new
-        if self.item_bias is None or n_new == 0:
-            return
-        with torch.no_grad():
-            fill = self.item_bias.mean().expand(n_new)
-            self.item_bias = nn.Parameter(torch.cat([self.item_bias.detach(), fill]))
-
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-compatible).
 

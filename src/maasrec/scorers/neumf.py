@@ -158,22 +158,6 @@ class NeuMFScorer(Scorer):
             out = out + self.item_bias[item_idx]
         return out
 
-    def extend_items(self, n_new: int) -> None:
-        """Add ``n_new`` item biases (the mean of the existing ones).
-
-        Parameters
-        ----------
-        n_new : int
-        """
-        n_new = check_int("n_new", n_new, 0)
-        if self.n_items is not None:
-            self.n_items += n_new
-        if self.item_bias is None or n_new == 0:
-            return
-        with torch.no_grad():
-            fill = self.item_bias.mean().expand(n_new)
-            self.item_bias = nn.Parameter(torch.cat([self.item_bias.detach(), fill]))
-
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-compatible).
 
