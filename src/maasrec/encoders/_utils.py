@@ -28,7 +28,10 @@ def seeded(random_state: int | None) -> Iterator[None]:
         yield
 
 
-def check_seed(random_state) -> int:
+def check_seed(random_state) -> int | None:
+    """A valid seed (non-negative int) as int; ``None`` stays ``None``."""
+    if random_state is None:
+        return None
     if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, Integral):
         raise DataError(f"random_state must be an int or None, got {random_state!r}")
     if random_state < 0:

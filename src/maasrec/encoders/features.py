@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._config import FromConfig
 from ..data.features import Features
 from ..data.vocab import IdVocab
 from ..exceptions import DataError
@@ -34,7 +35,7 @@ def _pick(available: Sequence[str], wanted, kind: str) -> list[str]:
     return wanted
 
 
-class FeatureEncoder(nn.Module):
+class FeatureEncoder(FromConfig, nn.Module):
     """Learned vectors of categorical, multi-hot and numeric side features.
 
     Each field becomes a ``dim``-vector: a categorical label through an embedding
@@ -319,19 +320,6 @@ class FeatureEncoder(nn.Module):
                 "multi_hot": self.multi_hot, "numeric": self.numeric, "combine": self.combine,
                 "random_state": self.random_state}
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> FeatureEncoder:
-        """Rebuild from :meth:`get_config`.
-
-        Parameters
-        ----------
-        config : dict
-
-        Returns
-        -------
-        FeatureEncoder
-        """
-        return cls(**config)
 
     def extra_repr(self) -> str:
         """Shown in the module repr."""

@@ -8,13 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._config import FromConfig
 from ..exceptions import DataError
 from ._utils import as_index, check_int, check_seed
 
 __all__ = ["IdEmbedding"]
 
 
-class IdEmbedding(nn.Module):
+class IdEmbedding(FromConfig, nn.Module):
     """One learned vector per row of a vocabulary (the classic MF factor table).
 
     Parameters
@@ -45,7 +46,7 @@ class IdEmbedding(nn.Module):
                                      or not math.isfinite(init_std)):
             raise DataError(f"init_std must be a positive number, got {init_std!r}")
         self.init_std = init_std
-        self.random_state = None if random_state is None else check_seed(random_state)
+        self.random_state = check_seed(random_state)
         self.embedding = nn.Embedding(self.n, self.dim)
         self.reset_parameters()
 
@@ -116,19 +117,6 @@ class IdEmbedding(nn.Module):
         return {"n": self.n, "dim": self.dim, "init_std": self.init_std,
                 "random_state": self.random_state}
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> IdEmbedding:
-        """Rebuild from :meth:`get_config` (then ``load_state_dict``).
-
-        Parameters
-        ----------
-        config : dict
-
-        Returns
-        -------
-        IdEmbedding
-        """
-        return cls(**config)
 
     def extra_repr(self) -> str:
         """Shown in the module repr."""

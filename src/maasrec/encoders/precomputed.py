@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._config import FromConfig
 from ..data.features import Features
 from ..data.vocab import IdVocab
 from ..exceptions import DataError
@@ -16,7 +17,7 @@ from ._utils import as_index, check_int, check_seed, seeded
 __all__ = ["PrecomputedEncoder"]
 
 
-class PrecomputedEncoder(nn.Module):
+class PrecomputedEncoder(FromConfig, nn.Module):
     """Fixed vectors per row, optionally through a trainable linear projection.
 
     Rows whose vector is missing (all NaN, or masked out) are zero in the output and
@@ -191,19 +192,6 @@ class PrecomputedEncoder(nn.Module):
         return {"n": self.n, "input_dim": self.input_dim, "dim": self.dim,
                 "normalize": self.normalize, "random_state": self.random_state}
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> PrecomputedEncoder:
-        """Rebuild from :meth:`get_config`.
-
-        Parameters
-        ----------
-        config : dict
-
-        Returns
-        -------
-        PrecomputedEncoder
-        """
-        return cls(**config)
 
     def extra_repr(self) -> str:
         """Shown in the module repr."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._config import FromConfig
 from ..data.features import Features
 from ..data.vocab import IdVocab
 from ..exceptions import DataError
@@ -27,7 +28,7 @@ def _sub_seed(random_state: int | None, k: int) -> int | None:
     return None if random_state is None else random_state + 7919 * k
 
 
-class ProfileEncoder(nn.Module):
+class ProfileEncoder(FromConfig, nn.Module):
     """Side features + free text + precomputed vectors -> one ``[n, dim]`` tensor.
 
     Each modality gets its own encoder -- ``"features"``: a :class:`FeatureEncoder` of
@@ -257,19 +258,6 @@ class ProfileEncoder(nn.Module):
                 "fusion": self.fusion, "fusion_options": dict(self.fusion_options),
                 "random_state": self.random_state}
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ProfileEncoder:
-        """Rebuild from :meth:`get_config`.
-
-        Parameters
-        ----------
-        config : dict
-
-        Returns
-        -------
-        ProfileEncoder
-        """
-        return cls(**config)
 
 
 class UserProfileEncoder(ProfileEncoder):

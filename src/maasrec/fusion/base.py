@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._config import FromConfig
+from ..encoders._utils import check_seed
 from ..exceptions import DataError
 
 __all__ = ["Fusion"]
@@ -42,15 +44,7 @@ def _check_dims(input_dims: Mapping[str, int], dim: int) -> dict[str, int]:
     return out
 
 
-def _check_seed(random_state) -> int | None:
-    if random_state is None:
-        return None
-    if isinstance(random_state, bool) or not isinstance(random_state, Integral) or random_state < 0:
-        raise DataError(f"random_state must be a non-negative int or None, got {random_state!r}")
-    return int(random_state)
-
-
-class Fusion(nn.Module):
+class Fusion(FromConfig, nn.Module):
     """Base class: a dict of modality tensors ``{name: [n, d_name]}`` -> one ``[n, dim]`` tensor.
 
     Subclasses implement ``_fuse(xs, mask) -> (out [n, dim], weights [n, M])`` where
@@ -81,7 +75,7 @@ class Fusion(nn.Module):
         self.input_dims = _check_dims(input_dims, dim)
         self.modalities = list(self.input_dims)
         self.dim = int(dim)
-        self.random_state = _check_seed(random_state)
+        self.random_state = check_seed(random_state)
         self.last_weights: torch.Tensor | None = None
 
     @property
@@ -200,19 +194,6 @@ class Fusion(nn.Module):
         return {"input_dims": dict(self.input_dims), "dim": self.dim,
                 "random_state": self.random_state}
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Fusion:
-        """Rebuild from :meth:`get_config`.
-
-        Parameters
-        ----------
-        config : dict
-
-        Returns
-        -------
-        Fusion
-        """
-        return cls(**config)
 
     def extra_repr(self) -> str:
         """Shown in the module repr."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._config import FromConfig
+from ..encoders._utils import check_int
 from ..exceptions import DataError
 
 __all__ = ["SCORE_CHUNK_BYTES", "Scorer", "UserRepr"]
@@ -19,20 +20,6 @@ SCORE_CHUNK_BYTES = 64 * 2**20
 #: A user representation: a ``[b, d]`` tensor (dot, NeuMF) or, for history-attending
 #: scorers, ``(history [b, L, d], mask [b, L])`` or ``(history, mask, static [b, d])``.
 UserRepr = Any
-
-
-def check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise DataError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_seed(random_state) -> int | None:
-    if random_state is None:
-        return None
-    if isinstance(random_state, bool) or not isinstance(random_state, Integral) or random_state < 0:
-        raise DataError(f"random_state must be a non-negative int or None, got {random_state!r}")
-    return int(random_state)
 
 
 def check_dropout(dropout) -> float:
@@ -57,7 +44,7 @@ def check_2d(name: str, x, dim: int | None = None) -> torch.Tensor:
     return x
 
 
-class Scorer(nn.Module):
+class Scorer(FromConfig, nn.Module):
     """Base class: scores of users for items from their representations.
 
     A scorer never sees ids, only representations made by encoders and fusion (plus
@@ -202,17 +189,4 @@ class Scorer(nn.Module):
         """
         raise NotImplementedError
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Scorer:
-        """Rebuild from :meth:`get_config`.
-
-        Parameters
-        ----------
-        config : dict
-
-        Returns
-        -------
-        Scorer
-        """
-        return cls(**config)
 

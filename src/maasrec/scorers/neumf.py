@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..encoders._utils import check_int, check_seed
 from ..exceptions import DataError
-from .base import Scorer, check_2d, check_dropout, check_int, check_seed, chunk_rows
+from .base import Scorer, check_2d, check_dropout, chunk_rows
 
 __all__ = ["NeuMFScorer"]
 
