@@ -229,6 +229,24 @@ def test_bf16_autocast_on_cpu():
     assert ref.recommend(history=[110, 111, 112], k=1)[0][0] == 113
 
 
+def test_bf16_scores_in_float32_on_cpu():
+    # amp="bf16" autocasts the training steps only: on the CPU the scores of the trained
+    # network are exactly the float32 ones (bf16 scoring would round the hidden states)
+    X = cyclic_interactions(n_users=30)
+    model = small(amp="bf16", epochs=3).fit(X)
+    users = X.user_vocab.ids[:8]
+    got = model.recommend(users, k=20)
+    f32 = small(amp="none", epochs=3)
+    f32.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
+    ref = f32.recommend(users, k=20)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    # scored under bf16 autocast, the same weights give different scores
+    model._score_amp_dtype = lambda device: torch.bfloat16
+    model._invalidate()
+    assert not np.array_equal(model.recommend(users, k=20)[1], ref[1])
+
+
 def test_bf16_save_load_exact(tmp_path):
     X = cyclic_interactions(n_users=30)
     model = small(amp="bf16", epochs=3).fit(X)

@@ -299,12 +299,14 @@ class SequentialRecommender(Recommender):
     device : str or torch.device, optional
         See :func:`maasrec.resolve_device`.
     amp : {"auto", "bf16", "none"}, default "auto"
-        Mixed precision for training and scoring. ``"auto"``: bf16/fp16 autocast on
-        CUDA (:func:`maasrec.device.amp_dtype`), float32 on the CPU. ``"bf16"``:
-        bfloat16 autocast on any device -- on CPUs with native bf16 matrix units
-        (AVX512-BF16/AMX) training runs about 2-3x faster (see
-        ``benchmarks/bench_sequential.py``); the loss, softmax and optimiser state stay in
-        float32. ``"none"``: float32 everywhere.
+        Mixed precision. ``"auto"``: bf16/fp16 autocast on CUDA
+        (:func:`maasrec.device.amp_dtype`) for training and scoring, float32 on the CPU.
+        ``"bf16"``: bfloat16 autocast of the training steps on any device -- on CPUs
+        with native bf16 matrix units (AVX512-BF16/AMX) an epoch is about 1.1-1.3x
+        faster here (see ``benchmarks/bench_sequential.py``); the loss, softmax and
+        optimiser state stay in float32; scoring (validation, ``recommend``) is bf16 on
+        CUDA and float32 on the CPU, where autocast would make it slower.
+        ``"none"``: float32 everywhere.
     random_state : int, numpy.random.Generator or None, default None
         Seeds initialisation, batching, dropout and negatives (torch's global RNG is
         left as it was).
@@ -433,6 +435,16 @@ class SequentialRecommender(Recommender):
         if mode == "bf16":
             return torch.bfloat16
         return amp_dtype(device)
+
+    def _score_amp_dtype(self, device: torch.device) -> torch.dtype | None:
+        """Autocast dtype of scoring (None: float32): as training on CUDA, float32 on the CPU.
+
+        bf16 autocast makes CPU inference slower, not faster (casts around small
+        matrix products: top-10 for all Amazon Beauty users 9.2 s against 3.9 s in
+        float32, ``benchmarks/bench_sequential.py speed``), so ``amp="bf16"`` covers only
+        the training steps there.
+        """
+        return None if device.type == "cpu" else self._amp_dtype(device)
 
     def _ffn(self) -> int:
         return int(self.ffn_dim) if self.ffn_dim is not None else 4 * int(self.dim)
@@ -706,7 +718,7 @@ class SequentialRecommender(Recommender):
         table = self._table()
         net = self.network_
         net.eval()
-        amp = self._amp_dtype(dev)
+        amp = self._score_amp_dtype(dev)
         out = torch.empty((len(seqs), int(self.dim)), device=dev)
         # sequences of one length run together, unpadded: no wasted positions, and a
         # user's scores do not depend on the lengths of the others in the batch
