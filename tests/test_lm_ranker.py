@@ -8,13 +8,14 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from maasrec import load
 from maasrec.base import clone
 from maasrec.data import Interactions, ItemFeatures, UserFeatures
 from maasrec.exceptions import DataError, NotFittedError
 from maasrec.lm_ranker import DEFAULT_FIRST_STAGE, LMRanker, TwoStage, blend_scores
-from maasrec.lm_ranker.network import PICKLE_SUFFIXES
+from maasrec.lm_ranker.network import PICKLE_SUFFIXES, build_cross_encoder
 from maasrec.lm_ranker.text import PairBuilder, parse_template
 from maasrec.metrics import roc_auc
 from maasrec.models import EASE, ItemKNN, Popularity
@@ -161,10 +162,11 @@ def test_alpha_one_is_the_first_stage(planted):
     np.testing.assert_array_equal(ids, model.first_stage_.recommend(users, k=5)[0])
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
-def test_save_load_roundtrip_identical_scores(planted, tmp_path, kind):
+@pytest.mark.parametrize(("kind", "head"), [("bert", "auto"), ("gpt2", "auto"),
+                                            ("bert", "mean"), ("gpt2", "mean")])
+def test_save_load_roundtrip_identical_scores(planted, tmp_path, kind, head):
     X, feats, _ = planted
-    model = small(kind).fit(X, item_features=feats)
+    model = small(kind, head=head).fit(X, item_features=feats)
     users = list(X.user_vocab.ids[:8])
     ids, scores = model.recommend(users, k=5)
     proba = model.predict_proba(users, [1000] * len(users))
@@ -228,6 +230,33 @@ def test_clear_errors(planted):
         small(model=(1, 2, 3)).fit(X, item_features=feats)
     with pytest.raises(DataError, match="freeze_layers=9"):
         small(freeze_layers=9).fit(X, item_features=feats)
+    with pytest.raises(DataError, match=r"head.*'pooler'"):
+        small(head="pooler").fit(X, item_features=feats)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_mean_head_is_a_linear_head_on_mean_token_states(kind):
+    """head="mean": logit = w . mean(hidden states of the real tokens) + b."""
+    torch.manual_seed(0)
+    enc, tok = build_cross_encoder(tiny_text_model(kind), head="mean")
+    assert enc.kind == "mean_tokens"
+    enc.eval()
+    batch = tok(["a short one", "a much longer text with more tokens"], padding=True,
+                return_tensors="pt")
+    with torch.no_grad():
+        logits = enc(batch["input_ids"], batch["attention_mask"])
+        hidden = enc.backbone(input_ids=batch["input_ids"],
+                              attention_mask=batch["attention_mask"]).last_hidden_state
+        m = batch["attention_mask"].unsqueeze(-1).float()
+        expected = enc.head((hidden * m).sum(1) / m.sum(1))[:, 0]
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6)
+    # the same texts with the first-token head give other logits
+    torch.manual_seed(0)
+    first, _ = build_cross_encoder(tiny_text_model(kind), head="first")
+    assert first.kind == "first_token"
+    with torch.no_grad():
+        other = first.eval()(batch["input_ids"], batch["attention_mask"])
+    assert not torch.allclose(other, logits)
 
 
 def test_missing_text_id_and_profiles(planted):

@@ -50,7 +50,11 @@ logger = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".bin", ".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".npy", ".npz")
 _META = "maasrec_lm.json"
 _HEAD = "score_head.safetensors"
-_KINDS = ("sequence_classification", "last_token", "first_token")
+_KINDS = ("sequence_classification", "last_token", "first_token", "mean_tokens")
+#: ``head`` choices of :func:`build_cross_encoder` (and of ``LMRanker``).
+HEADS = ("auto", "mean", "first", "last")
+_HEAD_KIND = {"mean": "mean_tokens", "first": "first_token", "last": "last_token"}
+_POOL = {"last_token": "last", "first_token": "cls", "mean_tokens": "mean"}
 
 
 @contextlib.contextmanager
@@ -83,7 +87,9 @@ class CrossEncoder(nn.Module):
     model : transformers.PreTrainedModel
         A ``...ForSequenceClassification`` model (``kind="sequence_classification"``) or
         a base model (``AutoModel``) for the token heads.
-    kind : {"sequence_classification", "last_token", "first_token"}
+    kind : {"sequence_classification", "last_token", "first_token", "mean_tokens"}
+        The model's own classification head, or a linear head on the last real token,
+        the first token or the mean of the real tokens' hidden states.
     is_decoder : bool
     dropout : float, default 0.1
         Dropout before the token head.
@@ -148,8 +154,7 @@ class CrossEncoder(nn.Module):
             kwargs["use_cache"] = False
         out = self.model(**kwargs)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        pooled = pool_hidden_states(hidden.float(), attention_mask,
-                                    "last" if self.kind == "last_token" else "cls")
+        pooled = pool_hidden_states(hidden.float(), attention_mask, _POOL[self.kind])
         return self.head(self.dropout(pooled).to(self.head.weight.dtype))[:, 0].float()
 
 
@@ -190,7 +195,7 @@ def _fix_pad(tokenizer) -> None:
                 return
 
 
-def build_cross_encoder(model: Any, *, dropout: float = 0.1):
+def build_cross_encoder(model: Any, *, dropout: float = 0.1, head: str = "auto"):
     """Load a language model with a fresh classification head.
 
     Call under a seeded torch RNG: the head's initial weights come from it.
@@ -203,6 +208,13 @@ def build_cross_encoder(model: Any, *, dropout: float = 0.1):
         the caller's model is never changed).
     dropout : float, default 0.1
         Dropout of the token head (sequence-classification models keep their own).
+    head : {"auto", "mean", "first", "last"}, default "auto"
+        ``"auto"``: the model's own sequence-classification head where ``transformers``
+        has one for an encoder (BERT-style: ``[CLS]`` -> pooler -> classifier), else a
+        linear head on the last real token (GPT-style). ``"mean"``, ``"first"``,
+        ``"last"``: a fresh linear head on the mean of the real tokens' hidden states,
+        the first token's or the last real token's (``"mean"`` suits
+        sentence-transformers checkpoints, which were trained with mean pooling).
 
     Returns
     -------
@@ -211,22 +223,24 @@ def build_cross_encoder(model: Any, *, dropout: float = 0.1):
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if head not in HEADS:
+        raise DataError(f"head must be one of {HEADS}, got {head!r}")
     if isinstance(model, (tuple, list)):
         base, tokenizer = copy.deepcopy(model[0]), copy.deepcopy(model[1])
         decoder = is_decoder_config(base.config)
-        clf = None if decoder else _seq_cls_from_base(base)
+        clf = None if (decoder or head != "auto") else _seq_cls_from_base(base)
         if clf is not None:
             enc = CrossEncoder(clf, "sequence_classification", is_decoder=False)
         else:
             base = getattr(base, "base_model", base)
-            enc = CrossEncoder(base.to(torch.float32), "last_token" if decoder else "first_token",
+            enc = CrossEncoder(base.to(torch.float32), _token_kind(head, decoder),
                                is_decoder=decoder, dropout=dropout)
     else:
         source = resolve_model(model)
         config = load_config(source)
         decoder = is_decoder_config(config)
         enc = None
-        if not decoder and not source.gguf_file:
+        if not decoder and not source.gguf_file and head == "auto":
             try:
                 with _quiet_transformers():
                     clf = AutoModelForSequenceClassification.from_pretrained(
@@ -242,10 +256,17 @@ def build_cross_encoder(model: Any, *, dropout: float = 0.1):
         if enc is None:
             with _quiet_transformers():
                 base, tokenizer = load_model_and_tokenizer(source)
-            enc = CrossEncoder(base, "last_token" if decoder else "first_token",
-                               is_decoder=decoder, dropout=dropout)
+            enc = CrossEncoder(base, _token_kind(head, decoder), is_decoder=decoder,
+                               dropout=dropout)
     _fix_pad(tokenizer)
     return enc, tokenizer
+
+
+def _token_kind(head: str, decoder: bool) -> str:
+    """The token-head kind for ``head`` ("auto": last token of a decoder, else first)."""
+    if head == "auto":
+        return "last_token" if decoder else "first_token"
+    return _HEAD_KIND[head]
 
 
 def _layer_list(backbone: nn.Module) -> tuple[str, nn.ModuleList]:

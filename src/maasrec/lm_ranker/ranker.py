@@ -22,6 +22,7 @@ from ..exceptions import DataError, NotFittedError
 from ..models.ease import EASE
 from ..training import progress, seed_from, threads_for
 from .network import (
+    HEADS,
     CrossEncoder,
     apply_lora,
     build_cross_encoder,
@@ -148,6 +149,13 @@ class LMRanker(CandidateReranker):
         ``pip install 'maasrec[lora]'``); a dict sets ``r`` (8), ``alpha`` (16),
         ``dropout`` (0.05), ``target_modules``. The adapters are merged into the weights
         after training, so inference and the saved model are those of a plain model.
+    head : {"auto", "mean", "first", "last"}, default "auto"
+        The scoring head (see :func:`maasrec.lm_ranker.network.build_cross_encoder`):
+        ``"auto"`` is the model's own sequence-classification head for BERT-style
+        models (``[CLS]`` -> pooler -> classifier) and a last-token head for GPT-style
+        ones; ``"mean"`` puts a fresh linear head on the mean of the real tokens' hidden
+        states, which suits sentence-transformers checkpoints such as all-MiniLM-L6-v2
+        (trained with mean pooling: its ``[CLS]`` state is not its sentence vector).
     weight_decay : float, default 0.01
     warmup : float in [0, 1), default 0.1
     missing_text : {"raise", "id"}, default "raise"
@@ -200,7 +208,7 @@ class LMRanker(CandidateReranker):
                  positives_per_user: int = 1, max_positives: int | None = None,
                  loss: str = "bce", alpha: float = 0.0, freeze_layers: int | None = None,
                  grad_accum_steps: int = 1, peft: str | dict | None = None,
-                 weight_decay: float = 0.01, warmup: float = 0.1, missing_text: str = "raise",
+                 head: str = "auto", weight_decay: float = 0.01, warmup: float = 0.1, missing_text: str = "raise",
                  profile_fields: tuple | list | None = None, device: Any = None,
                  random_state: int | None = None, verbose: bool = True):
         self.first_stage = first_stage
@@ -222,6 +230,7 @@ class LMRanker(CandidateReranker):
         self.freeze_layers = freeze_layers
         self.grad_accum_steps = grad_accum_steps
         self.peft = peft
+        self.head = head
         self.weight_decay = weight_decay
         self.warmup = warmup
         self.missing_text = missing_text
@@ -285,6 +294,7 @@ class LMRanker(CandidateReranker):
         if self.max_positives is not None:
             check_int("max_positives", self.max_positives, low=1)
         check_choice("loss", self.loss, LM_RANKER_LOSSES)
+        check_choice("head", self.head, HEADS)
         if self.freeze_layers is not None:
             check_int("freeze_layers", self.freeze_layers, low=0)
         check_int("grad_accum_steps", self.grad_accum_steps, low=1)
@@ -366,7 +376,7 @@ class LMRanker(CandidateReranker):
         rng = np.random.default_rng(seed)
         lora = lora_settings(self.peft)
         with _seeded_torch(seed, device):
-            enc, tok = build_cross_encoder(self.model)
+            enc, tok = build_cross_encoder(self.model, head=self.head)
             builder = PairBuilder(tok, self.template, max_length=self.max_length,
                                   max_item_tokens=self.max_item_tokens,
                                   is_decoder=enc.is_decoder)
