@@ -19,6 +19,8 @@ MODELS = {
         max_len=10, dim=16, n_layers=1, n_heads=2, epochs=20, batch_size=16, verbose=False),
     # no item features in the contract data: id-only items, users from their histories
     "HybridRecommender": lambda: HybridRecommender(dim=8, epochs=10),
+    "HybridRecommender-tied": lambda: HybridRecommender(dim=8, epochs=10, tie_history=True,
+                                                        history_activation="linear"),
     "HybridRecommender-attention": lambda: HybridRecommender(scorer="attention", loss="bpr",
                                                              dim=8, epochs=5),
     "NeuMF": lambda: NeuMF(dim=8, mlp_layers=(8, 4), epochs=5, batch_size=64),

@@ -195,6 +195,112 @@ def test_residual_fusion_is_the_id_plus_projected_text(fitted_text, tmp_path):
                           fusion={"kind": "residual", "heads": 2}).fit(X, item_features=feats)
 
 
+@pytest.fixture(scope="module")
+def fitted_tied(tiny_lm_dir, cache_dir):
+    X, feats, topic = planted()
+    model = _text_model(tiny_lm_dir, cache_dir, tie_history=True,
+                        history_activation="linear").fit(X, item_features=feats)
+    return model, X, feats, topic
+
+
+def _pooled_users(model, X, C):
+    """The user vectors of the known users from history vectors ``C`` (sqrt pooling)."""
+    R = X.to_csr()
+    R = (R != 0).astype(np.float32)
+    pooled = np.asarray((R @ C) / np.sqrt(np.maximum(R.sum(axis=1), 1.0)), np.float32)
+    if model.history_activation == "tanh":
+        pooled = np.tanh(pooled)
+    with torch.no_grad():
+        return model.user_tower_.single(torch.from_numpy(pooled)).numpy()
+
+
+def test_untied_history_pools_its_own_item_tower(fitted_text, fitted_tied):
+    model, X, _feats, topic = fitted_text
+    tied, *_ = fitted_tied
+    assert tied.history_tower_ is None and not hasattr(tied, "history_repr_")
+    np.testing.assert_allclose(tied.user_repr_, _pooled_users(tied, X, tied.item_repr_),
+                               rtol=1e-4, atol=1e-5)
+    ids, _ = tied.recommend(["u0", "u1"], k=5)
+    assert _topic_share(ids[0], topic, 0) >= 0.8 and _topic_share(ids[1], topic, 1) >= 0.8
+    # the default is untied: a second tower with the item modalities, its own weights
+    assert not model.tie_history and model.history_activation == "tanh"
+    assert model.config_["history_tower"] == model.config_["item_tower"]
+    assert set(model.history_tower_.input_dims) == {"id", "text"}
+    assert model.history_repr_.shape == model.item_repr_.shape == (40, 16)
+    assert not np.allclose(model.history_repr_, model.item_repr_)
+    # the users pool the history vectors (then tanh), the scorer uses the item vectors
+    np.testing.assert_allclose(model.user_repr_, _pooled_users(model, X, model.history_repr_),
+                               rtol=1e-4, atol=1e-5)
+    assert not np.allclose(model.user_repr_, _pooled_users(model, X, model.item_repr_),
+                           rtol=1e-3, atol=1e-3)
+    # a cold user is pooled the same way as a known user with the same history
+    hist = [int(i) for i in X.to_pandas().query("user == 'u3'")["item"]]
+    np.testing.assert_allclose(model.recommend(history=hist, k=5)[1],
+                               model.recommend("u3", k=5)[1], rtol=1e-5, atol=1e-5)
+
+
+def test_untied_history_save_load_and_cold_items(fitted_text, tmp_path):
+    model, _X, feats, topic = fitted_text
+    users = ["u0", "u3", "u7"]
+    ids, scores = model.recommend(users, k=6)
+    model.save(tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    for name in ("item_repr_", "history_repr_", "user_repr_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
+    for a, b in zip(loaded.history_tower_.state_dict().values(),
+                    model.history_tower_.state_dict().values()):
+        assert torch.equal(a, b)
+    i2, s2 = loaded.recommend(users, k=6)
+    np.testing.assert_array_equal(i2, ids)
+    np.testing.assert_array_equal(s2, scores)
+    np.testing.assert_array_equal(loaded.recommend(history=[0, 2, 4], k=4)[1],
+                                  model.recommend(history=[0, 2, 4], k=4)[1])
+    # new items get an item vector and a history vector, both from their text alone
+    loaded.add_items(feats)
+    assert loaded.history_repr_.shape == loaded.item_repr_.shape == (50, 16)
+    np.testing.assert_array_equal(loaded.history_repr_[:40], model.history_repr_)
+    enc = loaded._text_encoder()
+    new_rows = feats.vocab.index(list(range(1000, 1010)))
+    text = torch.from_numpy(enc.encode_base([str(t) for t in feats.text[new_rows]]))
+    with torch.no_grad():
+        expect = loaded.history_tower_.residual["text"](text).numpy()
+    np.testing.assert_allclose(loaded.history_repr_[40:], expect, rtol=1e-5, atol=1e-6)
+    # a user who has only seen new items is served from their history vectors
+    new0 = [i for i in range(1000, 1010) if topic[i] == 0][:3]
+    rec, _ = loaded.recommend(history=new0, k=5)
+    assert _topic_share(rec, topic, 0) >= 0.8, rec
+    loaded.save(tmp_path / "m2")
+    again = load(tmp_path / "m2")
+    np.testing.assert_array_equal(again.history_repr_, loaded.history_repr_)
+    np.testing.assert_array_equal(again.recommend(history=new0, k=5)[1],
+                                  loaded.recommend(history=new0, k=5)[1])
+
+
+def test_untied_history_with_features_determinism_and_errors():
+    X, feats, topic = planted()
+    kw = dict(item_encoders=["id", "features"], dim=16, epochs=8, batch_size=16,
+              random_state=3, learning_rate=1e-2, tie_history=False)
+    a = HybridRecommender(**kw).fit(X, item_features=feats)
+    b = HybridRecommender(**kw).fit(X, item_features=feats)
+    np.testing.assert_array_equal(a.item_repr_, b.item_repr_)
+    np.testing.assert_array_equal(a.history_repr_, b.history_repr_)
+    a.add_items(feats)
+    assert a.history_repr_.shape == (50, 16)
+    ids, _ = a.recommend(history=[1000, 1002], k=4, items=list(range(1000, 1010)))
+    assert _topic_share(ids, topic, 0) >= 0.75, ids
+    # pairwise losses pool the untied history too
+    p = HybridRecommender(dim=8, epochs=2, loss="bpr", random_state=0,
+                          tie_history=False).fit(X)
+    assert p.history_repr_.shape == (40, 8) and np.isfinite(p.user_repr_).all()
+    # without a pooled history there is nothing to untie
+    assert HybridRecommender(dim=8, epochs=1, user_encoders=["id"], tie_history=False,
+                             random_state=0).fit(X).history_tower_ is None
+    with pytest.raises(DataError, match="tie_history"):
+        HybridRecommender(epochs=1, tie_history="no").fit(X)
+    with pytest.raises(DataError, match="history_activation"):
+        HybridRecommender(epochs=1, history_activation="relu").fit(X)
+
+
 def test_save_load_roundtrip_offline_and_fingerprint(fitted_text, tiny_lm_dir, cache_dir,
                                                      tmp_path):
     model, X, feats, _ = fitted_text
