@@ -41,6 +41,23 @@ def test_minibatches_cover_every_index_once(n, bs, drop):
         list(minibatches(n, 0))
 
 
+def test_negative_sampler_default_bitmap_scales_with_the_positives(monkeypatch):
+    # beyond the fixed floor, the bit map is built while it takes <= 16 bytes per positive
+    import maasrec.training as training
+
+    monkeypatch.setattr(training, "BITMAP_BYTES", 0)
+    dense = sp.random(400, 100, density=0.05, random_state=0, format="csr")  # 40,000 cells
+    sparse = sp.random(400, 100, density=0.001, random_state=0, format="csr")
+    assert 5_000 <= 16 * dense.nnz and 5_000 > 16 * sparse.nnz  # 5,000 bytes of bit map
+    with_map, without = UniformNegativeSampler(dense), UniformNegativeSampler(sparse)
+    assert with_map._bitmap is not None and without._bitmap is None
+    # the same answers either way, so the drawn negatives do not depend on the choice
+    forced = UniformNegativeSampler(dense, bitmap_bytes=0)
+    users = torch.arange(400).repeat(20)
+    a = with_map.sample(users, torch_generator(4))
+    assert torch.equal(a, forced.sample(users, torch_generator(4)))
+
+
 @pytest.mark.parametrize("bitmap_bytes", [2**20, 0])  # bit map, and binary search
 def test_negative_sampler_never_returns_positives(bitmap_bytes):
     R = sp.random(30, 12, density=0.6, random_state=0, format="csr")

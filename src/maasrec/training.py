@@ -63,8 +63,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Largest bit map (bytes) :class:`UniformNegativeSampler` builds for membership tests.
+#: :class:`UniformNegativeSampler` builds a bit map for its membership tests when the map
+#: takes at most this many bytes, or at most ``BITMAP_BYTES_PER_POSITIVE`` bytes per
+#: positive (twice the sorted int64 keys of the binary-search fallback), whichever is larger.
 BITMAP_BYTES = 64 * 2**20
+BITMAP_BYTES_PER_POSITIVE = 16
 
 #: Kernels smaller than this (elements, e.g. batch x factors) run on one CPU thread.
 SMALL_WORK = 2**17
@@ -185,21 +188,27 @@ class UniformNegativeSampler:
         catalogue) are kept.
     max_tries : int, default 10
     device : torch.device or str, default "cpu"
-    bitmap_bytes : int, default 64 MiB
+    bitmap_bytes : int, optional
         Largest packed bit map of the ``n_users x n_items`` cells to build for the
-        membership test; bigger problems use binary search instead.
+        membership test; bigger problems use binary search instead. Default: the larger
+        of ``BITMAP_BYTES`` (64 MiB) and ``BITMAP_BYTES_PER_POSITIVE`` (16) bytes
+        per positive, so the map is used whenever it is at most twice the size of the
+        sorted keys that binary search needs (density >= 1/128) or small anyway.
 
     Notes
     -----
     Membership of ``user * n_items + item`` is tested in a packed bit map (one gather
     per draw) when it fits in ``bitmap_bytes``, else by binary search in the sorted keys
-    of the positives (``O(log nnz)`` per draw, about 10x slower). Only rejected draws
-    are redrawn; with density ``d`` the expected number of rounds is ``1 / (1 - d)``.
+    of the positives (``O(log nnz)`` per draw, a cache miss per level: drawing an epoch of
+    negatives for 10 million positives, 200,000 users x 5,000 items, took 12.8 s instead
+    of 2.0 s with the 125 MB bit map, one thread). Both give the same answers, so the
+    negatives drawn for a seed do not depend on the choice. Only rejected
+    draws are redrawn; with density ``d`` the expected number of rounds is ``1 / (1 - d)``.
     """
 
     def __init__(self, positives: sp.csr_matrix, *, exclude_positives: bool = True,
                  max_tries: int = 10, device: torch.device | str = "cpu",
-                 bitmap_bytes: int = BITMAP_BYTES):
+                 bitmap_bytes: int | None = None):
         m = sp.csr_matrix(positives)
         m.sort_indices()
         self.n_items = int(m.shape[1])
@@ -211,6 +220,8 @@ class UniformNegativeSampler:
         rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
         keys = rows * self.n_items + m.indices.astype(np.int64)  # sorted: CSR is row-major
         n_cells = int(m.shape[0]) * self.n_items
+        if bitmap_bytes is None:
+            bitmap_bytes = max(BITMAP_BYTES, BITMAP_BYTES_PER_POSITIVE * len(keys))
         self._bitmap = self._keys = None
         if (n_cells + 7) // 8 <= bitmap_bytes:
             bits = np.zeros((n_cells + 7) // 8, dtype=np.uint8)

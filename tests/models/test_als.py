@@ -217,3 +217,28 @@ def test_vectors_for_retrieval_reproduce_the_scores():
     approx = m.recommend(users, k=5, retriever=FaissRetriever("flat", n_candidates=20))
     np.testing.assert_array_equal(approx[0], exact[0])
     np.testing.assert_allclose(approx[1], exact[1], rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_item_side_in_user_order_matches_the_item_major_products():
+    # the CPU item side walks the user rows (cache-friendly); same numbers as the CSR of Rᵀ
+    from maasrec.models.als import _Side, _TransposedSide
+
+    R = sp.random(300, 40, density=0.1, random_state=0, format="csr", dtype=np.float32)
+    R.sort_indices()
+    conf = 1.0 + 2.0 * R.data
+    users = _Side(R, conf, 8, torch.device("cpu"))
+    fast = _TransposedSide(users)
+    Rt = R.T.tocsr()
+    Rt.sort_indices()
+    ref = _Side(Rt, 1.0 + 2.0 * Rt.data, 8, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(300, 8, generator=g), torch.randn(40, 8, generator=g)
+    # position of each item-major entry in user-major order
+    order = sp.csr_matrix((np.arange(R.nnz, dtype=np.float64), R.indices, R.indptr), shape=R.shape)
+    perm = torch.from_numpy(order.T.tocsr().data.astype(np.int64))
+    assert torch.equal(fast.c[perm], ref.c)
+    assert torch.allclose(fast.sddmm(Y, X)[perm], ref.sddmm(Y, X), atol=1e-6)
+    w = torch.rand(R.nnz, generator=g)
+    fast.w.copy_(w)
+    ref.w.copy_(w[perm])
+    assert torch.allclose(fast.spmm(X), ref.spmm(X), atol=1e-5)

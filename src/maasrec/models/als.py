@@ -58,6 +58,42 @@ class _Side:
         return torch.mm(self.W, Y)
 
 
+class _TransposedSide:
+    """The item side on the CPU, kept in the user-major order of the users' ``_Side``.
+
+    Solving the items needs ``<y_i, x_u>`` on the pattern and ``Wᵀ X`` (items x factors).
+    In item-major order (a CSR of ``Rᵀ``) both gather user rows of ``X`` at random, and
+    once ``X`` outgrows the CPU caches every stored entry costs a cache miss: per stored
+    entry the product took 105 ns at 1 million interactions (20,000 users) and 296 ns at
+    10 million (200,000 users). Here both walk the user rows in order (``X`` streamed once)
+    and gather/scatter the item rows, which stay in cache: the SDDMM is the users' own
+    kernel with the arguments swapped, and ``Wᵀ X`` is scipy's CSC product (the same
+    summation order as the CSR product on ``Rᵀ``: identical results). Measured on one
+    thread at 10 million interactions: 0.21 s instead of 1.38 s for the product, 0.14 s
+    instead of 0.90 s for the SDDMM.
+    """
+
+    def __init__(self, users: _Side):
+        self.shape = (users.shape[1], users.shape[0])
+        self.c, self.cm1 = users.c, users.cm1
+        self.S = _csr_tensor(users.crow, users.col, torch.zeros_like(self.c), users.shape)
+        self.w = torch.zeros_like(self.c)
+        # shares the weight buffer: writes to self.w are what the scipy product sees
+        self._wt = sp.csc_matrix((self.w.numpy(), users.col.numpy(), users.crow.numpy()),
+                                 shape=self.shape, copy=False)
+        if not np.shares_memory(self._wt.data, self.w.numpy()):  # pragma: no cover
+            raise RuntimeError("scipy copied the ALS weight buffer")
+
+    def sddmm(self, A: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """``<A[i], Y[u]>`` for every stored ``(u, i)``, in user-major order."""
+        torch.sparse.sampled_addmm(self.S, Y, A.T, beta=0.0, out=self.S)
+        return self.S.values()
+
+    def spmm(self, Y: torch.Tensor) -> torch.Tensor:
+        """``Wᵀ @ Y`` (items x factors) with the current weights ``self.w``."""
+        return torch.from_numpy(self._wt @ Y.numpy())
+
+
 def _gram(Y: torch.Tensor, reg: float) -> torch.Tensor:
     G = Y.T @ Y
     G.diagonal().add_(reg)
@@ -195,7 +231,10 @@ class ALS(Recommender):
     solution, implicit's ``recalculate_user``), without refitting.
 
     **Threads.** Training uses ``torch.get_num_threads()`` threads (many short
-    OpenMP regions per iteration); scoring uses BLAS. On a machine whose cores are
+    OpenMP regions per iteration), except the item side's sparse product on the CPU,
+    which is scipy's single-threaded CSC product in user-major order (at 10 million
+    interactions 6.5x faster on one thread than torch's item-major product, whose random
+    reads of user rows miss the caches); scoring uses BLAS. On a machine whose cores are
     busy with other work, set ``OMP_WAIT_POLICY=PASSIVE`` before starting Python:
     with the default spin-waiting, two torch threads on two busy cores ran 5x slower
     than one in ``benchmarks/bench_classical.py``.
@@ -261,11 +300,15 @@ class ALS(Recommender):
     def _fit(self, data: Interactions, **_) -> None:
         device = resolve_device(self.device)
         R = self._weights(data.to_csr())
-        Rt = R.T.tocsr()
-        Rt.sort_indices()
+        R.sort_indices()
         f, reg = int(self.factors), float(self.regularization)
         users = _Side(R, self._conf(R.data), f, device)
-        items = _Side(Rt, self._conf(Rt.data), f, device)
+        if device.type == "cpu":  # cache-friendly user-major item side (see _TransposedSide)
+            items = _TransposedSide(users)
+        else:
+            Rt = R.T.tocsr()
+            Rt.sort_indices()
+            items = _Side(Rt, self._conf(Rt.data), f, device)
         g = torch_generator(self.random_state)
         X = (torch.randn(R.shape[0], f, generator=g) * 0.01).to(device)
         Y = (torch.randn(R.shape[1], f, generator=g) * 0.01).to(device)
