@@ -9,11 +9,12 @@ Commands (each writes ``benchmarks/results/neural_<command>.json``, merges it in
     full ranking on test with ``maasrec.metrics.evaluate`` (train and validation items
     excluded): NDCG@10, Recall@10 with bootstrap intervals, and NDCG@10 on the users
     with at most 20 training interactions. Models: HybridRecommender with the
-    defaults (id + all-MiniLM-L6-v2 item text), the same without text (id only),
-    NeuMF (full ranking, and ``protocol="sampled"`` with 99 negatives as in the NCF
-    paper), and the classical baselines with their validation-tuned parameters
+    defaults (id + all-MiniLM-L6-v2 item text), the same without text (id only), the
+    previous default with a tied history (``TIED_SETTING``), NeuMF (full ranking, and
+    ``protocol="sampled"`` with 99 negatives as in the NCF paper), and the classical baselines with their validation-tuned parameters
     (``benchmarks/results/classical_tune.json``): EASE, ALS, BPRMF, ItemKNN, PureSVD,
-    Popularity.
+    Popularity. ``--models`` reruns some of them and keeps the other rows of the previous
+    ``neural_quality.json`` (marked ``kept_from``).
 ``coldstart``
     Cold items: ``cold_item_split`` holds out 10% of the items (all their
     interactions); the rest is split per user 8:1:1. The hybrid is fitted on the warm
@@ -30,12 +31,15 @@ Commands (each writes ``benchmarks/results/neural_<command>.json``, merges it in
     ``--repeats`` times (min and median reported, with the load average: the machine is
     shared).
 ``sparse``
-    Users with at most 20 training interactions: the hybrid at the setting chosen on
-    their validation NDCG@10 (``SPARSE_SETTING``: dim 128, id dropout 0.1), with and
-    without text, the default hybrid, and tuned EASE and ALS; validation and test NDCG@10
-    of those users, bootstrap intervals and paired tests (about 10 minutes).
+    Users with at most 20 training interactions: the default hybrid with and without
+    text, the previous default (tied history, ``TIED_SETTING``), and tuned EASE and
+    ALS; validation and test NDCG@10 of those users and test NDCG@10 of all users,
+    bootstrap intervals and paired tests of the default hybrid against each (about 15
+    minutes).
 ``tune``
-    The validation grid behind the defaults (``--grid`` picks a named grid).
+    The validation grids behind the defaults (``--grid`` picks a named grid; ``history``
+    is the tie_history / dim / weight decay / tanh grid, with the validation NDCG@10 of
+    the sparse users as well).
 
 Data: ``maasrec.datasets.load_movielens("1m")`` with ``$MAASREC_DATA`` (or
 ``--data-home``). Text vectors come from the embedding cache (``$MAASREC_CACHE``).
@@ -139,6 +143,21 @@ def _write(name: str, payload: dict) -> Path:
     return path
 
 
+def _kept_rows(name: str, rows: list[dict]) -> list[dict]:
+    """Rows of the previous ``neural_<name>.json`` for models not in ``rows`` (a partial
+    rerun with ``--models`` keeps the others, marked with ``kept_from``)."""
+    path = RESULTS / f"neural_{name}.json"
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    done = {(r["model"], r.get("seed")) for r in rows}
+    kept = []
+    for r in old.get("rows", []):
+        if (r["model"], r.get("seed")) not in done:
+            kept.append({**r, "kept_from": r.get("kept_from", old.get("finished"))})
+    return kept
+
+
 def _table(rows: list[dict], cols: list[str]) -> str:
     def fmt(v):
         if isinstance(v, float):
@@ -190,6 +209,8 @@ def _quality_seed(seed: int, X, feats, tuned: dict, args) -> list[dict]:
     specs: list[tuple[str, Any, dict]] = [
         ("HybridRecommender (id + text)", lambda: _hybrid(seed), {"item_features": feats}),
         ("HybridRecommender (id only)", lambda: _hybrid(seed), {}),
+        ("HybridRecommender (id + text, previous default: tied, linear, dim 64)",
+         lambda: _hybrid(seed, **TIED_SETTING), {"item_features": feats}),
         ("NeuMF", lambda: _neumf(seed), {}),
     ]
     for name in ("EASE", "ALS", "BPRMF", "ItemKNN", "PureSVD", "Popularity"):
@@ -234,6 +255,8 @@ def cmd_quality(args) -> dict:
     rows = []
     for seed in args.seeds:
         rows += _quality_seed(seed, X, feats, tuned, args)
+    kept = _kept_rows("quality", rows) if args.models else []
+    rows += kept
     payload = {"benchmark": "neural quality",
                "protocol": ("MovieLens 1M, per-user random 8:1:1 (seeds " +
                             ", ".join(map(str, args.seeds)) + "); neural models early-stop on "
@@ -242,6 +265,9 @@ def cmd_quality(args) -> dict:
                             "interactions; NeuMF also with protocol='sampled' (99 negatives)"),
                "machine": _machine(), "rows": rows, "argv": sys.argv[1:],
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if kept:
+        payload["kept_rows"] = ("rows with 'kept_from' were not rerun (--models); they come "
+                                "from the earlier run named there")
     cols = ["model", "seed", "test_ndcg@10", "test_recall@10", "sparse_ndcg@10",
             "valid_ndcg", "fit_s"]
     print(_table(rows, cols))
@@ -449,73 +475,84 @@ def cmd_speed(args) -> dict:
 
 
 # -- sparse users ------------------------------------------------------------------------------
-#: The hybrid setting chosen on the *sparse-user* validation NDCG@10 (the tuning runs in the
-#: note of issue 7): wider vectors and more id dropout help users with few interactions
-#: and cost a little overall, so they are not the defaults.
-SPARSE_SETTING = {"dim": 128, "id_dropout": 0.1}
+#: The previous default (a tied history: users pool the scored item vectors, linear
+#: user layer, dim 64), measured beside the defaults by ``quality`` and ``sparse``.
+TIED_SETTING: dict[str, Any] = {"tie_history": True, "history_activation": "linear", "dim": 64}
+
+
+def _sparse_eval(model, train, valid, test, sparse_users):
+    from maasrec.metrics import evaluate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v = evaluate(model, train, valid, k=K, metrics=["ndcg"], users=sparse_users,
+                     n_bootstrap=0)
+        r = evaluate(model, train, test, k=K, metrics=["ndcg"], exclude=valid,
+                     users=sparse_users, n_bootstrap=500, random_state=0)
+        full = evaluate(model, train, test, k=K, metrics=["ndcg"], exclude=valid,
+                        n_bootstrap=500, random_state=0)
+    return v, r, full
 
 
 def cmd_sparse(args) -> dict:
-    from maasrec.metrics import evaluate, paired_test
+    from maasrec.metrics import paired_test
 
     ds = _load(args.data_home)
     X, feats = ds.interactions, ds.item_features
     tuned = _tuned_classical()
     rows = []
+    ref = "HybridRecommender (id + text, defaults)"
     for seed in args.seeds:
         train, valid, test = _split(X, seed)
         counts = train.user_counts()
         sparse_users = train.user_vocab.ids[(counts > 0) & (counts <= SPARSE_MAX)]
-        results = {}
+        results, full_results = {}, {}
         specs = [
-            ("HybridRecommender (id + text, dim 128)", lambda seed=seed: _hybrid(seed, **SPARSE_SETTING),
-             {"item_features": feats}),
-            ("HybridRecommender (id only, dim 128)", lambda seed=seed: _hybrid(seed, **SPARSE_SETTING),
-             {}),
-            ("HybridRecommender (id + text, defaults)", lambda seed=seed: _hybrid(seed),
-             {"item_features": feats}),
+            (ref, lambda seed=seed: _hybrid(seed), {"item_features": feats}),
+            ("HybridRecommender (id only, defaults)", lambda seed=seed: _hybrid(seed), {}),
+            ("HybridRecommender (id + text, previous default: tied, linear, dim 64)",
+             lambda seed=seed: _hybrid(seed, **TIED_SETTING), {"item_features": feats}),
             ("EASE (tuned)", lambda seed=seed: _classical("EASE", tuned.get("EASE", {}), seed), None),
             ("ALS (tuned)", lambda seed=seed: _classical("ALS", tuned.get("ALS", {}), seed), None),
         ]
         for label, factory, fit_kw in specs:
             model = factory()
+            load_before = os.getloadavg()[0]
             t = time.perf_counter()
             if fit_kw is None:
                 model.fit(train)
             else:
                 model.fit(train, validation=valid, **fit_kw)
             fit_s = time.perf_counter() - t
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                v = evaluate(model, train, valid, k=K, metrics=["ndcg"], users=sparse_users,
-                             n_bootstrap=0)
-                r = evaluate(model, train, test, k=K, metrics=["ndcg"], exclude=valid,
-                             users=sparse_users, n_bootstrap=500, random_state=0)
-                full = evaluate(model, train, test, k=K, metrics=["ndcg"], exclude=valid,
-                                n_bootstrap=0)
-            results[label] = r
+            v, r, full = _sparse_eval(model, train, valid, test, sparse_users)
+            results[label], full_results[label] = r, full
             row = {"model": label, "seed": seed, "sparse_users": int(r.n_users),
                    "valid_sparse_ndcg@10": v["ndcg@10"], "test_sparse_ndcg@10": r["ndcg@10"],
                    "test_sparse_ci": list(r.ci["ndcg@10"]), "test_ndcg@10": full["ndcg@10"],
-                   "fit_s": round(fit_s, 1)}
+                   "test_ci": list(full.ci["ndcg@10"]), "fit_s": round(fit_s, 1),
+                   "load_at_fit": round(load_before, 2)}
+            if hasattr(model, "history_"):
+                row.update(valid_ndcg=model.history_.get("best_metric"),
+                           best_epoch=model.history_.get("best_epoch"))
             rows.append(row)
             logger.info("%s", json.dumps(row, default=float))
-        hyb = results["HybridRecommender (id + text, dim 128)"]
-        for other in ("HybridRecommender (id only, dim 128)", "EASE (tuned)", "ALS (tuned)"):
-            pt = paired_test(hyb, results[other], "ndcg@10", random_state=0)
-            rows.append({"model": f"paired: hybrid text dim 128 - {other}", "seed": seed,
-                         "mean_diff": pt.mean_diff, "diff_ci": list(pt.ci),
-                         "t_pvalue": pt.t_pvalue, "wilcoxon_pvalue": pt.wilcoxon_pvalue})
-            logger.info("%s", json.dumps(rows[-1], default=float))
+        for other in [lab for lab, *_ in specs if lab != ref]:
+            for part, res in (("sparse", results), ("all", full_results)):
+                pt = paired_test(res[ref], res[other], "ndcg@10", random_state=0)
+                rows.append({"model": f"paired ({part} users): hybrid defaults - {other}",
+                             "seed": seed, "mean_diff": pt.mean_diff, "diff_ci": list(pt.ci),
+                             "t_pvalue": pt.t_pvalue, "wilcoxon_pvalue": pt.wilcoxon_pvalue})
+                logger.info("%s", json.dumps(rows[-1], default=float))
     cols = ["model", "seed", "valid_sparse_ndcg@10", "test_sparse_ndcg@10", "test_ndcg@10",
             "mean_diff", "t_pvalue"]
     print(_table(rows, cols))
     payload = {"benchmark": "neural sparse users",
                "protocol": ("MovieLens 1M, per-user random 8:1:1; NDCG@10 (full ranking) on the "
                             f"users with <= {SPARSE_MAX} training interactions, on validation "
-                            "and on test (train+validation excluded); paired tests per user "
-                            "on test"),
-               "setting": SPARSE_SETTING, "machine": _machine(), "rows": rows,
+                            "and on test (train+validation excluded), and on all test users; "
+                            "paired tests per user on test"),
+               "setting": {"defaults": "HybridRecommender()", "tied": TIED_SETTING},
+               "machine": _machine(), "rows": rows,
                "table": _table(rows, cols).splitlines(), "argv": sys.argv[1:],
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _write("sparse", payload)
@@ -527,6 +564,19 @@ GRIDS: dict[str, list[dict]] = {
     "hybrid": [
         {"learning_rate": lr, "weight_decay": wd, "dim": dim}
         for lr in (1e-3, 3e-3) for wd in (0.0, 1e-5, 3e-5) for dim in (64, 128)],
+    # the history-tower runs behind tie_history (validation only; neural_tune_history.json)
+    "history": [
+        {"tie_history": False},
+        {"tie_history": False, "dim": 128},
+        {"tie_history": False, "dim": 256},
+        {"tie_history": False, "history_activation": "tanh"},
+        {"tie_history": False, "weight_decay": 1e-4},
+        {"tie_history": False, "dim": 128, "weight_decay": 1e-4},
+        {"tie_history": False, "history_activation": "tanh", "dim": 128},
+        {"tie_history": False, "weight_decay": 3e-4},
+        {"tie_history": False, "weight_decay": 1e-3},
+        {"tie_history": False, "history_activation": "tanh", "dim": 128, "weight_decay": 1e-4},
+    ],
     "neumf": [
         {"learning_rate": lr, "dim": dim, "n_negatives": nn}
         for lr in (1e-3, 3e-3) for dim in (32, 64) for nn in (4, 8)],
@@ -534,13 +584,18 @@ GRIDS: dict[str, list[dict]] = {
 
 
 def cmd_tune(args) -> dict:
+    from maasrec.metrics import evaluate
+
     ds = _load(args.data_home)
     X, feats = ds.interactions, ds.item_features
     train, valid, _ = _split(X, 0)
+    counts = train.user_counts()
+    sparse_users = train.user_vocab.ids[(counts > 0) & (counts <= SPARSE_MAX)]
     rows = []
     grid = GRIDS[args.grid]
     for params in grid:
-        if args.grid == "hybrid":
+        t = time.perf_counter()
+        if args.grid in ("hybrid", "history"):
             model = _hybrid(0, **params)
             model.fit(train, item_features=feats, validation=valid)
         else:
@@ -549,11 +604,19 @@ def cmd_tune(args) -> dict:
         h = model.history_
         row = {"params": params, "valid_ndcg@10": h.get("best_metric"),
                "best_epoch": h.get("best_epoch"), "epochs": len(h["losses"]),
-               "s_per_epoch": float(np.median(h["seconds"]))}
+               "s_per_epoch": float(np.median(h["seconds"])),
+               "fit_s": round(time.perf_counter() - t, 1), "load": list(os.getloadavg())}
+        if args.grid == "history":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                row["valid_sparse_ndcg@10"] = evaluate(
+                    model, train, valid, k=K, metrics=["ndcg"], users=sparse_users,
+                    n_bootstrap=0)["ndcg@10"]
         rows.append(row)
         logger.info("%s", json.dumps(row))
     payload = {"benchmark": f"neural tune ({args.grid})",
-               "protocol": "MovieLens 1M per-user random 8:1:1 (seed 0); validation NDCG@10",
+               "protocol": ("MovieLens 1M per-user random 8:1:1 (seed 0); validation NDCG@10 "
+                            "(all users; 'sparse': users with <= 20 training interactions)"),
                "machine": _machine(), "rows": rows, "argv": sys.argv[1:],
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _write(f"tune_{args.grid}", payload)
