@@ -6,9 +6,10 @@ The model is two towers and a scorer:
   vector of its text from a pretrained language model (:class:`~maasrec.encoders.TextEncoder`,
   computed once through its on-disk cache), its categorical/multi-hot/numeric features --
   into one vector with a fusion module (:mod:`maasrec.fusion`);
-- the **user tower** turns a user's history (the pooled item vectors of the items they
-  interacted with), and optionally a user id embedding and user features, into one
-  vector; cold users are served from their history alone;
+- the **user tower** turns a user's history (the pooled vectors of the items they
+  interacted with, from a second "history" item tower by default, through a tanh
+  layer), and optionally a user id embedding and user features, into one vector; cold
+  users are served from their history alone;
 - a **scorer** (:mod:`maasrec.scorers`) scores users against items: a dot product (MF,
   the default; approximate retrieval works), NeuMF, or target attention over the history.
 
