@@ -133,6 +133,54 @@ def test_history_is_not_supported():
         m.recommend(history=[1000, 1001], k=3)
 
 
+def test_auto_optimizer_rule_is_dense_on_the_published_data_and_lazy_at_scale():
+    from maasrec.models.bpr import _auto_batch_size, choose_optimizer
+
+    # (users, items, training interactions): MovieLens 100K and Amazon Beauty leave-last-out,
+    # MovieLens 1M random 8:1:1 -- the data sets whose published numbers use dense Adam
+    for n_users, n_items, nnz in ((943, 1682, 98_114), (6040, 3706, 800_167),
+                                  (22_363, 12_101, 153_776), (22_363, 12_101, 158_000)):
+        assert choose_optimizer("auto", n_users, n_items, _auto_batch_size(nnz)) == "adam"
+    # the scaling suite's 10 million interactions: 200,000 users x 5,000 items
+    assert choose_optimizer("auto", 200_000, 5000, _auto_batch_size(10_000_000)) == "sparse_adam"
+    # above the floor, the rows per triple decide (75,000 rows: 9.2 per triple of 8,192)
+    assert choose_optimizer("auto", 70_000, 5000, 8192) == "adam"
+    assert choose_optimizer("auto", 70_000, 5000, 1024) == "sparse_adam"
+    for name in ("adam", "sparse_adam", "sgd"):  # an explicit choice is kept
+        assert choose_optimizer(name, 200_000, 5000, 256) == name
+        assert choose_optimizer(name, 10, 10, 8192) == name
+    with pytest.raises(DataError, match=r"optimizer.*'auto', 'adam', 'sparse_adam', 'sgd'.*'lazy'"):
+        choose_optimizer("lazy", 10, 10, 8)
+
+
+@pytest.mark.parametrize("resolved", ["adam", "sparse_adam"])
+def test_auto_fits_exactly_like_the_optimizer_it_picks(resolved, monkeypatch, tmp_path):
+    from maasrec.models import bpr
+
+    if resolved == "sparse_adam":  # make the tiny data set "large"
+        monkeypatch.setattr(bpr, "LAZY_MIN_ROWS", 0)
+        monkeypatch.setattr(bpr, "LAZY_ROWS_PER_TRIPLE", 1)
+    data = random_data(7)
+    kw = dict(factors=6, epochs=4, batch_size=32, random_state=3)
+    auto = BPRMF(**kw).fit(data)
+    assert auto.optimizer == "auto" and auto.optimizer_ == resolved
+    explicit = BPRMF(optimizer=resolved, **kw).fit(data)
+    assert explicit.optimizer_ == resolved
+    other = BPRMF(optimizer="sparse_adam" if resolved == "adam" else "adam", **kw).fit(data)
+    for name in ("user_factors_", "item_factors_", "item_bias_"):
+        np.testing.assert_array_equal(getattr(auto, name), getattr(explicit, name))
+    assert not np.array_equal(auto.user_factors_, other.user_factors_)
+    loaded = BPRMF.load(auto.save(tmp_path / "m"))
+    assert loaded.optimizer == "auto" and loaded.optimizer_ == resolved
+    np.testing.assert_array_equal(loaded.user_factors_, auto.user_factors_)
+
+
+def test_unknown_optimizer_names_the_choices():
+    with pytest.raises(DataError, match=r"optimizer must be one of \['auto', 'adam', "
+                                        r"'sparse_adam', 'sgd'\], got 'sgdm'"):
+        BPRMF(optimizer="sgdm").fit(random_data(0))
+
+
 @pytest.mark.parametrize("params, name", [
     ({"factors": 0}, "factors"), ({"learning_rate": 0.0}, "learning_rate"),
     ({"regularization": -1e-3}, "regularization"), ({"epochs": 0}, "epochs"),
