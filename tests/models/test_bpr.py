@@ -105,6 +105,18 @@ def test_sparse_adam_moves_only_the_touched_rows_like_adam():
     torch.testing.assert_close(lazy.Q[2], Q0[2], rtol=0, atol=0)
 
 
+def test_distinct_rows_match_torch_unique():
+    from maasrec.models.bpr import _DistinctRows
+
+    g = torch.Generator().manual_seed(0)
+    distinct = _DistinctRows(50, torch.device("cpu"))
+    for n in (1, 7, 200):  # the position table is reused between calls
+        idx = torch.randint(50, (n,), generator=g)
+        rows, inv = distinct(idx)
+        torch.testing.assert_close(rows.sort().values, torch.unique(idx), rtol=0, atol=0)
+        torch.testing.assert_close(rows[inv], idx, rtol=0, atol=0)
+
+
 def test_seeded_and_silent(capsys):
     data = random_data(3)
     a = BPRMF(factors=4, epochs=3, batch_size=32, random_state=5).fit(data)
