@@ -105,16 +105,23 @@ def test_sparse_adam_moves_only_the_touched_rows_like_adam():
     torch.testing.assert_close(lazy.Q[2], Q0[2], rtol=0, atol=0)
 
 
-def test_distinct_rows_match_torch_unique():
+def test_distinct_rows_match_torch_unique(monkeypatch):
     from maasrec.models.bpr import _DistinctRows
 
+    monkeypatch.setattr(_DistinctRows, "SORT_BYTES", _DistinctRows.SORT_BYTES)
+
     g = torch.Generator().manual_seed(0)
-    distinct = _DistinctRows(50, torch.device("cpu"))
-    for n in (1, 7, 200):  # the position table is reused between calls
-        idx = torch.randint(50, (n,), generator=g)
-        rows, inv = distinct(idx)
-        torch.testing.assert_close(rows.sort().values, torch.unique(idx), rtol=0, atol=0)
-        torch.testing.assert_close(rows[inv], idx, rtol=0, atol=0)
+    for sort_bytes in (1 << 30, 0):
+        _DistinctRows.SORT_BYTES = sort_bytes
+        distinct = _DistinctRows(torch.zeros(50, 3))
+        assert distinct.sort == (sort_bytes == 0)
+        for n in (1, 7, 200):  # the position table is reused between calls
+            idx = torch.randint(50, (n,), generator=g)
+            rows, inv = distinct(idx)
+            if distinct.sort:
+                torch.testing.assert_close(rows, torch.unique(idx), rtol=0, atol=0)
+            torch.testing.assert_close(rows.sort().values, torch.unique(idx), rtol=0, atol=0)
+            torch.testing.assert_close(rows[inv], idx, rtol=0, atol=0)
 
 
 def test_seeded_and_silent(capsys):
