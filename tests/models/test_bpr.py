@@ -160,10 +160,12 @@ def test_auto_optimizer_rule_is_dense_on_the_published_data_and_lazy_at_scale():
     for n_users, n_items, nnz in ((943, 1682, 98_114), (6040, 3706, 800_167),
                                   (22_363, 12_101, 153_776), (22_363, 12_101, 158_000)):
         assert choose_optimizer("auto", n_users, n_items, _auto_batch_size(nnz)) == "adam"
-    # the scaling suite's 10 million interactions: 200,000 users x 5,000 items
+    # the scaling suite's 3 and 10 million interactions: 60,000 / 200,000 users x 5,000 items
+    assert choose_optimizer("auto", 60_000, 5000, _auto_batch_size(3_000_000)) == "sparse_adam"
     assert choose_optimizer("auto", 200_000, 5000, _auto_batch_size(10_000_000)) == "sparse_adam"
-    # above the floor, the rows per triple decide (75,000 rows: 9.2 per triple of 8,192)
-    assert choose_optimizer("auto", 70_000, 5000, 8192) == "adam"
+    assert choose_optimizer("auto", 20_000, 5000, _auto_batch_size(1_000_000)) == "adam"
+    # above the floor, the rows per triple decide (75,000 rows: 4.6 per triple of 16,384)
+    assert choose_optimizer("auto", 70_000, 5000, 16_384) == "adam"
     assert choose_optimizer("auto", 70_000, 5000, 1024) == "sparse_adam"
     for name in ("adam", "sparse_adam", "sgd"):  # an explicit choice is kept
         assert choose_optimizer(name, 200_000, 5000, 256) == name

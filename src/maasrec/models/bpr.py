@@ -186,9 +186,9 @@ def _auto_batch_size(n: int) -> int:
 
 #: ``optimizer="auto"`` switches to lazy Adam once the user + item rows exceed both this
 #: many rows per triple of a batch ...
-LAZY_ROWS_PER_TRIPLE = 16
-#: ... and this many rows (below it, dense Adam's whole-table step costs a few ms at most).
-LAZY_MIN_ROWS = 65536
+LAZY_ROWS_PER_TRIPLE = 6
+#: ... and this many rows (keeps the data sets the defaults were validated on dense Adam).
+LAZY_MIN_ROWS = 50_000
 OPTIMIZERS = ("auto", "adam", "sparse_adam", "sgd")
 
 
@@ -197,7 +197,7 @@ def choose_optimizer(optimizer: str, n_users: int, n_items: int, batch_size: int
 
     ``"auto"`` gives ``"sparse_adam"`` (lazy Adam) when
     ``n_users + n_items > max(LAZY_ROWS_PER_TRIPLE * batch_size, LAZY_MIN_ROWS)``
-    (16 rows per triple, 65,536 rows), else ``"adam"`` (dense Adam).
+    (6 rows per triple, 50,000 rows), else ``"adam"`` (dense Adam).
 
     Parameters
     ----------
@@ -220,20 +220,23 @@ def choose_optimizer(optimizer: str, n_users: int, n_items: int, batch_size: int
     Notes
     -----
     A dense Adam step reads and writes every user and item row (parameters, gradient,
-    two moments), so it costs about ``0.13 µs x (n_users + n_items)`` at 64 factors on
-    one CPU thread, whatever the batch; a lazy Adam step costs about ``2-3 µs`` per
-    triple of the batch (gathers, scatters and de-duplication of the touched rows). An
-    epoch has ``nnz / batch_size`` steps, so dense Adam adds
-    ``(n_users + n_items) / batch_size`` row updates per triple: bounded (linear epochs)
-    while that ratio is bounded, quadratic in the data once the batch size stops growing
-    (8,192) and the users keep growing. Measured per step (``_BPRStep``, one thread,
-    64 factors): lazy Adam became the cheaper one between 12.8 and 18.9 rows per triple
-    at batches of 8,192 (1.75x slower at 12.8, 0.92x at 18.9, 0.79x at 25, 0.60x at 37)
-    and between 22 and 34 rows per triple at batches of 1,537 (Amazon Beauty's
-    automatic batch: 1.09x slower at 22.4, 0.96x at 34). The floor of 65,536 rows
-    keeps dense Adam, the optimizer the defaults were tuned with, wherever a dense step
-    costs under about 8 ms; it keeps MovieLens 100K (2,625 rows), 1M (9,746) and Amazon
-    Beauty (34,464) on dense Adam, so their results are those of ``optimizer="adam"``.
+    two moments), whatever the batch; a lazy Adam step gathers and scatters the rows
+    the batch touches. An epoch has ``nnz / batch_size`` steps, so dense Adam does
+    ``(n_users + n_items) / batch_size`` row updates per triple: linear epochs while
+    that ratio is bounded, quadratic in the data once the batch size stops growing
+    (8,192) and the users keep growing. Measured with 2-epoch fits on the scaling
+    suite's synthetic data (5,000 items, 64 factors, one thread, batches of 8,192, one
+    process): dense 2.5 s vs lazy 3.7 s at 1 million interactions (3.05 rows per
+    triple), 8.8 s vs 8.1 s at 3 million (7.9), 45.3 s vs 33.4 s at 10 million (25);
+    interpolated, the two cost the same near 6.6 rows per triple, hence 6. The floor
+    of 50,000 rows keeps dense Adam, the optimizer the defaults were tuned and
+    validated with, on data sets whose dense step is cheap anyway (a few ms; per-step
+    timings of the two at Amazon Beauty's shape were within noise of each other):
+    MovieLens 100K (2,625 rows), 1M (9,746) and Amazon Beauty (34,464; 22 rows per
+    triple of its automatic batch of about 1,540) stay on dense Adam, so their results
+    are those of ``optimizer="adam"``; it stays under the 65,000 rows where lazy Adam
+    was measured faster (3 million interactions above). The rule was measured on the CPU and applies on
+    any device; pass the optimizer explicitly to override it.
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
     if optimizer != "auto":
@@ -271,8 +274,8 @@ class BPRMF(Recommender):
         runs with few, large (fast) batches.
     optimizer : {"auto", "adam", "sparse_adam", "sgd"}, default "auto"
         ``"auto"`` is dense Adam for small user bases and catalogues and lazy Adam
-        (``"sparse_adam"``) when ``n_users + n_items`` exceeds both 16 times the batch
-        size and 65,536 (see :func:`maasrec.models.bpr.choose_optimizer`; the choice is
+        (``"sparse_adam"``) when ``n_users + n_items`` exceeds both 6 times the batch
+        size and 50,000 (see :func:`maasrec.models.bpr.choose_optimizer`; the choice is
         kept in ``optimizer_``), so an epoch costs time linear in the interactions.
         MovieLens 100K, 1M and Amazon Beauty get dense Adam, with which the defaults
         were tuned. ``"adam"`` steps dense Adam over all user and item rows every
@@ -282,9 +285,10 @@ class BPRMF(Recommender):
         is lazy Adam (the rule of
         :class:`torch.optim.SparseAdam`): moments and updates only on the rows a batch
         touches, so a step costs O(batch) instead of O(users + items). Measured on one
-        thread: the same MovieLens 1M validation NDCG@10 (0.2167 vs 0.2173), the same
-        epoch time at 1 million synthetic interactions (2.9 s vs 2.8 s) and 1.3x faster
-        at 10 million with 200,000 users (36.8 s vs 48.6 s). ``"sgd"``: plain SGD.
+        thread: the same MovieLens 1M validation NDCG@10 (0.2167 vs 0.2173); 2-epoch
+        fits on synthetic data with 5,000 items: 1.5x slower than dense Adam at 1
+        million interactions (3.7 s vs 2.5 s), 1.4x faster at 10 million with 200,000
+        users (33.4 s vs 45.3 s). ``"sgd"``: plain SGD.
     item_bias : bool, default True
         Learn an item bias ``b_i`` (implicit's BPR has one too).
     exclude_positives : bool, default True
