@@ -307,6 +307,8 @@ def scaling_markdown(results: dict[str, Any]) -> str:
     lines = [f"# maasrec benchmark: `{suite['name']}` suite", ""]
     if suite.get("description"):
         lines += [suite["description"], ""]
+    if suite.get("notes"):
+        lines += ["Notes:", ""] + [f"- {n}" for n in suite["notes"]] + [""]
     lines += [
         f"Run {results['started']} → {results.get('finished', '?')} "
         f"({results.get('wall_s', 0) / 60:.1f} min) on {mach['cpu_model']}, "
