@@ -117,3 +117,30 @@ def test_defaults_are_the_asymmetric_cosine():
     m = ItemKNN().fit(data)
     np.testing.assert_allclose(m.similarity_.toarray(), reference(X, 50, 10.0, 0.2),
                                rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("params", [
+    dict(n_neighbors=3, shrinkage=0.0, similarity="cosine"),
+    dict(n_neighbors=5, shrinkage=2.0, asymmetric_alpha=0.3, implicit=False),
+    dict(n_neighbors=100, shrinkage=10.0),
+])
+@pytest.mark.parametrize("density", [0.03, 0.3])
+def test_sparse_and_dense_block_paths_are_identical(monkeypatch, params, density):
+    """Sparse catalogues take an O(co-occurrences) path: the very same similarities."""
+    data = random_data(4, n_users=60, n_items=40, density=density)
+    fits = {}
+    for path, share in (("dense", 0.0), ("sparse", 1.0)):
+        monkeypatch.setattr(itemknn_mod, "SPARSE_BLOCK_DENSITY", share)
+        fits[path] = ItemKNN(**params).fit(data).similarity_
+    a, b = fits["dense"], fits["sparse"]
+    assert a.nnz > 0
+    np.testing.assert_array_equal(a.indptr, b.indptr)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.data, b.data)
+    # with ties (identical item columns) the lower index wins on both paths
+    rows = [(u, i) for u in range(12) for i in range(10) if (u + i) % 3 == 0 or i < 2]
+    tied = Interactions.from_arrays([r[0] for r in rows], [r[1] for r in rows])
+    monkeypatch.setattr(itemknn_mod, "SPARSE_BLOCK_DENSITY", 1.0)
+    X = tied.to_csr(binary=True).toarray().astype(np.float64)
+    sparse = ItemKNN(n_neighbors=3, shrinkage=0.0, similarity="cosine").fit(tied)
+    np.testing.assert_allclose(sparse.similarity_.toarray(), reference(X, 3, 0.0), rtol=1e-6)

@@ -45,6 +45,28 @@ def _topk_per_row(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols, block[rows, cols]
 
 
+def _topk_sparse_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+                      k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_topk_per_row` of a sparse block given as (row, col, value) entries.
+
+    The same triples in O(entries): entries not given are zeros, which are never kept;
+    among the positive entries each row keeps its ``k`` largest, ties broken by the
+    lower column index. Each (row, col) must appear once.
+    """
+    keep = vals > 0
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals, rows))  # by row, then value descending, then column
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    rank = np.arange(len(rows)) - starts
+    top = rank < k
+    return rows[top], cols[top], vals[top]
+
+
+#: Blocks of co-occurrences sparser than this share of their cells take the sparse path.
+SPARSE_BLOCK_DENSITY = 0.05
+
+
 class ItemKNN(ImplicitMatrixMixin, Recommender):
     """Item-based k-nearest-neighbours: scores are sums of similarities to the history.
 
@@ -142,12 +164,25 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
         rows, cols, vals = [], [], []
         for start in range(0, n, step):
             stop = min(n, start + step)
-            sim = (Xt[start:stop] @ X).toarray()  # co-occurrence, candidates x items
-            denom = cand_norm[start:stop, None] * hist_norm[None, :] + self.shrinkage
-            denom[denom == 0] = 1.0  # only where the co-occurrence is 0 too
-            sim /= denom
-            sim[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no self-similarity
-            r, c, v = _topk_per_row(sim, k)
+            co = Xt[start:stop] @ X  # co-occurrence, candidates x items (sparse)
+            if co.nnz < SPARSE_BLOCK_DENSITY * (stop - start) * n:
+                # sparse catalogue (e.g. Amazon): the same similarities on the stored
+                # entries only, O(co-occurrences) instead of O(block x items)
+                co = co.tocoo()
+                r0, c0 = co.row.astype(np.int64), co.col.astype(np.int64)
+                sim_v = co.data.copy()
+                denom = cand_norm[start + r0] * hist_norm[c0] + self.shrinkage
+                denom[denom == 0] = 1.0
+                sim_v /= denom
+                sim_v[r0 + start == c0] = 0.0  # no self-similarity
+                r, c, v = _topk_sparse_rows(r0, c0, sim_v, k)
+            else:
+                sim = co.toarray()
+                denom = cand_norm[start:stop, None] * hist_norm[None, :] + self.shrinkage
+                denom[denom == 0] = 1.0  # only where the co-occurrence is 0 too
+                sim /= denom
+                sim[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no self-similarity
+                r, c, v = _topk_per_row(sim, k)
             rows.append(r + start)
             cols.append(c)
             vals.append(v)
