@@ -294,6 +294,25 @@ def test_validation_early_stopping_restores_best():
     assert len(seqs) == X.n_users
 
 
+def test_val_metric_chooses_the_early_stopping_metric():
+    X = cyclic_interactions(n_users=60)
+    last = np.concatenate([[X.user_indptr[u + 1] - 1] for u in range(X.n_users)])
+    mask = np.zeros(X.nnz, dtype=bool)
+    mask[last] = True
+    train, valid = X.subset(~mask), X.subset(mask)
+    model = small(epochs=6, patience=2, eval_every=2, val_metric="hit@5").fit(
+        train, validation=valid)
+    log = model.training_log_
+    assert log["metric_name"] == "hit@5"
+    from maasrec.metrics import evaluate
+
+    now = evaluate(model, train, valid, k=5, metrics=["hit@5"], n_bootstrap=0)["hit@5"]
+    assert now == pytest.approx(log["best_metric"], abs=1e-9)
+    for bad in ("hit", "ndcg@0", "auc@10", 10, "hit@10@2"):
+        with pytest.raises(DataError, match="val_metric"):
+            small(val_metric=bad).fit(train)
+
+
 def test_save_load_exact(tmp_path, cyclic):
     X, model = cyclic
     users = list(X.user_vocab.ids[:10])

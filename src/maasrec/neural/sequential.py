@@ -234,6 +234,19 @@ def _bucketed_batches(lengths: torch.Tensor, batch_size: int, generator: torch.G
 
 # -- the recommender ---------------------------------------------------------------------
 
+_VAL_METRICS = ("ndcg", "hit", "recall", "precision", "map", "mrr")
+
+
+def _parse_val_metric(spec: Any) -> tuple[str, int]:
+    """``"ndcg@10"`` -> ("ndcg", 10); a clear error for anything else."""
+    if isinstance(spec, str) and spec.count("@") == 1:
+        name, _, k = spec.partition("@")
+        if name in _VAL_METRICS and k.isdigit() and int(k) >= 1:
+            return name, int(k)
+    raise DataError(f"val_metric must be '<name>@<k>' with a name among {list(_VAL_METRICS)} "
+                    f"and k >= 1 (e.g. 'ndcg@10', 'hit@10'), got {spec!r}")
+
+
 class SequentialRecommender(Recommender):
     """Next-item recommendation with a GPT-style causal transformer (SASRec).
 
@@ -293,7 +306,7 @@ class SequentialRecommender(Recommender):
         Decoupled weight decay (AdamW) on all weights except biases and LayerNorm gains.
     patience : int, default 10
         With ``validation`` given to :meth:`fit`: stop after this many evaluations
-        without a better validation NDCG@10, and restore the best weights.
+        without a better validation metric (``val_metric``), and restore the best weights.
     eval_every : int, default 1
         Epochs between validation evaluations.
     device : str or torch.device, optional
@@ -312,6 +325,10 @@ class SequentialRecommender(Recommender):
         left as it was).
     verbose : bool, default True
         tqdm progress over epochs (loss, validation NDCG@10); ``logging`` either way.
+    val_metric : str, default "ndcg@10"
+        The full-ranking validation metric early stopping follows, ``"<name>@<k>"`` with
+        a name among ``"ndcg"``, ``"hit"``, ``"recall"``, ``"precision"``, ``"map"``,
+        ``"mrr"`` (e.g. ``"hit@10"``).
 
     Attributes
     ----------
@@ -386,7 +403,8 @@ class SequentialRecommender(Recommender):
                  epochs: int = 200, batch_size: int = 128, learning_rate: float = 0.001,
                  weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
                  device: Any = None, amp: str = "auto", random_state: Any = None,
-                 verbose: bool = True):
+                 verbose: bool = True, val_metric: str = "ndcg@10"):
+        self.val_metric = val_metric
         self.max_len = max_len
         self.dim = dim
         self.n_layers = n_layers
@@ -427,6 +445,7 @@ class SequentialRecommender(Recommender):
         check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False)
         check_number("weight_decay", self.weight_decay, low=0)
         check_int("patience", self.patience, low=1)
+        _parse_val_metric(self.val_metric)
         check_int("eval_every", self.eval_every, low=1)
         check_choice("amp", self.amp, AMP_MODES)
 
@@ -587,8 +606,9 @@ class SequentialRecommender(Recommender):
                 self._invalidate()  # the weights changed since the last validation
                 return self._score_users(user_idx)
 
+            metric, k = _parse_val_metric(self.val_metric)
             validate = ranking_validator(score, data.user_vocab, data.item_vocab, data,
-                                         validation, k=10, metric="ndcg")
+                                         validation, k=k, metric=metric)
         self._net_for_step = net
         # "auto" leaves mixed precision to fit_loop (CUDA only, with a gradient scaler for
         # fp16); "bf16" autocasts each step here, on the CPU too (no scaler needed)
