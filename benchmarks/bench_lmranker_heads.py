@@ -9,7 +9,12 @@ mean of the token states), LoRA, the listwise loss, more training groups
 (``random_negatives`` of 4 uniform), and reports on the same validation users as
 ``bench_lmranker.py`` (MovieLens 100K leave-last-out, 200 seeded users, EASE l2=100 first
 stage): the loss curve (mean step loss per tenth of the epoch) and validation NDCG@10 for
-every blend weight alpha. Validation only: a run is tested only through ``bench_lmranker.py``.
+every blend weight alpha. ``--test ALPHA`` then runs the test protocol of
+``bench_lmranker.py`` on the same fitted LM: first stage and histories renewed on train +
+validation (``LMRanker.refresh``), all test users, the test item ranked among EASE's top
+50 re-ranked with blend weight ALPHA (chosen on validation), per-user NDCG@10 against EASE
+alone, paired tests and a bootstrap interval of the ratio. The fitted model is saved under
+``benchmarks/_work/lmranker/heads/<label>``.
 
 The model is passed as an in-memory ``(AutoModel, tokenizer)`` pair of the packaged
 all-MiniLM-L6-v2 weights (``maasrec[text]``).
@@ -44,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--random-negatives", type=int, default=2)
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--test", type=float, default=None, metavar="ALPHA",
+                   help="also evaluate on test with this blend weight (chosen on validation)")
     p.add_argument("--out", default=str(HERE / "results" / "lmranker_heads.json"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -83,6 +90,9 @@ def main(argv=None) -> int:
     r["training_groups"] = int(len(steps) * max(1, 30 // 5))
     r["step_loss_by_tenth"] = [round(float(c.mean()), 4) for c in np.array_split(steps, 10)]
     r["ln5"] = round(float(np.log(5)), 4)
+    model.save(HERE / "_work" / "lmranker" / "heads" / label, overwrite=True)
+    if args.test is not None:
+        r["test"] = test_run(B, model, X, args.test)
     out = Path(args.out)
     res = json.loads(out.read_text()) if out.is_file() else {
         "benchmark": "lmranker heads (validation diagnostic)",
@@ -96,6 +106,45 @@ def main(argv=None) -> int:
     os.replace(tmp, out)
     print(json.dumps(r, default=str))
     return 0
+
+
+def test_run(B, model, X, alpha: float) -> dict:
+    """bench_lmranker.py's test protocol for a fitted LM (all test users)."""
+    import time
+
+    from scipy import stats
+
+    from maasrec.data.split import leave_last_out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_full, test = leave_last_out(X, 0, 1)
+    model.set_params(alpha=alpha)
+    model.refresh(train_full)
+    users = np.unique(test.user_indices)
+    tmap = dict(zip(test.user_indices.tolist(), test.item_indices.tolist()))
+    target = np.array([tmap[u] for u in users])
+    t0 = time.perf_counter()
+    cand, first, second, rel = B.cached_scores(model, users, target)
+    spent = time.perf_counter() - t0
+    lm = B.per_user_metrics(cand, first, second, target, alpha, rel)["ndcg"]
+    lm0 = B.per_user_metrics(cand, first, second, target, 0.0, rel)["ndcg"]
+    ease = B.per_user_metrics(cand, first, second, target, 1.0, rel)["ndcg"]
+    d = lm - ease
+    rng = np.random.default_rng(7)
+    idx = rng.integers(len(d), size=(2000, len(d)))
+    ratios = lm[idx].mean(axis=1) / ease[idx].mean(axis=1)
+    nz = d[d != 0]
+    return {"users": len(users), "users_with_test_item_in_top50": len(rel),
+            "alpha": alpha, "lmranker_ndcg@10": round(float(lm.mean()), 5),
+            "lm_alone_ndcg@10": round(float(lm0.mean()), 5),
+            "ease_ndcg@10": round(float(ease.mean()), 5),
+            "ratio": round(float(lm.mean() / ease.mean()), 4),
+            "ratio_bootstrap_ci95": [round(float(x), 4) for x in np.percentile(ratios, [2.5, 97.5])],
+            "t_pvalue": float(stats.ttest_rel(lm, ease).pvalue),
+            "wilcoxon_pvalue": float(stats.wilcoxon(nz).pvalue) if len(nz) else 1.0,
+            "users_better": int((d > 0).sum()), "users_worse": int((d < 0).sum()),
+            "score_seconds": round(spent, 1)}
 
 
 if __name__ == "__main__":

@@ -98,6 +98,16 @@ class LMRanker(CandidateReranker):
     600 training groups on a CPU) the listwise loss blended a little better, within
     noise; neither beat EASE on the test users at that training budget.
 
+    **A recipe that works** (measured, ``benchmarks/bench_lmranker_heads.py``): for a
+    sentence-transformers checkpoint such as all-MiniLM-L6-v2 use ``head="mean"`` (its
+    ``[CLS]`` state is not its sentence vector), ``loss="listwise"``, ``peft="lora"``,
+    ``positives_per_user=6``, ``random_negatives=2``, ``history_len=3``,
+    ``max_length=96`` and blend with the first stage (``alpha=0.5``, chosen on
+    validation). On MovieLens 100K leave-last-out (5,658 training groups, 27 minutes on
+    one CPU thread) it ranks all 943 test users at NDCG@10 0.0856 vs EASE's 0.0723
+    (1.18x, bootstrap 95% CI 1.07-1.31, paired p = 0.001); with 600 groups and the
+    default head the listwise loss never left ln 5.
+
     Parameters
     ----------
     first_stage : Recommender, default EASE()
