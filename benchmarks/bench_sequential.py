@@ -82,7 +82,11 @@ CONFIGS = {
                                      patience=3),
                # width 128 (dropout 0.5, 60-epoch cap): compared on validation
                "id-dim128": dict(dim=128, dropout=0.5, amp="bf16", epochs=60, eval_every=2,
-                                 patience=3)},
+                                 patience=3),
+               # dropout 0.5, early stopping on validation HR@10 instead of NDCG@10 (the
+               # target has both); 60-epoch cap: compared on validation
+               "id-dropout0.5-hit": dict(dropout=0.5, amp="bf16", epochs=60, eval_every=2,
+                                         patience=3, val_metric="hit@10")},
     "ml100k": {"id": dict(max_len=200, dropout=0.2, amp="bf16", epochs=30, eval_every=2,
                           patience=3),
                "title-init": dict(max_len=200, dropout=0.2, amp="bf16", epochs=30,
