@@ -86,7 +86,11 @@ CONFIGS = {
                # dropout 0.5, early stopping on validation HR@10 instead of NDCG@10 (the
                # target has both); 60-epoch cap: compared on validation
                "id-dropout0.5-hit": dict(dropout=0.5, amp="bf16", epochs=60, eval_every=2,
-                                         patience=3, val_metric="hit@10")},
+                                         patience=3, val_metric="hit@10"),
+               # dropout 0.5, batch 256 with twice the learning rate (2e-3): compared on
+               # validation
+               "id-dropout0.5-b256": dict(dropout=0.5, amp="bf16", epochs=60, eval_every=2,
+                                          patience=3, batch_size=256, learning_rate=2e-3)},
     "ml100k": {"id": dict(max_len=200, dropout=0.2, amp="bf16", epochs=30, eval_every=2,
                           patience=3),
                "title-init": dict(max_len=200, dropout=0.2, amp="bf16", epochs=30,
