@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     p.add_argument("--test", type=float, default=None, metavar="ALPHA",
                    help="also evaluate on test with this blend weight (chosen on validation)")
     p.add_argument("--out", default=str(HERE / "results" / "lmranker_heads.json"))
+    p.add_argument("--click-only", action="store_true",
+                   help="only the click-prediction section, on the saved model of the run")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -84,6 +86,20 @@ def main(argv=None) -> int:
                  random_negatives=args.random_negatives)
     if args.learning_rate:
         extra["learning_rate"] = args.learning_rate
+    out = Path(args.out)
+    if args.click_only:
+        from maasrec import load
+
+        res = json.loads(out.read_text())
+        r = next(x for x in res["runs"] if x["label"] == label)
+        model = load(HERE / "_work" / "lmranker" / "heads" / label)
+        r["click_prediction"] = click_run(B, model, X, valid, vusers,
+                                          r.get("test", {}).get("alpha", 0.0))
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=1, default=str))
+        os.replace(tmp, out)
+        print(json.dumps(r["click_prediction"], default=str))
+        return 0
     B.MODEL = pair
     r, model = B.validation_run(bargs, ds, train, valid, vusers, 100.0, label, **extra)
     steps = np.asarray(model.training_log_["step_loss"])
@@ -93,7 +109,6 @@ def main(argv=None) -> int:
     model.save(HERE / "_work" / "lmranker" / "heads" / label, overwrite=True)
     if args.test is not None:
         r["test"] = test_run(B, model, X, args.test)
-    out = Path(args.out)
     res = json.loads(out.read_text()) if out.is_file() else {
         "benchmark": "lmranker heads (validation diagnostic)",
         "protocol": "MovieLens 100K leave-last-out; LM fine-tuned on train (LoRA r8, listwise, "
@@ -106,6 +121,44 @@ def main(argv=None) -> int:
     os.replace(tmp, out)
     print(json.dumps(r, default=str))
     return 0
+
+
+def click_run(B, model, X, valid, vusers, alpha: float, n_users: int = 150) -> dict:
+    """bench_lmranker.py's click-prediction section for a saved (train-fitted) model.
+
+    Per user: the held-out item, one hard negative (first stage's top 50), one random
+    unseen item; the F1-best threshold is chosen on validation pairs (train histories),
+    then the model is refreshed on train + validation and scored on test pairs.
+    """
+    from maasrec.data.split import leave_last_out
+    from maasrec.metrics import classification_report, roc_auc
+    from maasrec.metrics import f1 as f1_score
+    from maasrec.models import EASE
+
+    model.set_params(verbose=False)
+    Uv, Iv_, Yv = B.click_pairs(model, valid, vusers[:n_users], np.random.default_rng(2))
+    pv = model.predict_proba(model.user_vocab_.ids[Uv], model.item_vocab_.ids[Iv_])
+    grid = np.unique(np.quantile(pv, np.linspace(0.02, 0.98, 49)))
+    threshold = float(max(grid, key=lambda t: f1_score(Yv, pv, threshold=float(t))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_full, test = leave_last_out(X, 0, 1)
+    model.set_params(alpha=alpha)
+    model.refresh(train_full)
+    users = np.unique(test.user_indices)
+    tusers = users[np.random.default_rng(1).permutation(len(users))][:n_users]
+    U, Iv, Y = B.click_pairs(model, test, tusers, np.random.default_rng(0))
+    proba = model.predict_proba(model.user_vocab_.ids[U], model.item_vocab_.ids[Iv])
+    ease = EASE(l2=100.0).fit(train_full)
+    ease_auc = roc_auc(Y, ease.score(ease.user_vocab_.ids[U], ease.item_vocab_.ids[Iv]))
+    return {"pairs": len(Y), "positives": int(Y.sum()),
+            "lmranker": classification_report(Y, proba).to_dict(),
+            "lmranker_validation_threshold": classification_report(
+                Y, proba, threshold=threshold).to_dict(),
+            "threshold": threshold, "ease_roc_auc": round(float(ease_auc), 4),
+            "note": "as bench_lmranker.py: per test user the test item, one hard negative "
+                    "(EASE top 50), one random unseen item; listwise logits are not "
+                    "calibrated probabilities"}
 
 
 def test_run(B, model, X, alpha: float) -> dict:
