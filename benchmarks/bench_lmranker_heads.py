@@ -123,6 +123,19 @@ def main(argv=None) -> int:
     return 0
 
 
+def _refreshed_for_test(model, X, alpha: float):
+    """(train + validation, test) of the leave-last-out split; ``model`` blended with
+    ``alpha`` and its first stage and histories refreshed on train + validation."""
+    from maasrec.data.split import leave_last_out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_full, test = leave_last_out(X, 0, 1)
+    model.set_params(alpha=alpha)
+    model.refresh(train_full)
+    return train_full, test
+
+
 def click_run(B, model, X, valid, vusers, alpha: float, n_users: int = 150) -> dict:
     """bench_lmranker.py's click-prediction section for a saved (train-fitted) model.
 
@@ -130,7 +143,6 @@ def click_run(B, model, X, valid, vusers, alpha: float, n_users: int = 150) -> d
     unseen item; the F1-best threshold is chosen on validation pairs (train histories),
     then the model is refreshed on train + validation and scored on test pairs.
     """
-    from maasrec.data.split import leave_last_out
     from maasrec.metrics import classification_report, roc_auc
     from maasrec.metrics import f1 as f1_score
     from maasrec.models import EASE
@@ -140,11 +152,7 @@ def click_run(B, model, X, valid, vusers, alpha: float, n_users: int = 150) -> d
     pv = model.predict_proba(model.user_vocab_.ids[Uv], model.item_vocab_.ids[Iv_])
     grid = np.unique(np.quantile(pv, np.linspace(0.02, 0.98, 49)))
     threshold = float(max(grid, key=lambda t: f1_score(Yv, pv, threshold=float(t))))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train_full, test = leave_last_out(X, 0, 1)
-    model.set_params(alpha=alpha)
-    model.refresh(train_full)
+    train_full, test = _refreshed_for_test(model, X, alpha)
     users = np.unique(test.user_indices)
     tusers = users[np.random.default_rng(1).permutation(len(users))][:n_users]
     U, Iv, Y = B.click_pairs(model, test, tusers, np.random.default_rng(0))
@@ -167,13 +175,7 @@ def test_run(B, model, X, alpha: float) -> dict:
 
     from scipy import stats
 
-    from maasrec.data.split import leave_last_out
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train_full, test = leave_last_out(X, 0, 1)
-    model.set_params(alpha=alpha)
-    model.refresh(train_full)
+    _, test = _refreshed_for_test(model, X, alpha)
     users = np.unique(test.user_indices)
     tmap = dict(zip(test.user_indices.tolist(), test.item_indices.tolist()))
     target = np.array([tmap[u] for u in users])
