@@ -242,3 +242,52 @@ def test_auto_batch_size_gives_about_100_steps_per_epoch():
     assert _auto_batch_size(80_000) == 800
     assert _auto_batch_size(1_000_000) == 8192
     assert _auto_batch_size(1_000) == 256
+
+
+def test_dense_adam_is_bit_identical_to_torch_fused_adam():
+    from maasrec.models.bpr import _DenseAdam
+
+    g = torch.Generator().manual_seed(0)
+    ours = [torch.randn(7, 3, generator=g), torch.randn(5, generator=g)]
+    ref = [t.clone() for t in ours]
+    adam = _DenseAdam(ours, 0.01)
+    for t in ref:
+        t.grad = torch.zeros_like(t)
+    try:
+        torch_adam = torch.optim.Adam(ref, lr=0.01, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        pytest.skip("this torch has no fused Adam on the CPU")
+    for _ in range(4):
+        adam.zero_grad()
+        for t, r in zip(ours, ref):
+            grad = torch.randn(t.shape, generator=g)
+            t.grad.add_(grad)
+            r.grad.copy_(grad)
+        adam.step()
+        torch_adam.step()
+    for t, r in zip(ours, ref):
+        assert torch.equal(t, r)
+
+
+def test_several_sampling_chunks_per_epoch_train_alike(monkeypatch):
+    """Triples and negatives come a chunk of batches at a time; many small chunks cover
+    every interaction once per epoch too (the same seed gives the same model) and learn
+    as well as one chunk."""
+    import maasrec.models.bpr as bpr
+
+    data = random_data(4)
+    one = BPRMF(factors=8, epochs=20, batch_size=32, random_state=0).fit(data)
+    monkeypatch.setattr(bpr, "SAMPLE_CHUNK", 64)  # two batches per chunk
+    many = BPRMF(factors=8, epochs=20, batch_size=32, random_state=0).fit(data)
+    again = BPRMF(factors=8, epochs=20, batch_size=32, random_state=0).fit(data)
+    np.testing.assert_array_equal(many.user_factors_, again.user_factors_)
+    assert not np.array_equal(many.user_factors_, one.user_factors_)
+    R = data.to_csr(binary=True).toarray() > 0
+
+    def auc(m):
+        s = m._score_users(np.arange(data.n_users))
+        return np.mean([(s[u][R[u]][:, None] > s[u][~R[u]][None, :]).mean()
+                        for u in range(len(R))])
+
+    assert auc(many) > 0.8 and abs(auc(many) - auc(one)) < 0.05
+    assert np.isclose(many._epoch_log.losses[-1], one._epoch_log.losses[-1], rtol=0.1)
