@@ -513,8 +513,8 @@ def sampled_softmax_loss(pos: torch.Tensor, neg: torch.Tensor, *,
 
 
 def softmax_loss(scores: torch.Tensor, targets: torch.Tensor,
-                 weights: torch.Tensor | None = None, rows: torch.Tensor | None = None
-                 ) -> torch.Tensor:
+                 weights: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+                 label_smoothing: float = 0.0) -> torch.Tensor:
     """Full cross-entropy over the catalogue.
 
     Two forms:
@@ -533,6 +533,10 @@ def softmax_loss(scores: torch.Tensor, targets: torch.Tensor,
         Per-pair weights (default 1).
     rows : torch.Tensor of int64, optional
         Row of each target (multi-target form).
+    label_smoothing : float, default 0.0
+        One-target form without ``weights`` only: the target distribution puts
+        ``1 - label_smoothing`` on the target and spreads ``label_smoothing`` evenly over
+        the whole catalogue (as ``torch.nn.functional.cross_entropy``).
 
     Returns
     -------
@@ -540,9 +544,16 @@ def softmax_loss(scores: torch.Tensor, targets: torch.Tensor,
         Scalar.
     """
     logp = torch.log_softmax(scores.float(), dim=1)
+    if label_smoothing and (rows is not None or weights is not None):
+        raise ValueError(f"label_smoothing={label_smoothing!r} needs the one-target form "
+                         "without weights")
     if rows is None:
         if weights is None:
-            return torch.nn.functional.nll_loss(logp, targets)
+            nll = torch.nn.functional.nll_loss(logp, targets)
+            if label_smoothing:
+                eps = float(label_smoothing)
+                return (1.0 - eps) * nll - eps * logp.mean(dim=1).mean()
+            return nll
         picked = logp.gather(1, targets.unsqueeze(1)).squeeze(1)
         return -(picked * weights).sum() / weights.sum().clamp(min=1e-12)
     picked = logp[rows, targets]

@@ -266,6 +266,42 @@ def test_params_are_checked():
             small(**bad).fit(X)
 
 
+def test_label_smoothing_is_torch_cross_entropy_and_learns(monkeypatch):
+    from maasrec.training import softmax_loss
+
+    g = torch.Generator().manual_seed(0)
+    scores, y = torch.randn(5, 9, generator=g), torch.randint(9, (5,), generator=g)
+    for eps in (0.0, 0.1, 0.4):
+        assert torch.allclose(softmax_loss(scores, y, label_smoothing=eps),
+                              torch.nn.functional.cross_entropy(scores, y, label_smoothing=eps))
+    X = cyclic_interactions()
+    seen = []
+    import maasrec.neural.sequential as seq
+
+    def spy(*args, **kw):
+        seen.append(kw.get("label_smoothing"))
+        return softmax_loss(*args, **kw)
+
+    monkeypatch.setattr(seq, "softmax_loss", spy)
+    smooth = small(label_smoothing=0.2, epochs=40).fit(X)
+    assert seen and set(seen) == {0.2}
+    ids, _ = smooth.recommend(history=[110, 111, 112], k=1)
+    assert ids[0] == 113
+    # a smoothed softmax is less confident about the planted next item
+    sharp = small(epochs=40).fit(X)
+
+    def top_prob(m):
+        _, s = m.recommend(history=[110, 111, 112], k=N_ITEMS)
+        s = torch.from_numpy(np.asarray(s, dtype=np.float64).ravel())
+        return float(torch.softmax(s[torch.isfinite(s)], 0).max())
+
+    assert top_prob(smooth) < top_prob(sharp)
+    with pytest.raises(DataError, match="label_smoothing"):
+        small(label_smoothing=0.1, loss="sampled_softmax").fit(X)
+    with pytest.raises(DataError, match="label_smoothing"):
+        small(label_smoothing=1.0).fit(X)
+
+
 def test_sampled_softmax_learns():
     X = cyclic_interactions()
     model = small(loss="sampled_softmax", n_negatives=8, epochs=40).fit(X)

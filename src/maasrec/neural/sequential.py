@@ -329,6 +329,10 @@ class SequentialRecommender(Recommender):
         The full-ranking validation metric early stopping follows, ``"<name>@<k>"`` with
         a name among ``"ndcg"``, ``"hit"``, ``"recall"``, ``"precision"``, ``"map"``,
         ``"mrr"`` (e.g. ``"hit@10"``).
+    label_smoothing : float, default 0.0
+        ``loss="ce"`` only: the training target puts ``1 - label_smoothing`` on the next
+        item and spreads ``label_smoothing`` evenly over the catalogue (a softer, less
+        confident softmax).
 
     Attributes
     ----------
@@ -403,8 +407,10 @@ class SequentialRecommender(Recommender):
                  epochs: int = 200, batch_size: int = 128, learning_rate: float = 0.001,
                  weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
                  device: Any = None, amp: str = "auto", random_state: Any = None,
-                 verbose: bool = True, val_metric: str = "ndcg@10"):
+                 verbose: bool = True, val_metric: str = "ndcg@10",
+                 label_smoothing: float = 0.0):
         self.val_metric = val_metric
+        self.label_smoothing = label_smoothing
         self.max_len = max_len
         self.dim = dim
         self.n_layers = n_layers
@@ -444,6 +450,11 @@ class SequentialRecommender(Recommender):
         check_int("batch_size", self.batch_size, low=1)
         check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False)
         check_number("weight_decay", self.weight_decay, low=0)
+        check_number("label_smoothing", self.label_smoothing, low=0, high=1,
+                     high_inclusive=False)
+        if self.label_smoothing and self.loss != "ce":
+            raise DataError(f"label_smoothing={self.label_smoothing!r} needs loss='ce', got "
+                            f"loss={self.loss!r}")
         check_int("patience", self.patience, low=1)
         _parse_val_metric(self.val_metric)
         check_int("eval_every", self.eval_every, low=1)
@@ -647,7 +658,8 @@ class SequentialRecommender(Recommender):
         h = net.hidden(inp, table)[valid]
         y = tgt[valid]
         if self.loss == "ce":
-            return softmax_loss(h @ table.T, y)
+            return softmax_loss(h @ table.T, y,
+                                label_smoothing=float(getattr(self, "label_smoothing", 0.0)))
         neg = torch.randint(table.shape[0], (int(self.n_negatives),), device=h.device,
                             generator=self._negative_gen)
         pos = (h * table[y]).sum(-1)
