@@ -140,6 +140,24 @@ def paired(recs_a: list[dict], recs_b: list[dict], metric: str) -> dict[str, Any
             "t_pvalue": t.t_pvalue, "wilcoxon_pvalue": t.wilcoxon_pvalue}
 
 
+#: Parameter names that set the number of training epochs (maasrec and the peers).
+EPOCH_PARAMS = ("epochs", "iterations", "max_iter", "num_epochs", "n_epochs")
+
+
+def epochs_of(rec: dict[str, Any]) -> int | None:
+    """Training epochs of one run: what the model reports (early stopping included), else
+    the epoch parameter of the run, else None (models without epochs, e.g. EASE)."""
+    log = (rec.get("meta") or {}).get("training_log") or {}
+    n = log.get("epochs_trained") or log.get("epochs_run")
+    if n:
+        return int(n)
+    params = rec.get("params") or {}
+    for key in EPOCH_PARAMS:
+        if isinstance(params.get(key), (int, float)) and params[key] > 0:
+            return int(params[key])
+    return None
+
+
 def summarize_experiment(e: dict[str, Any], suite) -> dict[str, Any]:
     """Per-model aggregates over seeds, best-vs-best test, shared algorithms, checks."""
     pm = suite.primary_metric if hasattr(suite, "primary_metric") else suite["primary_metric"]
@@ -170,6 +188,11 @@ def summarize_experiment(e: dict[str, Any], suite) -> dict[str, Any]:
             fits = [t for r in ok for t in r["fit_times_s"]]
             s["fit_time_s"] = {"min": float(min(fits)), "median": float(np.median(fits)),
                                "n": len(fits)}
+            per_epoch = [min(r["fit_times_s"]) / n for r in ok
+                         if r.get("fit_times_s") and (n := epochs_of(r))]
+            s["epochs"] = [epochs_of(r) for r in ok]
+            s["fit_per_epoch_s"] = (float(min(per_epoch)) if len(per_epoch) == len(ok)
+                                    else None)
             ratios = [r["fit_ratio"] for r in ok if r.get("fit_ratio")]
             s["fit_ratio"] = float(np.median(ratios)) if ratios else None
             rts = [r["recommend_time_s"] for r in ok if r.get("recommend_time_s") is not None]
@@ -208,6 +231,11 @@ def summarize_experiment(e: dict[str, Any], suite) -> dict[str, Any]:
                         [r for r in by_model[x["model"]] if r["status"] == "ok"],
                         [r for r in by_model[y["model"]] if r["status"] == "ok"], pm)
                     row["fit_time_ratio"] = x["fit_time_s"]["min"] / y["fit_time_s"]["min"]
+                    if x.get("fit_per_epoch_s") and y.get("fit_per_epoch_s"):
+                        # the same ratio per training epoch: fair where the two trained
+                        # for different numbers of epochs (early stopping, budget caps)
+                        row["fit_per_epoch_ratio"] = x["fit_per_epoch_s"] / y["fit_per_epoch_s"]
+                        row["epochs"] = [x["epochs"], y["epochs"]]
                     if x.get("fit_ratio") and y.get("fit_ratio"):
                         row["fit_ratio_calibrated"] = x["fit_ratio"] / y["fit_ratio"]
                 shared.append(row)
@@ -388,6 +416,20 @@ def _model_cell(s: dict[str, Any]) -> str:
     return f"{lib} | {s['model_name'] if s['model'] == default else s['model']}"
 
 
+def _epochs_cell(row: dict[str, Any]) -> str:
+    """``ratio (a / b)`` of a shared-algorithm row, or "–" without epoch counts."""
+    r = row.get("fit_per_epoch_ratio")
+    if r is None:
+        return "–"
+
+    def span(xs: list) -> str:
+        xs = sorted({int(x) for x in xs if x})
+        return str(xs[0]) if len(xs) == 1 else f"{xs[0]}–{xs[-1]}"
+
+    a, b = row.get("epochs", [[], []])
+    return f"{r:.2f} ({span(a)} / {span(b)})"
+
+
 def fmt_ratio(x: float | None) -> str:
     if x is None or _isnan(x):
         return "–"
@@ -495,11 +537,15 @@ def experiment_markdown(e: dict[str, Any], suite: dict[str, Any],
                          f"{r['peer_value']:.4f}", f"{r['maasrec_value'] - r['peer_value']:+.4f}",
                          fmt_p(tt.get("t_pvalue")), f"{r['fit_time_ratio']:.2f}",
                          ("–" if r.get("fit_ratio_calibrated") is None
-                          else f"{r['fit_ratio_calibrated']:.2f}")])
+                          else f"{r['fit_ratio_calibrated']:.2f}"),
+                         _epochs_cell(r)])
         lines += ["Shared algorithms (maasrec's implementation vs the peer's; fit-time ratio "
-                  "maasrec/peer of the fastest fit, < 1 = maasrec faster):", "",
+                  "maasrec/peer of the fastest fit, < 1 = maasrec faster; per epoch: the "
+                  "fit time divided by the epochs each trained, for runs whose epoch "
+                  "counts differ — early stopping, peers' budget caps):", "",
                   markdown_table(["algorithm", "maasrec", "peer", pm + " maasrec", pm + " peer",
-                                  "diff", "paired t p", "fit ratio", "fit ratio (calibrated)"],
+                                  "diff", "paired t p", "fit ratio", "fit ratio (calibrated)",
+                                  "per-epoch ratio (epochs maasrec / peer)"],
                                  rows), ""]
     failed = [s for s in e.get("summary", []) if s["status"] not in ("ok",)]
     if failed:

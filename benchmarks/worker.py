@@ -179,6 +179,10 @@ def run_lists(job: dict[str, Any]) -> dict[str, Any]:
         if losses:
             meta["training_log"].update(epochs_trained=len(losses), last_loss=losses[-1],
                                         seconds=sum(x or 0.0 for x in log.get("seconds", [])))
+    elif getattr(getattr(model, "_epoch_log", None), "seconds", None):  # BPRMF, ALS
+        ep = model._epoch_log
+        meta["training_log"] = {"epochs_trained": len(ep.seconds),
+                                "seconds": float(sum(ep.seconds))}
     cons = job.get("consistency")
     if cons:
         from maasrec import metrics

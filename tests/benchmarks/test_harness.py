@@ -349,6 +349,29 @@ def test_report_table_bolds_best_and_shows_mean_std():
                                  "test": None}
 
 
+def test_shared_algorithms_get_a_per_epoch_fit_ratio():
+    """A model that early-stops (training log) against a peer capped by its epoch parameter:
+    the per-epoch ratio divides each fit by the epochs it trained."""
+    suite = {"name": "t", "k": [10], "metrics": ["ndcg", "recall"], "primary_metric": "ndcg@10"}
+    ours = [{**_fake_run("maasrec:SequentialRecommender", "maasrec", s, 0.3, 40.0),
+             "algorithm": "sasrec", "params": {"epochs": 60},
+             "meta": {"training_log": {"epochs_trained": 40 + s}}} for s in (0, 1)]
+    peer = [{**_fake_run("recbole:sasrec", "recbole", s, 0.2, 10.0), "algorithm": "sasrec",
+             "params": {"epochs": 2}} for s in (0, 1)]
+    ease = {**_fake_run("maasrec:EASE", "maasrec", 0, 0.1, 1.0), "algorithm": "sasrec"}
+    e = {"name": "e", "dataset": "d", "protocol": "p", "seeds": [0, 1], "splits": {},
+         "runs": ours + peer}
+    e.update(report.summarize_experiment(e, suite))
+    (row,) = e["shared"]
+    assert row["fit_time_ratio"] == 4.0
+    # ours: min over seeds of 40 s / 40 and 40 s / 41 epochs; the peer: 10 s / 2 epochs
+    assert np.isclose(row["fit_per_epoch_ratio"], (40.0 / 41) / 5.0)
+    md = report.experiment_markdown(e, suite)
+    assert f"{(40.0 / 41) / 5.0:.2f} (40–41 / 2)" in md
+    assert report.epochs_of(ease) is None  # no epochs anywhere: no per-epoch ratio
+    assert report.epochs_of({"params": {"iterations": 15}}) == 15
+
+
 def _fake_doc(runs, sha="abc", started="t0"):
     suite = {"name": "t", "k": [10], "metrics": ["ndcg", "recall"], "primary_metric": "ndcg@10",
              "threads": 1}
