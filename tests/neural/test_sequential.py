@@ -434,6 +434,78 @@ def test_text_makes_cold_items_recommendable(mode):
     assert good >= 3, f"cold items of the history's topic ranked first for {good}/4 topics"
 
 
+def topic_side_features(ids, with_tags: bool = True) -> ItemFeatures:
+    """A categorical ``topic`` (and a multi-hot ``tags`` field) for the topic data."""
+    ids = np.asarray(ids)
+    cols = {"item": ids, "topic": [f"t{i // 8}" for i in ids]}
+    multi = None
+    if with_tags:
+        cols["tags"] = [[f"tag{i // 8}", "all"] for i in ids]
+        multi = ["tags"]
+    return ItemFeatures.from_pandas(pd.DataFrame(cols), "item", categorical=["topic"],
+                                    multi_hot=multi)
+
+
+def test_side_labels_make_cold_items_recommendable(tmp_path):
+    X, _, cold = topic_data()
+    feats = topic_side_features(np.arange(32))
+    model = small(item_side="fuse", epochs=30, max_len=8).fit(X, item_features=feats)
+    assert model.n_items_ == 24
+    assert model.side_labels_ == sorted([f"tags=tag{k}" for k in range(4)] + ["tags=all"]
+                                        + [f"topic=t{k}" for k in range(4)])
+    net = model.network_
+    with torch.no_grad():  # item vector = id vector + mean of its label vectors
+        table = net.item_table()
+        labels = model.side_items_[3].indices
+        expect = net.item_emb[3] + net.side_emb.weight[torch.from_numpy(labels)].mean(0)
+    assert len(labels) == 3 and torch.allclose(table[3], expect, atol=1e-6)
+    model.add_items(feats)
+    assert model.n_items_ == 32
+    # a cold item is its labels' vectors only (zero id vector)
+    with torch.no_grad():
+        table = net.item_table()
+        row = model.item_vocab_.index([cold[0]])[0]
+        labels = torch.from_numpy(model.side_items_[row].indices)
+        assert torch.allclose(table[row], net.side_emb.weight[labels].mean(0), atol=1e-6)
+    good = 0
+    for k in range(4):
+        ids, _ = model.recommend(history=[k * 8 + j for j in range(3)], k=2, items=cold)
+        good += set(ids.tolist()) == {k * 8 + 6, k * 8 + 7}
+    assert good >= 3, f"cold items of the history's topic ranked first for {good}/4 topics"
+    # saved and loaded exactly, side labels included
+    model.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    a = model.recommend(history=[0, 1, 2], k=5)
+    b = back.recommend(history=[0, 1, 2], k=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert back.side_labels_ == model.side_labels_
+
+
+def test_side_labels_unknown_at_fit_are_ignored_and_bad_input_is_named():
+    X, _, _ = topic_data()
+    feats = topic_side_features(np.arange(32), with_tags=False)
+    model = small(item_side="fuse", epochs=2, max_len=8).fit(X, item_features=feats)
+    new = ItemFeatures.from_pandas(pd.DataFrame({"item": [900, 901], "topic": ["t1", "new"]}),
+                                   "item", categorical=["topic"])
+    model.add_items(new)
+    net = model.network_
+    with torch.no_grad():
+        table = net.item_table()
+    r900, r901 = model.item_vocab_.index([900, 901])
+    t1 = model.side_labels_.index("topic=t1")
+    assert torch.allclose(table[r900], net.side_emb.weight[t1], atol=1e-6)
+    assert torch.count_nonzero(table[r901]) == 0  # a label never seen at fit: no vector
+    with pytest.raises(DataError, match="item_side"):
+        small(item_side="fuse", epochs=1).fit(X)  # no features
+    text_only = ItemFeatures.from_pandas(pd.DataFrame({"item": [0], "text": ["a"]}), "item",
+                                         text="text")
+    with pytest.raises(DataError, match="categorical or multi-hot"):
+        small(item_side="fuse", epochs=1).fit(X, item_features=text_only)
+    with pytest.raises(DataError, match="item_side"):
+        small(item_side="concat").fit(X)
+
+
 def test_add_items_needs_text_mode(cyclic):
     _, model = cyclic
     feats = ItemFeatures.from_pandas(pd.DataFrame({"item": [999], "text": ["x"]}), "item",

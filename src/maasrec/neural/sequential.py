@@ -48,13 +48,15 @@ from ..training import (
     torch_generator,
 )
 
-__all__ = ["AMP_MODES", "ITEM_TEXT_MODES", "SEQUENTIAL_LOSSES", "NonFiniteLossError", "SASRecNetwork",
+__all__ = ["AMP_MODES", "ITEM_SIDE_MODES", "ITEM_TEXT_MODES", "SEQUENTIAL_LOSSES", "NonFiniteLossError", "SASRecNetwork",
            "SequentialRecommender"]
 
 logger = logging.getLogger(__name__)
 
 #: Accepted values of ``item_text``.
 ITEM_TEXT_MODES = ("none", "init", "fuse")
+#: Accepted values of ``item_side``.
+ITEM_SIDE_MODES = ("none", "fuse")
 #: Accepted values of ``amp``.
 AMP_MODES = ("auto", "bf16", "none")
 #: Accepted values of ``loss``.
@@ -110,10 +112,14 @@ class SASRecNetwork(nn.Module):
     dropout : float
     text_dim : int, default 0
         Width of the fused text vectors (``item_text="fuse"``); 0 for none.
+    side_labels : int, default 0
+        Number of side-information labels (``item_side="fuse"``): each item adds the
+        mean of its labels' learned vectors (an ``EmbeddingBag``; the item-label lists
+        are set with :meth:`set_side`); 0 for none.
     """
 
     def __init__(self, n_items: int, dim: int, max_len: int, n_layers: int, n_heads: int,
-                 ffn_dim: int, dropout: float, text_dim: int = 0):
+                 ffn_dim: int, dropout: float, text_dim: int = 0, side_labels: int = 0):
         super().__init__()
         self.item_emb = nn.Parameter(torch.empty(n_items, dim))
         self.pos_emb = nn.Parameter(torch.empty(max_len, dim))
@@ -127,6 +133,27 @@ class SASRecNetwork(nn.Module):
             self.register_buffer("text_vectors", torch.zeros(n_items, self.text_dim))
         else:
             self.text_proj = None
+        self.side_labels = int(side_labels)
+        if self.side_labels:
+            self.side_emb = nn.EmbeddingBag(self.side_labels, dim, mode="mean")
+            # the item-label lists come from the fitted model's attributes (set_side)
+            self.register_buffer("side_indices", torch.zeros(0, dtype=torch.long),
+                                 persistent=False)
+            self.register_buffer("side_offsets", torch.zeros(n_items, dtype=torch.long),
+                                 persistent=False)
+        else:
+            self.side_emb = None
+
+    def set_side(self, item_labels: sp.csr_matrix) -> None:
+        """Set each item's side-information labels: row ``i`` of ``item_labels``
+        (``[n_items, side_labels]``, nonzero = has the label)."""
+        m = sp.csr_matrix(item_labels)
+        if m.shape != (self.n_items, self.side_labels):
+            raise DataError(f"item_labels has shape {m.shape}, expected "
+                            f"({self.n_items}, {self.side_labels})")
+        dev = self.item_emb.device
+        self.side_indices = torch.from_numpy(m.indices.astype(np.int64)).to(dev)
+        self.side_offsets = torch.from_numpy(m.indptr[:-1].astype(np.int64)).to(dev)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Normal(0, 0.02) weights and embeddings, zero biases, unit LayerNorm gains."""
@@ -148,10 +175,14 @@ class SASRecNetwork(nn.Module):
         return int(self.item_emb.shape[0])
 
     def item_table(self) -> torch.Tensor:
-        """Item vectors ``[n_items, dim]`` (id embedding, plus projected text when fused)."""
-        if self.text_proj is None:
-            return self.item_emb
-        return self.item_emb + self.text_proj(self.text_vectors)
+        """Item vectors ``[n_items, dim]`` (id embedding, plus projected text and the mean
+        of the side-information label vectors when fused)."""
+        table = self.item_emb
+        if self.text_proj is not None:
+            table = table + self.text_proj(self.text_vectors)
+        if self.side_emb is not None:
+            table = table + self.side_emb(self.side_indices, self.side_offsets)
+        return table
 
     def hidden(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states ``[b, t, dim]`` of right-padded item sequences ``[b, t]``.
@@ -296,6 +327,13 @@ class SequentialRecommender(Recommender):
         A :class:`~maasrec.encoders.TextEncoder`, or a model name for one. Default
         ``"sentence-transformers/all-MiniLM-L6-v2"`` (used only when ``item_text`` is
         not ``"none"``).
+    item_side : {"none", "fuse"}, default "none"
+        ``"fuse"``: the categorical and multi-hot fields of ``item_features`` (e.g.
+        brand, categories, genres) join the item vector: item vector = id vector (+ text
+        part) + the mean of the learned vectors of the item's labels (one vector per
+        ``"<field>=<value>"``). Items share what they learn through common labels, and
+        items added later (:meth:`add_items`) or never interacted with get their labels'
+        vector on a zero id vector. Numeric and vector fields are not used.
     epochs : int, default 200
         Most passes over the training windows.
     batch_size : int, default 128
@@ -343,6 +381,11 @@ class SequentialRecommender(Recommender):
         ``u`` is ``history_items_[history_indptr_[u]:history_indptr_[u + 1]]``).
     text_dim_ : int
         Width of the language-model item vectors (0 without item text).
+    side_labels_ : list of str
+        ``item_side="fuse"``: the ``"<field>=<value>"`` labels, in the order of the rows
+        of ``network_.side_emb`` ([] otherwise).
+    side_items_ : scipy.sparse.csr_matrix or None
+        ``item_side="fuse"``: which labels each item has, ``[n_items, len(side_labels_)]``.
     text_map_ : np.ndarray or None
         ``item_text="init"``: the ridge map ``[text_dim_ + 1, dim]`` from text vectors
         (plus a constant) to trained item embeddings, used by :meth:`add_items`.
@@ -408,8 +451,9 @@ class SequentialRecommender(Recommender):
                  weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
                  device: Any = None, amp: str = "auto", random_state: Any = None,
                  verbose: bool = True, val_metric: str = "ndcg@10",
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, item_side: str = "none"):
         self.val_metric = val_metric
+        self.item_side = item_side
         self.label_smoothing = label_smoothing
         self.max_len = max_len
         self.dim = dim
@@ -446,6 +490,7 @@ class SequentialRecommender(Recommender):
         check_choice("loss", self.loss, SEQUENTIAL_LOSSES)
         check_int("n_negatives", self.n_negatives, low=1)
         check_choice("item_text", self.item_text, ITEM_TEXT_MODES)
+        check_choice("item_side", self.item_side, ITEM_SIDE_MODES)
         check_int("epochs", self.epochs, low=1)
         check_int("batch_size", self.batch_size, low=1)
         check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False)
@@ -485,8 +530,52 @@ class SequentialRecommender(Recommender):
     def _build_modules(self) -> dict:
         net = SASRecNetwork(self.n_items_, int(self.dim), int(self.max_len), int(self.n_layers),
                             int(self.n_heads), self._ffn(), float(self.dropout),
-                            text_dim=int(self.text_dim_) if self.item_text == "fuse" else 0)
+                            text_dim=int(self.text_dim_) if self.item_text == "fuse" else 0,
+                            side_labels=len(self._side_labels()))
+        if net.side_emb is not None:
+            net.set_side(self.side_items_)
         return {"network_": net}
+
+    def _side_labels(self) -> list:
+        """The side-information labels of ``item_side="fuse"`` ([] otherwise)."""
+        if getattr(self, "item_side", "none") != "fuse":
+            return []
+        return list(getattr(self, "side_labels_", None) or [])
+
+    def _side_rows(self, features: ItemFeatures | None, vocab, what: str,
+                   labels: list | None = None) -> tuple[sp.csr_matrix, list]:
+        """Item x label matrix of the categorical and multi-hot fields of ``features``.
+
+        Labels are ``"<field>=<value>"``; with ``labels`` given (the fitted ones), values
+        outside them are ignored (new labels have no learned vector).
+        """
+        fields = (dict(features.categorical) if isinstance(features, ItemFeatures) else {},
+                  dict(features.multi_hot) if isinstance(features, ItemFeatures) else {})
+        if not (fields[0] or fields[1]):
+            raise DataError(f"item_side='fuse' needs item_features with categorical or "
+                            f"multi-hot fields for {what}; got {features!r}")
+        f = features.align(vocab)
+        rows, keys = [], []
+        for name, (codes, values) in f.categorical.items():
+            r = np.nonzero(codes >= 0)[0]
+            rows.append(r)
+            keys += [f"{name}={values[c]}" for c in codes[r]]
+        for name, (m, values) in f.multi_hot.items():
+            coo = sp.coo_matrix(m)
+            rows.append(coo.row.astype(np.int64))
+            keys += [f"{name}={values[c]}" for c in coo.col]
+        rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        if labels is None:
+            labels = sorted(set(keys))
+        index = {k: j for j, k in enumerate(labels)}
+        cols = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        keep = cols >= 0
+        m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
+                           (rows[keep], cols[keep])), shape=(len(vocab), len(labels)))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        m.sort_indices()
+        return m, labels
 
     def _encoder(self):
         enc = getattr(self, "_text_encoder_obj", None)
@@ -546,6 +635,14 @@ class SequentialRecommender(Recommender):
         if self.item_text != "none":
             text, mask = self._text_vectors(item_features, data.item_vocab, "fit")
             self.text_dim_ = int(text.shape[1])
+        self.side_labels_ = []
+        self.side_items_ = None
+        if self.item_side == "fuse":
+            self.side_items_, self.side_labels_ = self._side_rows(item_features,
+                                                                  data.item_vocab, "fit")
+            if not self.side_labels_:
+                raise DataError("item_side='fuse': no item of fit has a categorical or "
+                                "multi-hot label")
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
@@ -562,6 +659,12 @@ class SequentialRecommender(Recommender):
                 net.text_vectors.copy_(torch.from_numpy(text))
                 with torch.no_grad():  # items never interacted with: text only, like add_items
                     net.item_emb[torch.from_numpy(untrained & mask)] = 0.0
+            if self.item_side == "fuse":
+                zero = untrained & (np.diff(self.side_items_.indptr) > 0)
+                if self.item_text == "init":
+                    zero &= ~mask  # those start from their text
+                with torch.no_grad():  # never interacted with: labels (and text) only
+                    net.item_emb[torch.from_numpy(zero)] = 0.0
             net.to(device)
             self.network_ = net
             self._invalidate()
@@ -820,19 +923,22 @@ class SequentialRecommender(Recommender):
 
     # -- new items ----------------------------------------------------------------------
     def add_items(self, item_features: ItemFeatures) -> SequentialRecommender:
-        """Make new items recommendable from their text, without retraining.
+        """Make new items recommendable from their text or side labels, without retraining.
 
         Items of ``item_features`` that the model does not know are appended to the
         catalogue. Their vectors come from their text: the fitted ridge map from text
         vectors to trained embeddings (``item_text="init"``), or the learned text
-        projection with a zero id vector (``item_text="fuse"``). Items without text get
-        a zero vector (a :class:`~maasrec.exceptions.ColdStartWarning` says how many).
-        Known items are left unchanged.
+        projection with a zero id vector (``item_text="fuse"``); with
+        ``item_side="fuse"`` the mean of their labels' learned vectors is added (labels
+        unseen at fit time are ignored). Items without text get a zero text part (a
+        :class:`~maasrec.exceptions.ColdStartWarning` says how many). Known items are
+        left unchanged.
 
         Parameters
         ----------
         item_features : ItemFeatures
-            With ``text`` for the new items.
+            With ``text`` (``item_text`` not ``"none"``) and/or categorical or multi-hot
+            fields (``item_side="fuse"``) for the new items.
 
         Returns
         -------
@@ -841,12 +947,14 @@ class SequentialRecommender(Recommender):
         Raises
         ------
         DataError
-            ``item_text="none"`` (no way to embed an unseen item), or no text.
+            ``item_text="none"`` and ``item_side="none"`` (no way to embed an unseen
+            item), or the features the modes need are missing.
         """
         self._check_fitted()
-        if self.item_text == "none":
-            raise DataError("add_items needs item_text='init' or 'fuse': with "
-                            "item_text='none' an unseen item has no vector")
+        side = getattr(self, "item_side", "none") == "fuse"
+        if self.item_text == "none" and not side:
+            raise DataError("add_items needs item_text='init' or 'fuse', or item_side='fuse': "
+                            "with neither an unseen item has no vector")
         if not isinstance(item_features, ItemFeatures):
             raise DataError(f"add_items takes ItemFeatures, got {type(item_features).__name__}")
         new_ids = item_features.vocab.ids[self.item_vocab_.index(item_features.vocab.ids,
@@ -855,24 +963,36 @@ class SequentialRecommender(Recommender):
             return self
         vocab = self.item_vocab_.extend(new_ids.tolist())
         new_vocab = type(vocab)(vocab.ids[self.n_items_:], name=vocab.name)
-        text, mask = self._text_vectors(item_features, new_vocab, "add_items")
         net = self.network_
-        if self.item_text == "init":
-            if self.text_map_ is None:
-                raise DataError("no trained item had text at fit time, so there is no map "
-                                "from text to item vectors")
-            rows = _apply_map(text, self.text_map_)
-            rows[~mask] = 0.0
-            net.grow(torch.from_numpy(rows.astype(np.float32)))
+        if side:
+            new_side, _ = self._side_rows(item_features, new_vocab, "add_items",
+                                          labels=self.side_labels_)
+        n_new = len(new_ids)
+        if self.item_text == "none":
+            mask = np.zeros(n_new, dtype=bool)
+            net.grow(torch.zeros(n_new, int(self.dim)))
         else:
-            net.grow(torch.zeros(len(text), int(self.dim)), torch.from_numpy(text))
+            text, mask = self._text_vectors(item_features, new_vocab, "add_items")
+            if self.item_text == "init":
+                if self.text_map_ is None:
+                    raise DataError("no trained item had text at fit time, so there is no "
+                                    "map from text to item vectors")
+                rows = _apply_map(text, self.text_map_)
+                rows[~mask] = 0.0
+                net.grow(torch.from_numpy(rows.astype(np.float32)))
+            else:
+                net.grow(torch.zeros(len(text), int(self.dim)), torch.from_numpy(text))
+        if side:
+            self.side_items_ = sp.vstack([self.side_items_, new_side]).tocsr()
+            net.set_side(self.side_items_)
         self.item_vocab_ = vocab
         self.seen_ = sp.csr_matrix((self.seen_.data, self.seen_.indices, self.seen_.indptr),
                                    shape=(self.seen_.shape[0], len(vocab)))
         self._pop_cache = None
         self._invalidate()
-        logger.info("SequentialRecommender: added %d items (%d with text)", len(new_ids),
-                    int(mask.sum()))
+        logger.info("SequentialRecommender: added %d items (%d with text, %d with side "
+                    "labels)", len(new_ids), int(mask.sum()),
+                    int((np.diff(new_side.indptr) > 0).sum()) if side else 0)
         return self
 
     # -- persistence ----------------------------------------------------------------------
