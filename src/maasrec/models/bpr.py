@@ -238,7 +238,7 @@ def _auto_batch_size(n: int) -> int:
 
 #: ``optimizer="auto"`` switches to lazy Adam once the user + item rows exceed both this
 #: many rows per triple of a batch ...
-LAZY_ROWS_PER_TRIPLE = 6
+LAZY_ROWS_PER_TRIPLE = 12
 #: ... and this many rows (keeps the data sets the defaults were validated on dense Adam).
 LAZY_MIN_ROWS = 50_000
 OPTIMIZERS = ("auto", "adam", "sparse_adam", "sgd")
@@ -249,7 +249,7 @@ def choose_optimizer(optimizer: str, n_users: int, n_items: int, batch_size: int
 
     ``"auto"`` gives ``"sparse_adam"`` (lazy Adam) when
     ``n_users + n_items > max(LAZY_ROWS_PER_TRIPLE * batch_size, LAZY_MIN_ROWS)``
-    (6 rows per triple, 50,000 rows), else ``"adam"`` (dense Adam).
+    (12 rows per triple, 50,000 rows), else ``"adam"`` (dense Adam).
 
     Parameters
     ----------
@@ -278,16 +278,19 @@ def choose_optimizer(optimizer: str, n_users: int, n_items: int, batch_size: int
     that ratio is bounded, quadratic in the data once the batch size stops growing
     (8,192) and the users keep growing. Measured with 2-epoch fits on the scaling
     suite's synthetic data (5,000 items, 64 factors, one thread, batches of 8,192, one
-    process): dense 2.5 s vs lazy 3.7 s at 1 million interactions (3.05 rows per
-    triple), 8.8 s vs 8.1 s at 3 million (7.9), 45.3 s vs 33.4 s at 10 million (25);
-    interpolated, the two cost the same near 6.6 rows per triple, hence 6. The floor
+    process, load about 3; since triples and negatives come a chunk of batches at a
+    time): dense 1.5 s vs lazy 2.5-2.8 s at 1 million interactions (3.05 rows per
+    triple), 7.3-7.7 s vs 9.2-9.3 s at 3 million (7.9), 60.7 s vs 39.2 s at 10 million
+    (25); log-interpolated, the two cost the same near 12 rows per triple, hence 12
+    (before that change, dense Adam's share of a step was smaller and they crossed near
+    6.6: 8.8 s vs 8.1 s at 3 million). The floor
     of 50,000 rows keeps dense Adam, the optimizer the defaults were tuned and
     validated with, on data sets whose dense step is cheap anyway (a few ms; per-step
     timings of the two at Amazon Beauty's shape were within noise of each other):
     MovieLens 100K (2,625 rows), 1M (9,746) and Amazon Beauty (34,464; 22 rows per
     triple of its automatic batch of about 1,540) stay on dense Adam, so their results
-    are those of ``optimizer="adam"``; it stays under the 65,000 rows where lazy Adam
-    was measured faster (3 million interactions above). The rule was measured on the CPU and applies on
+    are those of ``optimizer="adam"`` (there lazy Adam also learned less: Amazon Beauty
+    validation NDCG@10 0.0225 vs 0.0276 with the default learning rate). The rule was measured on the CPU and applies on
     any device; pass the optimizer explicitly to override it.
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -326,7 +329,7 @@ class BPRMF(Recommender):
         runs with few, large (fast) batches.
     optimizer : {"auto", "adam", "sparse_adam", "sgd"}, default "auto"
         ``"auto"`` is dense Adam for small user bases and catalogues and lazy Adam
-        (``"sparse_adam"``) when ``n_users + n_items`` exceeds both 6 times the batch
+        (``"sparse_adam"``) when ``n_users + n_items`` exceeds both 12 times the batch
         size and 50,000 (see :func:`maasrec.models.bpr.choose_optimizer`; the choice is
         kept in ``optimizer_``), so an epoch costs time linear in the interactions.
         MovieLens 100K, 1M and Amazon Beauty get dense Adam, with which the defaults
@@ -338,9 +341,9 @@ class BPRMF(Recommender):
         :class:`torch.optim.SparseAdam`): moments and updates only on the rows a batch
         touches, so a step costs O(batch) instead of O(users + items). Measured on one
         thread: the same MovieLens 1M validation NDCG@10 (0.2167 vs 0.2173); 2-epoch
-        fits on synthetic data with 5,000 items: 1.5x slower than dense Adam at 1
-        million interactions (3.7 s vs 2.5 s), 1.4x faster at 10 million with 200,000
-        users (33.4 s vs 45.3 s). ``"sgd"``: plain SGD.
+        fits on synthetic data with 5,000 items: 1.7x slower than dense Adam at 1
+        million interactions (2.5 s vs 1.5 s), 1.5x faster at 10 million with 200,000
+        users (39.2 s vs 60.7 s). ``"sgd"``: plain SGD.
     item_bias : bool, default True
         Learn an item bias ``b_i`` (implicit's BPR has one too).
     exclude_positives : bool, default True
