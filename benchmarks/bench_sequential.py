@@ -26,8 +26,11 @@ Three commands; each stores its section (``speed`` / ``quality`` / ``amp_check``
     whole catalogue excluding the user's train and validation items. Protocol (as in
     SASRec / S3Rec): fit on train with early stopping on validation NDCG@10, then
     ``extend_history(valid)`` so each user's history ends with the validation item,
-    then test. Amazon Beauty (ID only; dropout 0.3 / 0.5 and width 128 compared on
-    validation, 0.5 chosen) and MovieLens 100K (ID only and with MiniLM
+    then test. Amazon Beauty (ID only: dropout 0.3 / 0.5, width 128, early stopping on
+    HR@10, batch 256, label smoothing 0.1 and weight decay 0.1 compared on validation,
+    dropout 0.5 chosen; with the S3Rec item attributes fused, ``item_side="fuse"``,
+    with and without label smoothing 0.1: the highest validation NDCG@10 of all,
+    0.0665, is the chosen Beauty setting) and MovieLens 100K (ID only and with MiniLM
     title-initialised item embeddings, ``item_text="init"``); the settings are the ones
     chosen on validation (``CONFIGS``). Scoring is float32 on the CPU; for ``amp="bf16"``
     rows the same weights are also scored under bf16 autocast (the old behaviour,
@@ -90,7 +93,23 @@ CONFIGS = {
                # dropout 0.5, batch 256 with twice the learning rate (2e-3): compared on
                # validation
                "id-dropout0.5-b256": dict(dropout=0.5, amp="bf16", epochs=60, eval_every=2,
-                                          patience=3, batch_size=256, learning_rate=2e-3)},
+                                          patience=3, batch_size=256, learning_rate=2e-3),
+               # dropout 0.5 with label smoothing 0.1 (a less confident softmax: our
+               # HR@10/NDCG@10 ratio is 1.64 against ~2.0 published): compared on validation
+               "id-dropout0.5-ls0.1": dict(dropout=0.5, amp="bf16", epochs=60, eval_every=2,
+                                           patience=3, label_smoothing=0.1),
+               # dropout 0.5 with decoupled weight decay 0.1 (AdamW): compared on validation
+               "id-dropout0.5-wd0.1": dict(dropout=0.5, amp="bf16", epochs=60, eval_every=2,
+                                           patience=3, weight_decay=0.1),
+               # dropout 0.5 with the S3Rec item attributes (categories, brand; 637
+               # labels) fused into the item vectors (item_side="fuse"): compared on
+               # validation
+               "side-dropout0.5": dict(dropout=0.5, amp="bf16", epochs=60, eval_every=2,
+                                       patience=3, item_side="fuse"),
+               # the same with label smoothing 0.1: compared on validation
+               "side-dropout0.5-ls0.1": dict(dropout=0.5, amp="bf16", epochs=60,
+                                             eval_every=2, patience=3, item_side="fuse",
+                                             label_smoothing=0.1)},
     "ml100k": {"id": dict(max_len=200, dropout=0.2, amp="bf16", epochs=30, eval_every=2,
                           patience=3),
                "title-init": dict(max_len=200, dropout=0.2, amp="bf16", epochs=30,
