@@ -29,7 +29,9 @@ names. Optional per model: ``name`` (display name, unique), ``algorithm`` (pairs
 implementations of one algorithm for ratio columns), ``seeds`` (subset of the suite
 seeds, for slow models), ``threads``, ``timeout_s``, ``timing_repeats``,
 ``item_text = true`` (text-aware models: Cornac CTR/CDL/ConvMF; maasrec models get
-``item_features`` with the item text), ``fit_validation = true`` (maasrec only: the
+``item_features`` with the item text), ``item_attributes = true`` (maasrec only: the
+categorical and multi-hot item fields of the data set, e.g. Amazon Beauty's S3Rec
+attributes, join ``item_features``), ``fit_validation = true`` (maasrec only: the
 validation part is passed to ``fit(validation=...)`` for early stopping -- it is never
 the test part), ``args`` (extra adapter arguments), ``grid`` (a table of lists: the
 search space of ``python -m benchmarks tune``).
@@ -94,6 +96,7 @@ class ModelSpec:
     timeout_s: float | None = None
     timing_repeats: int | None = None
     item_text: bool = False
+    item_attributes: bool = False
     fit_validation: bool = False
     args: tuple[str, ...] = ()
     grid: dict[str, list[Any]] = field(default_factory=dict)
@@ -333,7 +336,8 @@ def _split(v: Any, where: str) -> SplitSpec:
 
 
 _MODEL_KEYS = {"library", "model", "params", "name", "algorithm", "seeds", "threads",
-               "timeout_s", "timing_repeats", "item_text", "fit_validation", "args", "grid"}
+               "timeout_s", "timing_repeats", "item_text", "item_attributes", "fit_validation",
+               "args", "grid"}
 
 
 def _model(v: Any, where: str) -> ModelSpec:
@@ -360,6 +364,12 @@ def _model(v: Any, where: str) -> ModelSpec:
     item_text = v.get("item_text", False)
     if not isinstance(item_text, bool):
         raise _fail(f"{where}.item_text", "expected true or false")
+    item_attributes = v.get("item_attributes", False)
+    if not isinstance(item_attributes, bool):
+        raise _fail(f"{where}.item_attributes", "expected true or false")
+    if item_attributes and lib != "maasrec":
+        raise _fail(f"{where}.item_attributes", f"only maasrec models take item attributes "
+                                                f"(the {lib} adapter does not)")
     fit_validation = v.get("fit_validation", False)
     if not isinstance(fit_validation, bool):
         raise _fail(f"{where}.fit_validation", "expected true or false")
@@ -375,7 +385,8 @@ def _model(v: Any, where: str) -> ModelSpec:
         timeout_s=None if "timeout_s" not in v else _num(v["timeout_s"], f"{where}.timeout_s", 1),
         timing_repeats=(None if "timing_repeats" not in v
                         else _int(v["timing_repeats"], f"{where}.timing_repeats", 1)),
-        item_text=item_text, fit_validation=fit_validation, args=tuple(args),
+        item_text=item_text, item_attributes=item_attributes, fit_validation=fit_validation,
+        args=tuple(args),
         grid={k: list(x) for k, x in grid.items()},
     )
 

@@ -45,7 +45,7 @@ from .config import (
     ModelSpec,
     Suite,
 )
-from .splits import SplitFiles, prepare_split
+from .splits import SplitFiles, item_attributes, prepare_split
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -296,6 +296,9 @@ def model_command(m: ModelSpec, files: SplitFiles, target: Target, run_dir: Path
     if not m.is_peer:
         if m.item_text and files.item_text is None:
             raise RuntimeError(f"{m.key} needs item text but the data set has none")
+        if m.item_attributes and files.item_attributes is None:
+            raise RuntimeError(f"{m.key} needs item attributes but the data set has no "
+                               f"categorical or multi-hot item fields")
         if m.fit_validation and files.valid is None:
             raise RuntimeError(f"{m.key} asks for fit_validation but the split has no "
                                f"validation part")
@@ -304,6 +307,7 @@ def model_command(m: ModelSpec, files: SplitFiles, target: Target, run_dir: Path
             "threads": threads, "train": str(files.train), "target": str(target.path),
             "exclude": None if target.exclude is None else str(target.exclude),
             "item_text": str(files.item_text) if m.item_text else None,
+            "item_attributes": str(files.item_attributes) if m.item_attributes else None,
             "validation": str(files.valid) if m.fit_validation else None,
             "k": k, "fit_repeats": repeats, "repeat_budget_s": budget,
             "out": str(run_dir / "recs.csv"), "meta": str(run_dir / "meta.json"),
@@ -490,6 +494,8 @@ def run_experiment(exp: ExperimentSpec, suite: Suite, opts: RunOptions,
             out["error"] = f"split failed: {type(exc).__name__}: {exc}"
             opts.log(f"  ERROR {out['error']}")
             break
+        if any(m.item_attributes for m in models):
+            item_attributes(exp, seed, files, opts.data_home, dataset_cache)
         out["splits"][str(seed)] = {k: v for k, v in files.info.items() if k != "key"}
         frames = load_frames(files)
         target = Target("test", files.test_relevant, files.valid)

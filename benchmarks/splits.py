@@ -14,6 +14,11 @@ Files of one split (``<work>/<suite>/<experiment>/seed<k>/split/``):
     the train items. The rows left out are counted in ``split.json``.
 ``item_text.csv``
     ``item,text`` of the train items, when the data set has item text (text-aware peers).
+``item_attributes.csv``
+    ``item,field,label`` of the train items' categorical and multi-hot fields, written
+    (by :func:`item_attributes`) when a model asks for them; its SHA-256 is kept apart
+    from the split files' (``item_attributes_sha256``), so adding it to an existing split
+    does not change the split's identity.
 ``split.json``
     The spec, maasrec's split report, counts and the SHA-256 of every file; a later run
     with the same spec reuses the files instead of splitting again.
@@ -161,6 +166,7 @@ class SplitFiles:
     valid: Path | None = None
     valid_relevant: Path | None = None
     item_text: Path | None = None
+    item_attributes: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -207,6 +213,55 @@ def _cached(d: Path, key: dict[str, Any]) -> SplitFiles | None:
     return files
 
 
+def _dataset(exp: ExperimentSpec, seed: int, data_home: str | None, dataset_cache: dict | None):
+    """The experiment's data set, loaded once per run (``dataset_cache``)."""
+    key = split_key(exp, seed)
+    cache_key = (json.dumps(key["dataset"], sort_keys=True)
+                 + f"|{seed if exp.dataset.name == 'synthetic' else ''}")
+    ds = None if dataset_cache is None else dataset_cache.get(cache_key)
+    if ds is None:
+        ds = load_dataset(exp.dataset, data_home, seed)
+        if dataset_cache is not None:
+            dataset_cache[cache_key] = ds
+    return ds
+
+
+def item_attributes(exp: ExperimentSpec, seed: int, files: SplitFiles,
+                    data_home: str | None = None, dataset_cache: dict | None = None
+                    ) -> Path | None:
+    """Write (once) ``item_attributes.csv`` beside a split and record it in ``files``.
+
+    Rows ``item,field,label``: every label of the categorical and multi-hot fields of the
+    data set's item features, for the items in train. Returns the path, or None when the
+    data set has no such fields.
+    """
+    path = files.dir / "item_attributes.csv"
+    if not path.is_file():
+        feats = getattr(_dataset(exp, seed, data_home, dataset_cache), "item_features", None)
+        cat = dict(getattr(feats, "categorical", {}) or {})
+        multi = dict(getattr(feats, "multi_hot", {}) or {})
+        if not (cat or multi):
+            return None
+        ids = np.asarray(feats.vocab.ids)
+        parts = []
+        for name, (codes, labels) in cat.items():
+            r = np.nonzero(codes >= 0)[0]
+            parts.append(pd.DataFrame({"item": ids[r], "field": name,
+                                       "label": labels[codes[r]].astype(str)}))
+        for name, (m, labels) in multi.items():
+            coo = m.tocoo()
+            parts.append(pd.DataFrame({"item": ids[coo.row], "field": name,
+                                       "label": labels[coo.col].astype(str)}))
+        df = pd.concat(parts, ignore_index=True)
+        train_items = pd.unique(pd.read_csv(files.train, usecols=["item"])["item"])
+        df = df[df["item"].isin(train_items)].sort_values(["item", "field", "label"],
+                                                          kind="stable")
+        write_frame(df, path)
+    files.item_attributes = path
+    files.info["item_attributes_sha256"] = sha256_file(path)
+    return path
+
+
 def prepare_split(exp: ExperimentSpec, seed: int, split_dir: Path, data_home: str | None = None,
                   dataset_cache: dict | None = None, log=print) -> SplitFiles:
     """Make (or reuse) the split of ``exp`` for ``seed`` in ``split_dir``."""
@@ -216,12 +271,7 @@ def prepare_split(exp: ExperimentSpec, seed: int, split_dir: Path, data_home: st
         log(f"  split: reusing {split_dir}")
         cached.info["reused"] = True
         return cached
-    cache_key = json.dumps(key["dataset"], sort_keys=True) + f"|{seed if exp.dataset.name == 'synthetic' else ''}"
-    ds = None if dataset_cache is None else dataset_cache.get(cache_key)
-    if ds is None:
-        ds = load_dataset(exp.dataset, data_home, seed)
-        if dataset_cache is not None:
-            dataset_cache[cache_key] = ds
+    ds = _dataset(exp, seed, data_home, dataset_cache)
     X = ds.interactions
     res = make_split(X, exp.split, seed)
     parts = list(res)

@@ -75,15 +75,31 @@ def _train_interactions(df):
 
 
 def _fit_extras(job: dict[str, Any]) -> dict[str, Any]:
-    """``item_features`` (item text) and ``validation`` keyword arguments of ``fit``."""
+    """``item_features`` (item text and/or attributes) and ``validation`` keyword arguments
+    of ``fit``."""
     import pandas as pd
 
-    extras: dict[str, Any] = {}
-    if job.get("item_text"):
-        from maasrec.data.features import ItemFeatures
+    from maasrec.data.features import ItemFeatures
 
-        text = pd.read_csv(job["item_text"], keep_default_na=False)
-        extras["item_features"] = ItemFeatures.from_pandas(text, "item", text="text")
+    extras: dict[str, Any] = {}
+    frame, fields = None, []
+    if job.get("item_text"):
+        frame = pd.read_csv(job["item_text"], keep_default_na=False)
+    if job.get("item_attributes"):
+        attrs = pd.read_csv(job["item_attributes"], keep_default_na=False,
+                            dtype={"field": str, "label": str})
+        fields = sorted(attrs["field"].unique())
+        wide = (attrs.groupby(["item", "field"], sort=True)["label"].agg(list)
+                .unstack("field").reset_index())
+        for f in fields:  # items without a field: an empty list
+            wide[f] = [x if isinstance(x, list) else [] for x in wide[f]]
+        frame = wide if frame is None else frame.merge(wide, on="item", how="outer")
+        if "text" in frame.columns:
+            frame["text"] = frame["text"].fillna("")
+    if frame is not None:
+        extras["item_features"] = ItemFeatures.from_pandas(
+            frame, "item", text="text" if job.get("item_text") else None,
+            multi_hot=[f"{f}" for f in fields] or None)
     if job.get("validation"):
         extras["validation"] = _train_interactions(_read(job["validation"]))
     return extras

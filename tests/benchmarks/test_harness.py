@@ -296,6 +296,47 @@ def test_fit_extras_item_text_and_validation(tmp_path):
                   'library = "implicit", model = "als", fit_validation = true'})
 
 
+def test_item_attributes_file_and_fit_extras(tmp_path):
+    """A data set's categorical / multi-hot item fields reach maasrec models as
+    ``item_features``, restricted to the train items, without changing the split's id."""
+    from benchmarks import splits, worker
+    from maasrec.data.features import ItemFeatures
+
+    files = splits.SplitFiles(dir=tmp_path, train=tmp_path / "train.csv",
+                              test=tmp_path / "test.csv", test_relevant=tmp_path / "t.csv",
+                              info={"sha256": {"train.csv": "x"}})
+    pd.DataFrame({"user": [1, 1, 2], "item": [10, 11, 10]}).to_csv(files.train, index=False)
+    feats = ItemFeatures([10, 11, 12], categorical={"brand": ["a", None, "b"]},
+                         multi_hot={"cats": [["x", "y"], ["y"], ["z"]]})
+    ds = type("DS", (), {"item_features": feats})()
+    exp = type("E", (), {})()
+    cache = {}
+    orig = splits._dataset
+    try:
+        splits._dataset = lambda *a, **k: ds
+        path = splits.item_attributes(exp, 0, files, None, cache)
+    finally:
+        splits._dataset = orig
+    rows = pd.read_csv(path).values.tolist()
+    assert rows == [[10, "brand", "a"], [10, "cats", "x"], [10, "cats", "y"], [11, "cats", "y"]]
+    assert files.item_attributes == path and files.info["sha256"] == {"train.csv": "x"}
+    assert len(files.info["item_attributes_sha256"]) == 64
+    pd.DataFrame({"item": [10, 11, 13], "text": ["ten", "eleven", "x"]}).to_csv(
+        tmp_path / "text.csv", index=False)
+    ex = worker._fit_extras({"item_attributes": str(path), "item_text": str(tmp_path / "text.csv")})
+    f = ex["item_features"].align(type(feats.vocab)([10, 11, 13]))
+    assert f.texts() == ["ten", "eleven", "x"]
+    brand, labels = f.multi_hot["brand"]
+    assert brand.toarray().tolist() == [[1.0], [0.0], [0.0]] and labels.tolist() == ["a"]
+    cats, labels = f.multi_hot["cats"]
+    assert cats.toarray().tolist() == [[1, 1], [0, 1], [0, 0]] and labels.tolist() == ["x", "y"]
+    only = worker._fit_extras({"item_attributes": str(path)})["item_features"]
+    assert not only.has_text and set(only.multi_hot) == {"brand", "cats"}
+    with pytest.raises(ConfigError, match="only maasrec models take item attributes"):
+        _suite(**{'library = "maasrec", model = "EASE", params = { l2 = 50.0 }':
+                  'library = "implicit", model = "als", item_attributes = true'})
+
+
 def test_missing_peer_is_reported_not_dropped(tmp_path):
     s = _suite(**{'  { library = "maasrec", model = "Popularity", algorithm = "pop" },\n':
                   '  { library = "implicit", model = "als", algorithm = "als" },\n'})
