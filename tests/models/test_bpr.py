@@ -293,3 +293,22 @@ def test_several_sampling_chunks_per_epoch_train_alike(monkeypatch):
 
     assert auc(many) > 0.8 and abs(auc(many) - auc(one)) < 0.05
     assert np.isclose(many._epoch_log.losses[-1], one._epoch_log.losses[-1], rtol=0.1)
+
+
+@pytest.mark.parametrize("n_rows", [9, 400])  # repeated rows in a batch / mostly distinct
+def test_dense_adam_steps_match_autograd_and_torch_adam(n_rows):
+    g = torch.Generator().manual_seed(5)
+    P = torch.randn(n_rows, 4, generator=g, dtype=torch.float64)
+    Q = torch.randn(n_rows, 4, generator=g, dtype=torch.float64)
+    b = torch.randn(n_rows, generator=g, dtype=torch.float64)
+    ref = [t.clone().requires_grad_(True) for t in (P, Q, b)]
+    opt = torch.optim.Adam(ref, lr=1e-2)
+    step = _BPRStep(P, Q, b, 1e-2, 0.1, "adam")
+    for _ in range(4):
+        u, i, j = (torch.randint(n_rows, (6,), generator=g) for _ in range(3))
+        opt.zero_grad()
+        (batch_loss(*ref, u, i, j, 0.1) / len(u)).backward()
+        opt.step()
+        step(u, i, j)
+    for t, r in zip((P, Q, b), ref):
+        np.testing.assert_allclose(t.numpy(), r.detach().numpy(), rtol=1e-9, atol=1e-12)
