@@ -340,6 +340,17 @@ _MODEL_KEYS = {"library", "model", "params", "name", "algorithm", "seeds", "thre
                "args", "grid"}
 
 
+def _flag(v: dict, key: str, where: str, lib: str, maasrec_only: str | None = None) -> bool:
+    """A true/false model option (default false); ``maasrec_only``: the error when a peer
+    sets it."""
+    value = v.get(key, False)
+    if not isinstance(value, bool):
+        raise _fail(f"{where}.{key}", "expected true or false")
+    if value and maasrec_only and lib != "maasrec":
+        raise _fail(f"{where}.{key}", f"{maasrec_only} (the {lib} adapter does not)")
+    return value
+
+
 def _model(v: Any, where: str) -> ModelSpec:
     _check_keys(v, _MODEL_KEYS, where, ("library", "model"))
     lib = _str(v["library"], f"{where}.library")
@@ -361,21 +372,11 @@ def _model(v: Any, where: str) -> ModelSpec:
     args = v.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise _fail(f"{where}.args", "expected a list of strings")
-    item_text = v.get("item_text", False)
-    if not isinstance(item_text, bool):
-        raise _fail(f"{where}.item_text", "expected true or false")
-    item_attributes = v.get("item_attributes", False)
-    if not isinstance(item_attributes, bool):
-        raise _fail(f"{where}.item_attributes", "expected true or false")
-    if item_attributes and lib != "maasrec":
-        raise _fail(f"{where}.item_attributes", f"only maasrec models take item attributes "
-                                                f"(the {lib} adapter does not)")
-    fit_validation = v.get("fit_validation", False)
-    if not isinstance(fit_validation, bool):
-        raise _fail(f"{where}.fit_validation", "expected true or false")
-    if fit_validation and lib != "maasrec":
-        raise _fail(f"{where}.fit_validation", f"only maasrec models take the validation part "
-                                               f"in fit (the {lib} adapter does not)")
+    item_text = _flag(v, "item_text", where, lib)
+    item_attributes = _flag(v, "item_attributes", where, lib,
+                            maasrec_only="only maasrec models take item attributes")
+    fit_validation = _flag(v, "fit_validation", where, lib,
+                           maasrec_only="only maasrec models take the validation part in fit")
     return ModelSpec(
         library=lib, model=model, params=dict(params),
         name=_str(v["name"], f"{where}.name") if "name" in v else "",

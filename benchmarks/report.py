@@ -188,9 +188,9 @@ def summarize_experiment(e: dict[str, Any], suite) -> dict[str, Any]:
             fits = [t for r in ok for t in r["fit_times_s"]]
             s["fit_time_s"] = {"min": float(min(fits)), "median": float(np.median(fits)),
                                "n": len(fits)}
-            per_epoch = [min(r["fit_times_s"]) / n for r in ok
-                         if r.get("fit_times_s") and (n := epochs_of(r))]
             s["epochs"] = [epochs_of(r) for r in ok]
+            per_epoch = [min(r["fit_times_s"]) / n for r, n in zip(ok, s["epochs"])
+                         if r.get("fit_times_s") and n]
             s["fit_per_epoch_s"] = (float(min(per_epoch)) if len(per_epoch) == len(ok)
                                     else None)
             ratios = [r["fit_ratio"] for r in ok if r.get("fit_ratio")]

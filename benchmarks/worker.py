@@ -89,17 +89,15 @@ def _fit_extras(job: dict[str, Any]) -> dict[str, Any]:
         attrs = pd.read_csv(job["item_attributes"], keep_default_na=False,
                             dtype={"field": str, "label": str})
         fields = sorted(attrs["field"].unique())
+        # one row per item, a list of labels per field (NaN where an item has none, or
+        # for text-only items after the merge: ItemFeatures reads NaN as missing)
         wide = (attrs.groupby(["item", "field"], sort=True)["label"].agg(list)
                 .unstack("field").reset_index())
-        for f in fields:  # items without a field: an empty list
-            wide[f] = [x if isinstance(x, list) else [] for x in wide[f]]
         frame = wide if frame is None else frame.merge(wide, on="item", how="outer")
-        if "text" in frame.columns:
-            frame["text"] = frame["text"].fillna("")
     if frame is not None:
         extras["item_features"] = ItemFeatures.from_pandas(
             frame, "item", text="text" if job.get("item_text") else None,
-            multi_hot=[f"{f}" for f in fields] or None)
+            multi_hot=fields or None)
     if job.get("validation"):
         extras["validation"] = _train_interactions(_read(job["validation"]))
     return extras

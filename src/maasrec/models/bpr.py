@@ -42,13 +42,13 @@ class _BPRStep:
                  reg: float, optimizer: str):
         self.P, self.Q, self.b = P, Q, b
         self.lr, self.reg = lr, reg
-        self.adam = None
+        self.adam = None  # dense Adam
+        self.sgd = optimizer == "sgd"
         self.sparse = optimizer == "sparse_adam"
         if self.sparse:
             # lazy Adam: moments and updates only on the rows a batch touches, so a step
             # costs O(batch) rather than O(users + items)
             self.lazy = {id(t): _LazyAdamState(t) for t in (P, Q, b) if t is not None}
-            self.adam = self.lazy  # marks "an Adam variant" for the gradient scaling below
             self.t = 0
             self.user_rows = _DistinctRows(P)
             self.item_rows = _DistinctRows(Q)  # shared by Q and b
@@ -68,7 +68,7 @@ class _BPRStep:
             x += torch.index_select(b, 0, i) - torch.index_select(b, 0, j)
         loss = torch.nn.functional.logsigmoid(x).sum().neg()
         # SGD applies the negative gradient times lr; Adam gets the batch-mean gradient
-        scale = self.lr if self.adam is None else -1.0 / len(u)
+        scale = self.lr if self.sgd else -1.0 / len(u)
         z = torch.sigmoid(x.neg_()).mul_(scale)[:, None]
         step_reg = -reg * scale
         du = d.mul_(z).add_(pu, alpha=step_reg)

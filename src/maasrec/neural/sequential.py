@@ -554,9 +554,8 @@ class SequentialRecommender(Recommender):
         Labels are ``"<field>=<value>"``; with ``labels`` given (the fitted ones), values
         outside them are ignored (new labels have no learned vector).
         """
-        fields = (dict(features.categorical) if isinstance(features, ItemFeatures) else {},
-                  dict(features.multi_hot) if isinstance(features, ItemFeatures) else {})
-        if not (fields[0] or fields[1]):
+        if not (isinstance(features, ItemFeatures)
+                and (features.categorical or features.multi_hot)):
             raise DataError(f"item_side='fuse' needs item_features with categorical or "
                             f"multi-hot fields for {what}; got {features!r}")
         f = features.align(vocab)
