@@ -70,7 +70,7 @@ def test_adam_step_gets_the_gradient_of_the_mean_loss():
     assert moved[u].max() <= 1e-2 + 1e-9 and moved[u].max() > 5e-3
 
 
-@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.05), ("adam", 0.01), ("sparse_adam", 0.01)])
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.2), ("adam", 0.01), ("sparse_adam", 0.01)])
 def test_training_loss_decreases_and_learns(optimizer, lr):
     data = random_data(2)
     m = BPRMF(factors=8, epochs=30, batch_size=64, optimizer=optimizer, learning_rate=lr,
@@ -145,6 +145,31 @@ def test_no_item_bias_and_no_rejection():
     assert (m.item_bias_ == 0).all()
 
 
+def test_init_std_scales_the_initial_factors():
+    data = random_data(1)
+    # one SGD step with a tiny learning rate: the factors are still about the initial ones
+    kw = dict(factors=16, epochs=1, optimizer="sgd", learning_rate=1e-9, random_state=0)
+    small = BPRMF(init_std=0.01, **kw).fit(data)
+    large = BPRMF(init_std=0.1, **kw).fit(data)
+    np.testing.assert_allclose(large.user_factors_, 10 * small.user_factors_, rtol=1e-5)
+    np.testing.assert_allclose(np.std(large.item_factors_), 0.1, rtol=0.2)
+
+
+def test_divergence_raises_and_leaves_the_model_unfitted():
+    from maasrec.exceptions import NotFittedError
+    from maasrec.training import NonFiniteLossError
+
+    data = random_data(1)
+    m = BPRMF(factors=8, epochs=2, random_state=0).fit(data)
+    m.set_params(optimizer="sgd", learning_rate=1e30, epochs=5)
+    with pytest.raises(NonFiniteLossError, match=r"BPRMF diverged: .*epoch 1 .*"
+                                                  r"learning_rate=1e\+30.*lower learning_rate"):
+        m.fit(data)
+    assert not m.is_fitted
+    with pytest.raises(NotFittedError):
+        m.recommend(data.user_vocab.ids[:1])
+
+
 def test_history_is_not_supported():
     data = random_data(5)
     m = BPRMF(factors=4, epochs=1, random_state=0).fit(data)
@@ -208,6 +233,7 @@ def test_unknown_optimizer_names_the_choices():
     ({"factors": 0}, "factors"), ({"learning_rate": 0.0}, "learning_rate"),
     ({"regularization": -1e-3}, "regularization"), ({"epochs": 0}, "epochs"),
     ({"batch_size": 0}, "batch_size"), ({"optimizer": "sgdm"}, "optimizer"),
+    ({"init_std": 0.0}, "init_std"),
 ])
 def test_bad_params_name_the_value(params, name):
     with pytest.raises(DataError, match=name):
