@@ -79,7 +79,7 @@ class RunOptions:
     peers: set[str] | None = None  # None: every peer library
     skip_peers: bool = False
     experiments: set[str] | None = None
-    models: list[str] | None = None  # substrings of model labels
+    models: list[str] | None = None  # model keys, or substrings of them
     seeds: tuple[int, ...] | None = None
     threads: int | None = None
     plots: bool = True
@@ -459,8 +459,12 @@ def consistency_check(ev: dict[str, Any], lists_metrics: dict[str, float], lists
 def selected_models(exp: ExperimentSpec, opts: RunOptions) -> list[ModelSpec]:
     if not opts.models:
         return list(exp.models)
+    # a pattern that is a model's whole key selects that model only ("maasrec:BPRMF" is
+    # not also "maasrec:BPRMF (sgd)"); any other pattern selects the keys containing it
+    keys = {m.key.lower() for m in exp.models}
     pats = [p.lower() for p in opts.models]
-    return [m for m in exp.models if any(p in m.key.lower() for p in pats)]
+    return [m for m in exp.models
+            if any(p == m.key.lower() or (p not in keys and p in m.key.lower()) for p in pats)]
 
 
 def split_dir(opts: RunOptions, suite: Suite, exp: ExperimentSpec, seed: int) -> Path:

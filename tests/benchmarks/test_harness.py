@@ -123,6 +123,24 @@ def test_grid_points_and_model_seeds():
     assert s.experiments[0].model_seeds(m) == (0,)
 
 
+def test_models_option_selects_a_whole_key_exactly_else_by_substring(tmp_path):
+    s = _suite(**{'  { library = "maasrec", model = "EASE", params = { l2 = 50.0 }, algorithm = "ease" },':
+                  '  { library = "maasrec", model = "EASE", params = { l2 = 50.0 }, algorithm = "ease" },\n'
+                  '  { library = "maasrec", model = "EASE", name = "maasrec:EASE (strong)", '
+                  'params = { l2 = 500.0 } },'})
+    exp = s.experiments[0]
+
+    def keys(*models):
+        opts = runner.RunOptions(work_dir=tmp_path, peers_dir=tmp_path, models=models)
+        return [m.key for m in runner.selected_models(exp, opts)]
+
+    assert keys("maasrec:EASE") == ["maasrec:EASE"]
+    assert keys("MAASREC:ease") == ["maasrec:EASE"]
+    assert keys("ease") == ["maasrec:EASE", "maasrec:EASE (strong)"]
+    assert keys("(strong)", "pop") == ["maasrec:Popularity", "maasrec:EASE (strong)"]
+    assert keys() == [m.key for m in exp.models]
+
+
 # ---------------------------------------------------------------------------
 # split files
 # ---------------------------------------------------------------------------
