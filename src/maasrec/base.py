@@ -318,7 +318,9 @@ class Recommender(Component):
     item_vocab_ : IdVocab
         The catalogue.
     seen_ : scipy.sparse.csr_matrix of float32, shape (n_users, n_items)
-        The training interactions (values), used to exclude seen items.
+        The training interactions (values), used to exclude seen items. After ``fit``
+        it is the training data's own matrix (``X.to_csr(copy=False)``: read-only arrays,
+        no copy); copy it to modify it.
     fitted_at_ : str
         ISO time of the end of ``fit``.
     """
@@ -354,7 +356,7 @@ class Recommender(Component):
         data = as_interactions(X)
         self.user_vocab_ = data.user_vocab
         self.item_vocab_ = data.item_vocab
-        self.seen_ = data.to_csr()
+        self.seen_ = data.to_csr(copy=False)  # read-only, shared with data
         if validation is not None:
             validation = as_interactions(validation).with_vocab(
                 data.user_vocab, data.item_vocab, unknown="ignore")

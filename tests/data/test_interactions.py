@@ -352,6 +352,36 @@ def test_to_csr_values_and_binary():
     assert m.has_sorted_indices
 
 
+def test_to_csr_without_copy_is_the_shared_read_only_matrix():
+    X = Interactions.from_arrays([1, 1, 2], ["x", "y", "y"], values=[4.0, 0.5, 3.0])
+    a, b = X.to_csr(copy=False), X.to_csr(copy=False)
+    assert a is b and a.has_canonical_format
+    np.testing.assert_array_equal(a.toarray(), [[4.0, 0.5], [0.0, 3.0]])
+    for arr in (a.data, a.indices, a.indptr):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 7
+    # binary without copy shares the structure, and its values are ones
+    ones = X.to_csr(binary=True, copy=False)
+    assert np.shares_memory(ones.indices, a.indices)
+    np.testing.assert_array_equal(ones.toarray(), [[1, 1], [0, 1]])
+    # a copy is the caller's: writable, and changing it leaves the shared matrix alone
+    c = X.to_csr()
+    c.data[:] = 0
+    np.testing.assert_array_equal(X.to_csr(copy=False).toarray(), [[4.0, 0.5], [0.0, 3.0]])
+    # implicit data: already ones, so binary is the shared matrix itself
+    Y = Interactions.from_arrays([1, 2], [1, 2])
+    assert Y.to_csr(binary=True, copy=False) is Y.to_csr(copy=False)
+
+
+def test_fitted_models_share_the_interactions_matrix_read_only():
+    from maasrec.models import Popularity
+
+    X = Interactions.from_arrays([1, 1, 2], ["x", "y", "y"])
+    m = Popularity().fit(X)
+    assert m.seen_ is X.to_csr(copy=False) and not m.seen_.data.flags.writeable
+    np.testing.assert_array_equal(m.item_scores_, [1, 2])
+
+
 def test_arrays_are_read_only():
     X = Interactions.from_arrays([1, 2], [1, 2], values=[1.0, 2.0], timestamps=[1, 2])
     for arr in (

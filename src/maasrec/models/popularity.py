@@ -35,7 +35,7 @@ class Popularity(Recommender):
 
     def _fit(self, data: Interactions, **_) -> None:
         self.item_scores_ = np.asarray(
-            np.bincount(data.to_csr(binary=True).indices, minlength=data.n_items),
+            np.bincount(data.to_csr(copy=False).indices, minlength=data.n_items),
             dtype=np.float32)
 
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
