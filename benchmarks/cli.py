@@ -42,7 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "search order, $MAASREC_DATA first)")
     p.add_argument("--experiments", default=None, help="comma-separated experiment names")
     p.add_argument("--models", default=None,
-                   help="comma-separated substrings of model labels to run (e.g. EASE,implicit)")
+                   help="comma-separated substrings of model labels to run (e.g. EASE,implicit); "
+                        "a whole label (e.g. maasrec:BPRMF) selects that model only")
     p.add_argument("--peers", default=None,
                    help="comma-separated peer libraries to run (default: all in the suite)")
     p.add_argument("--skip-peers", action="store_true", help="run maasrec models only")
