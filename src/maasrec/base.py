@@ -366,6 +366,11 @@ class Recommender(Component):
         self.fitted_at_ = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return self
 
+    def _forget_fit(self) -> None:
+        """Leave the model unfitted (a fit that failed half-way has nothing usable)."""
+        for name in ("item_vocab_", "user_vocab_", "seen_"):
+            self.__dict__.pop(name, None)
+
     def _validate_params(self) -> None:
         """Check parameter values (subclasses raise DataError naming the bad one)."""
 

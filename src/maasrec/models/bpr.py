@@ -6,7 +6,6 @@ import logging
 import math
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from .._validation import check_choice, check_int, check_number
@@ -450,8 +449,7 @@ class BPRMF(Recommender):
 
     def _fit(self, data: Interactions, **_) -> None:
         device = resolve_device(self.device)
-        R = sp.csr_matrix(data.to_csr(binary=True))
-        R.sort_indices()
+        R = data.to_csr(copy=False)  # canonical (sorted), read only: no copy
         n_users, n_items = R.shape
         f = int(self.factors)
         g_init = torch_generator(self.random_state)
@@ -501,8 +499,7 @@ class BPRMF(Recommender):
                 self._epoch_log = run_epochs(epoch, int(self.epochs), verbose=self.verbose,
                                              desc="BPRMF", name="BPRMF")
             except NonFiniteLossError:
-                for name in ("item_vocab_", "user_vocab_", "seen_"):
-                    self.__dict__.pop(name, None)
+                self._forget_fit()
                 raise
         self.user_factors_ = P.cpu().numpy()
         self.item_factors_ = Q.cpu().numpy()

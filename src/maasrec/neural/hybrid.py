@@ -722,8 +722,7 @@ class HybridRecommender(Recommender):
             except Exception:  # pragma: no cover - a broken model cannot be finalised
                 ok = False
             if not ok:
-                for name in ("item_vocab_", "user_vocab_", "seen_"):
-                    self.__dict__.pop(name, None)
+                self._forget_fit()
             raise
         finally:
             for name in ("_R", "_indptr_t", "_indices_t", "_order_t", "_text_t",
