@@ -257,9 +257,12 @@ def test_recommend_padding_numeric_and_str_ids(toy):
     ids, scores = toy.recommend("b", k=5)
     np.testing.assert_array_equal(ids, [100, 400, 500, -1, -1])
     assert np.isneginf(scores[3:]).all() and np.isfinite(scores[:3]).all()
-    m = Toy().fit(pd.DataFrame({"user": [1, 1], "item": ["x", "y"]}))
-    ids, scores = m.recommend(1, k=3, exclude_seen=False)
-    assert ids.tolist() == ["x", "y", None]  # documented sentinel for non-numeric ids
+    m = Toy().fit(pd.DataFrame({"user": [1, 1, 2], "item": ["x", "y", "z"]}))
+    ids, scores = m.recommend(1, k=3)
+    assert ids.tolist()[0] == "z" and ids.tolist()[1:] == [None, None]  # non-numeric sentinel
+    # k beyond the catalogue is capped at the number of items (3 here)
+    ids, scores = m.recommend([1, 2], k=10**9, exclude_seen=False)
+    assert ids.shape == scores.shape == (2, 3) and np.isfinite(scores).all()
 
 
 def test_recommend_batches_agree(toy):

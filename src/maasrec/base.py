@@ -558,9 +558,11 @@ class Recommender(Component):
             Users known at fit time. A single id returns 1-d arrays. May be None (or
             unknown ids) when ``history`` is given.
         k : int, default 10
-            Number of items per user. If fewer than ``k`` candidates remain after the
-            exclusions, the row is padded: score ``-inf``, id ``-1`` (numeric ids) or
-            ``None`` (other ids).
+            Number of items per user. A ``k`` larger than the catalogue is capped at
+            the number of items (``n_items_``): the result then ranks every item, and
+            costs no more than ``k = n_items_`` (``k=10**9`` is safe). If fewer than
+            ``min(k, n_items_)`` candidates remain after the exclusions, the row is
+            padded: score ``-inf``, id ``-1`` (numeric ids) or ``None`` (other ids).
         exclude_seen : bool, default True
             Never recommend items the user interacted with in training (or in
             ``history``).
@@ -585,16 +587,16 @@ class Recommender(Component):
 
         Returns
         -------
-        item_ids : np.ndarray, shape (n_users, k)
+        item_ids : np.ndarray, shape (n_users, min(k, n_items_))
             Raw item ids, best first.
-        scores : np.ndarray of float32, shape (n_users, k)
+        scores : np.ndarray of float32, shape (n_users, min(k, n_items_))
 
         Raises
         ------
         NotFittedError, UnknownIdError, DataError
         """
         self._check_fitted()
-        k = _check_k(k)
+        k = _check_k(k, self.n_items_)  # a huge k: every item, never a huge allocation
         single = False
         if history is not None:
             if _is_seq_of_seqs(history):
@@ -716,14 +718,16 @@ class Recommender(Component):
         ----------
         items : raw item id or sequence of raw item ids
         k : int, default 10
+            Capped at the number of items, as in :meth:`recommend` (the last column is
+            then padding, since an item is never similar to itself).
 
         Returns
         -------
-        item_ids : np.ndarray, shape (n_items_given, k)  (1-d for a single id)
+        item_ids : np.ndarray, shape (n_items_given, min(k, n_items_))  (1-d for a single id)
         scores : np.ndarray of float32
         """
         self._check_fitted()
-        k = _check_k(k)
+        k = _check_k(k, self.n_items_)
         single = _is_scalar_id(items)
         items = [items] if single else list(items)
         if not items:

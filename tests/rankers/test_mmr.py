@@ -45,7 +45,7 @@ def test_lambda_one_is_exactly_the_relevance_order(case):
 def test_output_is_a_reordering_of_the_valid_candidates(case, lam, similarity):
     cand, scores, vectors, k = case
     idx, val = MMR(lam, similarity=similarity).rerank(cand, scores, vectors, k=k)
-    assert idx.shape == val.shape == (len(cand), k)
+    assert idx.shape == val.shape == (len(cand), min(k, len(vectors)))  # k capped at n_items
     for r in range(len(cand)):
         valid = {int(c) for c, s in zip(cand[r], scores[r]) if c >= 0 and s != -np.inf}
         got = [int(i) for i in idx[r] if i >= 0]

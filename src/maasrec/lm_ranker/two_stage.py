@@ -160,7 +160,8 @@ class CandidateReranker(Recommender):
         ----------
         users : raw user id or sequence of raw user ids, optional
         k : int, default 10
-            At most ``n_candidates``.
+            Capped at the number of items first (as in ``Recommender.recommend``); then
+            at most ``n_candidates``.
         exclude_seen : bool, default True
         items, exclude : optional
             Allow-/deny-lists (one list, or one list per user).
@@ -174,10 +175,10 @@ class CandidateReranker(Recommender):
 
         Returns
         -------
-        item_ids : np.ndarray, shape (n_users, k) (1-d for a single user)
+        item_ids : np.ndarray, shape (n_users, min(k, n_items_)) (1-d for a single user)
         scores : np.ndarray of float32
-            Final scores; ``-inf`` (id ``-1``/None) pads rows with fewer than ``k``
-            candidates.
+            Final scores; ``-inf`` (id ``-1``/None) pads rows with fewer than
+            ``min(k, n_items_)`` candidates.
 
         Raises
         ------
@@ -185,7 +186,7 @@ class CandidateReranker(Recommender):
             ``k > n_candidates``, and everything the first stage raises.
         """
         self._check_fitted()
-        k = _check_k(k)
+        k = _check_k(k, self.n_items_)  # capped at the catalogue, as in Recommender.recommend
         self._check_k_candidates(k)
         fs = self._first_stage()
         ids, first = fs.recommend(users, k=int(self.n_candidates), exclude_seen=exclude_seen,

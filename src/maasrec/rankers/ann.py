@@ -502,13 +502,14 @@ class FaissRetriever:
         ----------
         query_vectors : array-like of float, shape (n_queries, dim)
         k : int
-            Items per query (more than the index holds: the rest is padding).
+            Items per query, capped at the number of items the index holds (a huge
+            ``k`` costs no more than ``k = ntotal``).
 
         Returns
         -------
-        indices : np.ndarray of int64, shape (n_queries, k)
+        indices : np.ndarray of int64, shape (n_queries, min(k, ntotal))
             Item indices, best first (ties by lower index); ``-1`` = padding.
-        scores : np.ndarray of float32, shape (n_queries, k)
+        scores : np.ndarray of float32, shape (n_queries, min(k, ntotal))
             Inner products (cosines for ``metric="cosine"``); ``-inf`` = padding.
 
         Raises
@@ -521,7 +522,7 @@ class FaissRetriever:
         self._validate_params()
         faiss = _faiss()
         q = self._prepare(q)
-        kk = min(k, self.index_.ntotal)
+        kk = k = _check_k(k, self.index_.ntotal)  # never more columns than items
         params = None
         if self.index_type_ == "hnsw":
             ef = self.ef_search if self.ef_search is not None else DEFAULT_EF_SEARCH

@@ -106,7 +106,8 @@ class MMR:
             Relevance of each candidate (higher is better; ``-inf`` = not a candidate).
         item_vectors : array-like of float, shape (n_items, dim)
         k : int, default 10
-            Length of the output lists.
+            Length of the output lists, capped at ``n_items`` (the rows of
+            ``item_vectors``).
 
         Returns
         -------
@@ -124,6 +125,7 @@ class MMR:
         self._validate()
         k = _check_k(k)
         vectors = check_vectors(item_vectors, "item_vectors")
+        k = _check_k(k, len(vectors))  # never more columns than items
         cand = np.asarray(candidates)
         rel = np.asarray(scores, dtype=np.float64)
         if cand.ndim != 2 or rel.shape != cand.shape:
@@ -211,7 +213,7 @@ class MMR:
             The model has no item vectors and none were given.
         """
         self._validate()
-        k = _check_k(k)
+        k = _check_k(k, model.n_items_)  # as recommend: capped at the catalogue
         if item_vectors is None:
             hook = getattr(model, "_item_vectors", None)
             item_vectors = hook() if hook is not None else None

@@ -129,9 +129,10 @@ def retrieve_topk(retriever: FaissRetriever, query_vectors, item_vectors, k: int
 
     Returns
     -------
-    indices : np.ndarray of int64, shape (n_rows, k)
-        Best first, ties by lower item index; ``-1`` = padding.
-    scores : np.ndarray of float32, shape (n_rows, k)
+    indices : np.ndarray of int64, shape (n_rows, min(k, n_items))
+        Best first, ties by lower item index; ``-1`` = padding (a ``k`` above the
+        catalogue is capped at ``n_items``).
+    scores : np.ndarray of float32, shape (n_rows, min(k, n_items))
         Exact scores; ``-inf`` = padding.
     stats : dict
         Only with ``return_stats``.
@@ -140,6 +141,7 @@ def retrieve_topk(retriever: FaissRetriever, query_vectors, item_vectors, k: int
     v = as_matrix(item_vectors, "item_vectors")
     q = check_vectors(query_vectors, "query_vectors", v.shape[1])
     n, n_items = len(q), len(v)
+    k = _check_k(k, n_items)  # never more columns than items
     if not retriever.is_fitted or retriever.dim_ != v.shape[1] or (
             retriever.n_items_ != n_items) or (
             not _synced and retriever.fingerprint_ != fingerprint(v)):

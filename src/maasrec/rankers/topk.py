@@ -29,12 +29,14 @@ from ..exceptions import DataError
 __all__ = ["TopK", "topk_indices"]
 
 
-def _check_k(k) -> int:
+def _check_k(k, n_items: int | None = None) -> int:
+    """``k`` as a positive int, capped at ``n_items`` when given (a huge k costs nothing)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise DataError(f"k must be a positive integer, got {k!r}")
     if k <= 0:
         raise DataError(f"k must be a positive integer, got {k}")
-    return int(k)
+    k = int(k)
+    return k if n_items is None else max(1, min(k, int(n_items)))
 
 
 def _is_tensor(x: Any) -> bool:
@@ -111,7 +113,7 @@ def _topk_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if scores.ndim != 2:
         raise DataError(f"scores must be 2-d (rows x items), got shape {scores.shape}")
     n_rows, n_cols = scores.shape
-    kk = min(k, n_cols)
+    kk = k = min(k, n_cols)  # never more columns than items: a huge k costs nothing
     if scores.dtype.kind in "fc" and np.isnan(scores).any():
         raise DataError("scores contain NaN; the model produced invalid scores")
     if n_rows == 0 or kk == 0:
@@ -139,7 +141,7 @@ def _topk_torch(scores, k: int):
     if scores.ndim != 2:
         raise DataError(f"scores must be 2-d (rows x items), got shape {tuple(scores.shape)}")
     n_rows, n_cols = scores.shape
-    kk = min(k, n_cols)
+    kk = k = min(k, n_cols)  # never more columns than items
     dev = scores.device
     if scores.dtype == torch.bool or not scores.is_floating_point():
         scores = scores.to(torch.float64)
@@ -190,13 +192,15 @@ def topk_indices(scores, k: int):
         A tensor is ranked with torch on its device (``torch.topk`` finds the k-th
         value; the tie rule is then applied exactly).
     k : int
-        Number of entries per row (may exceed ``n_cols``; the rest is padding).
+        Number of entries per row. A ``k`` larger than ``n_cols`` is capped at
+        ``n_cols``: the result never has more columns than there are items, so a huge
+        ``k`` (e.g. ``10**9``) costs no more than ``k = n_cols``.
 
     Returns
     -------
-    indices : np.ndarray of int64, shape (n_rows, k)
+    indices : np.ndarray of int64, shape (n_rows, min(k, n_cols))
         (a torch int64 tensor on the same device for tensor input)
-    values : np.ndarray of float32, shape (n_rows, k)
+    values : np.ndarray of float32, shape (n_rows, min(k, n_cols))
         (a torch float32 tensor for tensor input)
 
     Raises
@@ -394,7 +398,7 @@ class TopK:
     Parameters
     ----------
     k : int
-        Number of items per user.
+        Number of items per user (capped at the number of items of each score block).
 
     Examples
     --------
@@ -425,10 +429,11 @@ class TopK:
 
         Returns
         -------
-        indices : np.ndarray of int64, shape (n_rows, k)
-            Item indices, best first; ``-1`` marks padding. (A torch tensor on the
-            scores' device for tensor input.)
-        values : np.ndarray of float32, shape (n_rows, k)
+        indices : np.ndarray of int64, shape (n_rows, min(k, n_items))
+            Item indices, best first; ``-1`` marks padding (only where the filters leave
+            fewer candidates: a ``k`` above ``n_items`` is capped at ``n_items``). (A
+            torch tensor on the scores' device for tensor input.)
+        values : np.ndarray of float32, shape (n_rows, min(k, n_items))
             Their scores; ``-inf`` marks padding.
 
         Raises
@@ -476,12 +481,13 @@ class TopK:
             As in :meth:`rank`, by item index (not by candidate position).
         n_items : int, optional
             Catalogue size, to check the filters' item indices (default: the widest of
-            the sparse filters, or the largest index seen plus one).
+            the sparse filters, or the largest index seen plus one). ``k`` is capped at
+            it, as in :meth:`rank`.
 
         Returns
         -------
-        indices : np.ndarray of int64, shape (n_rows, k)
-        values : np.ndarray of float32, shape (n_rows, k)
+        indices : np.ndarray of int64, shape (n_rows, min(k, n_items))
+        values : np.ndarray of float32, shape (n_rows, min(k, n_items))
 
         Raises
         ------
@@ -522,6 +528,7 @@ def _rank_candidates(candidates, scores, k: int, exclude=None, allow=None, deny=
     if cand.size and cand.max() >= n_items:
         raise DataError(f"candidates contain item index {int(cand.max())}, outside "
                         f"0..{n_items - 1}")
+    k = _check_k(k, n_items)
     exclude = _check_filter(exclude, n_rows, n_items, "exclude")
     allow = _check_filter(allow, n_rows, n_items, "allow")
     deny = _check_filter(deny, n_rows, n_items, "deny")
@@ -542,6 +549,10 @@ def _rank_candidates(candidates, scores, k: int, exclude=None, allow=None, deny=
     safe = np.maximum(pos, 0)
     idx = np.where(pos >= 0, np.take_along_axis(cand, safe, axis=1), -1).astype(np.int64)
     vals = np.where(pos >= 0, np.take_along_axis(s, safe, axis=1), -np.inf).astype(s.dtype)
+    if idx.shape[1] < k:  # fewer candidate slots than min(k, n_items): pad
+        extra = k - idx.shape[1]
+        idx = np.concatenate([idx, np.full((n_rows, extra), -1, np.int64)], axis=1)
+        vals = np.concatenate([vals, np.full((n_rows, extra), -np.inf, vals.dtype)], axis=1)
     return idx, vals
 
 

@@ -171,20 +171,48 @@ def check_unknown_ids(factory: Factory) -> None:
 
 
 def check_bad_k(factory: Factory) -> None:
-    """k must be a positive integer; k beyond the candidates pads the row."""
+    """k must be a positive integer; k beyond the catalogue is capped at the number of
+    items, and rows with fewer candidates (seen items excluded) are padded."""
     model, data = _fitted(factory)
-    for bad in (0, -1, 2.5, "3", None):
+    for bad in (0, -1, 2.5, "3", None, True):
         _raises(DataError, model.recommend, ["u0"], k=bad)
     _raises(DataError, model.recommend, [], k=3)
     k = data.n_items + 5
     ids, scores = model.recommend(["u0", "u1"], k=k)
-    assert ids.shape == (2, k)
+    assert ids.shape == scores.shape == (2, data.n_items), (
+        f"k={k} > {data.n_items} items must give {data.n_items} columns, got {ids.shape}")
     n_seen = data.to_csr()[data.user_vocab.index(["u0"])[0]].nnz
     n_cand = data.n_items - n_seen
     assert np.isfinite(scores[0, :n_cand]).all()
     assert np.isneginf(scores[0, n_cand:]).all(), "padding must have score -inf"
     pad_id = -1 if data.item_vocab.ids.dtype.kind in "iuf" else None
     assert all(x == pad_id for x in ids[0, n_cand:]), "padding id must be the documented sentinel"
+
+
+def check_huge_k(factory: Factory) -> None:
+    """k=10**9 costs no more than k=n_items: the same arrays, one column per item."""
+    model, data = _fitted(factory)
+    n = data.n_items
+    huge = 10**9
+    for kwargs in ({}, {"exclude_seen": False}):
+        ids, scores = model.recommend(["u0", "u1"], k=huge, **kwargs)
+        ref_ids, ref_scores = model.recommend(["u0", "u1"], k=n, **kwargs)
+        assert ids.shape == scores.shape == (2, n), f"k=10**9 gave shape {ids.shape}, not (2, {n})"
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_array_equal(scores, ref_scores)
+    ids, scores = model.recommend("u0", k=huge)
+    assert ids.shape == scores.shape == (n,)
+    if model.supports_history:
+        hist = [data.item_vocab.ids[0].item()]
+        ids, scores = model.recommend(history=hist, k=huge)
+        assert ids.shape == (n,)
+        assert np.isneginf(scores[-1]) and hist[0] not in ids[np.isfinite(scores)].tolist()
+    try:
+        ids, scores = model.similar_items(data.item_vocab.ids[:2].tolist(), k=huge)
+    except NotImplementedError:
+        return
+    assert ids.shape == scores.shape == (2, n)
+    assert np.isneginf(scores[:, -1]).all(), "an item is never similar to itself: last is padding"
 
 
 def check_filters(factory: Factory) -> None:
@@ -336,6 +364,7 @@ CONTRACT_CHECKS: list[Callable[[Factory], None]] = [
     check_exclude_seen_false,
     check_unknown_ids,
     check_bad_k,
+    check_huge_k,
     check_filters,
     check_history,
     check_score,
