@@ -369,11 +369,11 @@ def test_history_errors(toy):
         toy.recommend(["a", "b"], history=[100, 200])
     with pytest.raises(DataError, match="history"):
         toy.recommend(history="100")
-    with pytest.raises(UnknownIdError, match=r"\[100\]"):  # read as one history: [100], 200
+    with pytest.raises(DataError, match=r"list \[100\]"):  # read as one history: [100], 200
         toy.recommend(history=[[100], 200])
     with pytest.raises(DataError, match=r"history\[1\] must be a sequence"):
         toy._history_matrix([[100], 200])
-    with pytest.raises(UnknownIdError):  # ragged: one history holding a list and an id
+    with pytest.raises(DataError, match=r"list \[100\]"):  # ragged: a list among the ids
         toy.recommend(history=[[100], "200"])
     with pytest.raises(DataError, match="missing"):
         toy.recommend(history=[None, [100]])

@@ -60,7 +60,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .data.interactions import Interactions, as_interactions
-from .data.vocab import IdVocab
+from .data.vocab import IdVocab, check_ordered_ids
 from .exceptions import DataError, MaasrecError, ModelFormatError, NotFittedError
 from .persistence import (
     atomic_directory,
@@ -498,6 +498,7 @@ class Recommender(Component):
                 raise DataError(
                     f"history[{r}] must be a sequence of item ids, got {type(h).__name__} {h!r}"
                 )
+            check_ordered_ids(h, f"history[{r}]")
             h = list(h)
             out.append(self.item_vocab_.index(h) if h else np.empty(0, dtype=np.int64))
         return out
@@ -556,7 +557,12 @@ class Recommender(Component):
         ----------
         users : raw user id or sequence of raw user ids, optional
             Users known at fit time. A single id returns 1-d arrays. May be None (or
-            unknown ids) when ``history`` is given.
+            unknown ids) when ``history`` is given. Rows come back in the order given,
+            so ``users`` (and ``history``) must be ordered: a set, dict or iterator
+            raises :class:`DataError` (pass a list, e.g. ``sorted(the_set)``). Booleans
+            are never ids (``True``/``False`` would merge with ``1``/``0``) and integer
+            ids must fit in int64: both raise :class:`DataError` naming the value,
+            wherever ids are given (``users``, ``items``, ``exclude``, ``history``).
         k : int, default 10
             Number of items per user. A ``k`` larger than the catalogue is capped at
             the number of items (``n_items_``): the result then ranks every item, and
@@ -567,9 +573,10 @@ class Recommender(Component):
             Never recommend items the user interacted with in training (or in
             ``history``).
         items : sequence of raw item ids, or one sequence per user, optional
-            Allow-list: recommend only among these items.
+            Allow-list: recommend only among these items (order does not matter here,
+            so a set is accepted).
         exclude : sequence of raw item ids, or one sequence per user, optional
-            Deny-list: never recommend these items.
+            Deny-list: never recommend these items (a set is accepted).
         history : sequence of raw item ids, or one sequence per user, optional
             Score users from these interactions instead of their training data: this is
             how users unseen at fit time (cold users) are served. An empty history falls
@@ -599,6 +606,7 @@ class Recommender(Component):
         k = _check_k(k, self.n_items_)  # a huge k: every item, never a huge allocation
         single = False
         if history is not None:
+            check_ordered_ids(history, "history")
             if _is_seq_of_seqs(history):
                 hist = list(history)
             elif isinstance(history, (list, tuple, np.ndarray)) and (users is None or _is_scalar_id(users)):
@@ -621,6 +629,7 @@ class Recommender(Component):
         else:
             if users is None:
                 raise DataError("give users=... (known user ids) or history=... (cold users)")
+            check_ordered_ids(users, "users")
             if _is_scalar_id(users):
                 users, single = [users], True
             elif not isinstance(users, Iterable):
@@ -687,6 +696,8 @@ class Recommender(Component):
             order is meaningful).
         """
         self._check_fitted()
+        check_ordered_ids(users, "users")
+        check_ordered_ids(items, "items")
         if _is_scalar_id(users):
             users = [users]
         if _is_scalar_id(items):
@@ -728,6 +739,7 @@ class Recommender(Component):
         """
         self._check_fitted()
         k = _check_k(k, self.n_items_)
+        check_ordered_ids(items, "items")
         single = _is_scalar_id(items)
         items = [items] if single else list(items)
         if not items:

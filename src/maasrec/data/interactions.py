@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..exceptions import DataError
-from .vocab import IdVocab
+from .vocab import IdVocab, _as_id_array
 
 __all__ = ["Interactions", "as_interactions"]
 
@@ -49,6 +49,13 @@ def _check_finite(arr: np.ndarray, what: str) -> None:
                 f"{what} contain {int(bad.sum())} NaN/inf value(s), first {arr[pos].item()!r} at "
                 f"row {pos}; drop or fill them before building Interactions"
             )
+
+
+def _ids_1d(ids, what: str) -> np.ndarray:
+    """Raw ids as a 1-d array, through :func:`maasrec.data.vocab._as_id_array`."""
+    if isinstance(ids, np.ndarray) and ids.ndim != 1:
+        raise DataError(f"users and items must be 1-d, got {what} of shape {ids.shape}")
+    return _as_id_array(ids, what)
 
 
 def _is_sorted(u: np.ndarray, t: np.ndarray | None) -> bool:
@@ -169,15 +176,17 @@ class Interactions:
         Raises
         ------
         DataError
-            On empty input, mismatched lengths, NaN/inf values or timestamps, or
-            duplicates with ``duplicates="raise"``.
+            On empty input, mismatched lengths, NaN/inf values or timestamps,
+            duplicates with ``duplicates="raise"``, boolean ids (``True``/``False``
+            would merge with ``1``/``0``), integer ids outside int64 (pass them as
+            strings), or ids given as a set, dict or iterator (no order: pass a list).
         """
         if duplicates not in _DUPLICATES:
             raise DataError(f"duplicates={duplicates!r} is not one of {list(_DUPLICATES)}")
-        users = np.asarray(users) if not isinstance(users, (pd.Series, pd.Index)) else users.to_numpy()
-        items = np.asarray(items) if not isinstance(items, (pd.Series, pd.Index)) else items.to_numpy()
-        if users.ndim != 1 or items.ndim != 1:
-            raise DataError(f"users and items must be 1-d, got shapes {users.shape}, {items.shape}")
+        # raw ids keep their Python types (np.asarray would turn [1, "1"] into two "1"s and
+        # [True, 1] into two 1s); booleans, ints beyond int64 and sets are refused here
+        users = _ids_1d(users, "user ids")
+        items = _ids_1d(items, "item ids")
         n = len(users)
         lengths = {"users": n, "items": len(items)}
         if values is not None:

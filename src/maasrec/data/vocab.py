@@ -2,38 +2,117 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 from ..exceptions import DataError, UnknownIdError
 
 __all__ = ["IdVocab"]
 
 _JSON_KINDS = {"i": "int", "u": "int", "f": "float", "b": "bool", "U": "str", "O": "object"}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _as_id_array(ids: Any) -> np.ndarray:
-    """Turn a sequence of raw ids into a 1-d numpy array (object dtype for mixed/str)."""
+def _short_repr(x: Any, limit: int = 80) -> str:
+    r = repr(x)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def check_ordered_ids(ids: Any, what: str = "ids") -> None:
+    """Refuse containers of ids that have no reliable order.
+
+    Results are returned in the order of the ids given, so the ids must come in a
+    sequence: a set (or frozenset, dict keys) has no order -- ``recommend({...})`` would
+    answer in set order -- and a dict or a one-shot iterator (generator) is almost
+    always a mistake. Pass a list (``sorted(the_set)`` for a stable order).
+
+    Raises
+    ------
+    DataError
+        Naming the container and its contents.
+    """
+    if isinstance(ids, (AbstractSet, Mapping)):
+        raise DataError(
+            f"{what} is a {type(ids).__name__} ({_short_repr(ids)}), which has no order: "
+            f"results come back in the order of the ids given; pass a list, e.g. sorted(...)"
+        )
+    if isinstance(ids, Iterator):
+        raise DataError(
+            f"{what} is a {type(ids).__name__} ({_short_repr(ids)}), a one-shot iterator; "
+            f"pass a list of ids"
+        )
+
+
+def _bad_id_error(x: Any, what: str) -> DataError:
+    if isinstance(x, (bool, np.bool_)):
+        x = bool(x)
+        return DataError(
+            f"{what} contain the boolean {x!r}: booleans are not valid ids (True/False would "
+            f"merge with 1/0); use integers or strings"
+        )
+    return DataError(
+        f"{what} contain {x!r}, which does not fit in a 64-bit integer; pass ids that large "
+        f"as strings"
+    )
+
+
+def _check_id_values(arr: np.ndarray, what: str) -> None:
+    """Booleans and integers outside int64 are not valid ids (DataError naming one)."""
+    if not len(arr):
+        return
+    if arr.dtype.kind == "b":
+        raise _bad_id_error(arr[0].item(), what)
+    if arr.dtype.kind == "u" and arr.max() > _INT64_MAX:
+        raise _bad_id_error(int(arr.max()), what)
+    if arr.dtype.kind != "O":
+        return
+    kind = infer_dtype(arr, skipna=True)
+    if kind in ("string", "bytes", "floating", "decimal", "empty", "datetime", "date",
+                "timedelta", "time", "period", "complex"):
+        return  # neither booleans nor Python ints among them: no per-element scan
+    for x in arr:
+        if isinstance(x, (bool, np.bool_)) or (
+                isinstance(x, int) and not _INT64_MIN <= x <= _INT64_MAX):
+            raise _bad_id_error(x, what)
+        if not isinstance(x, Hashable):  # a nested list or array: not a raw id
+            raise DataError(f"{what} must be a 1-d sequence of raw (hashable) ids, got the "
+                            f"{type(x).__name__} {_short_repr(x)} among them")
+
+
+def _as_id_array(ids: Any, what: str = "ids") -> np.ndarray:
+    """Turn a sequence of raw ids into a 1-d numpy array (object dtype for mixed/str).
+
+    Raises DataError for unordered containers (sets, dicts, iterators), booleans (which
+    would merge with 1/0) and integers outside int64, naming the value.
+    """
+    check_ordered_ids(ids, what)
     if isinstance(ids, np.ndarray):
         arr = ids
     elif isinstance(ids, (pd.Series, pd.Index)):
         arr = ids.to_numpy()
     elif isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-        raise DataError(f"ids must be a sequence of raw ids, got {type(ids).__name__} {ids!r}")
+        raise DataError(f"{what} must be a sequence of raw ids, got {type(ids).__name__} "
+                        f"{ids!r}")
     else:
         ids = list(ids)
         arr = np.empty(len(ids), dtype=object)
         arr[:] = ids
         # numeric ids get a numeric dtype; everything else stays object
-        if len(ids) and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in ids):
-            arr = np.asarray(ids, dtype=np.int64)
+        if len(ids) and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+                            for x in ids):
+            try:
+                arr = np.asarray(ids, dtype=np.int64)
+            except OverflowError:  # named below
+                pass
         elif len(ids) and all(isinstance(x, str) for x in ids):
             arr = np.asarray(ids, dtype=object)
     if arr.ndim != 1:
-        raise DataError(f"ids must be one-dimensional, got an array of shape {arr.shape}")
+        raise DataError(f"{what} must be one-dimensional, got an array of shape {arr.shape}")
     if arr.dtype.kind == "U" or arr.dtype.kind == "S":
         arr = arr.astype(object)
     if arr.dtype.kind == "f" and len(arr) and np.isnan(arr).any():
@@ -41,6 +120,7 @@ def _as_id_array(ids: Any) -> np.ndarray:
     if arr.dtype.kind == "O" and len(arr) and pd.isna(arr).any():
         bad = int(np.flatnonzero(pd.isna(arr))[0])
         raise DataError(f"ids contain a missing value ({arr[bad]!r}) at position {bad}")
+    _check_id_values(arr, what)
     return arr
 
 
@@ -51,14 +131,17 @@ class IdVocab:
     ----------
     ids : sequence of hashable
         Distinct raw ids, in index order. Integers are kept as ``int64``; strings and
-        other hashables as ``object``.
+        other hashables as ``object``. Booleans are refused (``True``/``False`` would
+        merge with ``1``/``0``), so are integers outside the int64 range (pass such ids
+        as strings) and unordered containers (a set, dict or iterator: pass a list).
     name : str, default "item"
         What the ids are (``"user"`` or ``"item"``); used in error messages.
 
     Raises
     ------
     DataError
-        If ``ids`` contains duplicates or missing values.
+        If ``ids`` contains duplicates, missing values, booleans or integers outside
+        int64, or is not an ordered sequence.
 
     Examples
     --------
@@ -71,7 +154,7 @@ class IdVocab:
 
     def __init__(self, ids: Iterable[Hashable], name: str = "item"):
         # a private copy: never alias (and freeze) the caller's array or frame column
-        arr = _as_id_array(ids).copy()
+        arr = _as_id_array(ids, f"{name} ids").copy()
         self.name = name
         self._ids = arr
         self._ids.setflags(write=False)
@@ -98,7 +181,7 @@ class IdVocab:
         -------
         IdVocab
         """
-        arr = _as_id_array(values)
+        arr = _as_id_array(values, f"{name} ids")
         uniq = pd.unique(arr)
         if sort:
             try:
@@ -154,10 +237,11 @@ class IdVocab:
         """
         if unknown not in ("raise", "ignore"):
             raise DataError(f"unknown={unknown!r} is not one of 'raise', 'ignore'")
+        check_ordered_ids(raw_ids, f"{self.name} ids")
         # test the container types first: np.ndim raises on ragged lists like [[1], "2"]
         if not isinstance(raw_ids, (list, tuple, np.ndarray)) and np.ndim(raw_ids) == 0:
             raw_ids = [raw_ids]
-        arr = _as_id_array(raw_ids)
+        arr = _as_id_array(raw_ids, f"{self.name} ids")
         if len(arr) == 0:
             return np.empty(0, dtype=np.int64)
         try:
@@ -210,7 +294,8 @@ class IdVocab:
         -------
         IdVocab
         """
-        new = _as_id_array(list(raw_ids))
+        check_ordered_ids(raw_ids, f"new {self.name} ids")
+        new = _as_id_array(list(raw_ids), f"new {self.name} ids")
         new = pd.unique(new)
         new = new[self.index(new, unknown="ignore") < 0]
         if len(new) == 0:
