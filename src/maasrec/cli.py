@@ -296,7 +296,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       max_wait_ms=args.max_wait_ms, max_k=args.max_k, max_users=args.max_users,
                       max_body_bytes=args.max_body_bytes, model_threads=args.model_threads,
                       max_results=args.max_results,
-                      log_level=args.log_level, access_log=not args.no_access_log)
+                      log_level=args.log_level, access_log=not args.no_access_log,
+                      model_root=args.model_root)
 
 
 def _benchmarks_root():
@@ -393,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     s.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    s.add_argument("--model-root", default=None,
+                   help="the only directory admin reloads may load models from (default: "
+                        "$MAASREC_MODEL_ROOT, else the parent directory of model_dir)")
     s.set_defaults(func=cmd_serve)
 
     b = sub.add_parser("bench", help="benchmark suite vs implicit, LensKit, Cornac, RecBole "

@@ -374,7 +374,12 @@ class Client:
         single = _is_scalar(users) and _is_scalar(items)
         us = [users] if _is_scalar(users) else users
         its = [items] if _is_scalar(items) else items
-        out = self.request("POST", "/v1/score", {"users": us, "items": its})["scores"]
+        us, its = _plain(us), _plain(its)
+        if not isinstance(us, list) or not isinstance(its, list) or len(us) != len(its):
+            raise DataError(f"users and items must be two ids or two sequences of the same "
+                            f"length, got {users!r} and {items!r}")
+        pairs = [{"user": u, "item": i} for u, i in zip(us, its)]
+        out = self.request("POST", "/v1/score", {"pairs": pairs})["scores"]
         return out[0] if single else out
 
     def model_info(self) -> dict:
@@ -415,6 +420,7 @@ class Client:
         Parameters
         ----------
         model_dir : str, optional
+            Relative to the server's model root (e.g. a name ``model_info()`` shows).
             A directory **on the server**; default: reload the current one.
 
         Returns

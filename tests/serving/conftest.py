@@ -36,36 +36,42 @@ def ease_model(frame) -> EASE:
 
 
 @pytest.fixture(scope="session")
-def ease_dir(tmp_path_factory, ease_model) -> Path:
+def model_root(tmp_path_factory) -> Path:
+    """The directory holding every saved model below (the servers' default model root)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def ease_dir(model_root, ease_model) -> Path:
     """``ease_model`` saved."""
-    path = tmp_path_factory.mktemp("models") / "ease"
+    path = model_root / "ease"
     ease_model.save(path)
     return path
 
 
 @pytest.fixture(scope="session")
-def ease_dir2(tmp_path_factory, frame) -> Path:
+def ease_dir2(model_root, frame) -> Path:
     """A different EASE (other l2, other data) saved: recommendations differ."""
-    path = tmp_path_factory.mktemp("models") / "ease2"
+    path = model_root / "ease2"
     EASE(l2=200.0).fit(_frame(seed=1)).save(path)
     return path
 
 
 @pytest.fixture(scope="session")
-def pop_str_dir(tmp_path_factory, frame) -> Path:
+def pop_str_dir(model_root, frame) -> Path:
     """A Popularity model with string ids ("1", "2", ... users; "1000", ... items)."""
     df = frame.astype({"user": str, "item": str})
-    path = tmp_path_factory.mktemp("models") / "pop_str"
+    path = model_root / "pop_str"
     Popularity().fit(df).save(path)
     return path
 
 
 @pytest.fixture(scope="session")
-def broken_dir(tmp_path_factory, ease_dir) -> Path:
+def broken_dir(model_root, ease_dir) -> Path:
     """A directory that looks like a model but has a corrupt arrays file."""
     import shutil
 
-    path = tmp_path_factory.mktemp("models") / "broken"
+    path = model_root / "broken"
     shutil.copytree(ease_dir, path)
     (path / "arrays.safetensors").write_bytes(b"not safetensors")
     return path

@@ -161,7 +161,7 @@ def test_coerce_ids_rules():
     ({"users": [[2]]}, 422, "users"),
     ({"users": [2.5]}, 422, "users"),
     ({"users": [None]}, 422, "users"),
-    ({"users": []}, 422, "empty"),
+    ({"users": []}, 422, "at least 1"),
     ({"users": [2], "exclude_seen": "no"}, 422, "exclude_seen"),
     ({"users": [2], "kk": 3}, 422, "kk"),
     ({"k": 3}, 422, "users"),
@@ -258,9 +258,11 @@ def test_key_loading(tmp_path, monkeypatch):
     f.write_text("# comment\n\nkey-three-123456\nkey-one-123456\n")
     assert load_keys("MAASREC_API_KEYS", f) == ["key-one-123456", "key-two-123456",
                                                  "key-three-123456"]
-    f.write_text("short\n")
-    with pytest.raises(Exception, match="shorter than 8"):
+    f.write_text("k3y-7ch\n")
+    with pytest.raises(Exception, match="has only 7 characters: a key needs at least 8") as exc:
         load_keys(None, f)
+    assert "secrets.token_urlsafe" in str(exc.value)  # says how to make one
+    assert "k3y-7ch" not in str(exc.value)  # never echoes the key
     with pytest.raises(Exception, match="cannot read the key file"):
         load_keys(None, tmp_path / "missing")
     checker = KeyChecker(["key-one-123456"], ["adm-key-123456"])
@@ -281,32 +283,49 @@ def test_model_info(client, ease_dir, ease_model):
     assert info["class"].endswith("EASE") and info["params"]["l2"] == 5.0
     assert info["n_users"] == ease_model.n_users_ and info["n_items"] == ease_model.n_items_
     assert info["fitted_at"] == ease_model.fitted_at_ and info["saved_at"]
-    assert info["model_dir"] == str(ease_dir) and info["model_version"] == 1
+    assert info["model_name"] == "ease" and info["model_version"] == 1
+    assert "model_dir" not in info and str(ease_dir.parent) not in json.dumps(info)
     assert info["maasrec_version"] and info["supports_history"] is True
 
 
 def test_reload_swaps_and_refuses_broken(ease_dir, ease_dir2, broken_dir, tmp_path):
-    app = create_app(ease_dir)
+    app = create_app(ease_dir)  # model root: ease_dir's parent, which holds the others
     new_model = Recommender.load(ease_dir2)
     with TestClient(app) as c:
         before = c.post("/v1/recommend", json={"users": [2], "k": 5}).json()
-        r = c.post("/v1/admin/reload", json={"model_dir": str(ease_dir2)})
+        r = c.post("/v1/admin/reload", json={"model_dir": "ease2"})  # relative to the root
         assert r.status_code == 200, r.text
         assert r.json()["previous_version"] == 1 and r.json()["model"]["model_version"] == 2
+        assert r.json()["model"]["model_name"] == "ease2"
         after = c.post("/v1/recommend", json={"users": [2], "k": 5}).json()
         assert after["model_version"] == 2
         assert _got(after) == _expected(new_model, [2], 5) != _got(before)
-        for bad in (broken_dir, tmp_path / "missing", tmp_path):
+        r = c.post("/v1/admin/reload", json={"model_dir": str(broken_dir)})  # absolute, inside
+        assert r.status_code == 409, r.text
+        detail = r.json()["detail"]
+        assert r.json()["error"] == "ModelFormatError" and "broken" in detail
+        assert str(broken_dir.parent) not in detail  # no absolute path in answers
+        for bad in (tmp_path / "missing", tmp_path):
             r = c.post("/v1/admin/reload", json={"model_dir": str(bad)})
             assert r.status_code == 409, r.text
-            assert r.json()["error"] == "ModelFormatError" and str(bad) in r.json()["detail"]
+            assert r.json()["error"] == "ModelFormatError" and "model root" in r.json()["detail"]
         still = c.post("/v1/recommend", json={"users": [2], "k": 5}).json()
         assert still == after  # the old model keeps serving
-        assert c.get("/v1/model").json()["model_dir"] == str(ease_dir2)
+        assert c.get("/v1/model").json()["model_name"] == "ease2"
         assert _sample(app, "maasrec_model_reloads_total", {"result": "refused"}) == 3
         assert _sample(app, "maasrec_model_version") == 2
+        assert _sample(app, "maasrec_model_info", {"model_class": "maasrec.models.ease.EASE",
+                                                   "model_name": "ease2",
+                                                   "maasrec_version": new_model_version(c),
+                                                   "model_version": "2"}) == 1
+        metrics = c.get("/metrics").text
+        assert str(ease_dir.parent) not in metrics and 'model_name="ease2"' in metrics
         r = c.post("/v1/admin/reload", json={"model_dir": 3})
         assert r.status_code == 422
+
+
+def new_model_version(c) -> str:
+    return c.get("/v1/model").json()["maasrec_version"]
 
 
 class _GatedEASE(EASE):
@@ -325,7 +344,7 @@ def test_inflight_request_finishes_on_old_model(frame, ease_model, ease_dir2):
     old = _GatedEASE(l2=5.0).fit(frame)
     _GatedEASE.gate.clear()
     _GatedEASE.entered.clear()
-    app = create_app(old)
+    app = create_app(old, model_root=ease_dir2.parent)
     rt = app.state.maasrec
 
     async def scenario():

@@ -21,8 +21,8 @@ Errors are JSON ``{"error": type, "detail": message, ...}``:
 does not support), 503 shutting down. Bad input never gives a 500.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the endpoints' body types are classes built
+# per app (with that app's limits in their schema), which FastAPI must see as objects.
 import asyncio
 import contextlib
 import json
@@ -52,18 +52,17 @@ from .schemas import (
     ErrorResponse,
     HealthResponse,
     ModelInfo,
-    RecommendRequest,
     RecommendResponse,
     ReloadRequest,
     ReloadResponse,
-    ScoreRequest,
     ScoreResponse,
-    SimilarItemsRequest,
     SimilarItemsResponse,
+    request_models,
 )
 from .state import ModelHolder, ModelState
 
-__all__ = ["ServingRuntime", "create_app"]
+__all__ = ["RedactQueryFilter", "ServingRuntime", "create_app", "install_access_log_redaction",
+           "redact_target"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +73,58 @@ ENDPOINTS = frozenset({"/v1/recommend", "/v1/similar-items", "/v1/score", "/v1/m
                        "/v1/admin/reload", "/healthz", "/readyz", "/metrics", "/openapi.json",
                        "/docs", "/redoc"})
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+#: Query-string parameter names that look like credentials (a 401 then says why).
+_KEY_PARAMS = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_token",
+                         "auth", "authorization", "x-api-key"})
+
+
+def redact_target(target: str) -> str:
+    """A request target as the access log shows it: the query string's content hidden.
+
+    The API takes no query parameters, so a query string is at best noise and at worst a
+    credential (``?api_key=...``); the log keeps the path and marks that a query was sent.
+
+    Parameters
+    ----------
+    target : str
+        Path with an optional ``?query``.
+
+    Returns
+    -------
+    str
+        ``target`` unchanged without a query, else ``path?***``.
+    """
+    path, sep, _ = target.partition("?")
+    return path + "?***" if sep else path
+
+
+class RedactQueryFilter(logging.Filter):
+    """Logging filter for uvicorn's access log (``uvicorn.access``): hides query strings.
+
+    uvicorn logs ``'%s - "%s %s HTTP/%s" %d'`` with the path and query string as the
+    third argument; this filter replaces it with :func:`redact_target`. Installed by the
+    app at startup (each worker process), so every way of running the app is covered.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_target(args[2]), *args[3:])
+        return True
+
+
+def install_access_log_redaction(logger_name: str = "uvicorn.access") -> None:
+    """Add :class:`RedactQueryFilter` to a logger (once).
+
+    Parameters
+    ----------
+    logger_name : str, default "uvicorn.access"
+    """
+    log = logging.getLogger(logger_name)
+    if not any(isinstance(f, RedactQueryFilter) for f in log.filters):
+        log.addFilter(RedactQueryFilter())
 
 
 def _endpoint(path: str) -> str:
@@ -160,7 +211,7 @@ class ServingRuntime:
         self._stopped = True
 
     def _record_model(self, state: ModelState) -> None:
-        self.metrics.set_model(state.info["class"], state.model_dir,
+        self.metrics.set_model(state.info["class"], state.name,
                                state.info.get("maasrec_version"), state.version)
 
     async def call(self, endpoint: str, fn, *args, **kwargs):
@@ -273,7 +324,7 @@ class _ServingMiddleware:
         try:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                        for k, v in scope.get("headers", [])}
-            refusal = self._authorize(path, headers)
+            refusal = self._authorize(path, headers, scope.get("query_string", b""))
             if refusal is None and method in ("POST", "PUT", "PATCH"):
                 receive, refusal = await self._limit_body(headers, receive)
                 if receive is None:  # client went away
@@ -290,7 +341,7 @@ class _ServingMiddleware:
                                        status=str(status)).inc()
             rt.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t0)
 
-    def _authorize(self, path: str, headers: dict) -> Response | None:
+    def _authorize(self, path: str, headers: dict, query: bytes = b"") -> Response | None:
         checker = self.rt.checker
         if not checker.enabled or path in OPEN_PATHS:
             return None
@@ -299,6 +350,9 @@ class _ServingMiddleware:
             sent = bool(checker.presented_keys(headers))
             detail = ("invalid API key" if sent else "missing API key") + (
                 ": send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            if not sent and _key_in_query(query):
+                detail += ("; keys in the URL query string are not accepted (URLs end up in "
+                           "logs and caches), and this key should now be considered exposed")
             return _json({"error": "AuthenticationError", "detail": detail}, 401,
                          headers={"WWW-Authenticate": "Bearer"})
         if path.startswith(ADMIN_PREFIX) and role != "admin":
@@ -345,6 +399,17 @@ class _ServingMiddleware:
         return replay, None
 
 
+def _key_in_query(query: bytes) -> bool:
+    from urllib.parse import parse_qsl
+
+    try:
+        names = {k.lower() for k, _ in parse_qsl(query.decode("latin-1"),
+                                                 keep_blank_values=True)}
+    except ValueError:
+        return False
+    return bool(names & _KEY_PARAMS)
+
+
 def _error_name(response: Response) -> str:
     try:
         return json.loads(response.body).get("error", "HTTPError")
@@ -352,17 +417,33 @@ def _error_name(response: Response) -> str:
         return "HTTPError"
 
 
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _summarise_validation(errors: Sequence[dict]) -> tuple[str, list[dict]]:
-    clean = []
+    clean, seen = [], {}
     for e in errors:
-        loc = [str(p) for p in e.get("loc", ())]
-        clean.append({"loc": loc, "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))})
+        # keep field names and list indices; drop pydantic's union-branch labels
+        loc = [str(p) for p in e.get("loc", ())
+               if isinstance(p, int) or ("[" not in str(p) and "-" not in str(p))]
+        if tuple(loc) in seen:  # an id failing both branches (integer, string): one error
+            seen[tuple(loc)]["msg"] += " or " + str(e.get("msg", ""))[0].lower() + str(
+                e.get("msg", ""))[1:]
+            continue
+        item = seen[tuple(loc)] = {"loc": loc, "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        if "input" in e and e.get("type") not in ("json_invalid", "missing"):
+            item["input"] = _show(e["input"])
+        clean.append(item)
     parts = []
     for e in clean[:3]:
         where = ".".join(p for p in e["loc"] if p != "body") or "body"
         msg = e["msg"]
         if e["type"] == "json_invalid":
             where, msg = "body", "malformed JSON"
+        elif "input" in e and where != "body":
+            msg += f" (got {e['input']})"
         parts.append(f"{where}: {msg}")
     more = f" (and {len(clean) - 3} more)" if len(clean) > 3 else ""
     return "invalid request: " + "; ".join(parts) + more, clean[:50]
@@ -373,7 +454,8 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
                max_batch: int = 64, max_wait_ms: float = 0.0, max_k: int = 1000,
                max_users: int = 1000, max_pairs: int = 10_000,
                max_body_bytes: int = 1_048_576, model_threads: int = 1,
-               max_results: int = 100_000, handle_signals: bool = False) -> FastAPI:
+               max_results: int = 100_000, handle_signals: bool = False,
+               model_root: str | os.PathLike | None = None) -> FastAPI:
     """Build the HTTP app serving one saved model.
 
     Parameters
@@ -410,6 +492,12 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
     handle_signals : bool, default False
         Reload the model on SIGHUP (only when the server runs in the main thread; the
         ``maasrec serve`` command sets it).
+    model_root : path, optional
+        The only directory ``POST /v1/admin/reload`` may load models from (paths are
+        relative to it; ``..`` and symbolic links cannot leave it). Default: the parent
+        directory of ``model_dir``; none for an in-memory model (reloads of a directory
+        are then refused). ``GET /v1/model`` names the model by its path relative to
+        the root, never by an absolute path.
 
     Returns
     -------
@@ -417,7 +505,7 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
         With ``app.state.maasrec`` the :class:`ServingRuntime`.
     """
     checker = KeyChecker(api_keys, admin_keys)
-    holder = ModelHolder(model_dir)
+    holder = ModelHolder(model_dir, model_root=model_root)
     rt = ServingRuntime(holder, checker, max_batch=max_batch, max_wait_ms=max_wait_ms,
                         max_k=max_k, max_users=max_users, max_pairs=max_pairs,
                         max_body_bytes=max_body_bytes, model_threads=model_threads,
@@ -425,6 +513,7 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        install_access_log_redaction()  # after uvicorn configured its loggers
         loop = asyncio.get_running_loop()
         sighup = False
         if handle_signals and hasattr(signal, "SIGHUP"):
@@ -455,13 +544,17 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
     )
     app.state.maasrec = rt
     app.add_middleware(_ServingMiddleware, runtime=rt)
+    RecommendRequest, SimilarItemsRequest, ScoreRequest = request_models(
+        max_k=max_k, max_users=max_users, max_pairs=max_pairs)
 
     security = []
     if checker.enabled:  # documented in OpenAPI; enforced by the middleware
         security = [Security(HTTPBearer(auto_error=False, description="API key as a bearer "
                                                                       "token")),
                     Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
-    errors = {401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+    errors = {400: {"model": ErrorResponse, "description": "Malformed HTTP request (e.g. an "
+                                                           "invalid Content-Length)"},
+              401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
               404: {"model": ErrorResponse, "description": "Unknown user or item id"},
               413: {"model": ErrorResponse, "description": "Request body too large"},
               422: {"model": ErrorResponse, "description": "Invalid input or limits exceeded"}}
@@ -508,6 +601,10 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
 
     @app.exception_handler(StarletteHTTPException)
     async def _on_http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            return _error(request, 422, "ValidationError",
+                          "invalid request: body: malformed JSON (the body must be UTF-8 "
+                          "JSON)")
         return _error(request, exc.status_code, "HTTPError", str(exc.detail),
                       headers=dict(exc.headers) if exc.headers else None)
 
@@ -522,20 +619,15 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
               dependencies=security, tags=["recommend"])
     async def recommend(body: RecommendRequest) -> Response:
         """Top-k items for known users (``users``) or cold users (``history``)."""
-        rt.check_k(body.k)
-        state = rt.holder.state
+        state = rt.holder.state  # limits on k and list sizes: checked by the schema
         model = state.model
         filters = {}
         for name in ("items", "exclude"):
             ids = getattr(body, name)
             if ids is not None:
-                rt.check_count(f"ids in {name}", len(ids), rt.max_pairs, "max_pairs")
                 filters[name] = coerce_ids(ids, model.item_vocab_)
         if body.history is not None:
-            rt.check_count("histories", len(body.history), rt.max_users, "max_users")
             rt.check_results(len(body.history), body.k)
-            rt.check_count("history items", sum(len(h) for h in body.history), rt.max_pairs,
-                           "max_pairs")
             if not model.supports_history:
                 raise NotSupportedError(f"{state.info['class']} cannot score users from a "
                                         f"history")
@@ -545,7 +637,6 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
             labels = list(body.users) if body.users is not None else [None] * len(rows)
             mode = "history"
         else:
-            rt.check_count("users", len(body.users), rt.max_users, "max_users")
             rt.check_results(len(body.users), body.k)
             rows = coerce_ids(body.users, model.user_vocab_)
             check_known(rows, model.user_vocab_)  # unknown user -> 404 for this request only
@@ -565,8 +656,6 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
               dependencies=security, tags=["recommend"])
     async def similar_items(body: SimilarItemsRequest) -> Response:
         """Items most similar to each given item (the item itself excluded)."""
-        rt.check_k(body.k)
-        rt.check_count("items", len(body.items), rt.max_users, "max_users")
         rt.check_results(len(body.items), body.k)
         state = rt.holder.state
         model = state.model
@@ -578,12 +667,11 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
     @app.post("/v1/score", response_model=ScoreResponse, responses=errors,
               dependencies=security, tags=["recommend"])
     async def score(body: ScoreRequest) -> Response:
-        """Scores of (user, item) pairs: ``users[i]`` with ``items[i]``."""
-        rt.check_count("pairs", len(body.users), rt.max_pairs, "max_pairs")
+        """Scores of (user, item) pairs, in order."""
         state = rt.holder.state
         model = state.model
-        users = coerce_ids(body.users, model.user_vocab_)
-        items = coerce_ids(body.items, model.item_vocab_)
+        users = coerce_ids([p.user for p in body.pairs], model.user_vocab_)
+        items = coerce_ids([p.item for p in body.pairs], model.item_vocab_)
         s = await rt.call("/v1/score", model.score, users, items)
         s = np.asarray(s, dtype=np.float64)
         out = [float(v) if np.isfinite(v) else None for v in s.tolist()]

@@ -28,6 +28,9 @@ ADMIN_KEYS_ENV = "MAASREC_ADMIN_KEYS"
 #: Shortest key accepted from configuration (short keys are guessable).
 MIN_KEY_LENGTH = 8
 
+#: A shell command printing a good random key (named in the error for a bad key).
+MAKE_KEY_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(24))"'
+
 
 def load_keys(env_var: str | None = None, key_file: str | os.PathLike | None = None) -> list[str]:
     """Read API keys from an environment variable and/or a key file.
@@ -48,7 +51,8 @@ def load_keys(env_var: str | None = None, key_file: str | os.PathLike | None = N
     ------
     MaasrecError
         If the key file cannot be read, or a key is shorter than 8 characters or
-        contains whitespace.
+        contains whitespace (the message says the rule and how to make a key, and
+        never shows the key).
     """
     found: list[tuple[str, str]] = []  # (key, where it came from)
     if env_var:
@@ -61,12 +65,17 @@ def load_keys(env_var: str | None = None, key_file: str | os.PathLike | None = N
             raise MaasrecError(f"cannot read the key file {str(key_file)!r}: {exc}") from exc
         found += [(line.strip(), repr(str(key_file))) for line in text.splitlines()
                   if line.strip() and not line.strip().startswith("#")]
-    for k, where in found:
-        if len(k) < MIN_KEY_LENGTH or any(c.isspace() for c in k):
+    for n, (k, where) in enumerate(found, 1):
+        problems = []
+        if len(k) < MIN_KEY_LENGTH:
+            problems.append(f"has only {len(k)} characters")
+        if any(c.isspace() for c in k):
+            problems.append("contains whitespace")
+        if problems:  # never echo the key itself
             raise MaasrecError(
-                f"an API key in {where} is shorter than {MIN_KEY_LENGTH} characters or contains "
-                f"whitespace; use long random keys (python -c 'import secrets; "
-                f"print(secrets.token_urlsafe())')")
+                f"API key #{n} in {where} {' and '.join(problems)}: a key needs at least "
+                f"{MIN_KEY_LENGTH} characters and no whitespace (short keys are guessable). "
+                f"Make one with: {MAKE_KEY_COMMAND}")
     keys = [k for k, _ in found]
     return list(dict.fromkeys(keys))
 

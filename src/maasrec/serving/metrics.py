@@ -14,8 +14,10 @@ maasrec_batch_size                  histogram  users per ``model.recommend`` cal
 maasrec_batch_requests              histogram  HTTP requests merged into one call
 maasrec_model_call_seconds          histogram  endpoint: time inside the model
 maasrec_model_version               gauge      counter of the served model (1, 2, ...)
-maasrec_model_info                  gauge      1, labelled model_class, model_dir,
-                                               maasrec_version, model_version
+maasrec_model_info                  gauge      1, labelled model_class, model_name
+                                               (relative to the model root, never an
+                                               absolute path), maasrec_version,
+                                               model_version
 maasrec_model_reloads_total         counter    result (ok, refused)
 ==================================  =========  ===========================================
 
@@ -73,23 +75,23 @@ class ServingMetrics:
         self.model_version = Gauge("maasrec_model_version", "Counter of the served model",
                                    registry=r)
         self.model_info = Gauge("maasrec_model_info", "The served model (value 1)",
-                                ["model_class", "model_dir", "maasrec_version",
+                                ["model_class", "model_name", "maasrec_version",
                                  "model_version"], registry=r)
         self.reloads = Counter("maasrec_model_reloads", "Model reloads by result", ["result"],
                                registry=r)
 
-    def set_model(self, model_class: str, model_dir: str | None, maasrec_version: str | None,
+    def set_model(self, model_class: str, model_name: str | None, maasrec_version: str | None,
                   version: int) -> None:
         """Record the model now being served.
 
         Parameters
         ----------
-        model_class, model_dir, maasrec_version : str
+        model_class, model_name, maasrec_version : str
         version : int
         """
         self.model_version.set(version)
         self.model_info.clear()
-        self.model_info.labels(model_class=model_class, model_dir=str(model_dir or ""),
+        self.model_info.labels(model_class=model_class, model_name=str(model_name or ""),
                                maasrec_version=str(maasrec_version or ""),
                                model_version=str(version)).set(1)
 

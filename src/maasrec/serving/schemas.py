@@ -26,15 +26,30 @@ allow-list has fewer than ``k`` items).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "ErrorResponse",
     "HealthResponse",
     "Id",
+    "JsonInt",
     "ModelInfo",
+    "Pair",
     "Ranking",
     "RecommendRequest",
     "RecommendResponse",
@@ -45,15 +60,30 @@ __all__ = [
     "SimilarItemsRequest",
     "SimilarItemsResponse",
     "SimilarRanking",
+    "request_models",
 ]
 
 #: Longest accepted string id (longer strings are rejected with 422 before any lookup).
 MAX_ID_LENGTH = 512
 
-#: A raw user or item id in a request: a JSON integer or string (booleans and floats are
-#: rejected; see the module docstring for how ids are matched to the model's id kind).
+
+def _integral(v: Any) -> Any:
+    # JSON Schema's "integer" includes 3.0: accept a float with no fractional part as
+    # that integer (JSON parsers in many languages cannot tell 3 from 3.0); booleans,
+    # 3.5 and non-finite values stay invalid.
+    if isinstance(v, float) and not isinstance(v, bool) and v.is_integer():
+        return int(v)
+    return v
+
+
+#: A JSON integer (``3.0`` counts as 3, as in JSON Schema; booleans are not integers).
+JsonInt = Annotated[int, Strict(), BeforeValidator(_integral)]
+
+#: A raw user or item id in a request: a JSON integer or string (booleans and
+#: fractional numbers are rejected; see the module docstring for how ids are matched to
+#: the model's id kind).
 Id = Annotated[
-    StrictInt | Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)],
+    JsonInt | Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)],
     Field(description="A raw user or item id: JSON integer or string"),
 ]
 
@@ -64,45 +94,169 @@ OutId = Annotated[int | float | str | bool,
 _STRICT = ConfigDict(strict=True, extra="forbid")
 
 
-class RecommendRequest(BaseModel):
-    """Body of ``POST /v1/recommend``.
+def _at_most(limit: int, what: str, name: str) -> AfterValidator:
+    def check(v):
+        if v is not None and len(v) > limit:
+            raise ValueError(f"{len(v)} {what} in one request; this server accepts at most "
+                             f"{limit} ({name}); split the request")
+        return v
+    return AfterValidator(check)
 
-    Give ``users`` (users known to the model) or ``history`` (one list of item ids per
-    user the model has not seen: cold users). With ``history``, ``users`` is optional and
-    only labels the results (it may name unknown users).
+
+def _k_at_most(limit: int) -> AfterValidator:
+    def check(k):
+        if k > limit:
+            raise ValueError(f"k={k} is larger than this server's limit of {limit} (max_k)")
+        return k
+    return AfterValidator(check)
+
+
+def _schema_edit(required: Sequence[str] = (), one_of: Sequence[Sequence[str]] = ()):
+    """A ``json_schema_extra`` that states which fields are required (no null defaults)."""
+    def edit(schema: dict) -> None:
+        props = schema.get("properties", {})
+        for name in list(required) + [n for group in one_of for n in group]:
+            props.get(name, {}).pop("default", None)
+        if required:
+            schema["required"] = list(required)
+        if one_of:
+            schema["oneOf"] = [{"required": list(g)} for g in one_of]
+    return edit
+
+
+def request_models(*, max_k: int = 1000, max_users: int = 1000,
+                   max_pairs: int = 10_000) -> tuple[type[BaseModel], ...]:
+    """The request bodies of one server, with its limits in their JSON Schema.
+
+    The published OpenAPI schema states what the server accepts: a request valid for
+    the schema passes validation (it may still name unknown ids: 404), and one invalid
+    for it is refused with 422. The limits (``maxItems``, ``maximum``) are the server's.
+
+    Parameters
+    ----------
+    max_k, max_users, max_pairs : int
+        See :func:`maasrec.serving.create_app`.
+
+    Returns
+    -------
+    RecommendRequest, SimilarItemsRequest, ScoreRequest : type
     """
+    Users = Annotated[list[Id], Field(min_length=1, json_schema_extra={"maxItems": max_users}),
+                      _at_most(max_users, "users", "max_users")]
+    Histories = Annotated[
+        list[Annotated[list[Id], Field(json_schema_extra={"maxItems": max_pairs}),
+                       _at_most(max_pairs, "ids in one history", "max_pairs")]],
+        Field(min_length=1, json_schema_extra={"maxItems": max_users}),
+        _at_most(max_users, "histories", "max_users")]
+    ItemList = Annotated[list[Id], Field(json_schema_extra={"maxItems": max_pairs}),
+                         _at_most(max_pairs, "ids in an item list", "max_pairs")]
+    K = Annotated[int, Strict(), BeforeValidator(_integral), Field(ge=1),
+                  _k_at_most(max_k), WithJsonSchema({"type": "integer", "minimum": 1,
+                                                     "maximum": max_k})]
+
+    class RecommendRequest(BaseModel):
+        """Body of ``POST /v1/recommend``.
+
+        Give exactly one of ``users`` (users known to the model) or ``history`` (one list
+        of item ids per user the model has not seen: cold users).
+
+        Compatibility: a request with ``history`` may also give ``users`` of the same
+        length to label the results (it may name unknown users). This older form is
+        still accepted but no longer part of the schema (the schema cannot say "same
+        length"); the labels are then echoed in ``results[].user``.
+        """
+
+        model_config = ConfigDict(strict=True, extra="forbid",
+                                  json_schema_extra=_schema_edit(one_of=[["users"],
+                                                                         ["history"]]))
+
+        users: Users = Field(None, description="Raw user ids (at most the server's "
+                                               "max_users per request)")
+        history: Histories = Field(
+            None, description="One list of item ids per cold user (an empty list gets the "
+                              "most popular items)")
+        k: K = Field(10, description="Items per user (at most the server's max_k). Lists "
+                                     "may be shorter than k: padding is dropped")
+        exclude_seen: StrictBool = Field(
+            True, description="Never recommend items the user interacted with (in training, "
+                              "or in the given history)")
+        items: ItemList = Field(
+            None, description="Allow-list: recommend only among these items (all users)")
+        exclude: ItemList = Field(
+            None, description="Deny-list: never recommend these items (all users)")
+
+        @model_validator(mode="after")
+        def _users_or_history(self) -> RecommendRequest:
+            if self.users is None and self.history is None:
+                raise ValueError("give users (known user ids) or history (one list of item "
+                                 "ids per cold user)")
+            if (self.history is not None and self.users is not None
+                    and len(self.users) != len(self.history)):
+                raise ValueError(f"{len(self.users)} users but {len(self.history)} "
+                                 f"histories; give users or history, not both")
+            return self
+
+    class SimilarItemsRequest(BaseModel):
+        """Body of ``POST /v1/similar-items``."""
+
+        model_config = _STRICT
+
+        items: Annotated[list[Id], Field(min_length=1, json_schema_extra={"maxItems": max_users}),
+                         _at_most(max_users, "items", "max_users")] = Field(
+            description="Raw item ids (at most max_users)")
+        k: K = Field(10, description="Similar items per item (at most max_k)")
+
+    class ScoreRequest(BaseModel):
+        """Body of ``POST /v1/score``: scores of (user, item) pairs.
+
+        Compatibility: the older form ``{"users": [...], "items": [...]}`` (two lists of
+        the same length) is still accepted but no longer part of the schema, which cannot
+        say "same length"; give ``pairs``.
+        """
+
+        model_config = ConfigDict(strict=True, extra="forbid",
+                                  json_schema_extra=_schema_edit(required=["pairs"]))
+
+        pairs: Annotated[list[Pair], Field(min_length=1,
+                                           json_schema_extra={"maxItems": max_pairs}),
+                         _at_most(max_pairs, "pairs", "max_pairs")] = Field(
+            None, description="(user, item) pairs to score (at most max_pairs)")
+        users: SkipJsonSchema[list[Id]] = None
+        items: SkipJsonSchema[list[Id]] = None
+
+        @model_validator(mode="after")
+        def _one_form(self) -> ScoreRequest:
+            if self.pairs is not None:
+                if self.users is not None or self.items is not None:
+                    raise ValueError("give pairs, or users and items, not both")
+                return self
+            if self.users is None or self.items is None:
+                raise ValueError('give pairs: [{"user": id, "item": id}, ...]')
+            if len(self.users) != len(self.items):
+                raise ValueError(f"users and items must have the same length (one pair "
+                                 f"each), got {len(self.users)} and {len(self.items)}")
+            if not self.users:
+                raise ValueError("users is empty; give at least one pair")
+            if len(self.users) > max_pairs:
+                raise ValueError(f"{len(self.users)} pairs in one request; this server "
+                                 f"accepts at most {max_pairs} (max_pairs); split the request")
+            self.pairs = [Pair(user=u, item=i) for u, i in zip(self.users, self.items)]
+            self.users = self.items = None
+            return self
+
+    return RecommendRequest, SimilarItemsRequest, ScoreRequest
+
+
+class Pair(BaseModel):
+    """One (user, item) pair of ``POST /v1/score``."""
 
     model_config = _STRICT
 
-    users: list[Id] | None = Field(
-        None, description="Raw user ids (at most the server's max_users per request)")
-    history: list[list[Id]] | None = Field(
-        None, description="One list of item ids per cold user; an empty list gets the most "
-                          "popular items")
-    k: StrictInt = Field(10, ge=1, description="Items per user (at most the server's max_k). "
-                                              "Lists may be shorter than k: padding is dropped")
-    exclude_seen: bool = Field(
-        True, description="Never recommend items the user interacted with (in training, "
-                          "or in the given history)")
-    items: list[Id] | None = Field(
-        None, description="Allow-list: recommend only among these items (all users)")
-    exclude: list[Id] | None = Field(
-        None, description="Deny-list: never recommend these items (all users)")
+    user: Id
+    item: Id
 
-    @model_validator(mode="after")
-    def _users_or_history(self) -> RecommendRequest:
-        if self.users is None and self.history is None:
-            raise ValueError("give users (known user ids) or history (one list of item ids "
-                             "per cold user)")
-        if self.history is not None:
-            if len(self.history) == 0:
-                raise ValueError("history is empty; give one list of item ids per user")
-            if self.users is not None and len(self.users) != len(self.history):
-                raise ValueError(f"{len(self.users)} users but {len(self.history)} histories; "
-                                 f"give one history per user")
-        elif len(self.users or []) == 0:
-            raise ValueError("users is empty; give at least one user id")
-        return self
+
+RecommendRequest, SimilarItemsRequest, ScoreRequest = request_models()
 
 
 class Ranking(BaseModel):
@@ -123,15 +277,6 @@ class RecommendResponse(BaseModel):
                                            "per successful reload)")
 
 
-class SimilarItemsRequest(BaseModel):
-    """Body of ``POST /v1/similar-items``."""
-
-    model_config = _STRICT
-
-    items: list[Id] = Field(min_length=1, description="Raw item ids (at most max_users)")
-    k: StrictInt = Field(10, ge=1, description="Similar items per item (at most max_k)")
-
-
 class SimilarRanking(BaseModel):
     """Items most similar to one item, best first (the item itself excluded)."""
 
@@ -148,22 +293,6 @@ class SimilarItemsResponse(BaseModel):
     model_version: int
 
 
-class ScoreRequest(BaseModel):
-    """Body of ``POST /v1/score``: scores of (user, item) pairs."""
-
-    model_config = _STRICT
-
-    users: list[Id] = Field(min_length=1, description="User ids, one per pair")
-    items: list[Id] = Field(min_length=1, description="Item ids, one per pair")
-
-    @model_validator(mode="after")
-    def _same_length(self) -> ScoreRequest:
-        if len(self.users) != len(self.items):
-            raise ValueError(f"users and items must have the same length (one pair each), "
-                             f"got {len(self.users)} and {len(self.items)}")
-        return self
-
-
 class ScoreResponse(BaseModel):
     """Body of a successful ``POST /v1/score``."""
 
@@ -177,8 +306,10 @@ class ReloadRequest(BaseModel):
     model_config = _STRICT
 
     model_dir: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
-        None, description="Model directory on the server to load; default: the current one "
-                          "(reload it after it was replaced)")
+        None, description="Model directory to load, relative to the server's model root "
+                          "(e.g. a name GET /v1/model shows); default: the current one "
+                          "(reload it after it was replaced). Paths that leave the root "
+                          "are refused (409)")
 
 
 class ModelInfo(BaseModel):
@@ -197,7 +328,9 @@ class ModelInfo(BaseModel):
     fitted_at: str | None = Field(description="When fit ended (ISO 8601)")
     saved_at: str | None = Field(description="When the model was saved (ISO 8601)")
     loaded_at: str = Field(description="When this server loaded it (ISO 8601)")
-    model_dir: str | None
+    model_name: str | None = Field(description="The model directory relative to the "
+                                               "server's model root (null for an in-memory "
+                                               "model); never an absolute path")
     model_version: int = Field(description="1 at start, +1 per successful reload")
     supports_history: bool
 

@@ -27,15 +27,16 @@ import uvicorn
 from ..exceptions import MaasrecError
 from .app import create_app
 from .auth import ADMIN_KEYS_ENV, API_KEYS_ENV, is_loopback, load_keys
-from .state import load_checked
 
-__all__ = ["app_from_env", "run_server"]
+__all__ = ["MODEL_ROOT_ENV", "app_from_env", "run_server"]
 
 logger = logging.getLogger(__name__)
 
 OPTIONS_ENV = "MAASREC_SERVE_OPTIONS"
+#: Environment variable naming the model root (``--model-root`` wins over it).
+MODEL_ROOT_ENV = "MAASREC_MODEL_ROOT"
 _APP_OPTIONS = ("max_batch", "max_wait_ms", "max_k", "max_users", "max_pairs",
-                "max_body_bytes", "model_threads", "max_results")
+                "max_body_bytes", "model_threads", "max_results", "model_root")
 
 
 class _DrainingServer(uvicorn.Server):
@@ -82,7 +83,7 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
                max_users: int = 1000, max_pairs: int = 10_000,
                max_body_bytes: int = 1_048_576, model_threads: int = 1,
                max_results: int = 100_000, graceful_timeout: float = 30.0, log_level: str = "info",
-               access_log: bool = True) -> int:
+               access_log: bool = True, model_root: str | os.PathLike | None = None) -> int:
     """Serve a saved model over HTTP until SIGTERM/SIGINT.
 
     Parameters
@@ -104,7 +105,11 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
         Seconds to wait for in-flight requests at shutdown.
     log_level : str, default "info"
     access_log : bool, default True
-        Log every request (uvicorn's access log).
+        Log every request (uvicorn's access log; query strings are shown as ``?***``).
+    model_root : path, optional
+        The only directory admin reloads may load from; default ``$MAASREC_MODEL_ROOT``,
+        else the parent directory of ``model_dir``. See
+        :func:`maasrec.serving.create_app`.
 
     Returns
     -------
@@ -126,7 +131,10 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_k": max_k,
                "max_users": max_users, "max_pairs": max_pairs,
                "max_body_bytes": max_body_bytes, "model_threads": model_threads,
-               "max_results": max_results}
+               "max_results": max_results,
+               "model_root": os.path.abspath(os.fspath(model_root)) if model_root else (
+                   os.path.abspath(os.environ[MODEL_ROOT_ENV])
+                   if os.environ.get(MODEL_ROOT_ENV) else None)}
     api_keys, admin_keys = _keys(options)
     if not api_keys and not admin_keys:
         if not is_loopback(host):
@@ -154,7 +162,9 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
         server = _DrainingServer(uvicorn.Config(app, **common), app.state.maasrec)
         server.run()
         return 0
-    load_checked(options["model_dir"])  # fail here, not in N workers
+    from .state import ModelHolder
+
+    ModelHolder(options["model_dir"], model_root=options["model_root"])  # fail here, not in N workers
     os.environ[OPTIONS_ENV] = json.dumps(options)
     uvicorn.run("maasrec.serving.server:app_from_env", factory=True, workers=workers, **common)
     return 0

@@ -6,6 +6,18 @@ on the old model, new requests see the new one. A reload loads and checks the ne
 completely (in the caller's thread) before swapping one reference under a lock; a
 directory that fails to load or to answer a probe request is refused and the old model
 keeps serving.
+
+Model root
+----------
+A reload may only load a directory inside the server's *model root* (default: the parent
+directory of the model served at start). A ``model_dir`` given to a reload is taken
+relative to the root (an absolute path is accepted too), resolved with
+:func:`os.path.realpath` (so ``..`` and symbolic links cannot leave the root), and must
+then be a directory inside the root holding a ``maasrec.json``. Every path that fails
+these checks -- outside the root, missing, not a directory, no ``maasrec.json`` -- is
+refused with the same message, so a reload cannot be used to probe the server's file
+system. The served model is described by its *name*, its path relative to the root
+(never an absolute path).
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from .._version import __version__
 from ..base import Recommender
 from ..exceptions import MaasrecError, ModelFormatError
 
-__all__ = ["ModelHolder", "ModelState"]
+__all__ = ["ModelHolder", "ModelRoot", "ModelState", "ReloadRefusedError"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +69,11 @@ class ModelState:
     version : int
         1 for the first model, +1 per successful reload.
     model_dir : str or None
-        Where it was loaded from (None for an in-memory model).
+        Where it was loaded from, as given (absolute, symbolic links not resolved, so a
+        reload of the current directory follows a re-pointed link); None for an
+        in-memory model. Never shown to clients.
+    name : str or None
+        ``model_dir`` relative to the model root: what clients see.
     info : dict
         The ``GET /v1/model`` body.
     """
@@ -65,10 +81,95 @@ class ModelState:
     model: Recommender
     version: int
     model_dir: str | None
+    name: str | None
     info: dict = field(repr=False)
 
 
-def _describe(model: Recommender, model_dir: str | None, version: int) -> dict:
+class ReloadRefusedError(ModelFormatError):
+    """A reload named a path that is not a model directory inside the model root."""
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class ModelRoot:
+    """The directory that reloads may load models from.
+
+    Parameters
+    ----------
+    root : path
+        An existing directory.
+
+    Raises
+    ------
+    MaasrecError
+        If ``root`` is not an existing directory.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.abs = os.path.abspath(os.fspath(root))
+        self.real = os.path.realpath(self.abs)
+        if not os.path.isdir(self.real):
+            raise MaasrecError(f"the model root {self.abs!r} is not a directory")
+
+    def __repr__(self) -> str:
+        return f"ModelRoot({self.abs!r})"
+
+    def resolve(self, model_dir: str | os.PathLike) -> tuple[str, str, str]:
+        """Check a model directory named by a client.
+
+        Parameters
+        ----------
+        model_dir : path
+            Relative to the root, or absolute.
+
+        Returns
+        -------
+        given : str
+            The absolute path, symbolic links not resolved.
+        real : str
+            The resolved path (load from this one: a link changed later cannot
+            redirect the load outside the root).
+        name : str
+            The path relative to the root.
+
+        Raises
+        ------
+        ReloadRefusedError
+            With one message for every reason (outside the root, missing, not a
+            directory, no ``maasrec.json``): the answer never tells whether a path
+            exists.
+        """
+        text = os.fspath(model_dir)
+        refused = ReloadRefusedError(
+            f"reload refused: {str(text)[:200]!r} is not a model directory inside this "
+            f"server's model root (give a path relative to the root, e.g. the name "
+            f"GET /v1/model shows); the old model keeps serving")
+        if not isinstance(text, str) or not text or "\x00" in text:
+            raise refused
+        given = os.path.abspath(os.path.join(self.abs, text))
+        real = os.path.realpath(given)
+        if not _inside(real, self.real):
+            raise refused
+        if not (os.path.isdir(real) and os.path.isfile(os.path.join(real, "maasrec.json"))):
+            raise refused
+        name = os.path.relpath(given, self.abs)
+        if name.startswith(os.pardir):  # lexically outside, really inside (links)
+            name = os.path.relpath(real, self.real)
+        if name == os.curdir:
+            name = os.path.basename(self.real) or os.sep
+        return given, real, name
+
+    def scrub(self, message: str) -> str:
+        """``message`` with the root's absolute path replaced by ``<model root>``."""
+        for p in sorted({self.real, self.abs}, key=len, reverse=True):
+            message = message.replace(p, "<model root>")
+        return message
+
+
+def _describe(model: Recommender, model_dir: str | None, version: int,
+              name: str | None = None) -> dict:
     meta: dict = {}
     if model_dir is not None:
         try:
@@ -90,7 +191,7 @@ def _describe(model: Recommender, model_dir: str | None, version: int) -> dict:
         "fitted_at": getattr(model, "fitted_at_", None),
         "saved_at": meta.get("saved_at"),
         "loaded_at": _now(),
-        "model_dir": model_dir,
+        "model_name": name,
         "model_version": version,
         "supports_history": bool(getattr(model, "supports_history", False)),
     }
@@ -136,21 +237,42 @@ class ModelHolder:
     Parameters
     ----------
     source : path or Recommender
-        A saved model directory, or an already fitted model (then ``reload`` needs an
-        explicit directory).
+        A saved model directory, or an already fitted model.
+    model_root : path, optional
+        The directory reloads may load from (see the module docstring). Default: the
+        parent directory of ``source``; for an in-memory model, no root (a reload then
+        needs one configured).
+
+    Raises
+    ------
+    MaasrecError
+        ``source`` is not inside ``model_root``, or ``model_root`` is not a directory.
+    ModelFormatError
+        ``source`` cannot be loaded.
     """
 
-    def __init__(self, source: str | os.PathLike | Recommender):
+    def __init__(self, source: str | os.PathLike | Recommender,
+                 model_root: str | os.PathLike | None = None):
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         if isinstance(source, Recommender):
             if not source.is_fitted:
                 raise MaasrecError(f"cannot serve an unfitted {type(source).__name__}")
-            model, model_dir = source, None
+            self.root = ModelRoot(model_root) if model_root is not None else None
+            model, given, name = source, None, None
         else:
-            model_dir = os.path.abspath(os.fspath(source))
-            model = load_checked(model_dir)
-        self._state = ModelState(model, 1, model_dir, _describe(model, model_dir, 1))
+            path = os.path.abspath(os.fspath(source))
+            self.root = ModelRoot(model_root if model_root is not None
+                                  else os.path.dirname(path))
+            try:
+                given, real, name = self.root.resolve(path)
+            except ReloadRefusedError:
+                raise MaasrecError(
+                    f"cannot serve {path!r}: not a model directory inside the model root "
+                    f"{self.root.abs!r} (set the model root to a directory that holds it)"
+                ) from None
+            model = load_checked(real)
+        self._state = ModelState(model, 1, given, name, _describe(model, given, 1, name))
 
     @property
     def state(self) -> ModelState:
@@ -158,7 +280,7 @@ class ModelHolder:
         return self._state
 
     def reload(self, model_dir: str | os.PathLike | None = None) -> tuple[ModelState, ModelState]:
-        """Load a model directory and make it the served model.
+        """Load a model directory inside the model root and make it the served model.
 
         Runs in the caller's thread (the app calls it in a worker thread); concurrent
         reloads are serialised.
@@ -166,7 +288,9 @@ class ModelHolder:
         Parameters
         ----------
         model_dir : path, optional
-            Default: the directory of the current model.
+            Relative to the model root (or absolute, inside it). Default: the directory
+            of the current model, looked up again (a re-pointed symbolic link is
+            followed, as long as it stays inside the root).
 
         Returns
         -------
@@ -175,8 +299,10 @@ class ModelHolder:
         Raises
         ------
         ModelFormatError
-            If the directory cannot be loaded or fails its probe; the current model
-            stays in place.
+            If the directory is outside the model root, cannot be loaded or fails its
+            probe (:class:`ReloadRefusedError` for paths that are not a model directory
+            inside the root, with one message whatever the reason); the current model
+            stays in place. Messages never hold the root's absolute path.
         """
         with self._reload_lock:
             current = self._state
@@ -185,12 +311,19 @@ class ModelHolder:
                     raise ModelFormatError("this server was started from an in-memory model; "
                                            "give model_dir to reload")
                 model_dir = current.model_dir
-            path = os.path.abspath(os.fspath(model_dir))
-            model = load_checked(path)
+            if self.root is None:
+                raise ModelFormatError("reload refused: this server has no model root "
+                                       "(create_app(..., model_root=DIR)); the old model "
+                                       "keeps serving")
+            given, real, name = self.root.resolve(model_dir)
+            try:
+                model = load_checked(real)
+            except ModelFormatError as exc:
+                raise ModelFormatError(self.root.scrub(str(exc))) from exc
             version = current.version + 1
-            new = ModelState(model, version, path, _describe(model, path, version))
+            new = ModelState(model, version, given, name, _describe(model, real, version, name))
             with self._swap_lock:
                 old, self._state = self._state, new
-        logger.info("reloaded %s from %s (model version %d -> %d)", new.info["class"], path,
+        logger.info("reloaded %s from %s (model version %d -> %d)", new.info["class"], real,
                     old.version, new.version)
         return old, new
