@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from .exceptions import DataError
 
-__all__ = ["check_choice", "check_int", "check_number"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_random_state"]
 
 
 def check_number(name: str, value, *, low: float | None = None, high: float | None = None,
@@ -90,4 +92,61 @@ def check_choice(name: str, value, choices) -> object:
     choices = tuple(choices)
     if value not in choices:
         raise DataError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """Check that a parameter is a real boolean (``True``/``False``, or a numpy bool).
+
+    Strings such as ``"no"`` or ``"False"`` are truthy, and ``0``/``1`` hide typos, so
+    neither is accepted.
+
+    Parameters
+    ----------
+    name : str
+    value : object
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    DataError
+        Naming the parameter and the value.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise DataError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_random_state(name: str, value) -> object:
+    """Check a seed parameter: None, an integer in ``[0, 2**64)`` or a ``numpy.random.Generator``.
+
+    These are the forms of :func:`numpy.random.default_rng` (which every model seeds
+    from) that maasrec supports; ``numpy.random.RandomState``, floats and strings are
+    refused.
+
+    Parameters
+    ----------
+    name : str
+    value : object
+
+    Returns
+    -------
+    object
+        ``value``.
+
+    Raises
+    ------
+    DataError
+        Naming the parameter and the value.
+    """
+    if value is None or isinstance(value, np.random.Generator):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise DataError(f"{name} must be None, an integer >= 0 or a numpy.random.Generator, "
+                        f"got {type(value).__name__} {value!r}")
+    if not 0 <= int(value) < 2**64:
+        raise DataError(f"{name} must be an integer in [0, 2**64), got {value!r}")
     return value

@@ -53,15 +53,17 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._validation import check_bool, check_random_state
 from .data.interactions import Interactions, as_interactions
 from .data.vocab import IdVocab, check_ordered_ids
-from .exceptions import DataError, MaasrecError, ModelFormatError, NotFittedError
+from .exceptions import DataError, MaasrecError, MaasrecWarning, ModelFormatError, NotFittedError
 from .persistence import (
     atomic_directory,
     csr_from_arrays,
@@ -292,6 +294,54 @@ def _params_from_json(params: dict) -> dict:
     return {k: dec(v) for k, v in params.items()}
 
 
+def positive_interactions(data: Interactions, who: str) -> Interactions:
+    """The interactions with a value > 0 (implicit feedback), warning about the others.
+
+    The one place where maasrec's policy for non-positive values of implicit-feedback
+    models lives (see :meth:`Recommender.fit`).
+
+    Parameters
+    ----------
+    data : Interactions
+    who : str
+        The model's name, for the messages.
+
+    Returns
+    -------
+    Interactions
+        ``data`` itself when no value is <= 0 (no copy), else the rows with value > 0.
+
+    Raises
+    ------
+    DataError
+        Every value is <= 0: nothing is left to learn from.
+
+    Warns
+    -----
+    MaasrecWarning
+        Naming how many rows were left out.
+    """
+    if not data.has_values:
+        return data
+    v = data.values
+    keep = v > 0
+    if keep.all():
+        return data
+    n_drop = int(len(v) - np.count_nonzero(keep))
+    first = float(v[np.flatnonzero(~keep)[0]])
+    if not keep.any():
+        raise DataError(
+            f"every one of the {n_drop} interaction values is <= 0 (e.g. {first!r}): {who} "
+            f"learns from implicit feedback, where only values > 0 are interactions; pass "
+            f"positive values, or implicit=False where the model offers it"
+        )
+    warnings.warn(MaasrecWarning(
+        f"{who}: left {n_drop} of {len(v)} interactions with a value <= 0 (e.g. {first!r}) "
+        f"out of training: implicit-feedback models learn only from values > 0; they still "
+        f"count as seen (never recommended with exclude_seen=True)"), stacklevel=3)
+    return data._take(keep)
+
+
 def _is_seq_of_seqs(x: Any) -> bool:
     return (isinstance(x, (list, tuple)) and len(x) > 0
             and all(isinstance(e, (list, tuple, np.ndarray, set, frozenset)) for e in x))
@@ -351,20 +401,63 @@ class Recommender(Component):
         Returns
         -------
         self
+
+        Notes
+        -----
+        **Non-positive values.** A model learning from implicit feedback (every model
+        unless it reads the values as ratings or weights, e.g. ``implicit=False``) treats
+        only interactions with a value > 0 as interactions, as the ``implicit`` library
+        does: rows with a value <= 0 (a negative rating, a zero weight) are left out of
+        training, with a :class:`~maasrec.exceptions.MaasrecWarning` saying how many.
+        They stay in ``seen_``: a disliked item is a known interaction, so
+        ``recommend(exclude_seen=True)`` still never recommends it. Models reading the
+        values (``EASE(implicit=False)``, ``ItemKNN(implicit=False)``,
+        ``HybridRecommender(loss="mse")``...) keep every value.
+
+        **Parameters** annotated ``bool`` must be real booleans (``implicit="no"`` is
+        refused) and ``random_state`` must be None, an integer in ``[0, 2**64)`` or a
+        ``numpy.random.Generator``; both raise :class:`DataError` naming the value.
         """
+        self._check_standard_params()
         self._validate_params()
         data = as_interactions(X)
         self.user_vocab_ = data.user_vocab
         self.item_vocab_ = data.item_vocab
-        self.seen_ = data.to_csr(copy=False)  # read-only, shared with data
+        self.seen_ = data.to_csr(copy=False)  # read-only, shared with data; keeps every row
         if validation is not None:
             validation = as_interactions(validation).with_vocab(
                 data.user_vocab, data.item_vocab, unknown="ignore")
+        if self._implicit_feedback():
+            data = positive_interactions(data, type(self).__name__)
         self._pop_cache = None
         self._fit(data, item_features=item_features, user_features=user_features,
                   validation=validation)
         self.fitted_at_ = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return self
+
+    def _implicit_feedback(self) -> bool:
+        """Whether ``fit`` trains on the interactions with a value > 0 only (hook).
+
+        True unless the model has a parameter ``implicit`` set to False; a model that
+        reads values in another way (a rating loss, nested models with their own
+        policy) overrides it.
+        """
+        return getattr(self, "implicit", True) is not False
+
+    def _check_standard_params(self) -> None:
+        """Parameters annotated ``bool`` must be booleans; ``random_state``/``seed`` seeds.
+
+        Run by :meth:`fit` before :meth:`_validate_params`, for every model, from the
+        ``__init__`` signature (so a new model's parameters are checked too).
+        """
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name == "self" or not hasattr(self, p.name):
+                continue
+            value = getattr(self, p.name)
+            if p.annotation in (bool, "bool"):
+                check_bool(p.name, value)
+            elif p.name in ("random_state", "seed"):
+                check_random_state(p.name, value)
 
     def _forget_fit(self) -> None:
         """Leave the model unfitted (a fit that failed half-way has nothing usable)."""

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from maasrec.data import Interactions
-from maasrec.exceptions import DataError
+from maasrec.exceptions import DataError, MaasrecWarning
 from maasrec.models import ALS
 from maasrec.models.als import _als_loss, _cg_solve, _Side
 
@@ -174,7 +174,11 @@ def test_bad_data():
     df = pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 2], "rating": [0.0, 0.0, 0.0]})
     with pytest.raises(DataError, match="zero"):
         ALS(implicit=False).fit(df)
-    ALS(factors=2, iterations=1, random_state=0).fit(df)  # implicit: every row is a positive
+    # implicit: only values > 0 are interactions, so all-zero values leave nothing
+    with pytest.raises(DataError, match=r"<= 0 \(e\.g\. 0\.0\)"):
+        ALS(factors=2, iterations=1, random_state=0).fit(df)
+    with pytest.warns(MaasrecWarning, match="left 2 of 3 interactions"):
+        ALS(factors=2, iterations=1, random_state=0).fit(df.assign(rating=[0.0, 1.0, -1.0]))
     neg = df.assign(rating=[1.0, -2.0, 1.0])
     with pytest.raises(DataError, match=r"-2\.0"):
         ALS(implicit=False).fit(neg)

@@ -108,7 +108,8 @@ def test_bad_values():
         ItemKNN(implicit=False).fit(df)
     with pytest.raises(DataError, match="non-negative"):
         ItemKNN(implicit=False).fit(df.assign(rating=[1.0, -1.0, 2.0]))
-    ItemKNN().fit(df)
+    with pytest.raises(DataError, match="<= 0"):  # implicit: values <= 0 are not interactions
+        ItemKNN().fit(df)
 
 
 def test_defaults_are_the_asymmetric_cosine():

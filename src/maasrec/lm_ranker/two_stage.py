@@ -285,3 +285,8 @@ class TwoStage(CandidateReranker):
                 _fill_rows(S, np.flatnonzero(empty), self._popularity())
         S = np.asarray(S, dtype=np.float32)
         return np.take_along_axis(S, np.maximum(candidates, 0), axis=1)
+    def _implicit_feedback(self) -> bool:
+        # the nested models apply their own policy for values <= 0 (an explicit
+        # ranker keeps them)
+        return False
+

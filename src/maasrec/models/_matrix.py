@@ -8,8 +8,23 @@ import scipy.sparse as sp
 from ..exceptions import DataError
 
 
+def implicit_binary(m: sp.csr_matrix) -> sp.csr_matrix:
+    """A float32 copy of ``m`` with 1 where the value is > 0, the other entries dropped.
+
+    How implicit-feedback models read an interaction matrix (a user's ``seen_`` row
+    included): a value <= 0 (a negative rating, a zero weight) is not a positive
+    interaction (see :meth:`maasrec.base.Recommender.fit`).
+    """
+    m = sp.csr_matrix(m, dtype=np.float32, copy=True)
+    if m.nnz:
+        m.data = (m.data > 0).astype(np.float32)
+        m.eliminate_zeros()
+    return m
+
+
 class ImplicitMatrixMixin:
-    """``_matrix``: a float32 copy of an interaction matrix, binarised when ``implicit``.
+    """``_matrix``: a float32 copy of an interaction matrix, binarised when ``implicit``
+    (values > 0 become 1, the others are dropped).
 
     Used by models whose scores are linear in the user's row (``ItemKNN``, ``PureSVD``), so
     that fitting and scoring a history read the matrix the same way.
@@ -18,10 +33,9 @@ class ImplicitMatrixMixin:
     implicit: bool
 
     def _matrix(self, m: sp.csr_matrix) -> sp.csr_matrix:
-        m = sp.csr_matrix(m, dtype=np.float32, copy=True)
         if self.implicit:
-            m.data[:] = 1.0
-        return m
+            return implicit_binary(m)
+        return sp.csr_matrix(m, dtype=np.float32, copy=True)
 
     def _signal_matrix(self, m: sp.csr_matrix) -> sp.csr_matrix:
         """:meth:`_matrix` without explicit zeros; a clear error when nothing is left."""

@@ -193,8 +193,9 @@ class ALS(Recommender):
     iterations : int, default 15
         Alternating sweeps (users then items).
     implicit : bool, default True
-        Use ``r = 1`` for every interaction (ignore ratings/counts). With False, ``r`` is
-        the interaction value (must be >= 0).
+        Use ``r = 1`` for every interaction with a value > 0 (ignore ratings/counts;
+        values <= 0 are left out, see :meth:`~maasrec.base.Recommender.fit`). With
+        False, ``r`` is the interaction value (must be >= 0).
     confidence : {"linear", "log"}, default "linear"
         ``"linear"``: ``c = 1 + alpha · r``; ``"log"``: ``c = 1 + alpha · log(1 + r)``
         (Hu et al.'s alternative for heavy-tailed counts; only differs from a rescaled

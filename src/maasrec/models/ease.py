@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from .._validation import check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
+from ._matrix import implicit_binary
 from ..exceptions import MaasrecError
 
 __all__ = ["EASE"]
@@ -48,8 +49,10 @@ class EASE(Recommender):
         L2 regularisation (> 0). Larger data sets usually want larger values
         (hundreds to thousands); tune it on a validation split.
     implicit : bool, default True
-        Fit on the binary interaction matrix (ignore ratings). With False, the
-        ratings/weights are the matrix values.
+        Fit on the binary interaction matrix (ignore ratings): values > 0 are
+        interactions, values <= 0 are left out with a warning (they still count as
+        seen; see :meth:`~maasrec.base.Recommender.fit`). With False, the
+        ratings/weights (negative ones included) are the matrix values.
 
     Attributes
     ----------
@@ -76,9 +79,8 @@ class EASE(Recommender):
                      high_inclusive=False)
 
     def _matrix(self, m: sp.csr_matrix) -> sp.csr_matrix:
-        if self.implicit:
-            m = m.copy()
-            m.data[:] = 1.0
+        if self.implicit:  # values > 0 are interactions (1), the others are dropped
+            return implicit_binary(m)
         return m
 
     def _fit(self, data: Interactions, **_) -> None:

@@ -96,7 +96,8 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
         Exponent ``a`` of the asymmetric cosine, in [0, 1] (unused for ``"cosine"``).
         ``a -> 0`` approaches the conditional probability ``P(j | i)``.
     implicit : bool, default True
-        Binary interactions (ignore ratings); with False, the values are used.
+        Binary interactions (ignore ratings; values <= 0 are not interactions, see
+        :meth:`~maasrec.base.Recommender.fit`); with False, the values are used.
 
     Attributes
     ----------

@@ -93,7 +93,8 @@ class PureSVD(ImplicitMatrixMixin, Recommender):
         ranks: on MovieLens 1M, 4 lost 0.003 NDCG@10 against the exact SVD, 7 lost
         0.001).
     implicit : bool, default True
-        Factorise the binary matrix (ignore ratings); with False, the values.
+        Factorise the binary matrix (ignore ratings; values <= 0 are not interactions,
+        see :meth:`~maasrec.base.Recommender.fit`); with False, the values.
     random_state : int, numpy.random.Generator or None, default None
         Seed of the randomized solver and of ARPACK's start vector.
 

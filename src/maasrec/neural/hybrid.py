@@ -474,6 +474,10 @@ class HybridRecommender(Recommender):
         except DataError:
             return True
 
+    def _implicit_feedback(self) -> bool:
+        # loss="mse" regresses the values (ratings): every value is kept
+        return self.loss != "mse"
+
     def _validate_params(self) -> None:
         if not (isinstance(self.item_encoders, str) and self.item_encoders == "auto"):
             _spec_list(self.item_encoders, ITEM_MODALITIES, "item_encoders")
