@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._version import __version__
-from .exceptions import ColdStartWarning, MaasrecError
+from .exceptions import ColdStartWarning, MaasrecError, UnknownIdError
 
 __all__ = ["main"]
 
@@ -238,7 +238,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cls = getattr(models, args.model, None)
     if cls is None:
         raise MaasrecError(f"unknown model {args.model!r}; available: {models.__all__}")
-    model = cls(**_parse_params(args.param))
+    params = _parse_params(args.param)
+    unknown = sorted(set(params) - set(cls._get_param_names()))
+    if unknown:
+        raise MaasrecError(f"{args.model} has no parameter {unknown[0]!r}; its parameters are "
+                           f"{cls._get_param_names()}")
+    model = cls(**params)
     model.fit(_read_frame(args.data))
     model.save(args.output, overwrite=args.overwrite)
     print(f"saved {model!r} to {args.output}")
@@ -246,11 +251,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _coerce_ids(values: Sequence[str], vocab) -> list:
-    if vocab.id_kind == "int":
-        return [int(v) for v in values]
-    if vocab.id_kind == "float":
-        return [float(v) for v in values]
-    return list(values)
+    kind = {"int": int, "float": float}.get(vocab.id_kind)
+    if kind is None:
+        return list(values)
+    out = []
+    for v in values:
+        try:
+            out.append(kind(v))
+        except ValueError:
+            raise UnknownIdError(f"unknown {vocab.name} id {v!r}: the model's {vocab.name} ids "
+                                 f"are {vocab.id_kind}s (ids like {vocab.ids[:3].tolist()})",
+                                 ids=[v], kind=vocab.name) from None
+    return out
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:

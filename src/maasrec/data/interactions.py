@@ -194,11 +194,14 @@ class Interactions:
             lengths["values"] = len(values)
         if timestamps is not None:
             timestamps = np.asarray(timestamps)
-            if timestamps.dtype.kind == "O":  # datetime objects, date strings, tz-aware times
+            if timestamps.dtype.kind in "OUS":  # datetime objects, date strings, tz-aware times
                 try:
                     s = pd.to_datetime(pd.Series(timestamps))
-                except (TypeError, ValueError) as exc:
-                    raise DataError("timestamps are neither numbers nor dates") from exc
+                except (TypeError, ValueError, OverflowError) as exc:
+                    first = timestamps[0] if len(timestamps) else None
+                    first = first.item() if isinstance(first, np.generic) else first
+                    raise DataError(f"timestamps are neither numbers nor dates (e.g. {first!r}): "
+                                    f"{exc}") from exc
                 if getattr(s.dt, "tz", None) is not None:
                     s = s.dt.tz_convert("UTC").dt.tz_localize(None)
                 timestamps = s.to_numpy()

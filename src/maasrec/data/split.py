@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validation import check_int
+from .._validation import check_int, check_random_state
 from ..exceptions import ColdStartWarning, DataError, MaasrecWarning
 from .interactions import Interactions, as_interactions
 
@@ -254,7 +254,7 @@ def random_split(X: Any, ratios: Sequence[float] = (0.8, 0.1, 0.1), *, per_user:
     """
     r = _check_ratios(ratios)
     X = _prepare(X, "random_split")
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(check_random_state("random_state", random_state))
     u = X.user_indices
     n = X.nnz
     if per_user:
@@ -467,7 +467,7 @@ def cold_user_split(X: Any, ratios: Sequence[float] = (0.8, 0.1, 0.1),
     """
     r = _check_ratios(ratios)
     X = _prepare(X, "cold_user_split")
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(check_random_state("random_state", random_state))
     labels = _group_split(X, X.user_indices, X.n_users, r, rng)
     parts = _parts_from_labels(X, labels, len(r))
     params = {"ratios": r, "random_state": _seed_repr(random_state)}
@@ -504,7 +504,7 @@ def cold_item_split(X: Any, test_size: float = 0.1, valid_size: float = 0.0,
     r = ((1.0 - test_size - valid_size, float(valid_size), float(test_size)) if valid_size > 0
          else (1.0 - test_size, float(test_size)))
     X = _prepare(X, "cold_item_split")
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(check_random_state("random_state", random_state))
     labels = _group_split(X, X.item_indices, X.n_items, r, rng)
     parts = _parts_from_labels(X, labels, len(r))
     params = {"test_size": test_size, "valid_size": valid_size,
