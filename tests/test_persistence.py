@@ -94,7 +94,13 @@ def test_empty_directory_and_model_directory_replaced(tmp_path):
     with atomic_directory(target, overwrite=True) as tmp:
         (tmp / "maasrec.json").write_text("1")
     assert (target / "maasrec.json").read_text() == "1"
-    (target / "stale.bin").write_text("old")
+    (target / "stale.bin").write_text("old")  # not a model file: refused, nothing deleted
+    with pytest.raises(FileExistsError, match=r"stale\.bin"):
+        with atomic_directory(target, overwrite=True) as tmp:
+            (tmp / "maasrec.json").write_text("never")
+    assert (target / "stale.bin").read_text() == "old"
+    (target / "stale.bin").unlink()
+    (target / "vocab.json").write_text("old")  # a model file name (no manifest): replaced
     with atomic_directory(target, overwrite=True) as tmp:
         (tmp / "maasrec.json").write_text("2")
     assert sorted(p.name for p in target.iterdir()) == ["maasrec.json"]
@@ -132,6 +138,8 @@ def test_failed_rename_restores_old_directory(tmp_path, monkeypatch):
             raise OSError("rename failed")
         return real(src, dst)
 
+    # the two-rename path (systems without renameat2's RENAME_EXCHANGE)
+    monkeypatch.setattr("maasrec.persistence._exchange", lambda a, b: False)
     monkeypatch.setattr("maasrec.persistence.os.replace", flaky)
     with pytest.raises(OSError, match="rename failed"):
         with atomic_directory(target, overwrite=True) as tmp:
