@@ -288,8 +288,15 @@ def test_read_bad_version(saved, version):
 
 
 def test_read_older_version_ok(saved):
+    # every version from 1 to FORMAT_VERSION reads; 0 and below were never formats
+    from maasrec.persistence import FORMAT_VERSION
+
+    for v in range(1, FORMAT_VERSION + 1):
+        edit_meta(saved, format_version=v)
+        assert read_model_dir(saved)["meta"]["format_version"] == v
     edit_meta(saved, format_version=0)
-    assert read_model_dir(saved)["meta"]["format_version"] == 0
+    with pytest.raises(ModelFormatError, match="format_version 0"):
+        read_model_dir(saved)
 
 
 def test_read_corrupt_json(saved):

@@ -934,7 +934,21 @@ class Recommender(Component):
             Not a model directory, corrupt, a newer format, or a class that is not ``cls``.
         """
         d = read_model_dir(path)
+        try:
+            return cls._load_checked(d, path)
+        except MaasrecError:
+            raise
+        except Exception as exc:  # a corrupt file must not escape as anything else
+            # every check we know of runs before this point; anything a third-party
+            # reader or constructor raises on crafted content still names the model
+            raise ModelFormatError(
+                f"cannot load the model in {str(path)!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @classmethod
+    def _load_checked(cls, d: dict, path) -> Recommender:
         meta = d["meta"]
+        where = repr(str(d["path"] / "maasrec.json"))
         klass = resolve_class(meta.get("class"))
         if not (isinstance(klass, type) and issubclass(klass, cls)):
             raise ModelFormatError(
@@ -942,8 +956,13 @@ class Recommender(Component):
             )
         try:
             model = klass(**_params_from_json(meta.get("params", {})))
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ModelFormatError(f"cannot rebuild {meta.get('class')} from saved params: {exc}") from exc
+        try:
+            model._validate_saved_params()
+        except (DataError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"{where}: saved params of {meta.get('class')} are invalid: "
+                                   f"{exc}") from exc
         modules = []
         attributes = meta.get("attributes", {})
         if not isinstance(attributes, dict):
@@ -981,12 +1000,94 @@ class Recommender(Component):
             else:
                 raise ModelFormatError(f"attribute {name!r} has unknown type {kind!r}")
             setattr(model, name, value)
-        model._set_extra_state(meta.get("extra_state", {}))
+        model._load_where = where
+        model._check_base_attributes(where)
+        extra_state = meta.get("extra_state", {})
+        if not isinstance(extra_state, dict):
+            raise ModelFormatError(f"{where}: extra_state {extra_state!r} is not a JSON object")
+        model._set_extra_state(extra_state)
+        model._check_loaded()  # the class's own arrays, before anything is built from them
         model._load_extra_files(d["path"])
         if modules:
             model._load_modules(modules, d["weights_path"])
         model._pop_cache = None
+        model._check_loaded_retriever()
         return model
+
+    def _check_loaded_retriever(self) -> None:
+        """A loaded faiss index must match the model's item vectors (count and width)."""
+        ret = getattr(self, "_retriever", None)
+        if ret is None:
+            return
+        vectors = self._item_vectors()
+        where = getattr(self, "_load_where", "the model directory")
+        if vectors is None:
+            raise ModelFormatError(f"{where}: a retriever is saved with a "
+                                   f"{type(self).__name__}, which has no item vectors")
+        n, d = np.shape(vectors)
+        if (ret.index_.ntotal, ret.index_.d) != (n, d) or (ret.n_items_, ret.dim_) != (n, d):
+            raise ModelFormatError(
+                f"{where}: the saved faiss index holds {ret.index_.ntotal} x {ret.index_.d} "
+                f"vectors, but the model has {n} items of width {d}")
+
+    def _validate_saved_params(self) -> None:
+        """Check parameters read by ``load`` (hook; the default is :meth:`_validate_params`)."""
+        self._validate_params()
+
+    def _check_base_attributes(self, where: str) -> None:
+        """Types and shapes of the fitted attributes every recommender has (after load)."""
+        from ._loadcheck import check_dense
+
+        for name in ("user_vocab_", "item_vocab_"):
+            vocab = getattr(self, name, None)
+            if not isinstance(vocab, IdVocab):
+                raise ModelFormatError(f"{where}: the fitted vocabulary {name!r} is missing")
+            if vocab.ids.dtype == object:  # ids must be what save can write and index reads
+                bad = next((x for x in vocab.ids if not isinstance(x, (str, float, bool, int))
+                            or (isinstance(x, int) and not -2**63 <= x < 2**63)), None)
+                if bad is not None:
+                    raise ModelFormatError(f"{where}: {name} holds the id {bad!r}, which is "
+                                           f"not a str, bool, float or 64-bit int")
+        seen = getattr(self, "seen_", None)
+        if not sp.issparse(seen):
+            raise ModelFormatError(f"{where}: the fitted matrix 'seen_' is missing or not "
+                                   f"sparse")
+        want = (len(self.user_vocab_), len(self.item_vocab_))
+        if tuple(seen.shape) != want:
+            raise ModelFormatError(
+                f"{where}: 'seen_' has shape {tuple(seen.shape)}, but the vocabularies hold "
+                f"{want[0]} users and {want[1]} items"
+            )
+        check_dense(where, "seen_.data", seen.data, ndim=1, kind="f")
+        if seen.dtype != np.float32:  # fit always writes float32 values
+            self.seen_ = seen.astype(np.float32)
+
+    def _loaded_float(self, name: str, shape: tuple, *, finite: bool = True) -> np.ndarray:
+        """Check the loaded float array attribute ``name`` (shape, finite), as float32.
+
+        For :meth:`_check_loaded`: ``shape`` entries may be None (any length).
+        """
+        from ._loadcheck import check_dense
+
+        where = getattr(self, "_load_where", "the model directory")
+        a = getattr(self, name, None)
+        if not isinstance(a, np.ndarray):
+            raise ModelFormatError(f"{where}: fitted array {name!r} is missing or not an "
+                                   f"array ({type(a).__name__})")
+        check_dense(where, name, a, shape=shape, kind="f", finite=finite)
+        if a.dtype != np.float32 or not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            setattr(self, name, a)
+        return a
+
+    def _check_loaded(self) -> None:
+        """Check the class's own fitted state against the vocabularies after ``load``.
+
+        Hook for subclasses (the base checks vocabularies and ``seen_`` itself): raise
+        :class:`~maasrec.exceptions.ModelFormatError` naming the attribute when an array
+        has the wrong shape or dtype, a non-finite value, or an index out of bounds.
+        Every integer array that will index anything must be bounds-checked here.
+        """
 
     def _set_extra_state(self, state: dict) -> None:
         """Restore what :meth:`_extra_state` saved (hook for subclasses)."""
@@ -1007,10 +1108,24 @@ class Recommender(Component):
         """Rebuild torch modules from params and restored attributes, then load weights."""
         from safetensors.torch import load_file
 
+        from ._loadcheck import check_state_finite
+
         if not os.path.isfile(weights_path):
             raise ModelFormatError(f"weights file {str(weights_path)!r} is missing")
-        state = load_file(str(weights_path))
-        built = self._build_modules()
+        try:
+            state = load_file(str(weights_path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise ModelFormatError(f"cannot read {str(weights_path)!r}: {exc}") from exc
+        check_state_finite(repr(str(weights_path)), state)
+        # the modules are rebuilt from JSON attributes before their weights are loaded:
+        # crafted sizes must not allocate more than the weights file can fill
+        budget = 2 * sum(int(t.numel()) for t in state.values()) + 2**22
+        with _allocation_budget(budget, str(weights_path)):
+            built = self._build_modules()
+        missing = sorted(set(built) - set(names))
+        if missing:
+            raise ModelFormatError(f"{str(weights_path)!r}: the saved attributes name no "
+                                   f"weights for the modules {missing}")
         for name in names:
             if name not in built:
                 raise ModelFormatError(f"{type(self).__name__} cannot rebuild module {name!r}")
@@ -1027,6 +1142,45 @@ class Recommender(Component):
     def _build_modules(self) -> dict:
         """Return freshly built torch modules by attribute name (neural models)."""
         return {}
+
+
+class _allocation_budget:
+    """Refuse parameters and buffers beyond ``budget`` elements registered by this thread.
+
+    Module constructors allocate a tensor (lazily, untouched) and then register it; the
+    global registration hooks count the elements and raise before the memory is written.
+    """
+
+    def __init__(self, budget: int, where: str):
+        self.budget, self.where, self.used = budget, where, 0
+        self.handles: list = []
+
+    def _hook(self, module, name, tensor):
+        import threading
+
+        if tensor is None or threading.get_ident() != self.thread:
+            return None
+        self.used += int(tensor.numel())
+        if self.used > self.budget:
+            raise ModelFormatError(
+                f"the modules described next to {self.where!r} need more than {self.budget} "
+                f"weights, more than the file holds: the saved sizes are corrupt"
+            )
+        return None
+
+    def __enter__(self):
+        import threading
+
+        from torch.nn.modules import module as _m
+
+        self.thread = threading.get_ident()
+        self.handles = [_m.register_module_parameter_registration_hook(self._hook),
+                        _m.register_module_buffer_registration_hook(self._hook)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
 
 
 def _check_k_named(name: str, value) -> int:

@@ -755,8 +755,13 @@ def read_model_dir(path: str | os.PathLike, *, verify: bool = True) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{str(p / META_FILE)!r} is not a maasrec model description")
     version = meta.get("format_version")
-    if not isinstance(version, int):
+    if isinstance(version, bool) or not isinstance(version, int):
         raise ModelFormatError(f"{str(p)!r}: format_version {version!r} is not an integer")
+    if version < 1:
+        raise ModelFormatError(
+            f"{str(p / META_FILE)!r}: format_version {version!r} is not a model format "
+            f"(formats are numbered from 1 to {FORMAT_VERSION})"
+        )
     if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"{str(p)!r} was written in model format {version} by maasrec "
@@ -771,7 +776,7 @@ def read_model_dir(path: str | os.PathLike, *, verify: bool = True) -> dict:
         raw = read_json(p / VOCAB_FILE)
         try:
             vocabs = {k: IdVocab.from_dict(v) for k, v in raw.items()}
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ModelFormatError(f"{str(p / VOCAB_FILE)!r} is corrupt: {exc!r}") from exc
     arrays: dict[str, np.ndarray] = {}
     if (p / ARRAYS_FILE).is_file():
@@ -818,8 +823,20 @@ def csr_from_arrays(name: str, attr: dict, arrays: dict[str, np.ndarray]) -> sp.
     -------
     scipy.sparse.csr_matrix
     """
+    from ._loadcheck import check_csr_parts
+
+    parts = [f"{name}.data", f"{name}.indices", f"{name}.indptr"]
+    missing = [k for k in parts if k not in arrays]
+    if missing or not isinstance(attr, dict):
+        raise ModelFormatError(f"sparse attribute {name!r} is missing or corrupt: no "
+                               f"{missing or 'description'}")
+    data, indices, indptr = (arrays[k] for k in parts)
+    # every part is checked before scipy sees it: its C code trusts indices and indptr
+    shape = check_csr_parts(ARRAYS_FILE, name, attr.get("shape"), data, indices, indptr)
     try:
-        return sp.csr_matrix((arrays[f"{name}.data"], arrays[f"{name}.indices"],
-                              arrays[f"{name}.indptr"]), shape=tuple(attr["shape"]))
-    except (KeyError, ValueError) as exc:
+        m = sp.csr_matrix((data, indices.astype(np.int64, copy=False),
+                           indptr.astype(np.int64, copy=False)), shape=shape)
+    except ValueError as exc:
         raise ModelFormatError(f"sparse attribute {name!r} is missing or corrupt: {exc}") from exc
+    m.has_sorted_indices = False  # re-check sortedness rather than trusting the flag
+    return m

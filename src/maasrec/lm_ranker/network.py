@@ -515,7 +515,7 @@ def load_cross_encoder(folder: str | os.PathLike, device: torch.device):
                 enc = CrossEncoder(model, kind, is_decoder=bool(meta.get("is_decoder")),
                                    dropout=float(meta.get("dropout", 0.1)))
                 enc.head.load_state_dict(load_file(str(folder / _HEAD)))
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # tokenizers and transformers raise many types
         raise ModelFormatError(f"cannot load the language model in {str(folder)!r}: "
                                f"{type(exc).__name__}: {exc}") from exc
     _fix_pad(tokenizer)

@@ -18,7 +18,7 @@ from ..base import Recommender, _is_scalar_id, clone
 from ..data.features import ItemFeatures, UserFeatures
 from ..data.interactions import Interactions
 from ..device import amp_dtype, resolve_device
-from ..exceptions import DataError, NotFittedError
+from ..exceptions import DataError, ModelFormatError, NotFittedError
 from ..models.ease import EASE
 from ..training import progress, seed_from, threads_for
 from .network import (
@@ -269,6 +269,16 @@ class LMRanker(CandidateReranker):
             self.first_stage = clone(DEFAULT_FIRST_STAGE)
         super().set_params(**params)
         return self
+
+    def _validate_saved_params(self) -> None:
+        # a model saved from an in-memory pair records a placeholder (its weights are in lm/)
+        saved = self.model
+        if isinstance(saved, str) and saved.startswith(_IN_MEMORY):
+            self.model = "lm/"
+        try:
+            self._validate_params()
+        finally:
+            self.model = saved
 
     def _validate_params(self) -> None:
         if not isinstance(self.first_stage, Recommender):
@@ -711,6 +721,30 @@ class LMRanker(CandidateReranker):
         out[rows, cols] = self._logits(seqs)
         return out
 
+    def _nested_names(self) -> tuple[str, ...]:
+        return ("first_stage_",)
+
+    def _check_loaded(self) -> None:
+        from .._loadcheck import check_index_array, check_indptr
+
+        super()._check_loaded()
+        where = self._load_where
+        n_items, n_users = self.n_items_, self.n_users_
+        items = getattr(self, "history_items_", None)
+        check_index_array(where, "history_items_", items, n_items)
+        check_indptr(where, "history_indptr_", getattr(self, "history_indptr_", None),
+                     n_users, len(items))
+        self.history_items_ = np.asarray(items, dtype=np.int64)
+        self.history_indptr_ = np.asarray(self.history_indptr_, dtype=np.int64)
+        for name, n in (("item_text_", n_items), ("user_profile_", n_users)):
+            v = getattr(self, name, None)
+            if v is None and name == "user_profile_":
+                continue
+            if not (isinstance(v, np.ndarray) and v.shape == (n,)
+                    and all(isinstance(t, str) for t in v)):
+                raise ModelFormatError(f"{where}: {name} must hold {n} strings, got "
+                                       f"{type(v).__name__} of shape {np.shape(v)}")
+
     def _first_stage(self) -> Recommender:
         return self.first_stage_
 
@@ -824,10 +858,30 @@ class LMRanker(CandidateReranker):
         super()._load_extra_files(path)
         device = resolve_device(self.device)
         enc, tok = load_cross_encoder(os.path.join(path, _LM_DIR), device)
+        _check_loaded_lm(enc, tok, int(self.max_length), os.path.join(path, _LM_DIR))
         builder = PairBuilder(tok, self.template, max_length=self.max_length,
                               max_item_tokens=self.max_item_tokens, is_decoder=enc.is_decoder)
         builder.set_items([str(t) for t in self.item_text_])
         self._attach(enc, tok, builder, device)
+
+
+def _check_loaded_lm(enc, tok, max_length: int, where: str) -> None:
+    """Token ids must fit the embedding, positions the model; weights must be finite."""
+    emb = enc.model.get_input_embeddings() if hasattr(enc, "model") else None
+    n_emb = getattr(emb, "num_embeddings", None)
+    ids = list(tok.get_vocab().values())
+    top = max(ids) if ids else -1
+    if n_emb is not None and (top >= n_emb or min(ids, default=0) < 0):
+        raise ModelFormatError(f"{where!r}: the tokenizer has token id {top} but the model's "
+                               f"embedding only {n_emb} rows")
+    cfg = getattr(getattr(enc, "model", None), "config", None)
+    n_pos = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if isinstance(n_pos, int) and max_length > n_pos:
+        raise ModelFormatError(f"{where!r}: max_length={max_length} exceeds the model's "
+                               f"{n_pos} positions")
+    for name, p in enc.named_parameters():
+        if p.dtype.is_floating_point and not bool(torch.isfinite(p).all()):
+            raise ModelFormatError(f"{where!r}: weight {name!r} holds non-finite values")
 
 
 def _bucketed(lengths: np.ndarray, per_batch: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -75,6 +75,21 @@ def blend_scores(second: np.ndarray, first: np.ndarray, valid: np.ndarray,
     return np.where(valid, out, -np.inf).astype(np.float32)
 
 
+def _check_nested(model: Recommender, name: str) -> None:
+    """A loaded nested model must exist and share ``model``'s vocabularies (load check)."""
+    from ..exceptions import ModelFormatError
+
+    where = getattr(model, "_load_where", "the model directory")
+    sub = getattr(model, name, None)
+    if not isinstance(sub, Recommender) or not sub.is_fitted:
+        raise ModelFormatError(f"{where}: the nested model {name!r} is missing")
+    for vocab in ("user_vocab_", "item_vocab_"):
+        a, b = getattr(model, vocab), getattr(sub, vocab)
+        if len(a) != len(b) or not np.array_equal(a.ids, b.ids):
+            raise ModelFormatError(f"{where}: the nested model {name!r} has another "
+                                   f"{vocab} ({len(b)} ids) than the model ({len(a)} ids)")
+
+
 class CandidateReranker(Recommender):
     """Base of two-stage recommenders (see the module docstring).
 
@@ -83,6 +98,14 @@ class CandidateReranker(Recommender):
     """
 
     supports_history = True
+
+    def _check_loaded(self) -> None:
+        # the nested models index the same catalogue and users as this one
+        for name in self._nested_names():
+            _check_nested(self, name)
+
+    def _nested_names(self) -> tuple[str, ...]:
+        return ()
 
     def _first_stage(self) -> Recommender:
         raise NotImplementedError
@@ -274,6 +297,9 @@ class TwoStage(CandidateReranker):
 
     def _second_scores(self, user_idx, sequences, candidates):
         r = self.ranker_
+    def _nested_names(self) -> tuple[str, ...]:
+        return ("retriever_", "ranker_")
+
         if user_idx is not None:
             S = _to_numpy(r._score_users(np.asarray(user_idx)))
         else:

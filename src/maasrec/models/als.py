@@ -365,6 +365,10 @@ class ALS(Recommender):
                           tol=1e-10)
         return X.numpy()
 
+    def _check_loaded(self) -> None:
+        Y = self._loaded_float("item_factors_", (self.n_items_, None))
+        self._loaded_float("user_factors_", (self.n_users_, Y.shape[1]))
+
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self.recalculate_users(history) @ self.item_factors_.T
 

@@ -510,6 +510,11 @@ class BPRMF(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T + self.item_bias_
 
+    def _check_loaded(self) -> None:
+        Q = self._loaded_float("item_factors_", (self.n_items_, None))
+        self._loaded_float("user_factors_", (self.n_users_, Q.shape[1]))
+        self._loaded_float("item_bias_", (self.n_items_,))
+
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
         return _cosine_rows(self.item_factors_, item_idx)
 

@@ -111,3 +111,7 @@ class EASE(Recommender):
 
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
         return self.B_[item_idx]
+    def _check_loaded(self) -> None:
+        n = self.n_items_
+        self._loaded_float("B_", (n, n))
+

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
-from ..exceptions import DataError
+from ..exceptions import DataError, ModelFormatError
 from ._matrix import ImplicitMatrixMixin
 
 __all__ = ["ItemKNN"]
@@ -194,6 +194,16 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
         self.similarity_ = S
         logger.info("ItemKNN: %d items, %d similarities kept, %.2fs", n, S.nnz,
                     time.perf_counter() - t0)
+
+    def _check_loaded(self) -> None:
+        # the CSR parts were checked by load; its shape must be the catalogue's
+        S, n = getattr(self, "similarity_", None), self.n_items_
+        if not sp.issparse(S) or tuple(S.shape) != (n, n):
+            raise ModelFormatError(
+                f"{self._load_where}: 'similarity_' must be a sparse {n} x {n} matrix, got "
+                f"{getattr(S, 'shape', type(S).__name__)}")
+        if S.dtype != np.float32:
+            self.similarity_ = S.astype(np.float32)
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return (self._matrix(history) @ self.similarity_).toarray()

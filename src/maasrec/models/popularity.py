@@ -38,6 +38,9 @@ class Popularity(Recommender):
             np.bincount(data.to_csr(copy=False).indices, minlength=data.n_items),
             dtype=np.float32)
 
+    def _check_loaded(self) -> None:
+        self._loaded_float("item_scores_", (self.n_items_,))
+
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_scores_, (len(user_idx), len(self.item_scores_)))
 

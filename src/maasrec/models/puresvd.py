@@ -162,6 +162,10 @@ class PureSVD(ImplicitMatrixMixin, Recommender):
         logger.info("PureSVD: rank %d of a %dx%d matrix in %.2fs", k, X.shape[0], X.shape[1],
                     time.perf_counter() - t0)
 
+    def _check_loaded(self) -> None:
+        V = self._loaded_float("item_factors_", (self.n_items_, None))
+        self._loaded_float("singular_values_", (V.shape[1],))
+
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self._history_vectors(history) @ self.item_factors_.T
 

@@ -1218,6 +1218,50 @@ class HybridRecommender(Recommender):
         self._device = torch.device("cpu")
         self._vectors_cache = None
 
+    # -- load checks ----------------------------------------------------------------------
+    def _check_loaded(self) -> None:
+        from .._loadcheck import check_dense, check_index_array, check_indptr, check_json_int
+
+        where = self._load_where
+        cfg = getattr(self, "config_", None)
+        if not isinstance(cfg, dict):
+            raise ModelFormatError(f"{where}: 'config_' is missing or not a JSON object")
+        n_items, n_users = self.n_items_, self.n_users_
+        # the modules are rebuilt from config_: its sizes must agree with the vocabularies
+        # (items added after fit have no id row, so the towers may hold fewer items)
+        check_json_int(where, "config_.n_items", cfg.get("n_items"), low=1, high=n_items)
+        check_json_int(where, "config_.n_users", cfg.get("n_users"), low=n_users,
+                       high=n_users)
+        d = check_json_int(where, "config_.dim", cfg.get("dim"), low=1)
+        if cfg.get("scorer") not in SCORERS:
+            raise ModelFormatError(f"{where}: config_.scorer {cfg.get('scorer')!r} is not one "
+                                   f"of {sorted(SCORERS)}")
+        opts = cfg.get("scorer_options")
+        if not isinstance(opts, dict):
+            raise ModelFormatError(f"{where}: config_.scorer_options is not a JSON object")
+        if opts.get("n_items") is not None:
+            check_json_int(where, "config_.scorer_options.n_items", opts["n_items"],
+                           low=n_items, high=n_items)
+        for key in ("item_tower", "user_tower", "history_tower", "fusion_options"):
+            if not isinstance(cfg.get(key, {}), dict):
+                raise ModelFormatError(f"{where}: config_.{key} is not a JSON object")
+        self._loaded_float("item_repr_", (n_items, d))
+        if getattr(self, "history_repr_", None) is not None:
+            self._loaded_float("history_repr_", (n_items, d))
+        if cfg["scorer"] == "attention":
+            ip = getattr(self, "history_indptr_", None)
+            order = getattr(self, "history_order_", None)
+            if ip is not None or order is not None:
+                check_dense(where, "history_order_", order, ndim=1, kind="iu", finite=False)
+                check_indptr(where, "history_indptr_", ip, n_users, len(order))
+                check_index_array(where, "history_order_", order, n_items)
+                self.history_order_ = np.asarray(order, dtype=np.int64)
+                self.history_indptr_ = np.asarray(ip, dtype=np.int64)
+        else:
+            self._loaded_float("user_repr_", (n_users, d))
+        has_id = getattr(self, "item_has_id_", None)
+        check_dense(where, "item_has_id_", has_id, shape=(n_items,), kind="b")
+
     # -- scoring --------------------------------------------------------------------------
     def _V(self) -> torch.Tensor:
         return torch.from_numpy(self.item_repr_)

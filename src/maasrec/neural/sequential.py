@@ -36,7 +36,7 @@ from ..base import Recommender
 from ..data.features import ItemFeatures
 from ..data.interactions import Interactions, as_interactions
 from ..device import amp_dtype, resolve_device
-from ..exceptions import ColdStartWarning, DataError, MaasrecWarning
+from ..exceptions import ColdStartWarning, DataError, MaasrecWarning, ModelFormatError
 from ..training import (
     NonFiniteLossError,
     fit_loop,
@@ -888,6 +888,38 @@ class SequentialRecommender(Recommender):
             s = self._last_hidden([seqs[i] for i in nonempty]) @ table.T
             out[nonempty] = s.cpu().numpy()
         return out
+
+    def _check_loaded(self) -> None:
+        from .._loadcheck import check_index_array, check_indptr, check_json_int
+
+        where = self._load_where
+        n_items, n_users = self.n_items_, self.n_users_
+        # the stored histories index the item embedding: out of range is a crash on CUDA
+        items = getattr(self, "history_items_", None)
+        check_index_array(where, "history_items_", items, n_items)
+        check_indptr(where, "history_indptr_", getattr(self, "history_indptr_", None),
+                     n_users, len(items))
+        self.history_items_ = np.asarray(items, dtype=np.int64)
+        self.history_indptr_ = np.asarray(self.history_indptr_, dtype=np.int64)
+        text_dim = check_json_int(where, "text_dim_", getattr(self, "text_dim_", None))
+        if self.item_text == "fuse" and text_dim < 1:
+            raise ModelFormatError(f"{where}: item_text='fuse' needs text_dim_ >= 1, got "
+                                   f"{text_dim}")
+        if getattr(self, "text_map_", None) is not None:
+            self._loaded_float("text_map_", (None, int(self.dim)))
+        labels = getattr(self, "side_labels_", None)
+        if labels is None:
+            labels = []
+        if not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+            raise ModelFormatError(f"{where}: side_labels_ must be a list of strings")
+        side = getattr(self, "side_items_", None)
+        if self.item_side == "fuse":
+            if not labels:
+                raise ModelFormatError(f"{where}: item_side='fuse' but no side_labels_")
+            if not sp.issparse(side) or tuple(side.shape) != (n_items, len(labels)):
+                raise ModelFormatError(
+                    f"{where}: side_items_ must be a sparse {n_items} x {len(labels)} matrix, "
+                    f"got {getattr(side, 'shape', type(side).__name__)}")
 
     def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
         ip, it = self.history_indptr_, self.history_items_

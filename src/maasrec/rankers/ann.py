@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._loadcheck import check_json_int
 from .._validation import check_choice, check_int
 from .._version import __version__
 from ..exceptions import DataError, ModelFormatError, NotFittedError
@@ -621,31 +622,136 @@ class FaissRetriever:
         params = meta.get("params", {})
         if not isinstance(params, dict) or set(params) - set(_PARAMS):
             raise ModelFormatError(f"{str(p / META_FILE)!r} has unknown parameters {params!r}")
-        self = cls(**params)
+        try:
+            self = cls(**params)
+            self._validate_params()
+        except (DataError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"{str(p / META_FILE)!r}: bad parameters: {exc}") from exc
         state = meta.get("state", {})
+        where = repr(str(p / META_FILE))
+        # the description is checked before faiss's C++ reader sees the index file
+        try:
+            if not isinstance(state, dict):
+                raise TypeError("not a JSON object")
+            n = check_json_int(where, "state.n_items", state["n_items"], high=2**40)
+            d = check_json_int(where, "state.dim", state["dim"], low=1, high=2**20)
+            nlist = state.get("nlist")
+            if nlist is not None:
+                nlist = check_json_int(where, "state.nlist", nlist, low=1, high=2**40)
+            n_trained = check_json_int(where, "state.n_trained", state["n_trained"], high=2**40)
+            fp = state["fingerprint"]
+            if not isinstance(fp, str):
+                raise TypeError(f"fingerprint {fp!r} is not a string")
+        except (KeyError, TypeError) as exc:
+            raise ModelFormatError(f"{where}: bad state {state!r}: {exc}") from exc
+        index_type = state.get("index", self.index)
+        metric = state.get("metric", self.metric)
+        if index_type not in _INDEX_TYPES or metric not in _METRICS:
+            raise ModelFormatError(f"{where}: unknown index or metric in {state!r}")
         if not (p / INDEX_FILE).is_file():
             raise ModelFormatError(f"index file {str(p / INDEX_FILE)!r} is missing")
         faiss = _faiss()
+        _check_index_file(p / INDEX_FILE, index_type, n, d)
         try:
             index = faiss.read_index(str(p / INDEX_FILE))
-        except RuntimeError as exc:
+        except (RuntimeError, MemoryError) as exc:
             raise ModelFormatError(f"cannot read {str(p / INDEX_FILE)!r}: {exc}") from exc
-        try:
-            n, d = int(state["n_items"]), int(state["dim"])
-            nlist = state.get("nlist")
-            n_trained, fp = int(state["n_trained"]), str(state["fingerprint"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFormatError(f"{str(p / META_FILE)!r}: bad state {state!r}") from exc
         if index.ntotal != n or index.d != d:
             raise ModelFormatError(
                 f"{str(p / INDEX_FILE)!r} holds {index.ntotal} x {index.d} vectors, but its "
                 f"description says {n} x {d}")
+        _check_index_structure(faiss, index, index_type, nlist, str(p / INDEX_FILE))
         self.index_, self.n_items_, self.dim_ = index, n, d
-        self.index_type_ = state.get("index", self.index)
-        self.metric_ = state.get("metric", self.metric)
-        if self.index_type_ not in _INDEX_TYPES or self.metric_ not in _METRICS:
-            raise ModelFormatError(f"{str(p / META_FILE)!r}: unknown index or metric in "
-                                   f"{state!r}")
-        self.nlist_ = None if nlist is None else int(nlist)
+        self.index_type_, self.metric_ = index_type, metric
+        self.nlist_ = nlist
         self.n_trained_, self.fingerprint_ = n_trained, fp
         return self
+
+
+#: The first four bytes faiss writes for each index type (inner-product indexes).
+_FOURCC = {"flat": b"IxFI", "hnsw": b"IHNf", "ivf": b"IwFl"}
+#: Bytes of an IndexFlatIP file before its vectors (fourcc, d, ntotal, dummies, metric,
+#: then the codes' length): the file is exactly this plus 4 * n * d.
+_FLAT_HEADER = 45
+
+
+def _check_index_file(path: Path, index_type: str, n: int, d: int) -> None:
+    """Check a faiss index file's type (fourcc) and, for flat indexes, its exact size.
+
+    Run before ``faiss.read_index``: its C++ reader trusts the sizes written in the file.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4)
+    want = _FOURCC[index_type]
+    if head != want:
+        raise ModelFormatError(f"{str(path)!r} starts with {head!r}, not the {want!r} of a "
+                               f"faiss {index_type} index")
+    if index_type == "flat" and size != _FLAT_HEADER + 4 * n * d:
+        raise ModelFormatError(f"{str(path)!r} has {size} bytes; a flat index of {n} x {d} "
+                               f"vectors has {_FLAT_HEADER + 4 * n * d}")
+
+
+def _check_index_structure(faiss, index, index_type: str, nlist, where: str) -> None:
+    """Check the graph (HNSW) or inverted lists (IVF) of an index read from a file.
+
+    Neighbour and id values index arrays inside faiss's C++ search code: a crafted file
+    with consistent hashes must not reach it with an id out of range.
+    """
+    n = int(index.ntotal)
+
+    def bad(msg):
+        raise ModelFormatError(f"{where!r}: corrupt faiss {index_type} index: {msg}")
+
+    if index_type == "hnsw":
+        index = faiss.downcast_index(index)
+        h = getattr(index, "hnsw", None)
+        if h is None:
+            bad("no HNSW graph")
+        storage = faiss.downcast_index(index.storage)
+        if storage.ntotal != n or storage.d != index.d:
+            bad(f"storage of {storage.ntotal} x {storage.d} vectors")
+        nb = faiss.vector_to_array(h.neighbors)
+        off = faiss.vector_to_array(h.offsets)
+        levels = faiss.vector_to_array(h.levels)
+        cum = faiss.vector_to_array(h.cum_nneighbor_per_level)
+        if len(off) != n + 1 or len(levels) != n:
+            bad(f"{len(off)} offsets and {len(levels)} levels for {n} vectors")
+        if n and (off[0] != 0 or (np.diff(off.astype(np.int64)) < 0).any()
+                  or int(off[-1]) != len(nb)):
+            bad("offsets are not a non-decreasing partition of the neighbour table")
+        if nb.size and (nb.min() < -1 or nb.max() >= n):
+            bad(f"neighbour id {int(nb.max() if nb.max() >= n else nb.min())} outside "
+                f"[-1, {n})")
+        max_level = int(h.max_level)
+        if len(cum) < 2 or (max_level < 0 and n):
+            bad("no levels")
+        if n and (levels.min() < 1 or levels.max() > min(max_level + 1, len(cum) - 1)):
+            bad(f"levels outside [1, {max_level + 1}]")
+        if n and len(levels):
+            # the neighbours a vector of level l owns: cum[l] slots
+            need = cum[levels.astype(np.int64)]
+            if (np.diff(off.astype(np.int64)) < need).any():
+                bad("a vector has fewer neighbour slots than its level needs")
+        if n and not (0 <= int(h.entry_point) < n):
+            bad(f"entry point {int(h.entry_point)} outside [0, {n})")
+    elif index_type == "ivf":
+        index = faiss.downcast_index(index)
+        q = faiss.downcast_index(index.quantizer)
+        if nlist is not None and int(index.nlist) != nlist:
+            bad(f"{index.nlist} lists, described as {nlist}")
+        if q.ntotal != index.nlist or q.d != index.d:
+            bad(f"quantizer of {q.ntotal} x {q.d} for {index.nlist} lists")
+        il = index.invlists
+        if il.nlist != index.nlist or il.code_size != index.code_size:
+            bad("inverted lists do not match the index")
+        total = 0
+        for i in range(int(il.nlist)):
+            m = int(il.list_size(i))
+            total += m
+            if m:
+                ids = faiss.rev_swig_ptr(il.get_ids(i), m)
+                if ids.min() < 0 or ids.max() >= n:
+                    bad(f"list {i} holds id {int(ids.max())} outside [0, {n})")
+        if total != n:
+            bad(f"the lists hold {total} vectors for {n}")
