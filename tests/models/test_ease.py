@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from maasrec.data import Interactions
-from maasrec.exceptions import DataError
+from maasrec.exceptions import DataError, MaasrecError
 from maasrec.models import EASE
-from maasrec.models.ease import _symmetrize_upper
+from maasrec.models import ease as ease_module
 
 
 def random_data(seed=0, n_users=30, n_items=12, density=0.3, ratings=True) -> Interactions:
@@ -153,28 +156,142 @@ def test_fits_sparse_input():
     assert m.B_.shape == (4, 4)
 
 
-# -- _symmetrize_upper -------------------------------------------------------------------------
+# -- the inversion (torch's LAPACK, issue 17) ------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 40), block=st.integers(1, 17), seed=st.integers(0, 2**31))
-def test_symmetrize_upper(n, block, seed):
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((n, n))
-    sym = np.triu(a) + np.triu(a, 1).T
-    work = a.copy()
-    work[np.tril_indices(n, -1)] = 12345.0  # garbage below the diagonal must be overwritten
-    _symmetrize_upper(work, block=block)
-    np.testing.assert_array_equal(work, sym)
+def scipy_reference_B(X: np.ndarray, l2: float) -> np.ndarray:
+    """The pre-0.2 path: scipy's Cholesky factor and LAPACK potri (OpenBLAS), float64."""
+    import scipy.linalg
+    import scipy.linalg.lapack
+
+    G = X.T @ X + l2 * np.eye(X.shape[1])
+    c, _ = scipy.linalg.cho_factor(G, lower=False, check_finite=False)
+    P, info = scipy.linalg.lapack.dpotri(c, lower=0)
+    assert info == 0
+    P = np.triu(P) + np.triu(P, 1).T
+    B = -P / np.diag(P)[None, :]
+    np.fill_diagonal(B, 0.0)
+    return B
 
 
-@pytest.mark.parametrize("n", [1, 511, 512, 513, 1030])
-def test_symmetrize_upper_default_block(n):
-    rng = np.random.default_rng(n)
-    a = rng.standard_normal((n, n)).astype(np.float32)
-    expected = np.triu(a) + np.triu(a, 1).T
-    _symmetrize_upper(a)
-    np.testing.assert_array_equal(a, expected)
+@pytest.mark.parametrize("n_items, block_cells", [(37, 2**22), (300, 2**22), (300, 1000), (513, 5000)])
+def test_weights_equal_numpy_and_old_scipy_path(monkeypatch, n_items, block_cells):
+    # small blocks make the Gram matrix and the solves run over several (uneven) blocks
+    monkeypatch.setattr(ease_module, "GRAM_BLOCK_CELLS", block_cells)
+    rng = np.random.default_rng(n_items)
+    Xs = sp.random(4 * n_items, n_items, density=0.05, format="csr", random_state=rng,
+                   data_rvs=lambda k: rng.integers(1, 6, k).astype(float))
+    X = Xs.toarray()
+    for l2 in (0.5, 50.0):
+        B = ease_module._ease_weights(Xs, l2)
+        assert B.dtype == np.float32 and B.flags.c_contiguous and B.shape == (n_items, n_items)
+        ref = reference_B(X, l2)
+        scale = np.abs(ref).max()
+        # float64 all the way, rounded to float32 once: the float32 rounding is the error
+        assert np.abs(B - ref).max() <= 1e-6 * scale
+        assert np.abs(B - scipy_reference_B(X, l2)).max() <= 1e-6 * scale
+        assert (np.diag(B) == 0).all()
+
+
+def test_gram_blocks_equal_sparse_product(monkeypatch):
+    monkeypatch.setattr(ease_module, "GRAM_BLOCK_CELLS", 70)  # 1 row per block at 70 items
+    rng = np.random.default_rng(3)
+    Xs = sp.random(90, 70, density=0.1, format="csr", random_state=rng)
+    G = ease_module._gram(Xs).numpy()
+    np.testing.assert_array_equal(G, (Xs.T @ Xs).toarray())
+    monkeypatch.setattr(ease_module, "GRAM_BLOCK_CELLS", 1000)  # 14 rows, last block of 14
+    np.testing.assert_array_equal(ease_module._gram(Xs).numpy(), (Xs.T @ Xs).toarray())
+
+
+def test_float32_inversion_close_to_float64():
+    # the internal float32 path (not a public option): same weights to ~1e-5 of the scale
+    Xs = random_data(9, n_users=200, n_items=60, density=0.1).to_csr(binary=True)
+    b64 = ease_module._ease_weights(Xs.astype(np.float64), 20.0)
+    b32 = ease_module._ease_weights(Xs.astype(np.float64), 20.0, dtype=ease_module.torch.float32)
+    assert np.abs(b32 - b64).max() <= 1e-5 * np.abs(b64).max()
+    assert not np.array_equal(b32, b64)
+
+
+def test_numerically_singular_names_l2():
+    # two identical item columns: X^T X is singular, and l2=1e-300 vanishes beside it
+    X = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]]))
+    with pytest.raises(MaasrecError, match=r"l2=1e-300 is too small") as info:
+        EASE(l2=1e-300).fit(X)
+    assert "numerically singular" in str(info.value)
+    # the trace bound (6 here) is what decides, whatever the matrix
+    bound = 1e3 * np.finfo(np.float64).eps * 6
+    with pytest.raises(MaasrecError, match="too small"):
+        EASE(l2=bound * 0.99).fit(X)
+    m = EASE(l2=1e-3).fit(X)  # a usable l2 fits
+    np.testing.assert_allclose(m.B_, reference_B(X.toarray(), 1e-3), rtol=1e-5, atol=1e-5)
+
+
+def test_overflowing_values_raise():
+    # Interactions keeps float32 values (squares fit a float64), so only the helper sees this
+    X = sp.csr_matrix(np.array([[1e200, 1.0], [0.0, 2.0]]))
+    with pytest.raises(MaasrecError, match="overflows"):
+        ease_module._ease_weights(X, 1.0)
+
+
+def test_no_openblas_lapack_in_fit(monkeypatch):
+    # the fit must not go through scipy's/numpy's LAPACK (OpenBLAS potrf crashes, issue 17)
+    import scipy.linalg
+
+    def boom(*a, **k):
+        raise AssertionError("EASE called OpenBLAS LAPACK")
+
+    for name in ("cho_factor", "cholesky", "inv", "solve", "cho_solve"):
+        monkeypatch.setattr(scipy.linalg, name, boom)
+    for name in ("cholesky", "inv", "solve"):
+        monkeypatch.setattr(np.linalg, name, boom)
+    EASE(l2=1.0).fit(random_data(10))
+
+
+LARGE_FIT = textwrap.dedent("""
+    import sys, resource, time
+    import numpy as np, scipy.sparse as sp
+    from maasrec.models import EASE
+    n_items = int(sys.argv[1])
+    rng = np.random.default_rng(0)
+    n_users = 2 * n_items
+    # about 8 items per user, Zipf-like popularity (the density of Amazon Sports 5-core)
+    p = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    p /= p.sum()
+    nnz = 8 * n_users
+    rows = rng.integers(0, n_users, nnz)
+    cols = rng.choice(n_items, nnz, p=p)
+    cols[:n_items] = np.arange(n_items)  # every item is seen
+    X = sp.csr_matrix((np.ones(nnz), (rows, cols)), shape=(n_users, n_items))
+    t0 = time.perf_counter()
+    m = EASE(l2=200.0).fit(X)
+    fit_s = time.perf_counter() - t0
+    B = m.B_
+    assert B.shape == (n_items, n_items) and B.dtype == np.float32
+    assert np.isfinite(B).all() and (np.diag(B) == 0).all() and np.abs(B).max() > 0
+    ids, scores = m.recommend([0, 1, 2], k=10)
+    assert ids.shape == (3, 10) and np.isfinite(scores).all()
+    assert ((ids >= 0) & (ids < n_items)).all()
+    for u in range(3):
+        assert not set(ids[u].tolist()) & set(X[u].indices.tolist())
+        assert (np.diff(scores[u]) <= 0).all()
+    print("OK", n_items, round(fit_s, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+""")
+
+
+@pytest.mark.slow
+def test_fit_16384_items_in_subprocess_default_threads(tmp_path):
+    # issue 17: scipy's cho_factor (OpenBLAS, 2 threads) died with SIGSEGV at 16,000 items.
+    # A subprocess so that a crash fails this test instead of killing pytest; the
+    # environment (thread counts, OPENBLAS_*) is inherited unchanged.
+    n = 16_384
+    proc = subprocess.run([sys.executable, "-c", LARGE_FIT, str(n)], capture_output=True,
+                          text=True, timeout=900, env=dict(os.environ))
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    out = proc.stdout.split()
+    assert out[:2] == ["OK", str(n)], proc.stdout
+    peak_gib = int(out[3]) / 2**20  # ru_maxrss in KiB
+    # Gram matrix (float64) + B_ (float32) = 3 GiB, plus the interpreter and torch
+    assert peak_gib < 4.0, peak_gib
 
 
 def test_weights_are_c_contiguous_so_scoring_does_not_copy():
