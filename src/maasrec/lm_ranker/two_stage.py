@@ -285,6 +285,11 @@ class TwoStage(CandidateReranker):
                                 f"EASE()), got {value!r}")
         self._validate_reranker_params()
 
+    def _implicit_feedback(self) -> bool:
+        # the nested models apply their own policy for values <= 0 (an explicit
+        # ranker keeps them)
+        return False
+
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
              validation=None) -> None:
         self.retriever_ = clone(self.retriever).fit(
@@ -292,14 +297,14 @@ class TwoStage(CandidateReranker):
         self.ranker_ = clone(self.ranker).fit(
             data, item_features=item_features, user_features=user_features, validation=validation)
 
+    def _nested_names(self) -> tuple[str, ...]:
+        return ("retriever_", "ranker_")
+
     def _first_stage(self) -> Recommender:
         return self.retriever_
 
     def _second_scores(self, user_idx, sequences, candidates):
         r = self.ranker_
-    def _nested_names(self) -> tuple[str, ...]:
-        return ("retriever_", "ranker_")
-
         if user_idx is not None:
             S = _to_numpy(r._score_users(np.asarray(user_idx)))
         else:
@@ -311,8 +316,3 @@ class TwoStage(CandidateReranker):
                 _fill_rows(S, np.flatnonzero(empty), self._popularity())
         S = np.asarray(S, dtype=np.float32)
         return np.take_along_axis(S, np.maximum(candidates, 0), axis=1)
-    def _implicit_feedback(self) -> bool:
-        # the nested models apply their own policy for values <= 0 (an explicit
-        # ranker keeps them)
-        return False
-
