@@ -100,6 +100,18 @@ def test_params_out_of_range_raise(tmp_path):
         Recommender.load(path)
 
 
+@pytest.mark.parametrize("model, param, value", [
+    (ALS(factors=4, iterations=1), "random_state", "abc"),
+    (EASE(l2=10.0), "implicit", "no"),
+])
+def test_standard_params_checked_at_load(tmp_path, model, param, value):
+    # the checks fit runs on every model (bools are bools, seeds are seeds) run at load too
+    path = _saved(tmp_path, model)
+    _edit_meta(path, lambda m: m["params"].__setitem__(param, value))
+    with pytest.raises(ModelFormatError, match=rf"maasrec\.json.*{param}.*{value}"):
+        Recommender.load(path)
+
+
 @pytest.mark.parametrize("version", [-7, 0, True, "1", 1.0])
 def test_format_version_must_be_a_known_int(tmp_path, version):
     path = _saved(tmp_path, EASE(l2=10.0))

@@ -1031,7 +1031,9 @@ class Recommender(Component):
                 f"vectors, but the model has {n} items of width {d}")
 
     def _validate_saved_params(self) -> None:
-        """Check parameters read by ``load`` (hook; the default is :meth:`_validate_params`)."""
+        """Check parameters read by ``load`` (hook; the default runs the checks ``fit`` runs:
+        :meth:`_check_standard_params`, then :meth:`_validate_params`)."""
+        self._check_standard_params()
         self._validate_params()
 
     def _check_base_attributes(self, where: str) -> None:

@@ -276,7 +276,7 @@ class LMRanker(CandidateReranker):
         if isinstance(saved, str) and saved.startswith(_IN_MEMORY):
             self.model = "lm/"
         try:
-            self._validate_params()
+            super()._validate_saved_params()
         finally:
             self.model = saved
 
