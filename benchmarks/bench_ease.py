@@ -10,9 +10,11 @@ unchanged), so a crash is recorded as a result (exit code / signal) instead of e
 the run; the table gives each fit time, its ratio to the reference at the same size,
 and each process's peak RSS.
 
-Data: the density of Amazon Sports 5-core (35,598 users x 18,357 items, 296,337
-interactions: 4.5e-4, 8.3 items per user), scaled to each catalogue size (users =
-1.94 x items), items drawn with Zipf-like popularity (exponent 0.8), every item seen once.
+Data: the shape of Amazon Sports 5-core, the issue's data set (35,598 users x 18,357
+items, 296,337 interactions), kept at every catalogue size: 1.94 users per item and 8.3
+interactions per user, so the density is 8.3 / n_items (4.7e-4 at 17,600 items, 4.5e-4
+in the original; 2.0e-3 at 4,000); items drawn with Zipf-like popularity (exponent 0.8),
+every item seen at least once, binary values.
 
 Run: ``python benchmarks/bench_ease.py`` (about 15 minutes on 2 cores); writes
 ``benchmarks/results/ease.json`` and prints a Markdown table.

@@ -145,7 +145,7 @@ class EASE(Recommender):
     ``X^T X + l2 I`` is built a block of rows at a time and factored and inverted in
     place by torch's LAPACK (Cholesky, then triangular solves), and ``B_`` is float32,
     so the peak is about 12 bytes per item pair besides the data: 160 MB for 3,700 items,
-    3.1 GB for 16,384, 4.8 GB for 20,000. For larger catalogues use ALS, ItemKNN or
+    3.2 GB for 16,384, 4.8 GB for 20,000. For larger catalogues use ALS, ItemKNN or
     PureSVD. (scipy's and numpy's Cholesky, on OpenBLAS, crash with SIGSEGV on some CPUs
     from about 16,000 items when OpenBLAS runs several threads; torch's does not.)
 
