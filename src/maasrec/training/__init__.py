@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .exceptions import DataError, MaasrecError
+from ..exceptions import DataError, MaasrecError
 
 __all__ = [
     "LOSSES",
@@ -945,7 +945,7 @@ def ranking_validator(score_fn: Callable[[np.ndarray], Any], user_vocab, item_vo
     callable
         ``validate() -> float``; its ``name`` attribute is e.g. ``"ndcg@10"``.
     """
-    from .metrics.evaluation import evaluate
+    from ..metrics.evaluation import evaluate
 
     users = None
     if max_users is not None:
@@ -959,7 +959,7 @@ def ranking_validator(score_fn: Callable[[np.ndarray], Any], user_vocab, item_vo
     def validate() -> float:
         import warnings
 
-        from .exceptions import ColdStartWarning
+        from ..exceptions import ColdStartWarning
 
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", ColdStartWarning)
@@ -1133,7 +1133,7 @@ def fit_loop(module: torch.nn.Module, step_fn: Callable[[Any], torch.Tensor],
     deterministic). On CUDA, atomics in some backward kernels (``index_add_``,
     embedding gradients) may change the last bits between runs.
     """
-    from .device import amp_dtype, resolve_device
+    from ..device import amp_dtype, resolve_device
 
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
