@@ -383,7 +383,8 @@ class Recommender(Component):
     ordered_history: ClassVar[bool] = False
 
     # -- fitting ------------------------------------------------------------
-    def fit(self, X, item_features=None, user_features=None, *, validation=None) -> Recommender:
+    def fit(self, X, item_features=None, user_features=None, *, validation=None,
+            checkpoint_dir=None) -> Recommender:
         """Fit the model.
 
         Parameters
@@ -397,6 +398,13 @@ class Recommender(Component):
             User side information.
         validation : Interactions, optional
             Held-out interactions for early stopping (neural models).
+        checkpoint_dir : str or Path, optional
+            Models trained by :class:`maasrec.training.Trainer` (``HybridRecommender``,
+            ``NeuMF``, ``SequentialRecommender``): write a training checkpoint there after
+            every epoch, and resume from the one found there (a fit killed mid-way and
+            rerun with the same directory ends with the same weights). Other models
+            raise :class:`DataError`.
+
 
         Returns
         -------
@@ -418,6 +426,14 @@ class Recommender(Component):
         refused) and ``random_state`` must be None, an integer in ``[0, 2**64)`` or a
         ``numpy.random.Generator``; both raise :class:`DataError` naming the value.
         """
+        fit_options = {}
+        if checkpoint_dir is not None:
+            if "checkpoint_dir" not in inspect.signature(self._fit).parameters:
+                raise DataError(f"{type(self).__name__} has no training loop to checkpoint; "
+                                f"checkpoint_dir={str(checkpoint_dir)!r} is for the models "
+                                "trained by maasrec.training.Trainer (HybridRecommender, "
+                                "NeuMF, SequentialRecommender)")
+            fit_options["checkpoint_dir"] = checkpoint_dir
         self._check_standard_params()
         self._validate_params()
         data = as_interactions(X)
@@ -431,7 +447,7 @@ class Recommender(Component):
             data = positive_interactions(data, type(self).__name__)
         self._pop_cache = None
         self._fit(data, item_features=item_features, user_features=user_features,
-                  validation=validation)
+                  validation=validation, **fit_options)
         self.fitted_at_ = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return self
 

@@ -48,6 +48,7 @@ from ..training import (
     TrainingHistory,
     bce_loss,
     bpr_loss,
+    checkpoint_fingerprint,
     fit_loop,
     make_sampler,
     mse_loss,
@@ -517,7 +518,7 @@ class HybridRecommender(Recommender):
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, X, item_features: ItemFeatures | None = None,
             user_features: UserFeatures | None = None, *, validation=None,
-            callbacks: Sequence | None = None) -> HybridRecommender:
+            callbacks: Sequence | None = None, checkpoint_dir=None) -> HybridRecommender:
         """Fit the model.
 
         Parameters
@@ -534,6 +535,13 @@ class HybridRecommender(Recommender):
         callbacks : list of callables, optional
             ``fn(epoch, logs) -> bool`` after each epoch (``logs``: loss, lr, seconds,
             ``ndcg@10`` when validated); True stops training. Not saved with the model.
+        checkpoint_dir : str or Path, optional
+            Write a training checkpoint there after every epoch and resume from the one
+            found there (:class:`maasrec.training.Trainer`): a fit killed mid-way and
+            rerun with the same directory ends with the same weights (bit-identical on
+            the CPU). A checkpoint of another model, other parameters or other data is
+            refused with :class:`~maasrec.exceptions.DataError`.
+
 
         Returns
         -------
@@ -547,7 +555,8 @@ class HybridRecommender(Recommender):
         """
         self._callbacks = list(callbacks or ())
         try:
-            return super().fit(X, item_features, user_features, validation=validation)
+            return super().fit(X, item_features, user_features, validation=validation,
+                               checkpoint_dir=checkpoint_dir)
         finally:
             self._callbacks = []
 
@@ -597,7 +606,7 @@ class HybridRecommender(Recommender):
         return {"item": item_spec, "user": user_spec}
 
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
-             validation=None) -> None:
+             validation=None, checkpoint_dir=None) -> None:
         device = resolve_device(self.device)
         self._device = device
         seed = seed_from(self.random_state)
@@ -714,7 +723,8 @@ class HybridRecommender(Recommender):
         self._order_t = self._ordered_history(data, device)
         self.history_ = {}
         try:
-            hist = self._train(data, modules, validation, device, seed)
+            hist = self._train(data, modules, validation, device, seed,
+                               checkpoint_dir=checkpoint_dir)
             self.history_ = hist.to_dict()
             self._finalize(device)
         except NonFiniteLossError as exc:
@@ -896,7 +906,7 @@ class HybridRecommender(Recommender):
 
     # -- training -------------------------------------------------------------------------
     def _train(self, data: Interactions, modules: nn.Module, validation, device,
-               seed: int) -> TrainingHistory:
+               seed: int, checkpoint_dir=None) -> TrainingHistory:
         g = torch_generator(seed, device=device)
         loss_name = self.loss
         n_users, n_items = self._R.shape
@@ -979,7 +989,9 @@ class HybridRecommender(Recommender):
                                 patience=self.patience if validate is not None else None,
                                 callbacks=self._callbacks_list(), device=device,
                                 random_state=seed, verbose=bool(self.verbose),
-                                name="HybridRecommender")
+                                name="HybridRecommender", generators=[g],
+                                checkpoint_dir=checkpoint_dir,
+                                fingerprint=checkpoint_fingerprint(self, data))
         finally:
             for name in ("_values_t", "_sampler", "_member"):
                 self.__dict__.pop(name, None)

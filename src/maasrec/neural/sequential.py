@@ -39,7 +39,9 @@ from ..device import amp_dtype, resolve_device
 from ..exceptions import ColdStartWarning, DataError, MaasrecWarning, ModelFormatError
 from ..training import (
     NonFiniteLossError,
+    checkpoint_fingerprint,
     fit_loop,
+    param_groups,
     ranking_validator,
     sampled_softmax_loss,
     seed_from,
@@ -620,7 +622,7 @@ class SequentialRecommender(Recommender):
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
-             validation=None) -> None:
+             validation=None, checkpoint_dir=None) -> None:
         if not data.has_timestamps:
             warnings.warn(
                 "SequentialRecommender: the interactions have no timestamps, so each user's "
@@ -673,7 +675,8 @@ class SequentialRecommender(Recommender):
             self.network_ = net
             self._invalidate()
             self._set_histories(items, indptr)
-            self._train(net, items, indptr, data, validation, device, seed)
+            self._train(net, items, indptr, data, validation, device, seed,
+                        checkpoint_dir=checkpoint_dir)
         net.eval()
         self._invalidate()
         if self.item_text == "init":
@@ -689,7 +692,8 @@ class SequentialRecommender(Recommender):
                     self._invalidate()
 
     def _train(self, net: SASRecNetwork, items: np.ndarray, indptr: np.ndarray,
-               data: Interactions, validation, device: torch.device, seed: int) -> None:
+               data: Interactions, validation, device: torch.device, seed: int,
+               checkpoint_dir=None) -> None:
         """Sequence batching and the next-item loss, driven by :func:`maasrec.training.fit_loop`."""
         max_len, bs = int(self.max_len), int(self.batch_size)
         start_np, len_np = _windows(indptr, max_len)
@@ -708,12 +712,7 @@ class SequentialRecommender(Recommender):
             for idx in _bucketed_batches(lengths, bs, g):
                 yield _window_batch(flat, starts[idx], lengths[idx])
 
-        decay, no_decay = [], []
-        for name, p in net.named_parameters():
-            (no_decay if name.endswith("bias") or ".ln" in name or name.startswith("ln_f")
-             else decay).append(p)
-        groups = [{"params": decay, "weight_decay": float(self.weight_decay)},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = param_groups(net, float(self.weight_decay))  # none on biases, LayerNorms
         try:  # one fused kernel: much faster than the default on the CPU
             opt = torch.optim.AdamW(groups, lr=float(self.learning_rate), fused=True)
         except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older torch
@@ -741,7 +740,10 @@ class SequentialRecommender(Recommender):
                                 eval_every=int(self.eval_every), patience=int(self.patience),
                                 device=device, amp=self.amp == "auto",
                                 random_state=seed, verbose=bool(self.verbose),
-                                name="SequentialRecommender")
+                                name="SequentialRecommender",
+                                generators=list(dict.fromkeys([g, self._negative_gen])),
+                                checkpoint_dir=checkpoint_dir,
+                                fingerprint=checkpoint_fingerprint(self, data))
         finally:
             self._net_for_step = None
             self._step_amp = None
