@@ -90,7 +90,8 @@ def cached_scores(model, user_idx: np.ndarray, target: np.ndarray, chunk: int = 
     """
     cands, firsts = [], []
     for s in range(0, len(user_idx), 256):
-        _, cand, first = model._known_candidates(user_idx[s:s + 256])
+        block = user_idx[s:s + 256]
+        cand, first = model._candidates(block, exclude=model.seen_[block])
         cands.append(cand)
         firsts.append(first)
     cand, first = np.concatenate(cands), np.concatenate(firsts)
@@ -186,7 +187,7 @@ def click_pairs(model, test, users, rng):
     """Per test user: the test item, one hard negative, one random unseen negative."""
     seen = model.seen_
     tmap = dict(zip(test.user_indices.tolist(), test.item_indices.tolist()))
-    _, cand, _ = model._known_candidates(users)
+    cand, _ = model._candidates(users, exclude=model.seen_[users])
     U, items, Y = [], [], []
     for r, u in enumerate(users):
         pos = tmap[u]
@@ -350,7 +351,8 @@ def scored_test_users(model, tusers, target, work: Path, budget_s: float, label:
     n = len(tusers)
     cands, firsts = [], []
     for s in range(0, n, 256):
-        _, cand, first = model._known_candidates(tusers[s:s + 256])
+        block = tusers[s:s + 256]
+        cand, first = model._candidates(block, exclude=model.seen_[block])
         cands.append(cand)
         firsts.append(first)
     cand, first = np.concatenate(cands), np.concatenate(firsts)

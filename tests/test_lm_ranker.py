@@ -13,13 +13,12 @@ import torch
 from maasrec import load
 from maasrec.base import clone
 from maasrec.data import Interactions, ItemFeatures, UserFeatures
-from maasrec.exceptions import DataError, NotFittedError
-from maasrec.lm_ranker import DEFAULT_FIRST_STAGE, LMRanker, TwoStage, blend_scores
+from maasrec.exceptions import DataError, MaasrecError, NotFittedError
+from maasrec.lm_ranker import LMRanker, TwoStage, blend_scores
 from maasrec.lm_ranker.network import PICKLE_SUFFIXES, build_cross_encoder
 from maasrec.lm_ranker.text import PairBuilder, parse_template
-from maasrec.metrics import roc_auc
+from maasrec.metrics import evaluate, roc_auc
 from maasrec.models import EASE, ItemKNN, Popularity
-from maasrec.rankers import TopK
 from maasrec.testing.checks import tiny_interactions
 from maasrec.testing.components import tiny_text_model
 
@@ -121,19 +120,53 @@ def test_never_returns_excluded_items(planted):
     np.testing.assert_array_equal(both[0], one)
 
 
-def test_score_users_matches_recommend(planted):
-    """evaluate() ranks _score_users rows: that must reproduce recommend exactly."""
+def test_rank_indices_matches_recommend_and_no_full_scores(planted):
+    """evaluate() ranks rank_indices lists: they must be recommend's; no invented scores."""
     X, feats, _ = planted
     model = small(n_candidates=8, alpha=0.3).fit(X, item_features=feats)
+    assert model.scores_all_items is False
     uidx = np.arange(5)
-    S = model._score_users(uidx)
-    assert np.isfinite(S).all()
-    top, vals = TopK(8).rank(S.copy(), exclude=model.seen_[uidx])
+    top, vals = model.rank_indices(uidx, 8, exclude=model.seen_[uidx])
     ids, scores = model.recommend(list(X.user_vocab.ids[uidx]), k=8)
     np.testing.assert_array_equal(model.item_vocab_.ids[top], ids)
-    np.testing.assert_allclose(vals, scores, rtol=1e-6)
+    np.testing.assert_array_equal(vals, scores)
     s = model.score([X.user_vocab.ids[0]] * 8, list(ids[0]))
     np.testing.assert_allclose(s, scores[0], rtol=1e-5)
+    # items outside the candidates have no score (seen ones, and the rest of the catalogue)
+    seen_item = X.item_vocab.ids[model.seen_[0].indices[0]]
+    outside = [i for i in X.item_vocab.ids if i not in set(ids[0]) and i != seen_item]
+    assert np.isneginf(model.score(["u0"] * 2, [seen_item, outside[0]])).all()
+    with pytest.raises(DataError, match="n_candidates=8"):
+        model.score_indices(uidx)
+    with pytest.raises(DataError, match="n_candidates=8"):
+        model.rank_indices(uidx, 9)
+
+
+def test_evaluate_ranks_candidate_lists(planted):
+    """evaluate() of a two-stage model == metrics of its recommend() lists; auc refused."""
+    from maasrec.metrics import evaluate_lists
+
+    X, feats, _ = planted
+    keep = np.ones(X.nnz, dtype=bool)
+    keep[X.user_indptr[1:] - 1] = False
+    train, test = X.subset(keep), X.subset(~keep)
+    model = small(n_candidates=8, alpha=0.3).fit(train, item_features=feats)
+    res = evaluate(model, train, test, k=(3, 8), n_bootstrap=0)
+    assert "auc" not in res.metrics and "ndcg@8" in res.metrics
+    users = list(res.users)
+    lists = model.recommend(users, k=8)
+    ref = evaluate_lists(lists, users, test, train=train, k=(3, 8),
+                         metrics=["ndcg", "recall", "hit"], n_items=model.n_items_,
+                         n_bootstrap=0)
+    for m in ("ndcg@3", "ndcg@8", "recall@8", "hit@3"):
+        assert res[m] == pytest.approx(ref[m], abs=1e-12), m
+    with pytest.raises(DataError, match="auc"):
+        evaluate(model, train, test, k=5, metrics=["auc"])
+    with pytest.raises(DataError, match="n_candidates=8"):
+        evaluate(model, train, test, k=(10,))
+    sampled = evaluate(model, train, test, k=5, protocol="sampled", n_negatives=10,
+                       n_bootstrap=0)
+    assert 0 < sampled["hit@5"] <= 1
 
 
 def test_refresh_keeps_the_lm_and_renews_histories(planted):
@@ -202,8 +235,6 @@ def test_load_refuses_pickle_files(planted, tmp_path):
 
 def test_clear_errors(planted):
     X, feats, _ = planted
-    with pytest.raises(DataError, match="first stage"):
-        small(first_stage=None).fit(X, item_features=feats)
     with pytest.raises(DataError, match="first stage"):
         small(first_stage="EASE").fit(X, item_features=feats)
     with pytest.raises(DataError, match="no item_features"):
@@ -365,13 +396,74 @@ def test_listwise_loss_and_determinism(planted):
     np.testing.assert_array_equal(a.recommend(users, k=4)[1], b.recommend(users, k=4)[1])
 
 
-def test_default_first_stage_is_never_modified():
+def test_first_stage_none_is_a_fresh_ease_chosen_in_fit(planted):
+    X, feats, _ = planted
     m = LMRanker()
-    m.set_params(first_stage__l2=3.0)
-    assert m.first_stage is not DEFAULT_FIRST_STAGE and m.first_stage.l2 == 3.0
-    assert DEFAULT_FIRST_STAGE.l2 == 500.0
+    assert m.first_stage is None and m.get_params()["first_stage"] is None
+    assert not any(k.startswith("first_stage__") for k in m.get_params(deep=True))
+    assert clone(m).first_stage is None
+    fitted = small(first_stage=None, epochs=0).fit(X, item_features=feats)
+    assert fitted.first_stage is None  # the parameter is never changed by fit
+    assert type(fitted.first_stage_) is EASE and fitted.first_stage_.l2 == EASE().l2
+    ref = EASE().fit(X)
+    users = list(X.user_vocab.ids[:4])
+    np.testing.assert_array_equal(fitted.first_stage_.recommend(users, k=5)[0],
+                                  ref.recommend(users, k=5)[0])
+    # nested parameters of the default: still set (a fresh EASE), with a FutureWarning
+    with pytest.warns(FutureWarning, match=r"first_stage=EASE\(l2="):
+        m.set_params(first_stage__l2=3.0)
+    assert isinstance(m.first_stage, EASE) and m.first_stage.l2 == 3.0
+    assert LMRanker().first_stage is None  # nothing shared between instances
+    with pytest.warns(FutureWarning, match="DEFAULT_FIRST_STAGE"):
+        from maasrec.lm_ranker import DEFAULT_FIRST_STAGE
+    assert isinstance(DEFAULT_FIRST_STAGE, EASE)
     c = clone(LMRanker(model=tiny_text_model("bert")))
     assert isinstance(c.model, tuple)
+
+
+def test_old_saved_default_first_stage_still_loads(planted, tmp_path):
+    """Models saved before first_stage=None record the shared EASE() as a component."""
+    X, feats, _ = planted
+    model = small(first_stage=None, epochs=0).fit(X, item_features=feats)
+    model.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "maasrec.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["params"]["first_stage"] is None
+    loaded = load(tmp_path / "m")
+    assert loaded.first_stage is None and type(loaded.first_stage_) is EASE
+    # the same directory as the previous release wrote it: first_stage = EASE() component
+    meta["params"]["first_stage"] = {"__component__": "maasrec.models.ease.EASE",
+                                     "params": EASE().get_params(deep=False)}
+    meta_path.write_text(json.dumps(meta))
+    old = load(tmp_path / "m")
+    assert isinstance(old.first_stage, EASE) and old.first_stage.l2 == EASE().l2
+    users = list(X.user_vocab.ids[:4])
+    np.testing.assert_array_equal(old.recommend(users, k=4)[0], model.recommend(users, k=4)[0])
+
+
+def test_save_never_changes_the_model(planted, tmp_path, monkeypatch):
+    """A save from an in-memory pair keeps model.model the pair, even when it fails."""
+    import maasrec.lm_ranker.ranker as ranker_mod
+
+    X, feats, _ = planted
+    model = small(epochs=0).fit(X, item_features=feats)
+    pair = model.model
+    seen_during = []
+
+    def failing(enc, tok, folder):
+        seen_during.append(model.model)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ranker_mod, "save_cross_encoder", failing)
+    with pytest.raises((OSError, MaasrecError)):
+        model.save(tmp_path / "m")
+    assert seen_during and seen_during[0] is pair  # a concurrent reader saw the pair
+    assert model.model is pair and not (tmp_path / "m").exists()
+    monkeypatch.undo()
+    model.save(tmp_path / "m")
+    assert model.model is pair
+    assert json.loads((tmp_path / "m" / "maasrec.json").read_text())["params"][
+        "model"].startswith("<in-memory")
 
 
 def test_blend_scores():
@@ -420,6 +512,8 @@ def test_two_stage_any_recommenders(tmp_path):
         assert (np.diff(p) <= 0).all()
     with pytest.raises(DataError, match="ranker"):
         TwoStage(EASE(), None).fit(data)
+    with pytest.raises(DataError, match="ranks only its own candidates"):
+        TwoStage(EASE(), TwoStage(EASE(), Popularity())).fit(data)
     with pytest.raises(DataError, match="n_candidates=6"):
         model.recommend(users, k=7)
     model.save(tmp_path / "two")

@@ -381,6 +381,11 @@ class Recommender(Component):
     #: then scores through :meth:`_score_sequences` (ordered item indices) rather than
     #: :meth:`_score_history` (a CSR matrix, which loses order and repeats).
     ordered_history: ClassVar[bool] = False
+    #: Whether the model scores every item of the catalogue (:meth:`score_indices`). Two-stage
+    #: models (:class:`~maasrec.lm_ranker.CandidateReranker`) rank only a first stage's
+    #: candidates and set it to False: they answer :meth:`rank_indices` (and ``recommend``)
+    #: but have no full-catalogue scores.
+    scores_all_items: ClassVar[bool] = True
 
     # -- fitting ------------------------------------------------------------
     def fit(self, X, item_features=None, user_features=None, *, validation=None,
@@ -821,6 +826,93 @@ class Recommender(Component):
         i = self.item_vocab_.index(items)
         return self._score_pairs(u, i)
 
+    def _check_user_indices(self, user_idx) -> np.ndarray:
+        """``user_idx`` as a 1-d int64 array of indices of known users (DataError otherwise)."""
+        self._check_fitted()
+        idx = np.asarray(user_idx)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise DataError(f"user_idx must be a 1-d array of integer user indices, got "
+                            f"{idx.dtype} of shape {idx.shape}")
+        idx = idx.astype(np.int64, copy=False)
+        bad = (idx < 0) | (idx >= self.n_users_)
+        if bad.any():
+            raise DataError(f"user_idx contains user index {int(idx[bad][0])}, outside "
+                            f"0..{self.n_users_ - 1} (the users known at fit time)")
+        return idx
+
+    def score_indices(self, user_idx) -> np.ndarray:
+        """Scores of known users for every item, by index (what :func:`~maasrec.metrics.evaluate` ranks).
+
+        The index-level counterpart of :meth:`score`: row ``r`` holds the scores of user
+        ``user_vocab_.ids[user_idx[r]]`` for every item, column ``j`` being item
+        ``item_vocab_.ids[j]``. Nothing is excluded (seen items keep their scores).
+
+        Parameters
+        ----------
+        user_idx : array-like of int, shape (b,)
+            Indices into ``user_vocab_``.
+
+        Returns
+        -------
+        np.ndarray of float, shape (b, n_items_)
+            The model's own block (float32 for maasrec models); it may be an array the
+            model keeps, so copy it before writing into it.
+
+        Raises
+        ------
+        NotFittedError
+        DataError
+            Indices out of range; a model that ranks only candidates
+            (``scores_all_items`` False) and so has no full-catalogue scores.
+        """
+        idx = self._check_user_indices(user_idx)
+        return _to_numpy(self._score_users(idx))
+
+    def rank_indices(self, user_idx, k: int, *, exclude=None, allow=None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices of known users, by index (the index-level ``recommend``).
+
+        What :func:`~maasrec.metrics.evaluate` asks of models that rank only candidates
+        (``scores_all_items`` False); every model answers it. Nothing is excluded unless
+        given (pass ``exclude=seen_[user_idx]`` to leave out the training items).
+
+        Parameters
+        ----------
+        user_idx : array-like of int, shape (b,)
+            Indices into ``user_vocab_``.
+        k : int
+            Items per user, capped at ``n_items_``.
+        exclude : scipy.sparse matrix, shape (b, n_items_), optional
+            Items never to rank, one row per user (every stored entry).
+        allow : scipy.sparse matrix, shape (b, n_items_), or 1-d item indices, optional
+            Rank only these items (one row per user, or one list for all).
+
+        Returns
+        -------
+        item_idx : np.ndarray of int64, shape (b, min(k, n_items_))
+            Best first, ties to the lower item index; ``-1`` pads rows with fewer items.
+        scores : np.ndarray of float32, same shape
+            ``-inf`` on padding.
+
+        Raises
+        ------
+        NotFittedError, DataError
+        """
+        idx = self._check_user_indices(user_idx)
+        k = _check_k(k, self.n_items_)
+        out_idx = np.empty((len(idx), k), dtype=np.int64)
+        out_val = np.empty((len(idx), k), dtype=np.float32)
+        ranker = TopK(k)
+        step = self._block_size(None)
+        for start in range(0, len(idx), step):
+            sl = slice(start, min(len(idx), start + step))
+            scores = _as_score_block(self._score_users(idx[sl]))
+            a = allow[sl] if sp.issparse(allow) else allow
+            e = exclude[sl] if exclude is not None else None
+            i_, v_ = ranker.rank(scores, exclude=e, allow=a)
+            out_idx[sl], out_val[sl] = _to_numpy(i_), _to_numpy(v_)
+        return out_idx, out_val
+
     def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         out = np.empty(len(u), dtype=np.float32)
         uniq, inv = np.unique(u, return_inverse=True)
@@ -870,6 +962,15 @@ class Recommender(Component):
     def _extra_state(self) -> dict[str, Any]:
         """Non-underscore-suffixed attributes to save (hook for subclasses)."""
         return {}
+
+    def _params_for_save(self) -> dict[str, Any]:
+        """The parameters :meth:`save` writes (hook; default ``get_params(deep=False)``).
+
+        A subclass whose parameter cannot be written as JSON (e.g. an in-memory model)
+        returns a copy with a stand-in value; it never changes ``self``, so a save that
+        fails, or a thread using the model during a save, sees the real parameters.
+        """
+        return self.get_params(deep=False)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
         """Save the fitted model as a directory (JSON + safetensors, no pickle).
@@ -924,7 +1025,7 @@ class Recommender(Component):
                 sub.save(tmp / name)
             self._save_extra_files(tmp)
             write_model_dir(tmp, class_name=class_name,
-                            params=_params_to_json(self.get_params(deep=False)),
+                            params=_params_to_json(self._params_for_save()),
                             attributes=attrs, vocabs=vocabs, arrays=arrays, weights=weights,
                             extra={"extra_state": self._extra_state()})
         return str(path)

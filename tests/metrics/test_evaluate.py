@@ -523,3 +523,76 @@ def test_huge_k_is_cheap(data):
     np.testing.assert_allclose(res.per_user["recall@10000000"], 1.0)
     assert res["precision@10000000"] < 1e-5
     assert np.all(n_cand > 0)
+
+
+# ---------------------------------------------------------------------------
+# the public scoring protocol (issue 22): score_indices / rank_indices
+# ---------------------------------------------------------------------------
+def _models_for_protocol():
+    from maasrec.models import ALS, EASE
+    from maasrec.neural import HybridRecommender
+
+    return [EASE(l2=5.0), ALS(factors=4, iterations=2, random_state=0),
+            HybridRecommender(dim=8, epochs=1, patience=None, random_state=0, verbose=False)]
+
+
+@pytest.mark.parametrize("model", _models_for_protocol(), ids=lambda m: type(m).__name__)
+def test_evaluate_uses_public_score_indices(model, monkeypatch):
+    """evaluate() scores through score_indices and ranks exactly as recommend() does."""
+    from maasrec.metrics import evaluate_lists
+    from maasrec.testing.checks import tiny_interactions
+
+    data = tiny_interactions()
+    rng = np.random.default_rng(0)
+    test_mask = rng.random(data.nnz) < 0.3
+    train, test = data.subset(~test_mask), data.subset(test_mask)
+    model.fit(train)
+    calls = []
+    public = type(model).score_indices
+
+    def spy(self, user_idx):
+        calls.append(len(user_idx))
+        return public(self, user_idx)
+
+    monkeypatch.setattr(type(model), "score_indices", spy)
+    res = evaluate(model, train, test, k=(3, 5), n_bootstrap=0)
+    assert sum(calls) == res.n_users
+    users = list(res.users)
+    ref = evaluate_lists(model.recommend(users, k=5), users, test, train=train, k=(3, 5),
+                         metrics=["ndcg", "recall", "map", "hit"], n_items=model.n_items_,
+                         n_bootstrap=0)
+    for m in ("ndcg@3", "ndcg@5", "recall@5", "map@5", "hit@3"):
+        assert res[m] == pytest.approx(ref[m], abs=1e-12), m
+
+
+def test_duck_typed_models_public_or_legacy_hook(data):
+    """An object with score_indices, or only the older _score_users, evaluates the same."""
+    full, train, test = data
+    legacy = random_model(full)
+
+    class Public:
+        def __init__(self, inner):
+            self.user_vocab_, self.item_vocab_ = inner.user_vocab_, inner.item_vocab_
+            self.scores = inner.scores
+
+        def score_indices(self, idx):
+            return self.scores[idx]
+
+    a = evaluate(legacy, train, test, k=5, n_bootstrap=0)
+    b = evaluate(Public(legacy), train, test, k=5, n_bootstrap=0)
+    assert a.metrics == b.metrics
+    for m in a.metrics:
+        np.testing.assert_array_equal(a.per_user.get(m, a[m]), b.per_user.get(m, b[m]))
+
+    class Wrong(Public):
+        def score_indices(self, idx):
+            return self.scores[idx][:, :3]
+
+    with pytest.raises(DataError, match=r"Wrong\.score_indices returned shape"):
+        evaluate(Wrong(legacy), train, test)
+
+    class RanksOnly(Public):
+        scores_all_items = False
+
+    with pytest.raises(DataError, match="rank_indices"):
+        evaluate(RanksOnly(legacy), train, test)

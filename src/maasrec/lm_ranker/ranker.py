@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,12 +37,10 @@ from .network import (
 from .text import DEFAULT_TEMPLATE, PairBuilder, UserPart, parse_template, profile_text
 from .two_stage import CandidateReranker
 
-__all__ = ["DEFAULT_FIRST_STAGE", "LM_RANKER_LOSSES", "LMRanker"]
+__all__ = ["LM_RANKER_LOSSES", "LMRanker"]
 
 logger = logging.getLogger(__name__)
 
-#: The default first stage (never fitted itself: ``fit`` fits a clone).
-DEFAULT_FIRST_STAGE = EASE()
 #: Accepted values of ``loss``.
 LM_RANKER_LOSSES = ("bce", "listwise")
 #: Default learning rates: full fine-tuning, LoRA.
@@ -49,6 +48,18 @@ LEARNING_RATES = {"full": 5e-5, "lora": 5e-4}
 _IN_MEMORY = "<in-memory "
 _LM_DIR = "lm"
 _BUCKET_BATCHES = 32
+
+
+def __getattr__(name: str) -> Any:
+    # DEFAULT_FIRST_STAGE was a shared module-level EASE() (the old default of
+    # ``first_stage``); the default is now None, resolved to a fresh EASE() in ``fit``
+    if name == "DEFAULT_FIRST_STAGE":
+        warnings.warn("maasrec.lm_ranker.DEFAULT_FIRST_STAGE is deprecated and will be removed: "
+                      "LMRanker(first_stage=None) (the default) fits a fresh EASE(); pass "
+                      "first_stage=EASE(...) to choose its parameters", FutureWarning,
+                      stacklevel=2)
+        return EASE()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LMRanker(CandidateReranker):
@@ -110,9 +121,12 @@ class LMRanker(CandidateReranker):
 
     Parameters
     ----------
-    first_stage : Recommender, default EASE()
-        Candidate generator; cloned and fitted on the same data in ``fit``. Tune it on
-        validation first (on MovieLens 100K leave-last-out EASE's best ``l2`` is 100).
+    first_stage : Recommender, optional
+        Candidate generator; cloned and fitted on the same data in ``fit`` (the fitted
+        copy is ``first_stage_``). None (the default) fits a fresh ``EASE()``, as
+        scikit-learn resolves ``estimator=None`` in ``fit``; to set its parameters pass
+        one, e.g. ``first_stage=EASE(l2=100.0)``. Tune it on validation first (on
+        MovieLens 100K leave-last-out EASE's best ``l2`` is 100).
     model : str, path or (model, tokenizer) pair, default "sentence-transformers/all-MiniLM-L6-v2"
         A name resolved by :func:`maasrec.encoders.hub.resolve_model` (weights a package
         ships, e.g. ``maasrec[text]`` for MiniLM, load offline), a local
@@ -197,7 +211,14 @@ class LMRanker(CandidateReranker):
     -----
     The fine-tuned language model is saved as a ``transformers`` folder ``lm/`` of the
     model directory (``config.json``, ``model.safetensors``, the tokenizer's JSON/text
-    files) and loads offline; no file is pickled.
+    files) and loads offline; no file is pickled. A model built from an in-memory
+    ``(model, tokenizer)`` pair is saved too: its ``model`` parameter is then recorded
+    as a placeholder (the instance itself is not changed by ``save``), and the loaded
+    model must be given ``set_params(model=...)`` before it is fitted again.
+
+    ``recommend``, ``rank_indices`` and ``score`` see only the first stage's
+    candidates (``scores_all_items`` is False): :func:`~maasrec.metrics.evaluate` ranks
+    those lists, so cut-offs above ``n_candidates`` and ``auc`` are not available.
 
     Examples
     --------
@@ -209,7 +230,7 @@ class LMRanker(CandidateReranker):
     >>> ids, scores = model.recommend([1, 2], k=10)                 # doctest: +SKIP
     """
 
-    def __init__(self, first_stage: Recommender | None = DEFAULT_FIRST_STAGE,
+    def __init__(self, first_stage: Recommender | None = None,
                  model: Any = "sentence-transformers/all-MiniLM-L6-v2", n_candidates: int = 50,
                  history_len: int = 10, max_length: int = 256, max_item_tokens: int = 32,
                  template: str = DEFAULT_TEMPLATE, epochs: int = 1,
@@ -251,10 +272,7 @@ class LMRanker(CandidateReranker):
 
     # -- parameters ---------------------------------------------------------------------------
     def set_params(self, **params) -> LMRanker:
-        """Set parameters (``first_stage__l2=...`` for the first stage's).
-
-        The shared default first stage is never modified: nested parameters are set on a
-        copy of it.
+        """Set parameters (``first_stage__l2=...`` for those of a given first stage).
 
         Parameters
         ----------
@@ -263,10 +281,23 @@ class LMRanker(CandidateReranker):
         Returns
         -------
         self
+
+        Warns
+        -----
+        FutureWarning
+            ``first_stage__...`` while ``first_stage`` is None (the default): the EASE()
+            that ``fit`` would choose is made the first stage and given those parameters,
+            as before; this will raise a DataError in a later release (pass
+            ``first_stage=EASE(l2=...)``).
         """
-        if self.first_stage is DEFAULT_FIRST_STAGE and any(
+        if self.first_stage is None and "first_stage" not in params and any(
                 k.startswith("first_stage__") for k in params):
-            self.first_stage = clone(DEFAULT_FIRST_STAGE)
+            warnings.warn(
+                "LMRanker.set_params(first_stage__...) with first_stage=None is deprecated "
+                "and will raise a DataError: pass the first stage itself, e.g. "
+                "set_params(first_stage=EASE(l2=100.0)); an EASE() is set as first_stage now",
+                FutureWarning, stacklevel=2)
+            self.first_stage = EASE()
         super().set_params(**params)
         return self
 
@@ -281,10 +312,11 @@ class LMRanker(CandidateReranker):
             self.model = saved
 
     def _validate_params(self) -> None:
-        if not isinstance(self.first_stage, Recommender):
+        if self.first_stage is not None and not isinstance(self.first_stage, Recommender):
             raise DataError(
-                f"LMRanker needs a first stage to propose the candidates it re-ranks: pass "
-                f"first_stage=EASE() (or any maasrec Recommender), got {self.first_stage!r}")
+                f"LMRanker's first stage proposes the candidates it re-ranks: pass None (a "
+                f"fresh EASE()), EASE(...) or any maasrec Recommender, got "
+                f"{self.first_stage!r}")
         if isinstance(self.model, str) and self.model.startswith(_IN_MEMORY):
             raise DataError(
                 f"model={self.model!r}: this LMRanker was saved from an in-memory (model, "
@@ -401,7 +433,8 @@ class LMRanker(CandidateReranker):
                                   max_item_tokens=self.max_item_tokens,
                                   is_decoder=enc.is_decoder)
             builder.set_items([str(t) for t in texts])
-            self.first_stage_ = clone(self.first_stage).fit(
+            first = EASE() if self.first_stage is None else clone(self.first_stage)
+            self.first_stage_ = first.fit(
                 data, item_features=item_features, user_features=user_features,
                 validation=validation)
             seqs = data.sequences()
@@ -566,8 +599,7 @@ class LMRanker(CandidateReranker):
                         dtype=np.int64)
         for start in range(0, len(uniq), 1024):
             block = uniq[start:start + 1024]
-            _, cand, _ = self._known_candidates(block)
-            pools[block] = cand
+            pools[block], _ = self._candidates(block, exclude=self.seen_[block])
         group = 1 + int(self.negatives_per_positive)
         per_step = max(1, int(self.batch_size) // group)
         n_micro = math.ceil(len(users) / per_step)
@@ -822,32 +854,13 @@ class LMRanker(CandidateReranker):
         return self._builder.pair_text(self._user_parts_known(u)[0], int(i[0]))
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, path, *, overwrite: bool = False) -> str:
-        """Save the model directory (see :meth:`maasrec.base.Recommender.save`).
-
-        The fine-tuned language model and its tokenizer go to ``lm/`` (a ``transformers``
-        folder of JSON, text and safetensors files), the first stage to
-        ``first_stage_/``. A model built from an in-memory pair is saved too; its
-        ``model`` parameter is then recorded as a placeholder.
-
-        Parameters
-        ----------
-        path : str or Path
-        overwrite : bool, default False
-
-        Returns
-        -------
-        str
-        """
-        self._check_fitted()
-        if not isinstance(self.model, (tuple, list)):
-            return super().save(path, overwrite=overwrite)
-        original = self.model
-        self.model = f"{_IN_MEMORY}{type(original[0]).__name__} (weights in {_LM_DIR}/)>"
-        try:
-            return super().save(path, overwrite=overwrite)
-        finally:
-            self.model = original
+    def _params_for_save(self) -> dict[str, Any]:
+        # an in-memory (model, tokenizer) pair is not JSON: its weights and tokenizer are
+        # saved in lm/ and the parameter is recorded as a placeholder; self is not changed
+        params = super()._params_for_save()
+        if isinstance(self.model, (tuple, list)):
+            params["model"] = f"{_IN_MEMORY}{type(self.model[0]).__name__} (weights in {_LM_DIR}/)>"
+        return params
 
     def _save_extra_files(self, tmp) -> None:
         super()._save_extra_files(tmp)

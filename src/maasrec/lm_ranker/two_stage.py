@@ -7,10 +7,11 @@
   ``retriever``), scores only those candidates with the second stage, optionally blends
   the two scores, and returns the top ``k`` -- never an item outside the first stage's
   candidates, so never an excluded one;
-- ``_score_users`` (used by :func:`maasrec.metrics.evaluate` and ``score``) returns the
-  same scores for the candidates, and for every other item a finite score below all of
-  them (in the first stage's order), so full-ranking evaluation of the two-stage system
-  is exact at every cut-off up to ``n_candidates``.
+- ``rank_indices`` (used by :func:`maasrec.metrics.evaluate`) does the same by user
+  index with index-level exclusions and allow-lists; ``score`` gives the final score of
+  a candidate and ``-inf`` for any other item. A two-stage model has no score for items
+  outside its candidates (``scores_all_items = False``): ``score_indices`` raises, and
+  ``evaluate`` ranks its lists instead of a score matrix.
 
 :class:`TwoStage` re-ranks any recommender's candidates by any other recommender;
 :class:`~maasrec.lm_ranker.LMRanker` re-ranks them by a fine-tuned language model. The
@@ -98,6 +99,7 @@ class CandidateReranker(Recommender):
     """
 
     supports_history = True
+    scores_all_items = False
 
     def _check_loaded(self) -> None:
         # the nested models index the same catalogue and users as this one
@@ -139,34 +141,74 @@ class CandidateReranker(Recommender):
             second = np.asarray(self._second_scores(user_idx, sequences, cand), dtype=np.float32)
         return blend_scores(second, first, valid, float(self.alpha))
 
-    def _known_candidates(self, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """First-stage scores of known users and their top candidates (seen items excluded)."""
-        fs = self._first_stage()
-        S = np.array(_to_numpy(fs._score_users(user_idx)), dtype=np.float32, copy=True)
+    def _candidates(self, user_idx: np.ndarray, exclude=None, allow=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first stage's top ``n_candidates`` items of known users and their scores.
+
+        ``exclude``/``allow`` as in :meth:`~maasrec.base.Recommender.rank_indices`
+        (``-1``/``-inf`` pad rows with fewer candidates).
+        """
         width = min(int(self.n_candidates), self.n_items_)
-        cand, first = TopK(width).rank(S.copy(), exclude=self.seen_[user_idx])
-        return S, np.asarray(cand, dtype=np.int64), np.asarray(first, dtype=np.float32)
+        cand, first = self._first_stage().rank_indices(user_idx, width, exclude=exclude,
+                                                       allow=allow)
+        return np.asarray(cand, dtype=np.int64), np.asarray(first, dtype=np.float32)
 
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
-        """Full-catalogue scores of the two-stage system.
+        raise DataError(
+            f"{type(self).__name__} scores only its first stage's top n_candidates="
+            f"{self.n_candidates} items per user, not the whole catalogue: use recommend(), "
+            f"rank_indices() or score() (-inf outside the candidates)")
 
-        Candidates (the first stage's top ``n_candidates`` unseen items) get their final
-        scores; every other item a finite score below the lowest candidate, ordered as
-        the first stage orders them, so that ranking these rows reproduces
-        ``recommend`` exactly.
+    def rank_indices(self, user_idx, k: int, *, exclude=None, allow=None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of known users by index: the first stage's candidates, re-ranked.
+
+        The first stage picks its top ``n_candidates`` items with ``exclude``/``allow``
+        applied (as ``recommend`` does with its filters); the second stage re-ranks
+        them. See :meth:`maasrec.base.Recommender.rank_indices`.
+
+        Parameters
+        ----------
+        user_idx : array-like of int, shape (b,)
+        k : int
+            At most ``n_candidates`` (after capping at ``n_items_``).
+        exclude, allow : optional
+            As in :meth:`maasrec.base.Recommender.rank_indices`.
+
+        Returns
+        -------
+        item_idx : np.ndarray of int64, shape (b, min(k, n_items_))
+        scores : np.ndarray of float32
+
+        Raises
+        ------
+        DataError
+            ``k > n_candidates``; bad indices or filters.
         """
-        user_idx = np.asarray(user_idx, dtype=np.int64)
-        S, cand, first = self._known_candidates(user_idx)
-        final = self._final(user_idx, None, cand, first)
-        finite = np.isfinite(final)
-        lo = np.where(finite, final, np.inf).min(axis=1)
-        lo = np.where(np.isfinite(lo), lo, 0.0)
-        mn = S.min(axis=1, keepdims=True)
-        mx = S.max(axis=1, keepdims=True)
-        scaled = (S - mn) / np.where(mx > mn, mx - mn, 1.0)
-        out = (lo[:, None] - 2.0 + scaled).astype(np.float32)
-        rows = np.repeat(np.arange(len(user_idx)), cand.shape[1]).reshape(cand.shape)
-        out[rows[finite], cand[finite]] = final[finite]
+        idx = self._check_user_indices(user_idx)
+        k = _check_k(k, self.n_items_)
+        self._check_k_candidates(k)
+        cand, first = self._candidates(idx, exclude=exclude, allow=allow)
+        final = self._final(idx, None, cand, first)
+        return TopK(k).rank_candidates(cand, final, n_items=self.n_items_)
+
+    def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Final scores of (user, item) pairs; ``-inf`` where the item is not a candidate
+        (seen, or outside the first stage's top ``n_candidates``)."""
+        out = np.full(len(u), -np.inf, dtype=np.float32)
+        uniq, inv = np.unique(u, return_inverse=True)
+        inv = np.asarray(inv).ravel()
+        step = self._block_size(None)
+        for start in range(0, len(uniq), step):
+            block = uniq[start:start + step]
+            cand, first = self._candidates(block, exclude=self.seen_[block])
+            final = self._final(block, None, cand, first)
+            sel = np.flatnonzero((inv >= start) & (inv < start + len(block)))
+            rows = inv[sel] - start
+            match = (cand[rows] == i[sel, None]) & (cand[rows] >= 0)
+            has = match.any(axis=1)
+            col = match.argmax(axis=1)
+            out[sel[has]] = final[rows[has], col[has]]
         return out
 
     # -- recommend ------------------------------------------------------------------------
@@ -283,6 +325,10 @@ class TwoStage(CandidateReranker):
             if not isinstance(value, Recommender):
                 raise DataError(f"TwoStage needs a {name} (a maasrec Recommender such as "
                                 f"EASE()), got {value!r}")
+        if not self.ranker.scores_all_items:
+            raise DataError(f"TwoStage's ranker must score every item it is given; "
+                            f"{type(self.ranker).__name__} ranks only its own candidates "
+                            f"(use it as the retriever, or nest the stages the other way)")
         self._validate_reranker_params()
 
     def _implicit_feedback(self) -> bool:
@@ -306,7 +352,7 @@ class TwoStage(CandidateReranker):
     def _second_scores(self, user_idx, sequences, candidates):
         r = self.ranker_
         if user_idx is not None:
-            S = _to_numpy(r._score_users(np.asarray(user_idx)))
+            S = r.score_indices(np.asarray(user_idx))
         else:
             H = self._history_matrix([None] * len(sequences), sequences)
             S = np.array(_to_numpy(r._score_sequences(sequences) if r.ordered_history

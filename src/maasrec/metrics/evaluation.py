@@ -295,13 +295,23 @@ def _model_vocabs(model: Any) -> tuple[IdVocab, IdVocab]:
             f"{name} is not fitted (it has no item_vocab_/user_vocab_); call fit() before "
             f"evaluate()"
         )
-    if not callable(getattr(model, "_score_users", None)):
-        raise DataError(f"{name} has no _score_users(user_idx) method; evaluate() needs one")
+    if not _ranks_only(model) and not callable(getattr(model, "score_indices", None)) and not (
+            callable(getattr(model, "_score_users", None))):
+        raise DataError(f"{name} has no score_indices(user_idx) method; evaluate() needs one "
+                        f"(every maasrec Recommender has it)")
+    if _ranks_only(model) and not callable(getattr(model, "rank_indices", None)):
+        raise DataError(f"{name} sets scores_all_items=False but has no rank_indices(user_idx, "
+                        f"k, exclude=..., allow=...) method; evaluate() needs one")
     if not isinstance(uv, IdVocab) or not isinstance(iv, IdVocab):
         raise DataError(f"{name}.user_vocab_ and .item_vocab_ must be IdVocab objects")
     if len(iv) == 0:
         raise DataError(f"{name} knows no items")
     return uv, iv
+
+
+def _ranks_only(model: Any) -> bool:
+    """Whether the model ranks only candidates (no full-catalogue scores): a two-stage model."""
+    return getattr(model, "scores_all_items", True) is False
 
 
 def _align(X: Any, uv: IdVocab, iv: IdVocab, what: str) -> tuple[Interactions, int, int]:
@@ -359,13 +369,39 @@ def _topk_rows(S: np.ndarray, k: int) -> np.ndarray:
 
 
 class _Scorer:
-    """Calls ``model._score_users`` and validates what comes back."""
+    """Calls the model's public ``score_indices`` (or ``rank_indices``) and validates the result.
+
+    An object that is not a maasrec model may offer ``_score_users`` instead (the older
+    duck-typed protocol, e.g. a wrapper around a scoring function).
+    """
 
     def __init__(self, model: Any, uv: IdVocab, n_items: int):
         self.model = model
         self.uv = uv
         self.n_items = n_items
         self.seconds = 0.0
+        if callable(getattr(model, "score_indices", None)):
+            self.fn, self.fn_name = model.score_indices, "score_indices"
+        else:
+            self.fn, self.fn_name = getattr(model, "_score_users", None), "_score_users"
+
+    def rank(self, idx: np.ndarray, k: int, *, exclude=None, allow=None) -> np.ndarray:
+        """Top-k item indices ``[len(idx), k]`` from ``model.rank_indices`` (-1 padding)."""
+        t = time.perf_counter()
+        top, _ = self.model.rank_indices(idx, k, exclude=exclude, allow=allow)
+        self.seconds += time.perf_counter() - t
+        top = np.asarray(top, dtype=np.int64)
+        name = type(self.model).__name__
+        if top.ndim != 2 or top.shape[0] != len(idx) or top.shape[1] > k:
+            raise DataError(f"{name}.rank_indices returned shape {top.shape} for {len(idx)} "
+                            f"users and k={k}")
+        if top.size and (top.min() < -1 or top.max() >= self.n_items):
+            raise DataError(f"{name}.rank_indices returned an item index outside "
+                            f"-1..{self.n_items - 1}")
+        if top.shape[1] < k:
+            top = np.concatenate([top, np.full((len(idx), k - top.shape[1]), -1, np.int64)],
+                                 axis=1)
+        return top
 
     def __call__(self, idx: np.ndarray) -> np.ndarray:
         """Scores ``[len(idx), n_items]`` as float32.
@@ -374,15 +410,15 @@ class _Scorer:
         array (no copy); callers that write into it must restore what they change.
         """
         t = time.perf_counter()
-        out = self.model._score_users(idx)
+        out = self.fn(idx)
         self.seconds += time.perf_counter() - t
         if hasattr(out, "detach"):  # a torch tensor
             out = out.detach().cpu().numpy()
-        name = type(self.model).__name__
+        name = f"{type(self.model).__name__}.{self.fn_name}"
         s = np.asarray(out)
         if s.shape != (len(idx), self.n_items):
             raise DataError(
-                f"{name}._score_users returned shape {s.shape} for {len(idx)} users; expected "
+                f"{name} returned shape {s.shape} for {len(idx)} users; expected "
                 f"({len(idx)}, {self.n_items})"
             )
         if not (s.dtype == np.float32 and s.flags.c_contiguous and s.flags.writeable):
@@ -391,7 +427,7 @@ class _Scorer:
         if not finite.all():
             r = int(np.flatnonzero(~finite.all(axis=1))[0])
             raise DataError(
-                f"{name}._score_users returned NaN/inf scores for user "
+                f"{name} returned NaN/inf scores for user "
                 f"{self.uv.ids[idx[r]]!r}; scores must be finite"
             )
         return s
@@ -421,9 +457,9 @@ def _full_chunk(scorer: _Scorer, idx: np.ndarray, seen: sp.csr_matrix, rel: sp.c
     return top, hits, auc
 
 
-def _sampled_chunk(scorer: _Scorer, idx: np.ndarray, forbid: sp.csr_matrix, rel: sp.csr_matrix,
-                   n_negatives: int, rng: np.random.Generator, kmax: int, want_auc: bool
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _sampled_candidates(idx: np.ndarray, forbid: sp.csr_matrix, rel: sp.csr_matrix,
+                        n_negatives: int, rng: np.random.Generator):
+    """Each user's relevant items then ``n_negatives`` sampled ones: ``C [b, P + N]`` (-1 pads)."""
     b = len(idx)
     n_items = forbid.shape[1]
     # negatives: the n_negatives largest of i.i.d. uniforms over allowed items = a uniform
@@ -440,6 +476,14 @@ def _sampled_chunk(scorer: _Scorer, idx: np.ndarray, forbid: sp.csr_matrix, rel:
     pos = np.full((b, int(n_pos.max()) if b else 0), -1, dtype=np.int64)
     pos[pr, slot] = rc.indices
     C = np.concatenate([pos, neg], axis=1)
+    return C, pos, n_pos, pr, slot
+
+
+def _sampled_chunk(scorer: _Scorer, idx: np.ndarray, forbid: sp.csr_matrix, rel: sp.csr_matrix,
+                   n_negatives: int, rng: np.random.Generator, kmax: int, want_auc: bool
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    b = len(idx)
+    C, pos, n_pos, pr, slot = _sampled_candidates(idx, forbid, rel, n_negatives, rng)
     S = scorer(idx)
     V = np.take_along_axis(S, np.maximum(C, 0), axis=1)
     del S
@@ -458,6 +502,27 @@ def _sampled_chunk(scorer: _Scorer, idx: np.ndarray, forbid: sp.csr_matrix, rel:
     if want_auc:
         auc = _auc_rows(V, pr, V[pr, slot], n_pos, np.count_nonzero(C < 0, axis=1))
     return top, hits, auc
+
+
+def _ranked_chunk(scorer: _Scorer, idx: np.ndarray, seen: sp.csr_matrix, rel_keys: np.ndarray,
+                  kmax: int, protocol: str, sampled: tuple | None
+                  ) -> tuple[np.ndarray, np.ndarray, None]:
+    """Top lists of a model that ranks only candidates (``rank_indices``; no AUC).
+
+    Full protocol: the model ranks with the user's train/exclude items excluded.
+    Sampled: it ranks within the user's sampled candidates ``C`` (an allow-list).
+    """
+    n_items = seen.shape[1]
+    if protocol == "full":
+        top = scorer.rank(idx, kmax, exclude=seen[idx])
+    else:
+        C = sampled[0]
+        rows = np.repeat(np.arange(len(idx)), C.shape[1]).reshape(C.shape)
+        ok = C >= 0
+        allow = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.float32), (rows[ok], C[ok])),
+                              shape=(len(idx), n_items))
+        top = scorer.rank(idx, kmax, allow=allow)
+    return top, lookup_hits(idx, top, rel_keys, n_items), None
 
 
 # ---------------------------------------------------------------------------
@@ -560,8 +625,19 @@ def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20
     """Evaluate a fitted recommender on held-out interactions.
 
     For every test user (a user with at least one test row, or the users given), the
-    model scores items with ``model._score_users``; the top ``max(k)`` items become the
-    user's list, and each metric is computed per user and averaged over users.
+    model scores items with its public ``model.score_indices(user_idx)``; the top
+    ``max(k)`` items become the user's list, and each metric is computed per user and
+    averaged over users.
+
+    **Two-stage models** (``model.scores_all_items`` False, e.g.
+    :class:`~maasrec.lm_ranker.LMRanker`, :class:`~maasrec.lm_ranker.TwoStage`) score
+    only their first stage's candidates, so they are asked for their lists instead:
+    ``model.rank_indices(user_idx, max(k), exclude=train/exclude items)`` (full
+    protocol) or ``allow=`` the user's sampled items (sampled protocol: the first stage
+    picks its candidates among them). Every ranking and beyond-accuracy metric is
+    computed on those lists, which are what ``recommend`` returns; ``max(k)`` must not
+    exceed the model's ``n_candidates``, and ``auc`` (which needs a score for every
+    item) is left out of the default metrics and refused when asked for.
 
     **Full ranking** (``protocol="full"``, the default) ranks *every* item except the
     ones the user has in ``train`` (and in ``exclude``, e.g. a validation part). A test
@@ -584,8 +660,11 @@ def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20
     Parameters
     ----------
     model : fitted recommender
-        Needs ``user_vocab_``, ``item_vocab_`` and ``_score_users(user_idx)`` returning
-        finite float scores of shape ``[len(user_idx), n_items]``.
+        Needs ``user_vocab_``, ``item_vocab_`` and ``score_indices(user_idx)`` returning
+        finite float scores of shape ``[len(user_idx), n_items]`` (every maasrec
+        :class:`~maasrec.base.Recommender`; another object may offer
+        ``_score_users(user_idx)`` instead), or, with ``scores_all_items = False``,
+        ``rank_indices(user_idx, k, exclude=, allow=)``.
     train : Interactions, pandas.DataFrame or scipy.sparse matrix
         What the model was trained on: these items are excluded from each user's
         ranking, and give item popularity (novelty) and default item vectors (diversity).
@@ -649,6 +728,14 @@ def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20
         m for m in DEFAULT_METRICS if m not in _BEYOND)
     spec = _parse_metrics(metrics, ks, default, METRICS)
     uv, iv = _model_vocabs(model)
+    ranks_only = _ranks_only(model)
+    if ranks_only and any(b == "auc" for b, _ in spec):
+        if metrics is not None:
+            raise DataError(
+                f"'auc' needs a score for every item, but {type(model).__name__} ranks only its "
+                f"first stage's candidates (scores_all_items=False); ask for ranking metrics "
+                f"at cut-offs up to its n_candidates")
+        spec = [(b, kk) for b, kk in spec if b != "auc"]  # not in the default for such models
     n_users_v, n_items = len(uv), len(iv)
     counts: dict[str, int] = {}
 
@@ -726,7 +813,11 @@ def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20
     try:
         for a in range(0, n_eval, chunk):
             idx = eval_users[a:a + chunk]
-            if protocol == "full":
+            if ranks_only:
+                drawn = (_sampled_candidates(idx, forbid, rel, n_negatives, sample_rng)
+                         if protocol == "sampled" else None)
+                t_, h_, a_ = _ranked_chunk(scorer, idx, seen, rel_keys, kmax, protocol, drawn)
+            elif protocol == "full":
                 t_, h_, a_ = _full_chunk(scorer, idx, seen, rel, rel_keys, kmax, want_auc)
             else:
                 t_, h_, a_ = _sampled_chunk(scorer, idx, forbid, rel, n_negatives, sample_rng,
