@@ -545,3 +545,45 @@ def test_minilm_real_weights(planted, tmp_path):
     ids2, scores2 = load(tmp_path / "minilm").recommend(users, k=5)
     np.testing.assert_array_equal(ids2, ids)
     np.testing.assert_array_equal(scores2, scores)
+
+
+def _old_no_decay(name, p):
+    """LMRanker's hand-written rule before it used maasrec.training.param_groups."""
+    return p.ndim < 2 or "norm" in name.lower()
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+@pytest.mark.parametrize("head", ["auto", "mean", "first", "last"])
+def test_shared_param_groups_decay_what_the_old_rule_decayed(kind, head):
+    from maasrec.lm_ranker.network import apply_lora, lora_settings
+    from maasrec.training import param_groups
+
+    enc, _ = build_cross_encoder(tiny_text_model(kind), head=head)
+    encs = [enc]
+    try:
+        import peft  # noqa: F401
+
+        lora_enc, _ = build_cross_encoder(tiny_text_model(kind), head=head)
+        apply_lora(lora_enc, lora_settings({"r": 2}))
+        encs.append(lora_enc)
+    except ImportError:
+        pass
+    for e in encs:
+        decay, exempt = param_groups(e, 0.01)
+        old = [p for n, p in e.named_parameters() if p.requires_grad and not _old_no_decay(n, p)]
+        assert [id(p) for p in decay["params"]] == [id(p) for p in old]
+        assert decay["params"] and exempt["params"] and exempt["weight_decay"] == 0.0
+
+
+def test_nan_loss_raises_non_finite_loss_error(planted, monkeypatch):
+    from maasrec.training import NonFiniteLossError
+
+    X, feats, _ = planted
+    model = small()
+    monkeypatch.setattr(LMRanker, "_loss", lambda self, logits, valid: logits.sum() * np.nan)
+    with pytest.raises(NonFiniteLossError, match="loss became nan") as err:
+        model.fit(X, item_features=feats)
+    assert err.value.epoch == 1 and err.value.step == 1
+    assert not model.is_fitted  # left unfitted
+    with pytest.raises(NotFittedError):
+        model.recommend(["u0"], k=3)

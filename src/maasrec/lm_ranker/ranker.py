@@ -21,7 +21,7 @@ from ..data.interactions import Interactions
 from ..device import amp_dtype, resolve_device
 from ..exceptions import DataError, ModelFormatError, NotFittedError
 from ..models.ease import EASE
-from ..training import progress, seed_from, threads_for
+from ..training import NonFiniteLossError, param_groups, progress, seed_from, threads_for
 from .network import (
     HEADS,
     CrossEncoder,
@@ -105,7 +105,9 @@ class LMRanker(CandidateReranker):
     positives (seeded) to bound training time. The loss is binary cross-entropy over
     pairs (``"bce"``, the default: it keeps ``predict_proba`` calibrated) or a softmax
     over each positive's group of 1 + ``negatives_per_positive`` candidates
-    (``"listwise"``). On MovieLens 100K validation (``benchmarks/bench_lmranker.py``,
+    (``"listwise"``). AdamW decays the weight matrices only (the shared rule of
+    :func:`maasrec.training.param_groups`); a NaN or infinite loss raises
+    :class:`~maasrec.training.NonFiniteLossError` and leaves the model unfitted. On MovieLens 100K validation (``benchmarks/bench_lmranker.py``,
     600 training groups on a CPU) the listwise loss blended a little better, within
     noise; neither beat EASE on the test users at that training budget.
 
@@ -449,8 +451,13 @@ class LMRanker(CandidateReranker):
                 freeze_lower_layers(enc, int(self.freeze_layers))
             trainable = sum(p.numel() for p in enc.parameters() if p.requires_grad)
             enc.to(device)
-            with threads_for(self._work(), device):
-                log = self._train(data, seqs, rng, device, lora is not None)
+            try:
+                with threads_for(self._work(), device):
+                    log = self._train(data, seqs, rng, device, lora is not None)
+            except BaseException:
+                self._forget_fit()  # a half-trained language model is not a fitted model
+                self._lm = None
+                raise
             if lora is not None:
                 merge_lora(enc)
             # the same memory layout as after load: bit-identical scores (see the function)
@@ -608,12 +615,8 @@ class LMRanker(CandidateReranker):
         lr = float(self.learning_rate) if self.learning_rate is not None else (
             LEARNING_RATES["lora" if lora else "full"])
         enc = self._lm
-        decay, no_decay = [], []
-        for name, p in enc.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(self.weight_decay)},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+        # maasrec's one no-decay rule (1-d tensors, biases, norm/ln layers)
+        opt = torch.optim.AdamW(param_groups(enc, float(self.weight_decay)), lr=lr)
         warm = int(float(self.warmup) * total_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: (s + 1) / max(1, warm) if s < warm
@@ -646,8 +649,9 @@ class LMRanker(CandidateReranker):
                 loss = self._loss(full, torch.from_numpy(valid).to(device))
                 value = float(loss.detach())
                 if not math.isfinite(value):
-                    raise DataError(f"LMRanker: the training loss became {value} at epoch "
-                                    f"{epoch + 1}, batch {b + 1}; lower learning_rate")
+                    raise NonFiniteLossError(
+                        f"LMRanker: the training loss became {value} at epoch {epoch + 1}, "
+                        f"batch {b + 1}; lower learning_rate", epoch=epoch + 1, step=b + 1)
                 scaled = loss / accum
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 if (b + 1) % accum == 0 or b + 1 == len(batches):
