@@ -727,6 +727,29 @@ def plot_quality_vs_time(results: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def keep_hand_written(old: str, new: str) -> str:
+    """``new`` plus the ``## `` sections of ``old`` that ``new`` does not have.
+
+    RESULTS.md holds the generated suite report and, after it, sections written by
+    separate benchmarks (``bench_ease.py``, ``bench_defaults.py``, ...): a regenerated
+    report keeps those, in their order, instead of deleting them.
+    """
+    heads = {line.strip() for line in new.splitlines() if line.startswith("## ")}
+    kept, current = [], None
+    for line in old.splitlines():
+        if line.startswith("## "):
+            current = [] if line.strip() not in heads else None
+            if current is not None:
+                kept.append(current)
+        elif line.startswith("# "):
+            current = None
+        if current is not None:
+            current.append(line)
+    if not kept:
+        return new
+    return new.rstrip("\n") + "\n\n" + "\n\n".join("\n".join(k).strip("\n") for k in kept) + "\n"
+
+
 def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True,
                   results_md: Path | None = None, log=print) -> dict[str, Path]:
     """results.json, report.md (+ PNGs) in ``out_dir``; optionally copy the report."""
@@ -758,6 +781,8 @@ def write_outputs(results: dict[str, Any], out_dir: Path, plots: bool = True,
         if "plot" in paths:
             rel = _relpath(paths["plot"], results_md.parent)
             text = text.replace(f"![plot]({paths['plot'].name})", f"![plot]({rel})")
+        if results_md.exists():
+            text = keep_hand_written(results_md.read_text(), text)
         results_md.write_text(text)
         paths["results_md"] = results_md
     for k, p in paths.items():

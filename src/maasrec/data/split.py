@@ -23,6 +23,7 @@ function                  holds out                                   needs time
 :func:`leave_last_out`    each user's latest row(s)                   yes (or ordered rows)
 :func:`cold_user_split`   whole users (all their rows)                no
 :func:`cold_item_split`   whole items (all their rows)                no
+:func:`holdout_validation`  a validation slice of a training set      ordered: yes
 ========================  ==========================================  =====================
 """
 
@@ -44,6 +45,7 @@ __all__ = [
     "SplitResult",
     "cold_item_split",
     "cold_user_split",
+    "holdout_validation",
     "leave_last_out",
     "random_split",
     "temporal_split",
@@ -510,3 +512,90 @@ def cold_item_split(X: Any, test_size: float = 0.1, valid_size: float = 0.0,
     params = {"test_size": test_size, "valid_size": valid_size,
               "random_state": _seed_repr(random_state)}
     return SplitResult(parts, _report(X, parts, "cold_item_split", params, warn=False))
+
+
+def holdout_validation(X: Any, fraction: float = 0.1, *, ordered: bool = False,
+                       min_history: int = 5, min_users: int = 1000,
+                       random_state: Any = None) -> SplitResult:
+    """Hold out a small validation slice of a training set (for early stopping).
+
+    What the neural models do in ``fit`` when no ``validation=`` is given
+    (``validation_fraction``): they train on the first part and stop early on the
+    second.
+
+    Parameters
+    ----------
+    X : Interactions or pandas.DataFrame or scipy.sparse matrix
+        The training interactions.
+    fraction : float, default 0.1
+        In (0, 1). ``ordered=False``: the share of each eligible user's rows held out
+        (``floor(fraction * n)``, at least 1). ``ordered=True``: the share of the
+        eligible users whose **last** row is held out (at least ``min_users`` of them,
+        or all when there are fewer).
+    ordered : bool, default False
+        True: leave-last-out style (the protocol sequential models are made for; the
+        last row in the stored order -- by timestamp when there are timestamps).
+        False: a per-user random sample of rows.
+    min_history : int, default 5
+        Users with fewer rows keep all of them in the first part.
+    min_users : int, default 1000
+        ``ordered=True`` only: the fewest users held out (when that many are eligible),
+        so that the validation metric of a small data set is not a handful of users.
+    random_state : int, numpy Generator or None
+        Seed of ``np.random.default_rng``.
+
+    Returns
+    -------
+    SplitResult
+        ``(train, holdout)``, sharing the vocabularies of ``X``; every user keeps at least
+        ``min_history - 1`` rows (``ordered``) or ``ceil((1 - fraction) * n)`` rows in
+        train. ``report["users_held_out"]`` counts the users with a held-out row and
+        ``report["users_all_in_train"]`` the eligible-by-count rule's exclusions. No
+        warning is raised for held-out items without a train row.
+
+    Raises
+    ------
+    DataError
+        On a bad ``fraction``, ``min_history`` or ``min_users``, or empty input.
+
+    Examples
+    --------
+    >>> from maasrec.data.datasets import make_synthetic
+    >>> X = make_synthetic(n_users=50, n_items=40, seed=0).interactions
+    >>> train, hold = holdout_validation(X, 0.1, random_state=0)
+    >>> train.nnz + hold.nnz == X.nnz
+    True
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
+            or not np.isfinite(fraction) or not 0 < fraction < 1:
+        raise DataError(f"holdout_validation: fraction must be a share in (0, 1), "
+                        f"got {fraction!r}")
+    min_history = check_int("min_history", min_history, low=2)
+    min_users = check_int("min_users", min_users, low=1)
+    X = _prepare(X, "holdout_validation")
+    rng = np.random.default_rng(check_random_state("random_state", random_state))
+    counts = X.user_counts()
+    eligible_users = counts >= min_history
+    u = X.user_indices
+    labels = np.zeros(X.nnz, dtype=np.int64)
+    if ordered:
+        pool = np.flatnonzero(eligible_users)
+        n_pick = min(len(pool), max(int(np.ceil(fraction * len(pool) - _EPS)), min_users))
+        picked = np.zeros(X.n_users, dtype=bool)
+        picked[rng.choice(pool, size=n_pick, replace=False) if n_pick else pool[:0]] = True
+        last = np.arange(X.nnz, dtype=np.int64) == X.user_indptr[u + 1] - 1
+        labels[picked[u] & last] = 1
+    else:
+        rank = _within_user_rank(X, rng)
+        n_hold = np.where(eligible_users,
+                          np.maximum(1, np.floor(fraction * counts + _EPS)), 0).astype(np.int64)
+        labels[rank < n_hold[u]] = 1
+    parts = _parts_from_labels(X, labels, 2)
+    params = {"fraction": float(fraction), "ordered": bool(ordered),
+              "min_history": min_history, "min_users": min_users,
+              "random_state": _seed_repr(random_state)}
+    held = np.bincount(parts[1].user_indices, minlength=X.n_users) > 0
+    rep = _report(X, parts, "holdout_validation", params, warn=False,
+                  users_held_out=int(held.sum()),
+                  users_all_in_train=int(((counts > 0) & ~eligible_users).sum()))
+    return SplitResult(parts, rep)

@@ -23,6 +23,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,7 @@ from ..training import (
     threads_for,
     torch_generator,
 )
+from ._holdout import auto_holdout, check_validation_fraction
 
 __all__ = ["HybridRecommender", "NeuMF"]
 
@@ -347,8 +349,9 @@ class HybridRecommender(Recommender):
     item_bias : bool, default True
         A learned bias per item (popularity) in the scorer; cold items get the mean.
     patience : int, optional, default 10
-        With ``validation=`` in :meth:`fit`: stop after this many validations without
-        a better NDCG@10 and restore the best epoch. None never stops early.
+        Stop after this many validations without a better NDCG@10 on ``validation``
+        (given to :meth:`fit`, or held out by ``validation_fraction``) and restore the
+        best epoch. None never stops early.
     eval_every : int, default 1
         Epochs between validations.
     max_history : int, optional
@@ -374,6 +377,18 @@ class HybridRecommender(Recommender):
         See :func:`maasrec.resolve_device`; mixed precision on CUDA.
     verbose : bool, default False
         tqdm progress with the loss and the validation metric.
+    validation_fraction : float or None, default 0.1
+        When :meth:`fit` gets no ``validation``: a random ``validation_fraction`` of the
+        interactions of every user with 5 or more (at least one each;
+        :func:`maasrec.data.split.holdout_validation`, seeded from ``random_state``) is
+        held out, the model trains on the rest and stops early on it (``patience``),
+        then is refitted on all the data with the same schedule, stopped at that best
+        epoch (a second, shorter fit: on a validation split of MovieLens 100K it scored
+        NDCG@10 0.2055 against 0.1991 for keeping the model trained without the holdout,
+        for 1.7x the fit time). ``history_`` is the refit's; ``history_["holdout"]`` (and
+        the log) says how many interactions were held out, the best epoch and the
+        held-out fit's curve (``first_fit``). None or 0, and ``loss="mse"`` (the validation metric ranks; a rating
+        fit stopped on it fit the ratings worse): train all ``epochs`` on everything.
 
     Attributes
     ----------
@@ -427,7 +442,9 @@ class HybridRecommender(Recommender):
                  id_dropout: float = 0.05, history_pooling: str = "sqrt",
                  item_bias: bool = True, patience: int | None = 10, eval_every: int = 1,
                  max_history: int | None = None, tie_history: bool = False,
-                 history_activation: str = "tanh", random_state: int | None = None, device: Any = None, verbose: bool = False):
+                 history_activation: str = "tanh", random_state: int | None = None, device: Any = None, verbose: bool = False,
+                 validation_fraction: float | None = 0.1):
+        self.validation_fraction = validation_fraction
         self.item_encoders = item_encoders
         self.user_encoders = user_encoders
         self.fusion = fusion
@@ -506,6 +523,7 @@ class HybridRecommender(Recommender):
         check_choice("history_pooling", self.history_pooling, POOLINGS)
         if self.patience is not None:
             check_int("patience", self.patience, low=1)
+        check_validation_fraction(self.validation_fraction)
         check_int("eval_every", self.eval_every, low=1)
         if self.max_history is not None:
             check_int("max_history", self.max_history, low=1)
@@ -542,7 +560,6 @@ class HybridRecommender(Recommender):
             the CPU). A checkpoint of another model, other parameters or other data is
             refused with :class:`~maasrec.exceptions.DataError`.
 
-
         Returns
         -------
         self
@@ -555,10 +572,33 @@ class HybridRecommender(Recommender):
         """
         self._callbacks = list(callbacks or ())
         try:
-            return super().fit(X, item_features, user_features, validation=validation,
-                               checkpoint_dir=checkpoint_dir)
+            super().fit(X, item_features, user_features, validation=validation,
+                        checkpoint_dir=checkpoint_dir)
+            hold = self.history_.get("holdout")
+            if hold and hold["rows"]:
+                self._refit(X, item_features, user_features, checkpoint_dir, hold)
+            return self
         finally:
             self._callbacks = []
+            self.__dict__.pop("_skip_holdout", None)
+
+    def _refit(self, X, item_features, user_features, checkpoint_dir, hold: dict) -> None:
+        """After the held-out fit: all the data, the same schedule, stopped at its best epoch.
+
+        On a validation split of MovieLens 100K (per-user random) this scored NDCG@10
+        0.2055 against 0.1991 for keeping the model trained without the holdout (see
+        ``benchmarks/bench_defaults.py``), for 1.7x the fit time.
+        """
+        first = self.history_
+        best = int(first.get("best_epoch") or len(first.get("losses", [])) or 1)
+        logger.info("%s: refitting on all %d interactions for the best %d epoch(s) of the "
+                    "held-out fit", type(self).__name__, hold["rows"] + hold["train_rows"], best)
+        self._callbacks = [*self._callbacks, lambda epoch, logs: epoch >= best]
+        self._skip_holdout = True
+        super().fit(X, item_features, user_features, checkpoint_dir=None
+                    if checkpoint_dir is None else Path(checkpoint_dir) / "refit")
+        self.history_["holdout"] = dict(hold, best_epoch=best, refit=True, first_fit={
+            k: first.get(k) for k in ("losses", "metrics", "best_epoch", "stopped_early")})
 
     def _text_encoder(self) -> TextEncoder:
         """The text encoder named by ``item_encoders`` (default all-MiniLM-L6-v2)."""
@@ -611,6 +651,11 @@ class HybridRecommender(Recommender):
         self._device = device
         seed = seed_from(self.random_state)
         rs = int(seed % (2**31))
+        # early stopping follows a ranking metric: not a fit of rating values
+        fraction = (None if self.loss == "mse" or getattr(self, "_skip_holdout", False)
+                    else self.validation_fraction)
+        data, validation, holdout = auto_holdout(type(self).__name__, data, validation,
+                                                 fraction, ordered=False, seed=seed)
         spec = self._resolve_modalities(item_features, user_features)
         R = sp.csr_matrix(data.to_csr(binary=False), dtype=np.float32)
         R.sort_indices()
@@ -726,6 +771,8 @@ class HybridRecommender(Recommender):
             hist = self._train(data, modules, validation, device, seed,
                                checkpoint_dir=checkpoint_dir)
             self.history_ = hist.to_dict()
+            if holdout is not None:
+                self.history_["holdout"] = holdout
             self._finalize(device)
         except NonFiniteLossError as exc:
             self.history_ = exc.history.to_dict() if exc.history is not None else {}
@@ -1557,7 +1604,8 @@ class NeuMF(HybridRecommender):
                  clip_grad_norm: float | None = None, history_dropout: float = 0.0,
                  id_dropout: float = 0.2, history_pooling: str = "sqrt",
                  item_bias: bool = False, patience: int | None = 5, eval_every: int = 1,
-                 random_state: int | None = None, device: Any = None, verbose: bool = False):
+                 random_state: int | None = None, device: Any = None, verbose: bool = False,
+                 validation_fraction: float | None = 0.1):
         self.mlp_layers = mlp_layers
         super().__init__(item_encoders=item_encoders, user_encoders=user_encoders,
                          fusion=fusion, scorer="neumf", loss=loss, dim=dim,
@@ -1569,7 +1617,8 @@ class NeuMF(HybridRecommender):
                          history_pooling=history_pooling, item_bias=item_bias,
                          patience=patience, eval_every=eval_every, tie_history=True,
                          history_activation="linear", random_state=random_state,
-                         device=device, verbose=verbose)
+                         device=device, verbose=verbose,
+                         validation_fraction=validation_fraction)
 
     @property
     def scorer(self):  # type: ignore[override]

@@ -49,6 +49,7 @@ from ..training import (
     threads_for,
     torch_generator,
 )
+from ._holdout import auto_holdout, check_validation_fraction
 
 __all__ = ["AMP_MODES", "ITEM_SIDE_MODES", "ITEM_TEXT_MODES", "SEQUENTIAL_LOSSES", "NonFiniteLossError", "SASRecNetwork",
            "SequentialRecommender"]
@@ -345,8 +346,9 @@ class SequentialRecommender(Recommender):
     weight_decay : float, default 0.0
         Decoupled weight decay (AdamW) on all weights except biases and LayerNorm gains.
     patience : int, default 10
-        With ``validation`` given to :meth:`fit`: stop after this many evaluations
-        without a better validation metric (``val_metric``), and restore the best weights.
+        Stop after this many evaluations without a better validation metric
+        (``val_metric``) on ``validation`` (given to :meth:`fit`, or held out by
+        ``validation_fraction``), and restore the best weights.
     eval_every : int, default 1
         Epochs between validation evaluations.
     device : str or torch.device, optional
@@ -373,6 +375,14 @@ class SequentialRecommender(Recommender):
         ``loss="ce"`` only: the training target puts ``1 - label_smoothing`` on the next
         item and spreads ``label_smoothing`` evenly over the catalogue (a softer, less
         confident softmax).
+    validation_fraction : float or None, default 0.1
+        When :meth:`fit` gets no ``validation``: the last item of a ``validation_fraction``
+        share of the users with 5 or more interactions (at least 1,000 users, or all of
+        them) is held out (leave-last-out, :func:`maasrec.data.split.holdout_validation`,
+        seeded from ``random_state``), the model trains on the rest and stops early on it
+        (``patience``); the held-out items then rejoin the histories the model reads.
+        ``training_log_["holdout"]`` and the log say how many were held out. None or 0:
+        train all ``epochs`` on everything, without early stopping.
 
     Attributes
     ----------
@@ -458,7 +468,9 @@ class SequentialRecommender(Recommender):
                  weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
                  device: Any = None, amp: str = "auto", random_state: Any = None,
                  verbose: bool = True, val_metric: str = "ndcg@10",
-                 label_smoothing: float = 0.0, item_side: str = "none"):
+                 label_smoothing: float = 0.0, item_side: str = "none",
+                 validation_fraction: float | None = 0.1):
+        self.validation_fraction = validation_fraction
         self.val_metric = val_metric
         self.item_side = item_side
         self.label_smoothing = label_smoothing
@@ -509,6 +521,7 @@ class SequentialRecommender(Recommender):
                             f"loss={self.loss!r}")
         check_int("patience", self.patience, low=1)
         _parse_val_metric(self.val_metric)
+        check_validation_fraction(self.validation_fraction)
         check_int("eval_every", self.eval_every, low=1)
         check_choice("amp", self.amp, AMP_MODES)
 
@@ -674,9 +687,17 @@ class SequentialRecommender(Recommender):
             net.to(device)
             self.network_ = net
             self._invalidate()
-            self._set_histories(items, indptr)
-            self._train(net, items, indptr, data, validation, device, seed,
+            fit_data, validation, holdout = auto_holdout(
+                "SequentialRecommender", data, validation, self.validation_fraction,
+                ordered=True, seed=seed)
+            f_items = fit_data.item_indices.astype(np.int64)
+            f_indptr = fit_data.user_indptr.astype(np.int64)
+            self._set_histories(f_items, f_indptr)  # validation reads the train part only
+            self._train(net, f_items, f_indptr, fit_data, validation, device, seed,
                         checkpoint_dir=checkpoint_dir)
+            if holdout is not None:
+                self.training_log_["holdout"] = holdout
+                self._set_histories(items, indptr)  # the held-out items are history again
         net.eval()
         self._invalidate()
         if self.item_text == "init":
