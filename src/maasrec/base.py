@@ -410,7 +410,6 @@ class Recommender(Component):
             rerun with the same directory ends with the same weights). Other models
             raise :class:`DataError`.
 
-
         Returns
         -------
         self
@@ -708,9 +707,9 @@ class Recommender(Component):
 
         Returns
         -------
-        item_ids : np.ndarray, shape (n_users, min(k, n_items_))
+        item_ids : np.ndarray, shape (n_users, min(k, n_items))
             Raw item ids, best first.
-        scores : np.ndarray of float32, shape (n_users, min(k, n_items_))
+        scores : np.ndarray of float32, shape (n_users, min(k, n_items))
 
         Raises
         ------
@@ -854,7 +853,7 @@ class Recommender(Component):
 
         Returns
         -------
-        np.ndarray of float, shape (b, n_items_)
+        np.ndarray of float, shape (b, n_items)
             The model's own block (float32 for maasrec models); it may be an array the
             model keeps, so copy it before writing into it.
 
@@ -882,14 +881,14 @@ class Recommender(Component):
             Indices into ``user_vocab_``.
         k : int
             Items per user, capped at ``n_items_``.
-        exclude : scipy.sparse matrix, shape (b, n_items_), optional
+        exclude : scipy.sparse matrix, shape (b, n_items), optional
             Items never to rank, one row per user (every stored entry).
-        allow : scipy.sparse matrix, shape (b, n_items_), or 1-d item indices, optional
+        allow : scipy.sparse matrix, shape (b, n_items), or 1-d item indices, optional
             Rank only these items (one row per user, or one list for all).
 
         Returns
         -------
-        item_idx : np.ndarray of int64, shape (b, min(k, n_items_))
+        item_idx : np.ndarray of int64, shape (b, min(k, n_items))
             Best first, ties to the lower item index; ``-1`` pads rows with fewer items.
         scores : np.ndarray of float32, same shape
             ``-inf`` on padding.
@@ -935,7 +934,7 @@ class Recommender(Component):
 
         Returns
         -------
-        item_ids : np.ndarray, shape (n_items_given, min(k, n_items_))  (1-d for a single id)
+        item_ids : np.ndarray, shape (n_items_given, min(k, n_items))  (1-d for a single id)
         scores : np.ndarray of float32
         """
         self._check_fitted()

@@ -177,7 +177,7 @@ class CandidateReranker(Recommender):
 
         Returns
         -------
-        item_idx : np.ndarray of int64, shape (b, min(k, n_items_))
+        item_idx : np.ndarray of int64, shape (b, min(k, n_items))
         scores : np.ndarray of float32
 
         Raises
@@ -240,7 +240,7 @@ class CandidateReranker(Recommender):
 
         Returns
         -------
-        item_ids : np.ndarray, shape (n_users, min(k, n_items_)) (1-d for a single user)
+        item_ids : np.ndarray, shape (n_users, min(k, n_items)) (1-d for a single user)
         scores : np.ndarray of float32
             Final scores; ``-inf`` (id ``-1``/None) pads rows with fewer than
             ``min(k, n_items_)`` candidates.
