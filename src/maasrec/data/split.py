@@ -15,16 +15,16 @@ Every split
 
 Protocols
 ---------
-========================  ==========================================  =====================
-function                  holds out                                   needs timestamps
-========================  ==========================================  =====================
-:func:`random_split`      random rows, per user (default) or global   no
-:func:`temporal_split`    rows after global time cutoff(s)            yes
-:func:`leave_last_out`    each user's latest row(s)                   yes (or ordered rows)
-:func:`cold_user_split`   whole users (all their rows)                no
-:func:`cold_item_split`   whole items (all their rows)                no
-:func:`holdout_validation`  a validation slice of a training set      ordered: yes
-========================  ==========================================  =====================
+============================  ==========================================  =====================
+function                      holds out                                   needs timestamps
+============================  ==========================================  =====================
+:func:`random_split`          random rows, per user (default) or global   no
+:func:`temporal_split`        rows after global time cutoff(s)            yes
+:func:`leave_last_out`        each user's latest row(s)                   yes (or ordered rows)
+:func:`cold_user_split`       whole users (all their rows)                no
+:func:`cold_item_split`       whole items (all their rows)                no
+:func:`holdout_validation`    a validation slice of a training set        ordered: yes
+============================  ==========================================  =====================
 """
 
 from __future__ import annotations
