@@ -44,7 +44,7 @@ from benchmarks.machine import loadavg
 
 JOBS = ["seq-llo-100k", "hybrid-random-100k", "neumf-random-100k", "hybrid-random-small",
         "neumf-random-small", "seq-random-100k", "refit-hybrid-100k", "refit-seq-100k",
-        "seq-llo-beauty"]
+        "seq-llo-beauty", "seqlen-random-100k"]
 
 
 def _data(name: str, data_home: str | None):
@@ -153,6 +153,27 @@ def job_refit(job: str, seed: int, data_home, max_epochs) -> dict:
                       "epochs_run": _log(refit)["epochs_run"]}}
 
 
+def job_seq_random_valid(job: str, seed: int, data_home, max_epochs) -> dict:
+    """SequentialRecommender on a per-user random split: which setting helps, chosen on a
+    VALIDATION split of the 80% train part (12.5% of it per user), never the test part."""
+    from maasrec.data.split import random_split
+    from maasrec.models import Popularity
+
+    X = _data("100k", data_home).interactions
+    train, _test = _split("random", X, seed)
+    inner, valid = random_split(train, (0.875, 0.125), per_user=True, random_state=seed)
+    pop = Popularity().fit(inner)
+    row = {"job": job, "dataset": "100k", "protocol": "random (validation split)",
+           "seed": seed, "model": "SequentialRecommender",
+           "popularity": _eval(pop, inner, valid, seed), "settings": {}}
+    for label, extra in (("default", {}),
+                         ("max_len=200, dropout=0.2", {"max_len": 200, "dropout": 0.2})):
+        m = _model("seq", seed, max_epochs, **extra)
+        fit_s = _fit(m, inner)
+        row["settings"][label] = {**_eval(m, inner, valid, seed), "fit_s": fit_s, **_log(m)}
+    return row
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
@@ -161,7 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for job in args.jobs:
         for seed in args.seeds:
             t0 = time.time()
-            fn = job_refit if job.startswith("refit") else job_table
+            fn = (job_refit if job.startswith("refit") else job_seq_random_valid
+                  if job == "seqlen-random-100k" else job_table)
             row = fn(job, seed, args.data_home, args.max_epochs)
             row.update(wall_s=time.time() - t0, loadavg=loadavg(), threads=args.threads,
                        max_epochs=args.max_epochs)
@@ -188,7 +210,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         else:
             run = r["epochs_run"]
             epochs = f"{run} ({r['best_epoch']})"
-        capped = " (all)" if run >= r["epochs_cap"] else ""
+        capped = (" (budget cap)" if r.get("max_epochs") and run >= r["max_epochs"]
+                  else " (all)" if run >= r["epochs_cap"] else "")
         print(f"| {r['dataset']} | {r['protocol']} | {r['model']} | {r['test']['ndcg@10']:.4f} "
               f"| {r['test']['hit@10']:.4f} | {r['popularity']['ndcg@10']:.4f} "
               f"| {r['popularity']['hit@10']:.4f} | {r['fit_s']:.0f} "
@@ -199,6 +222,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"{r['model']} {r['dataset']} without the holdout (validation_fraction=None, "
                   f"all {o['epochs_run']} epochs): NDCG@10 {o['ndcg@10']:.4f} HR@10 "
                   f"{o['hit@10']:.4f} ({o['fit_s']:.0f} s)")
+    for r in rows:
+        for label, v in r.get("settings", {}).items():
+            print(f"{r['model']} {r['protocol']}, {label}: NDCG@10 {v['ndcg@10']:.4f} HR@10 "
+                  f"{v['hit@10']:.4f} (Popularity {r['popularity']['ndcg@10']:.4f}; "
+                  f"{v['epochs_run']} epochs, best {v['best_epoch']})")
+        if "not_run" in r:
+            print(f"{r['job']}: not run ({r['not_run']})")
     for r in rows:
         if "keep" in r:
             print(f"refit check {r['model']} {r['protocol']}: keep {r['keep']['ndcg@10']:.4f} "
