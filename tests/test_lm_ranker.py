@@ -587,3 +587,43 @@ def test_nan_loss_raises_non_finite_loss_error(planted, monkeypatch):
     assert not model.is_fitted  # left unfitted
     with pytest.raises(NotFittedError):
         model.recommend(["u0"], k=3)
+
+
+def test_trains_through_the_one_trainer(planted, monkeypatch):
+    """LMRanker hands its module, batches and loss to training.Trainer (no loop of its own)."""
+    from maasrec.lm_ranker import ranker as ranker_mod
+    from maasrec.training import Trainer
+
+    X, feats, _ = planted
+    seen = []
+
+    class Spy(Trainer):
+        def __init__(self, task, config=None, **kw):
+            seen.append(config)
+            super().__init__(task, config, **kw)
+
+    monkeypatch.setattr(ranker_mod, "Trainer", Spy)
+    model = small(epochs=2, grad_accum_steps=2, clip_grad_norm=0.5).fit(X, item_features=feats)
+    (config,) = seen
+    assert (config.optimizer, config.param_groups, config.lr_schedule) == (
+        "adamw", "no_decay", "linear")
+    assert config.clip_grad_norm == 0.5 and config.grad_accumulation == 2
+    log = model.training_log_
+    # TrainingHistory.to_dict() plus LMRanker's own extras
+    assert log["steps"] == log["optimizer_steps"] > 0 and len(log["losses"]) == 2
+    assert log["epoch_loss"] == log["losses"] and log["pairs_per_second"] > 0
+    micro = -(-log["n_positives"] // (20 // 5))  # batch_size 20: 4 groups of 1 + 4 pairs
+    assert len(log["step_loss"]) == 2 * micro and log["steps"] == 2 * -(-micro // 2)
+    assert log["learning_rates"][-1] == 0.0  # linear decay to 0 at the last step
+
+
+def test_clip_grad_norm_parameter(planted):
+    X, feats, _ = planted
+    with pytest.raises(DataError, match="clip_grad_norm"):
+        small(clip_grad_norm=0.0).fit(X, item_features=feats)
+    weights = {}
+    for clip in (1.0, 1e-4, None):
+        m = small(clip_grad_norm=clip, learning_rate=1e-2).fit(X, item_features=feats)
+        weights[clip] = torch.cat([p.detach().flatten() for p in m._lm.parameters()])
+    assert not torch.equal(weights[1.0], weights[1e-4])
+    assert small().clip_grad_norm == 1.0 and small().get_params()["clip_grad_norm"] == 1.0

@@ -145,6 +145,9 @@ def test_lr_schedules():
     assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0)
     g = lr_factor("linear", total_steps=100)
     assert g(50) == pytest.approx(0.5)
+    # final=0: exactly (total - step) / (total - warm), LMRanker's schedule, bit for bit
+    h = lr_factor("linear", total_steps=7, warmup_steps=2)
+    assert [h(s) for s in range(9)] == [0.5, 1.0] + [(7 - s) / 5 for s in range(2, 7)] + [0.0, 0.0]
     assert lr_factor("constant", 10, 0)(7) == 1.0
     with pytest.raises(DataError, match="step"):
         lr_factor("step", 10)

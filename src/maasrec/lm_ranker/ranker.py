@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 import os
-import time
 import warnings
 from typing import Any
 
@@ -21,7 +20,15 @@ from ..data.interactions import Interactions
 from ..device import amp_dtype, resolve_device
 from ..exceptions import DataError, ModelFormatError, NotFittedError
 from ..models.ease import EASE
-from ..training import NonFiniteLossError, param_groups, progress, seed_from, threads_for
+from ..training import (
+    Trainer,
+    TrainerConfig,
+    TrainingHistory,
+    TrainingTask,
+    progress,
+    seed_from,
+    threads_for,
+)
 from .network import (
     HEADS,
     CrossEncoder,
@@ -169,7 +176,9 @@ class LMRanker(CandidateReranker):
         Freeze the embeddings and this many lowest transformer layers (full fine-tuning
         only; faster training, less memory).
     grad_accum_steps : int, default 1
-        Micro-batches per optimiser step.
+        Micro-batches per optimiser step (each micro-batch's loss is divided by it; a
+        shorter last group of an epoch is weighed as a mean, as in the
+        :class:`~maasrec.training.Trainer`).
     peft : None, "lora" or dict, default None
         Parameter-efficient fine-tuning with LoRA adapters (needs the ``lora`` extra,
         ``pip install 'maasrec[lora]'``); a dict sets ``r`` (8), ``alpha`` (16),
@@ -193,8 +202,13 @@ class LMRanker(CandidateReranker):
         autocast (:func:`maasrec.device.amp_dtype`).
     random_state : int, optional
         Seeds the head, the dropout, LoRA, the subsampling and the negatives.
-    verbose : bool, default True
-        Progress bar while fine-tuning (logging either way).
+    verbose : bool, default False
+        A tqdm progress bar over the fine-tuning epochs (the one of every maasrec model,
+        :class:`~maasrec.training.ProgressCallback`); nothing is printed, the epoch lines
+        go to ``logging`` either way.
+    clip_grad_norm : float or None, default 1.0
+        Clip the global gradient norm to this value before every optimiser step (None:
+        no clipping).
 
     Attributes
     ----------
@@ -207,7 +221,11 @@ class LMRanker(CandidateReranker):
     history_items_, history_indptr_ : np.ndarray of int64
         Each user's last ``history_len`` training items (time order), CSR-style.
     training_log_ : dict
-        Losses per epoch and per step, seconds, pairs per second, parameter counts.
+        :meth:`TrainingHistory.to_dict() <maasrec.training.TrainingHistory.to_dict>`
+        (``losses``, ``seconds``, ``learning_rates``, ``steps``, ...) plus ``epoch_loss``,
+        ``epoch_seconds``, ``step_loss`` (every micro-batch), ``pairs_per_epoch``,
+        ``pairs_per_second``, ``optimizer_steps``, ``learning_rate``, ``n_positives``,
+        ``trainable_parameters`` and ``total_parameters``.
 
     Notes
     -----
@@ -243,7 +261,8 @@ class LMRanker(CandidateReranker):
                  grad_accum_steps: int = 1, peft: str | dict | None = None,
                  head: str = "auto", weight_decay: float = 0.01, warmup: float = 0.1, missing_text: str = "raise",
                  profile_fields: tuple | list | None = None, device: Any = None,
-                 random_state: int | None = None, verbose: bool = True):
+                 random_state: int | None = None, verbose: bool = False,
+                 clip_grad_norm: float | None = 1.0):
         self.first_stage = first_stage
         self.model = model
         self.n_candidates = n_candidates
@@ -271,6 +290,7 @@ class LMRanker(CandidateReranker):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.clip_grad_norm = clip_grad_norm
 
     # -- parameters ---------------------------------------------------------------------------
     def set_params(self, **params) -> LMRanker:
@@ -357,6 +377,8 @@ class LMRanker(CandidateReranker):
                             f"peft={self.peft!r}: LoRA already freezes the whole base model")
         check_number("weight_decay", self.weight_decay, low=0.0)
         check_number("warmup", self.warmup, low=0.0, high=1.0, high_inclusive=False)
+        if self.clip_grad_norm is not None:
+            check_number("clip_grad_norm", self.clip_grad_norm, low=0.0, low_inclusive=False)
         check_choice("missing_text", self.missing_text, ("raise", "id"))
         if self.profile_fields is not None and not (
                 isinstance(self.profile_fields, (list, tuple))
@@ -453,7 +475,7 @@ class LMRanker(CandidateReranker):
             enc.to(device)
             try:
                 with threads_for(self._work(), device):
-                    log = self._train(data, seqs, rng, device, lora is not None)
+                    log = self._train(data, seqs, rng, device, lora is not None, seed)
             except BaseException:
                 self._forget_fit()  # a half-trained language model is not a fitted model
                 self._lm = None
@@ -590,8 +612,15 @@ class LMRanker(CandidateReranker):
         return out
 
     def _train(self, data: Interactions, seqs: list[np.ndarray], rng: np.random.Generator,
-               device: torch.device, lora: bool) -> dict[str, Any]:
-        log: dict[str, Any] = {"epoch_loss": [], "epoch_seconds": [], "step_loss": [],
+               device: torch.device, lora: bool, seed: int) -> dict[str, Any]:
+        """Fine-tune ``self._lm`` through the one :class:`~maasrec.training.Trainer`.
+
+        The model contributes its module, ``batches(epoch)`` (the epoch's negatives and
+        length-bucketed order, drawn from ``rng``) and the loss; the Trainer owns AdamW
+        with the no-decay groups, the linear warm-up/decay schedule, accumulation, AMP,
+        clipping and the NaN check.
+        """
+        log: dict[str, Any] = {**TrainingHistory().to_dict(), "epoch_loss": [], "epoch_seconds": [], "step_loss": [],
                                "pairs_per_second": None, "n_positives": 0, "pairs_per_epoch": 0}
         users, positives, parts = self._training_groups(seqs, rng)
         log["n_positives"] = len(users)
@@ -611,79 +640,58 @@ class LMRanker(CandidateReranker):
         per_step = max(1, int(self.batch_size) // group)
         n_micro = math.ceil(len(users) / per_step)
         accum = int(self.grad_accum_steps)
-        total_steps = max(1, epochs * math.ceil(n_micro / accum))
         lr = float(self.learning_rate) if self.learning_rate is not None else (
             LEARNING_RATES["lora" if lora else "full"])
-        enc = self._lm
-        # maasrec's one no-decay rule (1-d tensors, biases, norm/ln layers)
-        opt = torch.optim.AdamW(param_groups(enc, float(self.weight_decay)), lr=lr)
-        warm = int(float(self.warmup) * total_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (s + 1) / max(1, warm) if s < warm
-            else max(0.0, (total_steps - s) / max(1, total_steps - warm)))
-        amp = amp_dtype(device) if device.type == "cuda" else None
-        scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+        # warm-up in whole optimiser steps, rounded down as LMRanker always did
+        warm = int(float(self.warmup) * max(1, epochs * math.ceil(n_micro / accum)))
         lengths = np.array([len(p) for p in parts], dtype=np.int64)
-        step_losses: list[float] = []
-        pairs_done, train_seconds, step = 0, 0.0, 0
-        bar = progress(total=epochs * n_micro, desc="LMRanker fine-tuning", unit="batch",
-                       verbose=bool(self.verbose))
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            enc.train()
+        step_losses: list[torch.Tensor] = []
+        pairs = [0]
+
+        def batches(epoch: int):
+            # the epoch's negatives and bucketed order, from the model's seeded generator
             groups = self._sample_negatives(users, positives, pools, rng)
-            batches = _bucketed(lengths, per_step, rng)
-            losses = []
-            opt.zero_grad(set_to_none=True)
-            for b, sel in enumerate(batches):
+            for sel in _bucketed(lengths, per_step, rng):
                 items = groups[sel]
                 valid = items >= 0
                 rows, cols = np.nonzero(valid)
-                seqs_b = [self._builder.pair(parts[sel[r]], int(items[r, c]))
-                          for r, c in zip(rows, cols)]
-                batch = self._collate(seqs_b, device)
-                with _autocast(amp):
-                    logits = enc(**batch)
-                full = torch.full(items.shape, float("-inf"), device=device)
-                full[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = logits
-                loss = self._loss(full, torch.from_numpy(valid).to(device))
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"LMRanker: the training loss became {value} at epoch {epoch + 1}, "
-                        f"batch {b + 1}; lower learning_rate", epoch=epoch + 1, step=b + 1)
-                scaled = loss / accum
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                if (b + 1) % accum == 0 or b + 1 == len(batches):
-                    if scaler is not None:
-                        scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_([p for p in enc.parameters()
-                                                    if p.requires_grad], 1.0)
-                    if scaler is not None:
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        opt.step()
-                    sched.step()
-                    opt.zero_grad(set_to_none=True)
-                    step += 1
-                losses.append(value)
-                step_losses.append(value)
-                pairs_done += len(seqs_b)
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
-            dt = time.perf_counter() - t0
-            train_seconds += dt
-            log["epoch_loss"].append(float(np.mean(losses)))
-            log["epoch_seconds"].append(dt)
-            logger.info("LMRanker: epoch %d/%d, loss %.4f, %.1fs (%.1f pairs/s)", epoch + 1,
-                        epochs, log["epoch_loss"][-1], dt, pairs_done / max(train_seconds, 1e-9))
-        bar.close()
-        log["pairs_per_epoch"] = int(pairs_done // epochs)
-        log["pairs_per_second"] = float(pairs_done / max(train_seconds, 1e-9))
-        log["step_loss"] = [float(x) for x in step_losses]
-        log["optimizer_steps"] = int(step)
+                pair_seqs = [self._builder.pair(parts[sel[r]], int(items[r, c]))
+                             for r, c in zip(rows, cols)]
+                yield {"inputs": self._collate(pair_seqs, device),
+                       "rows": torch.from_numpy(rows).to(device),
+                       "cols": torch.from_numpy(cols).to(device),
+                       "valid": torch.from_numpy(valid).to(device)}
+
+        enc = self._lm
+
+        def loss(batch: dict) -> torch.Tensor:
+            logits = enc(**batch["inputs"])
+            full = torch.full(tuple(batch["valid"].shape), float("-inf"), device=device)
+            full[batch["rows"], batch["cols"]] = logits
+            value = self._loss(full, batch["valid"])
+            step_losses.append(value.detach())
+            pairs[0] += int(batch["rows"].shape[0])
+            return value
+
+        config = TrainerConfig(
+            epochs=epochs, optimizer="adamw", learning_rate=lr,
+            weight_decay=float(self.weight_decay), param_groups="no_decay",
+            lr_schedule="linear", warmup=float(warm), grad_accumulation=accum,
+            clip_grad_norm=None if self.clip_grad_norm is None else float(self.clip_grad_norm),
+            amp=True, random_state=[seed, 1],  # dropout: the trainer's own stream
+            verbose=bool(self.verbose), name="LMRanker")
+        task = TrainingTask(enc, batches, loss, steps_per_epoch=n_micro)
+        hist = Trainer(task, config, device=device).fit()
+        train_seconds = float(np.sum(hist.seconds))
+        log["epoch_loss"] = [float(x) for x in hist.losses]
+        log["epoch_seconds"] = [float(x) for x in hist.seconds]
+        log["pairs_per_epoch"] = int(pairs[0] // epochs)
+        log["pairs_per_second"] = float(pairs[0] / max(train_seconds, 1e-9))
+        log["step_loss"] = [float(x) for x in torch.stack(step_losses).float().cpu()] \
+            if step_losses else []
+        log["optimizer_steps"] = int(hist.steps)
         log["learning_rate"] = lr
+        log.update(hist.to_dict())
         return log
 
     def _loss(self, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -72,10 +72,12 @@ def lr_factor(schedule: str, total_steps: int, warmup_steps: int = 0,
             return (step + 1) / warm
         if schedule == "constant":
             return 1.0
-        t = min(1.0, (step - warm) / max(total - warm, 1))
         if schedule == "cosine":
+            t = min(1.0, (step - warm) / max(total - warm, 1))
             return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
-        return 1.0 - (1.0 - final) * t
+        # the remaining fraction as one division: with final=0 exactly
+        # (total - step) / (total - warm), the schedule LMRanker always used
+        return final + (1.0 - final) * (max(total - step, 0) / max(total - warm, 1))
 
     return f
 
