@@ -250,6 +250,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train from a TOML configuration (:mod:`maasrec.train`) and print its metrics."""
+    from .train import load_config, run
+
+    out = run(load_config(args.config))
+    if out is not None:
+        print(json.dumps(out))
+    return 0
+
+
 def _coerce_ids(values: Sequence[str], vocab) -> list:
     kind = {"int": int, "float": float}.get(vocab.id_kind)
     if kind is None:
@@ -410,6 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the only directory admin reloads may load models from (default: "
                         "$MAASREC_MODEL_ROOT, else the parent directory of model_dir)")
     s.set_defaults(func=cmd_serve)
+
+    t = sub.add_parser("train", help="train a model from a TOML file (under torchrun: "
+                                     "data parallel); see python -m maasrec.train",
+                       description="Train, save and evaluate a model as CONFIG.toml says; "
+                                   "launch with `torchrun --nproc-per-node N -m maasrec.train "
+                                   "CONFIG.toml` for distributed data parallel training.")
+    t.add_argument("config", help="the TOML configuration ([data], [model], [train])")
+    t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="benchmark suite vs implicit, LensKit, Cornac, RecBole "
                                      "(source checkout only)",

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import torch
 from ..exceptions import DataError, MaasrecError
 from .callbacks import Callback, ProgressCallback, as_callback
 from .checkpoint import _plain, has_checkpoint, read_checkpoint, write_checkpoint
+from .distributed import broadcast_float, is_distributed, shard
 from .history import TrainingHistory
 from .optim import OPTIMIZERS, SCHEDULES, lr_factor, make_optimizer, param_groups
 from .rng import fork_rng, seed_from
@@ -255,6 +256,20 @@ def world_size() -> int:
     return 1
 
 
+class _LossModule(torch.nn.Module):
+    """``forward(batch) = loss(batch)``: the task's loss behind one ``forward``, so
+    :class:`~torch.nn.parallel.DistributedDataParallel` can wrap a model whose loss
+    calls its sub-modules directly."""
+
+    def __init__(self, module: torch.nn.Module, loss: Callable[[Any], torch.Tensor]):
+        super().__init__()
+        self.module = module
+        self._loss = loss
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self._loss(batch)
+
+
 def _rank() -> int:
     dist = torch.distributed
     return int(dist.get_rank()) if dist.is_available() and dist.is_initialized() else 0
@@ -349,6 +364,9 @@ class Trainer:
         self.callbacks: list[Callback] = [as_callback(cb) for cb in (callbacks or ())]
         if config.verbose:
             self.callbacks.insert(0, ProgressCallback())
+        if _rank() != 0:  # rank 0 alone logs, shows progress and runs the callbacks
+            self.callbacks = []
+        self._ddp: torch.nn.Module | None = None
         self._grad_norm_wanted = any(cb.needs_grad_norm for cb in self.callbacks)
         self.epoch = 0
         self.step = 0
@@ -433,6 +451,9 @@ class Trainer:
         c = self.config
         if c.checkpoint_dir is not None and has_checkpoint(c.checkpoint_dir):
             self.load_checkpoint(c.checkpoint_dir)
+        if is_distributed() and self._ddp is None:
+            self._sync_rng()
+            self._wrap_ddp()
         logger.info("%s: training up to %d epochs on %s (%s, lr %.3g, %s schedule%s)%s",
                     c.name, c.epochs, self.device, self.optimizer.__class__.__name__,
                     c.learning_rate, c.lr_schedule,
@@ -477,31 +498,45 @@ class Trainer:
             self._rng_restore(resume["epoch_start"])
         start = self._rng_snapshot()
         it = iter(task.batches(epoch))
+        ddp, common, n_batches = self._ddp, None, -1
+        if ddp is not None:  # the same global batches on every rank, then its own randomness
+            it = iter(batch_list := list(it))
+            n_batches, common = len(batch_list), self._rng_snapshot()
+            self._rank_seed(epoch, 0)
         total_loss = torch.zeros((), device=device, dtype=torch.float64)
         done = steps_in_epoch = samples = 0
         if resume is not None:
             for _ in range(int(resume["batches"])):
                 next(it)
-            self._rng_restore(resume["now"])
+            if ddp is None:
+                self._rng_restore(resume["now"])
+            else:  # other ranks' mid-epoch streams are not checkpointed: a fresh fork
+                self._rank_seed(epoch, int(resume["batches"]))
             done, steps_in_epoch = int(resume["batches"]), int(resume["steps"])
             samples = int(resume["samples"])
             total_loss += resume["total_loss"].to(device)
         _, every_steps = c.checkpoint_steps()
         pending, t_step, step_samples = 0, time.perf_counter(), 0
+        forward = task.loss if ddp is None else ddp
         for batch in it:
             done += 1
+            if ddp is not None:
+                batch = shard(batch, _rank(), world_size())
             batch = to_device(batch, device)
-            if self.amp_type is not None:
-                with torch.autocast(device_type="cuda", dtype=self.amp_type):
-                    loss = task.loss(batch)
-            else:
-                loss = task.loss(batch)
-            if not bool(torch.isfinite(loss.detach())):
-                self._non_finite(loss, epoch, done)
-            if pending == 0:
-                self.optimizer.zero_grad(set_to_none=True)
-            scaled = loss / k if k > 1 else loss
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            # DDP all-reduces the gradients on the last batch of an accumulation only
+            with (ddp.no_sync() if ddp is not None and pending + 1 < k and done < n_batches
+                  else nullcontext()):
+                if self.amp_type is not None:
+                    with torch.autocast(device_type="cuda", dtype=self.amp_type):
+                        loss = forward(batch)
+                else:
+                    loss = forward(batch)
+                if not bool(torch.isfinite(loss.detach())):
+                    self._non_finite(loss, epoch, done)
+                if pending == 0:
+                    self.optimizer.zero_grad(set_to_none=True)
+                scaled = loss / k if k > 1 else loss
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             pending += 1
             n = _batch_len(batch)
             step_samples += n or 0
@@ -524,7 +559,55 @@ class Trainer:
                 c.lr_schedule != "constant" or c.warmup):
             self.steps_per_epoch = done
             self._build_scheduler(done, offset=self._optimizer_steps(done))
-        return self._end_epoch(epoch, float(total_loss) / max(done, 1), t0, samples)
+        if ddp is None:
+            return self._end_epoch(epoch, float(total_loss) / max(done, 1), t0, samples)
+        self._rng_restore(common)  # the next epoch's batches: the same on every rank
+        sums = torch.stack([total_loss, torch.tensor(float(samples), dtype=torch.float64,
+                                                     device=device)])
+        torch.distributed.all_reduce(sums)
+        return self._end_epoch(epoch, float(sums[0]) / max(done * world_size(), 1), t0,
+                               int(sums[1]))
+
+    def _wrap_ddp(self) -> None:
+        """Wrap the task's loss in DistributedDataParallel (a group of > 1 processes)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        dev = self.device
+        self._ddp = DistributedDataParallel(
+            _LossModule(self.task.module, self.task.loss),
+            device_ids=[dev.index if dev.index is not None else torch.cuda.current_device()]
+            if dev.type == "cuda" else None,
+            find_unused_parameters=True)
+        logger.debug("%s: DistributedDataParallel over %d ranks", self.config.name,
+                     world_size())
+
+    def _sync_rng(self) -> None:
+        """Rank 0's seed, global RNG and task generators on every rank (so each rank
+        draws the same global batches even without a fixed ``random_state``)."""
+        dist, dev = torch.distributed, self.device
+        seed = torch.tensor([self.seed], dtype=torch.int64, device=dev)
+        dist.broadcast(seed, src=0)
+        self.seed = int(seed.item())
+        for key, state in list(self._rng.items()):
+            t = state.to(dev)
+            dist.broadcast(t, src=0)
+            self._rng[key] = t.cpu()
+        for g in self.task.generators:
+            t = g.get_state().to(dev)
+            dist.broadcast(t, src=0)
+            g.set_state(t.cpu())
+
+    def _rank_seed(self, epoch: int, offset: int) -> None:
+        """Seed torch's global RNG and the task's generators for this rank's own draws
+        (negatives, dropout) from (seed, epoch, rank, offset): distinct on every rank,
+        deterministic."""
+        for i, gen in enumerate([None, *self.task.generators]):
+            seq = np.random.SeedSequence([self.seed, epoch, _rank(), offset, i])
+            value = int(seq.generate_state(1, dtype=np.uint64)[0] >> 1)
+            if gen is None:
+                torch.manual_seed(value)
+            else:
+                gen.manual_seed(value)
 
     def _non_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         c, hist = self.config, self.history
@@ -585,8 +668,11 @@ class Trainer:
         name = self.metric_name
         if validate is not None and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
             module.eval()
-            with torch.no_grad():
-                value = float(validate())
+            if _rank() == 0:  # rank 0 validates; the others follow its decision
+                with torch.no_grad():
+                    value = float(validate())
+            if self._ddp is not None:
+                value = broadcast_float([value], self.device)[0]
             if self.best_state is None or value > self.best + c.min_delta:
                 self.best = value
                 hist.best_epoch, hist.best_metric = epoch + 1, value
@@ -607,6 +693,8 @@ class Trainer:
         for cb in self.callbacks:
             if cb.on_epoch_end(self, epoch + 1, dict(logs)):
                 stop = True
+        if self._ddp is not None:  # the callbacks ran on rank 0: stop in lock-step
+            stop = bool(broadcast_float([float(stop)], self.device)[0])
         if c.patience is not None and self.bad_rounds >= c.patience:
             logger.info("%s: no improvement of %s in %d validations; stopping at epoch %d "
                         "(best %.4f at epoch %s)", c.name, name, c.patience, epoch + 1,
