@@ -1,0 +1,168 @@
+"""Distributed data parallel training: real ``torchrun`` runs of 2 CPU ranks (gloo on
+127.0.0.1), each bounded by a timeout; and the pieces of maasrec.training.distributed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from maasrec.exceptions import DataError
+from maasrec.train import load_config, run
+from maasrec.training.distributed import (
+    DistributedError,
+    init_distributed,
+    is_distributed,
+    shard,
+)
+
+WORKER = str(Path(__file__).with_name("ddp_worker.py"))
+TIMEOUT = 240  # seconds, per torchrun run: a hang fails the test instead of CI
+
+
+def _config(tmp: Path, *, seed: int = 0, epochs: int = 4, batch_size: int = 64,
+            checkpoint: str | None = None, name: str = "cfg") -> Path:
+    lines = ["[data]", 'dataset = "latest-small"', "seed = 0", "", "[model]",
+             'class = "HybridRecommender"', "[model.params]", f"epochs = {epochs}",
+             f"batch_size = {batch_size}", f"random_state = {seed}", "patience = 100", "",
+             "[train]", f'output = "{(tmp / (name + "_model")).as_posix()}"',
+             "overwrite = true"]
+    if checkpoint:
+        lines.append(f'checkpoint_dir = "{(tmp / checkpoint).as_posix()}"')
+    path = tmp / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _torchrun(cfg: Path, *, restarts: int = 0, **env: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+           "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--max-restarts", str(restarts),
+           "--monitor-interval", "0.5", WORKER, str(cfg), "-v"]
+    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
+def _metrics(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1, proc.stdout[-2000:]  # rank 0 alone prints the result
+    return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """One uninterrupted 2-rank fit (shared by the equivalence and restart tests)."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    proc = _torchrun(_config(tmp, checkpoint="ck"))
+    return tmp, _metrics(proc), proc
+
+
+# -- pieces -------------------------------------------------------------------------------
+def test_shard_is_strided_deterministic_and_covers_the_batch():
+    batch = (torch.arange(10), torch.arange(20).reshape(10, 2))
+    parts = [shard(batch, r, 3) for r in range(3)]
+    assert parts[1][0].tolist() == [1, 4, 7]
+    assert sorted(torch.cat([p[0] for p in parts]).tolist()) == list(range(10))
+    assert torch.equal(parts[2][1], batch[1][2::3])
+    d = shard({"u": torch.arange(4), "i": torch.arange(4) * 2}, 1, 2)
+    assert d["u"].tolist() == [1, 3] and d["i"].tolist() == [2, 6]
+    small = torch.arange(1)
+    assert shard(small, 1, 2) is small  # fewer rows than ranks: every rank takes it whole
+
+
+@pytest.mark.parametrize("bad", [torch.tensor(3), (torch.arange(3), torch.arange(4)),
+                                 "users", {"a": [1, 2]}])
+def test_shard_rejects_unshardable_batches(bad):
+    with pytest.raises(DataError, match="cannot be sharded"):
+        shard(bad, 0, 2)
+
+
+def test_not_distributed_without_torchrun_env(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_distributed("cpu") == torch.device("cpu")
+    assert not is_distributed()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "two")
+    with pytest.raises(DistributedError, match="RANK"):
+        init_distributed("cpu")
+
+
+def test_bad_config_names_the_key(tmp_path):
+    cfg = _config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("[train]", "[train]\nepochz = 3"))
+    with pytest.raises(DataError, match="'epochz' in \\[train\\]"):
+        load_config(cfg)
+    cfg.write_text(cfg.read_text().replace("epochz = 3", "").replace(
+        'class = "HybridRecommender"', 'class = "Nope"'))
+    with pytest.raises(DataError, match="'Nope'"):
+        run(load_config(cfg))
+
+
+# -- torchrun -----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_ranks_match_one_rank_within_seed_noise(ddp_run, tmp_path):
+    """2 ranks x B/2 rows vs 1 rank x B rows: validation NDCG@10 within the spread of
+    three seeds of the 1-rank fit (benchmarks/bench_ddp.py records 3 seeds of both)."""
+    _, ddp, _ = ddp_run
+    one = [run(load_config(_config(tmp_path, seed=s, name=f"one{s}")))["validation"]["ndcg@10"]
+           for s in (0, 1, 2)]
+    spread = max(one) - min(one)
+    mean = sum(one) / 3
+    assert spread > 0
+    assert abs(ddp["validation"]["ndcg@10"] - mean) <= max(spread, 0.01), (ddp, one)
+
+
+@pytest.mark.slow
+def test_killed_worker_recovers_from_the_checkpoint(ddp_run, tmp_path):
+    """torchrun --max-restarts 1: rank 1 SIGKILLs itself in epoch 3; all ranks restart,
+    resume from the epoch-2 checkpoint and end like the uninterrupted fit."""
+    _, expected, _ = ddp_run
+    marker = tmp_path / "killed"
+    proc = _torchrun(_config(tmp_path, checkpoint="ck"), restarts=1,
+                     MAASREC_TEST_KILL_MARKER=str(marker), MAASREC_TEST_KILL_AFTER="25")
+    got = _metrics(proc)
+    assert marker.exists()
+    assert "resuming from" in proc.stderr
+    # epoch checkpoints hold every rank's common RNG state: an exact resume
+    assert got["validation"] == expected["validation"]
+
+
+@pytest.mark.slow
+def test_changed_world_size_is_a_clear_error(ddp_run):
+    tmp, _, _ = ddp_run
+    with pytest.raises(DataError, match="world size 2, this run has world size 1"):
+        run(load_config(_config(tmp, checkpoint="ck")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [0, 1])
+def test_unreachable_rank_fails_within_the_timeout(tmp_path, rank):
+    """Only one of 2 ranks started (rank 0 waits for rank 1; rank 1 finds no master)."""
+    env = _env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+               MAASREC_DIST_TIMEOUT="2")
+    proc = subprocess.run([sys.executable, "-m", "maasrec.train", str(_config(tmp_path))],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"rank {rank} of 2 could not reach the other ranks" in proc.stderr
+    assert "MAASREC_DIST_TIMEOUT" in proc.stderr
