@@ -27,6 +27,8 @@ The configuration::
     output = "model"           # where rank 0 saves the fitted model
     overwrite = false
     k = 10                     # cut-off of the metrics printed
+    recommend_dir = "recs"     # optional: top-recommend_k of every user, one part file
+    recommend_k = 100          # per rank (maasrec.recommend_all)
 
 Under ``torchrun`` every rank loads the data and builds the model; the
 :class:`~maasrec.training.Trainer` shards each batch across the ranks and all-reduces
@@ -54,7 +56,8 @@ _SECTIONS = {
     "data": {"dataset", "path", "user_col", "item_col", "rating_col", "timestamp_col",
              "split", "ratios", "seed", "data_home"},
     "model": {"class", "params"},
-    "train": {"checkpoint_dir", "output", "overwrite", "k", "device"},
+    "train": {"checkpoint_dir", "output", "overwrite", "k", "device", "recommend_dir",
+              "recommend_k"},
 }
 _SPLITS = ("random", "leave_last_out")
 
@@ -200,6 +203,7 @@ def run(config: dict[str, Any]) -> dict[str, Any] | None:
         None on the other ranks.
     """
     from . import metrics
+    from .recommend_all import recommend_all
     from .training.distributed import barrier, init_distributed, is_rank0, teardown
 
     data, mcfg, tcfg = config["data"], config["model"], config["train"]
@@ -222,6 +226,8 @@ def run(config: dict[str, Any]) -> dict[str, Any] | None:
         model = cls(**params)
         model.fit(train, validation=valid, checkpoint_dir=tcfg.get("checkpoint_dir"))
         out = None
+        if tcfg.get("recommend_dir"):  # every rank: its slice of the users
+            recommend_all(model, tcfg["recommend_dir"], k=int(tcfg.get("recommend_k", 100)))
         if is_rank0():
             k = int(tcfg["k"])
             saved = model.save(tcfg["output"], overwrite=bool(tcfg.get("overwrite", False)))

@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from maasrec.base import Recommender
 from maasrec.exceptions import DataError
+from maasrec.recommend_all import read_recommendations
 from maasrec.train import load_config, run
 from maasrec.training.distributed import (
     DistributedError,
@@ -32,7 +35,8 @@ def _config(tmp: Path, *, seed: int = 0, epochs: int = 4, batch_size: int = 64,
              'class = "HybridRecommender"', "[model.params]", f"epochs = {epochs}",
              f"batch_size = {batch_size}", f"random_state = {seed}", "patience = 100", "",
              "[train]", f'output = "{(tmp / (name + "_model")).as_posix()}"',
-             "overwrite = true"]
+             "overwrite = true", f'recommend_dir = "{(tmp / (name + "_recs")).as_posix()}"',
+             "recommend_k = 5"]
     if checkpoint:
         lines.append(f'checkpoint_dir = "{(tmp / checkpoint).as_posix()}"')
     path = tmp / f"{name}.toml"
@@ -145,6 +149,19 @@ def test_killed_worker_recovers_from_the_checkpoint(ddp_run, tmp_path):
     assert "resuming from" in proc.stderr
     # epoch checkpoints hold every rank's common RNG state: an exact resume
     assert got["validation"] == expected["validation"]
+
+
+@pytest.mark.slow
+def test_recommend_all_parts_of_both_ranks_merge(ddp_run):
+    """Each rank wrote the top-5 of its half of the users; merged, they equal the saved
+    (rank 0) model's recommendations for everyone: both ranks hold the same weights."""
+    tmp, _, _ = ddp_run
+    model = Recommender.load(tmp / "cfg_model")
+    assert sorted(p.name for p in (tmp / "cfg_recs").iterdir()) == [
+        "part-00000-of-00002.safetensors", "part-00001-of-00002.safetensors"]
+    got = read_recommendations(tmp / "cfg_recs", model)
+    ids, _ = model.recommend(list(model.user_vocab_.ids), k=5)
+    np.testing.assert_array_equal(got["items"], ids)
 
 
 @pytest.mark.slow
