@@ -335,3 +335,31 @@ def test_loop_on_cuda_with_amp():  # pragma: no cover - CPU-only machines skip i
                     lambda e: [torch.arange(64)], epochs=20, learning_rate=0.05,
                     device="cuda", random_state=0)
     assert hist.losses[-1] < hist.losses[0]
+
+
+def test_continue_global_rng_starts_the_trainer_stream_from_the_callers():
+    """LMRanker's hook: dropout continues the caller's global stream, which is left as it was."""
+    from maasrec.training import Trainer, TrainerConfig, TrainingTask
+
+    module = torch.nn.Linear(2, 1)
+    drawn = []
+
+    def loss(batch):
+        drawn.append(float(torch.rand(())))  # what dropout would draw
+        return module(batch).pow(2).mean()
+
+    def run(hook: bool):
+        drawn.clear()
+        torch.manual_seed(11)
+        trainer = Trainer(TrainingTask(module, lambda e: [torch.ones(3, 2)], loss),
+                          TrainerConfig(epochs=1, random_state=0))
+        if hook:
+            trainer.continue_global_rng()
+        trainer.fit()
+        return list(drawn), float(torch.rand(()))
+
+    (own, after_own), (cont, after_cont) = run(False), run(True)
+    torch.manual_seed(11)
+    expected = float(torch.rand(()))
+    assert cont == [expected] and own != [expected]
+    assert after_own == after_cont == expected  # the caller's stream is untouched

@@ -204,8 +204,9 @@ class LMRanker(CandidateReranker):
         Seeds the head, the dropout, LoRA, the subsampling and the negatives.
     verbose : bool, default False
         A tqdm progress bar over the fine-tuning epochs (the one of every maasrec model,
-        :class:`~maasrec.training.ProgressCallback`); nothing is printed, the epoch lines
-        go to ``logging`` either way.
+        :class:`~maasrec.training.ProgressCallback`; also one over scoring passes of 50
+        batches or more); nothing is printed, the epoch lines go to ``logging`` either
+        way.
     clip_grad_norm : float or None, default 1.0
         Clip the global gradient norm to this value before every optimiser step (None:
         no clipping).
@@ -678,10 +679,13 @@ class LMRanker(CandidateReranker):
             weight_decay=float(self.weight_decay), param_groups="no_decay",
             lr_schedule="linear", warmup=float(warm), grad_accumulation=accum,
             clip_grad_norm=None if self.clip_grad_norm is None else float(self.clip_grad_norm),
-            amp=True, random_state=[seed, 1],  # dropout: the trainer's own stream
-            verbose=bool(self.verbose), name="LMRanker")
+            amp=True, random_state=seed, verbose=bool(self.verbose), name="LMRanker")
         task = TrainingTask(enc, batches, loss, steps_per_epoch=n_micro)
-        hist = Trainer(task, config, device=device).fit()
+        trainer = Trainer(task, config, device=device)
+        # dropout continues the stream seeded before the network was built, as before
+        # the port: the same random_state gives the same weights, bit for bit
+        trainer.continue_global_rng()
+        hist = trainer.fit()
         train_seconds = float(np.sum(hist.seconds))
         log["epoch_loss"] = [float(x) for x in hist.losses]
         log["epoch_seconds"] = [float(x) for x in hist.seconds]

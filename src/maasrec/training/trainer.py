@@ -403,6 +403,16 @@ class Trainer:
             out["cuda"] = torch.cuda.get_rng_state(self.device)
         return out
 
+    def continue_global_rng(self) -> None:
+        """Start the trainer's torch stream (dropout) from torch's global RNG as it is now.
+
+        Instead of ``torch.manual_seed(seed_from(random_state))``: for a model whose
+        earlier loop drew its dropout from the global stream after building the network
+        (LMRanker), so that the same ``random_state`` keeps giving the same weights. The
+        stream is then the trainer's own (checkpointed, the caller's left as it was).
+        """
+        self._rng = self._global_rng()
+
     def _set_global_rng(self, state: dict[str, torch.Tensor]) -> None:
         torch.set_rng_state(state["cpu"])
         if self.device.type == "cuda" and "cuda" in state:
