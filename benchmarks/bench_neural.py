@@ -222,7 +222,7 @@ def _quality_seed(seed: int, X, feats, tuned: dict, args) -> list[dict]:
         if args.models and not any(m in label for m in args.models):
             continue
         model = factory()
-        neural = hasattr(model, "history_") or "item_encoders" in model.get_params()
+        neural = hasattr(model, "training_log_") or "item_encoders" in model.get_params()
         t = time.perf_counter()
         if neural:
             model.fit(train, validation=valid, **fit_kw)
@@ -233,7 +233,7 @@ def _quality_seed(seed: int, X, feats, tuned: dict, args) -> list[dict]:
                **{f"test_{k}": v for k, v in _eval(model, train, test, valid).items()}}
         row["sparse_ndcg@10"] = _eval(model, train, test, valid, users=sparse_users)["ndcg@10"]
         if neural:
-            h = model.history_
+            h = model.training_log_
             row.update(valid_ndcg=h.get("best_metric"), best_epoch=h.get("best_epoch"),
                        epochs=len(h.get("losses", [])),
                        s_per_epoch=float(np.median(h["seconds"])) if h.get("seconds") else None,
@@ -436,7 +436,7 @@ def cmd_speed(args) -> dict:
             t = time.perf_counter()
             model.fit(train, **fit_kw)
             fit_s = time.perf_counter() - t
-            h = model.history_
+            h = model.training_log_
             spe = float(np.median(h["seconds"]))
             t = time.perf_counter()
             model.recommend(users, k=K)
@@ -531,9 +531,9 @@ def cmd_sparse(args) -> dict:
                    "test_sparse_ci": list(r.ci["ndcg@10"]), "test_ndcg@10": full["ndcg@10"],
                    "test_ci": list(full.ci["ndcg@10"]), "fit_s": round(fit_s, 1),
                    "load_at_fit": round(load_before, 2)}
-            if hasattr(model, "history_"):
-                row.update(valid_ndcg=model.history_.get("best_metric"),
-                           best_epoch=model.history_.get("best_epoch"))
+            if hasattr(model, "training_log_"):
+                row.update(valid_ndcg=model.training_log_.get("best_metric"),
+                           best_epoch=model.training_log_.get("best_epoch"))
             rows.append(row)
             logger.info("%s", json.dumps(row, default=float))
         for other in [lab for lab, *_ in specs if lab != ref]:
@@ -601,7 +601,7 @@ def cmd_tune(args) -> dict:
         else:
             model = _neumf(0, **params)
             model.fit(train, validation=valid)
-        h = model.history_
+        h = model.training_log_
         row = {"params": params, "valid_ndcg@10": h.get("best_metric"),
                "best_epoch": h.get("best_epoch"), "epochs": len(h["losses"]),
                "s_per_epoch": float(np.median(h["seconds"])),

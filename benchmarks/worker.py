@@ -182,10 +182,8 @@ def run_lists(job: dict[str, Any]) -> dict[str, Any]:
         "fit_peak_extra_mib": fit_extra,
         "recommend_peak_extra_mib": rec_mem.extra_mib,
     }
-    log = getattr(model, "training_log_", None)
-    if not isinstance(log, dict):
-        log = getattr(model, "history_", None)  # HybridRecommender, NeuMF
-    if isinstance(log, dict):  # neural models: how long they trained, where they stopped
+    log = getattr(model, "training_log_", None)  # every trained model's fitted log
+    if isinstance(log, dict):  # how long they trained, where they stopped
         meta["training_log"] = {c: log.get(c) for c in (
             "epochs_run", "best_epoch", "stopped_early", "best_metric", "n_windows")
             if c in log}
@@ -193,10 +191,6 @@ def run_lists(job: dict[str, Any]) -> dict[str, Any]:
         if losses:
             meta["training_log"].update(epochs_trained=len(losses), last_loss=losses[-1],
                                         seconds=sum(x or 0.0 for x in log.get("seconds", [])))
-    elif getattr(getattr(model, "_epoch_log", None), "seconds", None):  # BPRMF, ALS
-        ep = model._epoch_log
-        meta["training_log"] = {"epochs_trained": len(ep.seconds),
-                                "seconds": float(sum(ep.seconds))}
     cons = job.get("consistency")
     if cons:
         from maasrec import metrics

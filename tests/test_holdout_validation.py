@@ -101,7 +101,7 @@ def test_models_hold_out_and_stop_early_without_validation(make, caplog):
     X = _data(with_short=True)
     with caplog.at_level(logging.INFO, logger="maasrec"):
         m = make().fit(X)
-    log = getattr(m, "training_log_", None) or m.history_
+    log = getattr(m, "training_log_", None) or m.training_log_
     hold = log["holdout"]
     assert hold["rows"] > 0 and hold["train_rows"] + hold["rows"] == X.nnz
     assert "no validation given: holding out" in caplog.text
@@ -116,10 +116,10 @@ def test_models_hold_out_and_stop_early_without_validation(make, caplog):
         assert hold["refit"] and hold["best_epoch"] == first["best_epoch"]
         assert len(log["losses"]) == hold["best_epoch"] and "ndcg@10" not in str(log["metrics"])
         assert f"refitting on all {X.nnz} interactions" in caplog.text
-        assert m.history_.get("best_epoch") is None
+        assert m.training_log_.get("best_epoch") is None
     # the same seed gives the same holdout and model
     m2 = make().fit(X)
-    log2 = getattr(m2, "training_log_", None) or m2.history_
+    log2 = getattr(m2, "training_log_", None) or m2.training_log_
     assert log2["holdout"] == hold and log2["losses"] == log["losses"]
 
 
@@ -130,7 +130,7 @@ def test_switched_off_trains_every_epoch(make, off):
     m = make(validation_fraction=off)
     m.set_params(epochs=3)
     m.fit(X)
-    log = getattr(m, "training_log_", None) or m.history_
+    log = getattr(m, "training_log_", None) or m.training_log_
     assert "holdout" not in log and len(log["losses"]) == 3 and not log["stopped_early"]
 
 
@@ -140,8 +140,8 @@ def test_explicit_validation_is_used_as_before(make):
     train, valid = holdout_validation(X, 0.2, random_state=9)
     a = make().fit(train, validation=valid)
     b = make(validation_fraction=None).fit(train, validation=valid)
-    la = getattr(a, "training_log_", None) or a.history_
-    lb = getattr(b, "training_log_", None) or b.history_
+    la = getattr(a, "training_log_", None) or a.training_log_
+    lb = getattr(b, "training_log_", None) or b.training_log_
     assert "holdout" not in la and la["losses"] == lb["losses"]
     assert la["metrics"] == lb["metrics"]
 

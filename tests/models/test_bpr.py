@@ -75,7 +75,7 @@ def test_training_loss_decreases_and_learns(optimizer, lr):
     data = random_data(2)
     m = BPRMF(factors=8, epochs=30, batch_size=64, optimizer=optimizer, learning_rate=lr,
               random_state=0).fit(data)
-    losses = m._epoch_log.losses
+    losses = m.training_log_["losses"]
     assert np.mean(losses[-5:]) < 0.8 * losses[0], losses
     assert m.user_factors_.shape == (data.n_users, 8) and m.item_bias_.shape == (data.n_items,)
     # the model ranks a user's training items above the others (AUC on train)
@@ -318,7 +318,7 @@ def test_several_sampling_chunks_per_epoch_train_alike(monkeypatch):
                         for u in range(len(R))])
 
     assert auc(many) > 0.8 and abs(auc(many) - auc(one)) < 0.05
-    assert np.isclose(many._epoch_log.losses[-1], one._epoch_log.losses[-1], rtol=0.1)
+    assert np.isclose(many.training_log_["losses"][-1], one.training_log_["losses"][-1], rtol=0.1)
 
 
 @pytest.mark.parametrize("n_rows", [9, 400])  # repeated rows in a batch / mostly distinct

@@ -100,7 +100,7 @@ def test_defaults_are_id_only_without_text_and_id_text_with_it(fitted_text):
 
 def test_loss_decreases_and_learns_the_topics(fitted_text):
     model, _X, _, topic = fitted_text
-    losses = model.history_["losses"]
+    losses = model.training_log_["losses"]
     assert losses[-1] < 0.9 * losses[0]
     ids, _ = model.recommend(["u0", "u1"], k=5)
     assert _topic_share(ids[0], topic, 0) >= 0.8 and _topic_share(ids[1], topic, 1) >= 0.8
@@ -351,7 +351,7 @@ def test_early_stopping_restores_the_best_validated_epoch():
     stops = []
     m = HybridRecommender(dim=16, epochs=40, patience=3, random_state=0, learning_rate=0.02)
     m.fit(train, validation=valid, callbacks=[lambda e, logs: stops.append(logs) or False])
-    h = m.history_
+    h = m.training_log_
     assert h["metric_name"] == "ndcg@10" and len(stops) == len(h["losses"])
     best = h["best_epoch"]
     assert h["best_metric"] == pytest.approx(max(x for x in h["metrics"] if x is not None))
@@ -361,7 +361,7 @@ def test_early_stopping_restores_the_best_validated_epoch():
     # a callback stops training
     m2 = HybridRecommender(dim=8, epochs=10, random_state=0)
     m2.fit(train, callbacks=[lambda e, logs: e >= 2])
-    assert len(m2.history_["losses"]) == 2 and m2.history_["stopped_early"]
+    assert len(m2.training_log_["losses"]) == 2 and m2.training_log_["stopped_early"]
 
 
 def test_nan_loss_is_a_clear_error_and_keeps_the_best_checkpoint(monkeypatch):

@@ -15,6 +15,7 @@ from ..data.interactions import Interactions
 from ..device import resolve_device
 from ..exceptions import DataError
 from ..training import run_epochs, threads_for, torch_generator
+from ..training.history import EpochLog, deprecated_log_alias
 
 __all__ = ["ALS"]
 
@@ -209,12 +210,18 @@ class ALS(Recommender):
     device : str or torch.device, optional
         Where to train (see :func:`maasrec.resolve_device`): CUDA when available.
     verbose : bool, default False
-        tqdm progress bar over the iterations.
+        A tqdm progress bar over the iterations (:func:`maasrec.training.progress`);
+        nothing is printed, the timings go to ``logging`` either way.
 
     Attributes
     ----------
     user_factors_ : np.ndarray of float32, shape (n_users, factors)
     item_factors_ : np.ndarray of float32, shape (n_items, factors)
+    training_log_ : dict
+        The fitted log, :meth:`EpochLog.to_dict() <maasrec.training.EpochLog.to_dict>`:
+        per-iteration ``losses`` (None unless ``logging`` is at DEBUG) and ``seconds``,
+        ``steps`` the iterations run. ``_epoch_log`` is its deprecated alias (an
+        :class:`~maasrec.training.EpochLog`; reading it warns).
 
     Notes
     -----
@@ -328,9 +335,11 @@ class ALS(Recommender):
                              name="ALS", unit="iteration")
         self.user_factors_ = X.cpu().numpy()
         self.item_factors_ = Y.cpu().numpy()
-        self._epoch_log = log  # timings and (at DEBUG) losses; not saved
+        self.training_log_ = log.to_dict()  # timings and (at DEBUG) losses
 
     # -- scoring ---------------------------------------------------------------
+    _epoch_log = deprecated_log_alias("_epoch_log", EpochLog.from_dict)
+
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T
 

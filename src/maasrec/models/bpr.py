@@ -20,6 +20,7 @@ from ..training import (
     threads_for,
     torch_generator,
 )
+from ..training.history import EpochLog, deprecated_log_alias
 from .als import _cosine_rows
 
 __all__ = ["BPRMF"]
@@ -365,7 +366,8 @@ class BPRMF(Recommender):
     device : str or torch.device, optional
         Where to train (see :func:`maasrec.resolve_device`).
     verbose : bool, default False
-        tqdm progress bar over the epochs.
+        A tqdm progress bar over the epochs (:func:`maasrec.training.progress`); nothing
+        is printed, the timings go to ``logging`` either way.
 
     Attributes
     ----------
@@ -376,6 +378,11 @@ class BPRMF(Recommender):
     optimizer_ : str
         The optimizer the model was trained with: ``optimizer``, or what ``"auto"``
         resolved to (``"adam"`` or ``"sparse_adam"``).
+    training_log_ : dict
+        The fitted log, :meth:`EpochLog.to_dict() <maasrec.training.EpochLog.to_dict>`:
+        per-epoch ``losses`` (mean BPR loss) and ``seconds``,
+        ``steps`` the epochs run. ``_epoch_log`` is its deprecated alias (an
+        :class:`~maasrec.training.EpochLog`; reading it warns).
 
     Notes
     -----
@@ -496,8 +503,8 @@ class BPRMF(Recommender):
                     "optimizer %s, device=%s", n_users, n_items, n, f, bs, optimizer, device)
         with threads_for(bs * (f + 1), device):
             try:
-                self._epoch_log = run_epochs(epoch, int(self.epochs), verbose=self.verbose,
-                                             desc="BPRMF", name="BPRMF")
+                log = run_epochs(epoch, int(self.epochs), verbose=self.verbose,
+                                 desc="BPRMF", name="BPRMF")
             except NonFiniteLossError:
                 self._forget_fit()
                 raise
@@ -506,6 +513,9 @@ class BPRMF(Recommender):
         self.item_bias_ = (b.cpu().numpy() if b is not None
                            else np.zeros(n_items, dtype=np.float32))
         self.optimizer_ = optimizer
+        self.training_log_ = log.to_dict()
+
+    _epoch_log = deprecated_log_alias("_epoch_log", EpochLog.from_dict)
 
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T + self.item_bias_

@@ -60,6 +60,7 @@ from ..training import (
     threads_for,
     torch_generator,
 )
+from ..training.history import deprecated_log_alias
 from ._holdout import auto_holdout, check_validation_fraction
 
 __all__ = ["HybridRecommender", "NeuMF"]
@@ -376,7 +377,9 @@ class HybridRecommender(Recommender):
     device : str or torch.device, optional
         See :func:`maasrec.resolve_device`; mixed precision on CUDA.
     verbose : bool, default False
-        tqdm progress with the loss and the validation metric.
+        A tqdm progress bar over the training epochs with the loss and the validation
+        metric (:class:`~maasrec.training.ProgressCallback`; also one over the item-text
+        encoding); nothing is printed, the epoch lines go to ``logging`` either way.
     validation_fraction : float or None, default 0.1
         When :meth:`fit` gets no ``validation``: a random ``validation_fraction`` of the
         interactions of every user with 5 or more (at least one each;
@@ -385,8 +388,8 @@ class HybridRecommender(Recommender):
         then is refitted on all the data with the same schedule, stopped at that best
         epoch (a second, shorter fit: on a validation split of MovieLens 100K it scored
         NDCG@10 0.2055 against 0.1991 for keeping the model trained without the holdout,
-        for 1.7x the fit time). ``history_`` is the refit's; ``history_["holdout"]`` (and
-        the log) says how many interactions were held out, the best epoch and the
+        for 1.7x the fit time). ``training_log_`` is the refit's;
+        ``training_log_["holdout"]`` (and the log) says how many interactions were held out, the best epoch and the
         held-out fit's curve (``first_fit``). None or 0, and ``loss="mse"`` (the validation metric ranks; a rating
         fit stopped on it fit the ratings worse): train all ``epochs`` on everything.
 
@@ -405,8 +408,12 @@ class HybridRecommender(Recommender):
         later).
     modalities_ : dict
         The item and user modalities in use.
-    history_ : dict
-        Training history (losses, validation metric per epoch, best epoch).
+    training_log_ : dict
+        The fitted log: :meth:`TrainingHistory.to_dict()
+        <maasrec.training.TrainingHistory.to_dict>` (losses, validation metric,
+        seconds and learning rate per epoch, best epoch, steps) plus ``holdout`` when a
+        validation slice was held out. ``history_`` is its deprecated alias (reading it
+        warns; removed in the next release).
     item_tower_, user_tower_, scorer_ : torch.nn.Module
     history_tower_ : torch.nn.Module or None
         The item tower of the user histories (``tie_history=False``), else None.
@@ -574,7 +581,7 @@ class HybridRecommender(Recommender):
         try:
             super().fit(X, item_features, user_features, validation=validation,
                         checkpoint_dir=checkpoint_dir)
-            hold = self.history_.get("holdout")
+            hold = self.training_log_.get("holdout")
             if hold and hold["rows"]:
                 self._refit(X, item_features, user_features, checkpoint_dir, hold)
             return self
@@ -589,7 +596,7 @@ class HybridRecommender(Recommender):
         0.2055 against 0.1991 for keeping the model trained without the holdout (see
         ``benchmarks/bench_defaults.py``), for 1.7x the fit time.
         """
-        first = self.history_
+        first = self.training_log_
         best = int(first.get("best_epoch") or len(first.get("losses", [])) or 1)
         logger.info("%s: refitting on all %d interactions for the best %d epoch(s) of the "
                     "held-out fit", type(self).__name__, hold["rows"] + hold["train_rows"], best)
@@ -597,7 +604,7 @@ class HybridRecommender(Recommender):
         self._skip_holdout = True
         super().fit(X, item_features, user_features, checkpoint_dir=None
                     if checkpoint_dir is None else Path(checkpoint_dir) / "refit")
-        self.history_["holdout"] = dict(hold, best_epoch=best, refit=True, first_fit={
+        self.training_log_["holdout"] = dict(hold, best_epoch=best, refit=True, first_fit={
             k: first.get(k) for k in ("losses", "metrics", "best_epoch", "stopped_early")})
 
     def _text_encoder(self) -> TextEncoder:
@@ -766,16 +773,16 @@ class HybridRecommender(Recommender):
         self._indptr_t = torch.from_numpy(R.indptr.astype(np.int64)).to(device)
         self._indices_t = torch.from_numpy(R.indices.astype(np.int64)).to(device)
         self._order_t = self._ordered_history(data, device)
-        self.history_ = {}
+        self.training_log_ = {}
         try:
             hist = self._train(data, modules, validation, device, seed,
                                checkpoint_dir=checkpoint_dir)
-            self.history_ = hist.to_dict()
+            self.training_log_ = hist.to_dict()
             if holdout is not None:
-                self.history_["holdout"] = holdout
+                self.training_log_["holdout"] = holdout
             self._finalize(device)
         except NonFiniteLossError as exc:
-            self.history_ = exc.history.to_dict() if exc.history is not None else {}
+            self.training_log_ = exc.history.to_dict() if exc.history is not None else {}
             try:
                 self._finalize(device)
                 ok = np.isfinite(self.item_repr_).all() and (
@@ -1555,10 +1562,12 @@ class HybridRecommender(Recommender):
 
     @property
     def training_history(self) -> dict:
-        """dict: losses and validation metric per epoch, best epoch (see ``history_``)."""
+        """dict: losses and validation metric per epoch, best epoch (see ``training_log_``)."""
         if not self.is_fitted:
             raise NotFittedError("this HybridRecommender is not fitted yet")
-        return dict(self.history_)
+        return dict(self.training_log_)
+
+    history_ = deprecated_log_alias("history_")
 
 
 class NeuMF(HybridRecommender):
@@ -1593,6 +1602,16 @@ class NeuMF(HybridRecommender):
         (latest-small) while their validation curves were still rising.
     dim, n_negatives, epochs, ... :
         As :class:`HybridRecommender` (``dim`` 64 = 32 GMF + 32 MLP coordinates).
+    verbose : bool, default False
+        A tqdm progress bar over the training epochs with the loss and the validation
+        metric (:class:`~maasrec.training.ProgressCallback`); nothing is printed, the
+        epoch lines go to ``logging`` either way.
+
+    Attributes
+    ----------
+    training_log_ : dict
+        The fitted log, as :class:`HybridRecommender`'s (``history_`` is its
+        deprecated alias).
 
     See Also
     --------

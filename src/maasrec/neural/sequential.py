@@ -39,6 +39,7 @@ from ..device import amp_dtype, resolve_device
 from ..exceptions import ColdStartWarning, DataError, MaasrecWarning, ModelFormatError
 from ..training import (
     NonFiniteLossError,
+    TrainingHistory,
     checkpoint_fingerprint,
     fit_loop,
     param_groups,
@@ -365,8 +366,10 @@ class SequentialRecommender(Recommender):
     random_state : int, numpy.random.Generator or None, default None
         Seeds initialisation, batching, dropout and negatives (torch's global RNG is
         left as it was).
-    verbose : bool, default True
-        tqdm progress over epochs (loss, validation NDCG@10); ``logging`` either way.
+    verbose : bool, default False
+        A tqdm progress bar over the training epochs with the loss and the validation
+        metric (:class:`~maasrec.training.ProgressCallback`); nothing is printed, the
+        epoch lines go to ``logging`` either way.
     val_metric : str, default "ndcg@10"
         The full-ranking validation metric early stopping follows, ``"<name>@<k>"`` with
         a name among ``"ndcg"``, ``"hit"``, ``"recall"``, ``"precision"``, ``"map"``,
@@ -488,7 +491,7 @@ class SequentialRecommender(Recommender):
                  epochs: int = 200, batch_size: int = 128, learning_rate: float = 0.001,
                  weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
                  device: Any = None, amp: str = "auto", random_state: Any = None,
-                 verbose: bool = True, val_metric: str = "ndcg@10",
+                 verbose: bool = False, val_metric: str = "ndcg@10",
                  label_smoothing: float = 0.0, item_side: str = "none",
                  validation_fraction: float | None = 0.1):
         self.validation_fraction = validation_fraction
@@ -740,7 +743,8 @@ class SequentialRecommender(Recommender):
         max_len, bs = int(self.max_len), int(self.batch_size)
         start_np, len_np = _windows(indptr, max_len)
         n_win = len(start_np)
-        self.training_log_ = {"n_windows": n_win, "epochs_run": 0, "best_epoch": None}
+        self.training_log_ = {**TrainingHistory().to_dict(), "n_windows": n_win,
+                              "epochs_run": 0}
         if n_win == 0:
             logger.warning("SequentialRecommender: no user has 2 or more interactions; "
                            "nothing to train (scores come from the initial weights)")
