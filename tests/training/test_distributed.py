@@ -183,3 +183,52 @@ def test_unreachable_rank_fails_within_the_timeout(tmp_path, rank):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"rank {rank} of 2 could not reach the other ranks" in proc.stderr
     assert "MAASREC_DIST_TIMEOUT" in proc.stderr
+
+
+_EXACT = '''
+import json, sys
+import torch
+from maasrec.training import Trainer, TrainingTask
+from maasrec.training.distributed import barrier, init_distributed, is_rank0, teardown
+
+init_distributed("cpu")
+torch.manual_seed(0)
+net = torch.nn.Linear(3, 1)
+X = torch.randn(24, 3, generator=torch.Generator().manual_seed(1))
+y = X @ torch.tensor([[1.0], [-2.0], [0.5]])
+task = TrainingTask(net, lambda e: [(X[s:s + 8], y[s:s + 8]) for s in range(0, 24, 8)],
+                    lambda b: torch.nn.functional.mse_loss(net(b[0]), b[1]))
+hist = Trainer(task, epochs=3, optimizer="sgd", learning_rate=0.1).fit()
+if is_rank0():
+    print(json.dumps({"w": net.weight.detach().ravel().tolist(),
+                      "b": net.bias.item(), "losses": hist.losses}))
+barrier()  # leave together: a rank destroying its gloo group early aborts the other
+teardown()
+'''
+
+
+@pytest.mark.slow
+def test_two_ranks_take_the_full_batch_step(tmp_path, capsys, monkeypatch):
+    """Mean loss, equal shards, SGD: 2 ranks x 4 rows step exactly like 1 rank x 8 rows
+    (the all-reduced gradient is the full batch's), and the epoch losses agree."""
+    script = tmp_path / "exact.py"
+    script.write_text(_EXACT)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    exec(compile(_EXACT, str(script), "exec"), {})  # 1 process, here
+    one = subprocess.CompletedProcess([], 0, capsys.readouterr().out, "")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+           "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", str(script)]
+    two = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    a, b = (json.loads(_metrics_line(p)) for p in (one, two))
+    np.testing.assert_allclose(b["w"], a["w"], rtol=1e-5)
+    np.testing.assert_allclose(b["b"], a["b"], rtol=1e-5)
+    np.testing.assert_allclose(b["losses"], a["losses"], rtol=1e-5)
+    assert a["w"] != pytest.approx([0.0, 0.0, 0.0])
+
+
+def _metrics_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1, proc.stdout[-2000:]
+    return lines[0]

@@ -479,6 +479,8 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_fit_end(self)
             self.task.module.eval()
+            # DDP's reducer must not outlive the process group (an abort at exit)
+            self._ddp = None
         if self.best_state is not None and c.restore_best:
             self.task.module.load_state_dict(self.best_state)
             logger.info("%s: restored the best epoch %d (%s %.4f)", c.name,
