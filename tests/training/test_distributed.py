@@ -29,7 +29,7 @@ WORKER = str(Path(__file__).with_name("ddp_worker.py"))
 TIMEOUT = 240  # seconds, per torchrun run: a hang fails the test instead of CI
 
 
-def _config(tmp: Path, *, seed: int = 0, epochs: int = 4, batch_size: int = 64,
+def _config(tmp: Path, *, seed: int = 0, epochs: int = 10, batch_size: int = 64,
             checkpoint: str | None = None, name: str = "cfg") -> Path:
     lines = ["[data]", 'dataset = "latest-small"', "seed = 0", "", "[model]",
              'class = "HybridRecommender"', "[model.params]", f"epochs = {epochs}",
@@ -125,21 +125,22 @@ def test_bad_config_names_the_key(tmp_path):
 # -- torchrun -----------------------------------------------------------------------------
 @pytest.mark.slow
 def test_two_ranks_match_one_rank_within_seed_noise(ddp_run, tmp_path):
-    """2 ranks x B/2 rows vs 1 rank x B rows: validation NDCG@10 within the spread of
-    three seeds of the 1-rank fit (benchmarks/bench_ddp.py records 3 seeds of both)."""
+    """2 ranks x B/2 rows vs 1 rank x B rows: validation NDCG@10 within the spread (max -
+    min) of three seeds of the 1-rank fit (benchmarks/bench_ddp.py records 3 seeds of
+    both; at 10 epochs: 1 rank 0.1537/0.1526/0.1550, 2 ranks 0.1535/0.1504/0.1523)."""
     _, ddp, _ = ddp_run
     one = [run(load_config(_config(tmp_path, seed=s, name=f"one{s}")))["validation"]["ndcg@10"]
            for s in (0, 1, 2)]
     spread = max(one) - min(one)
     mean = sum(one) / 3
     assert spread > 0
-    assert abs(ddp["validation"]["ndcg@10"] - mean) <= max(spread, 0.01), (ddp, one)
+    assert abs(ddp["validation"]["ndcg@10"] - mean) <= spread, (ddp, one)
 
 
 @pytest.mark.slow
 def test_killed_worker_recovers_from_the_checkpoint(ddp_run, tmp_path):
-    """torchrun --max-restarts 1: rank 1 SIGKILLs itself in epoch 3; all ranks restart,
-    resume from the epoch-2 checkpoint and end like the uninterrupted fit."""
+    """torchrun --max-restarts 1: rank 1 SIGKILLs itself in epoch 3 (10 steps an epoch);
+    all ranks restart, resume from the epoch-2 checkpoint and end like the uninterrupted fit."""
     _, expected, _ = ddp_run
     marker = tmp_path / "killed"
     proc = _torchrun(_config(tmp_path, checkpoint="ck"), restarts=1,
