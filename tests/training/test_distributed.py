@@ -233,3 +233,14 @@ def _metrics_line(proc: subprocess.CompletedProcess) -> str:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1, proc.stdout[-2000:]
     return lines[0]
+
+
+def test_cli_train_reports_a_bad_config(tmp_path, capsys):
+    from maasrec.cli import main
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[data]\ndataset = "latest-small"\nsplit = "sideways"\n'
+                   '[model]\nclass = "EASE"\n[train]\noutput = "m"\n')
+    assert main(["train", str(cfg)]) == 2
+    assert "split must be one of ['random', 'leave_last_out'], got 'sideways'" in \
+        capsys.readouterr().err
