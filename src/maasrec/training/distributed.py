@@ -165,8 +165,8 @@ def init_distributed(device: Any = None, *, timeout: float | None = None) -> tor
     seconds = _timeout(timeout)
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     try:
-        d.init_process_group(backend, init_method="env://", rank=r, world_size=ws,
-                             timeout=datetime.timedelta(seconds=seconds))
+        d.init_process_group(backend, rank=r, world_size=ws,
+                             timeout=datetime.timedelta(seconds=seconds), **_store(ws, seconds))
         d.barrier()  # every rank present: fail here, not in the first training step
     except Exception as exc:  # torch raises several types for one cause
         teardown()
@@ -176,6 +176,19 @@ def init_distributed(device: Any = None, *, timeout: float | None = None) -> tor
             f"Start all ranks with torchrun, check MASTER_ADDR/MASTER_PORT and the "
             f"firewall, or raise {TIMEOUT_ENV}") from None
     return dev
+
+
+def _store(ws: int, seconds: float) -> dict[str, Any]:
+    """``init_method="env://"``, or under a torchrun agent that keeps its store across
+    ``--max-restarts`` attempts, that store under a per-attempt prefix (a restarted
+    rank must not read the gloo addresses of the killed attempt)."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
+        return {"init_method": "env://"}
+    d = _dist()
+    store = d.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), ws,
+                       is_master=False, timeout=datetime.timedelta(seconds=seconds))
+    return {"store": d.PrefixStore(f"/maasrec/attempt_{attempt}", store)}
 
 
 def teardown() -> None:
