@@ -244,3 +244,15 @@ def test_cli_train_reports_a_bad_config(tmp_path, capsys):
     assert main(["train", str(cfg)]) == 2
     assert "split must be one of ['random', 'leave_last_out'], got 'sideways'" in \
         capsys.readouterr().err
+
+
+def test_readme_example_config_is_valid():
+    # README's "Training at scale" commands use this file: it must stay a valid config
+    from maasrec.train import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "examples" / "train_hybrid.toml")
+    assert cfg["model"]["class"] == "HybridRecommender"
+    assert cfg["data"]["dataset"] == "latest-small"
+    readme = (root / "README.md").read_text()
+    assert "torchrun --nproc-per-node 2 -m maasrec.train examples/train_hybrid.toml" in readme
