@@ -242,3 +242,30 @@ def check_state_finite(where: str, state: Mapping[str, Any]) -> None:
     for k, t in state.items():
         if t.dtype.is_floating_point and t.numel() and not bool(torch.isfinite(t).all()):
             raise ModelFormatError(f"weight {k!r} in {where} holds non-finite values")
+
+
+def check_stored_histories(model: Any, where: str) -> None:
+    """Check a model's stored histories (``history_items_`` indexed by ``history_indptr_``).
+
+    The items index the item embedding (out of range is a crash on CUDA), so they must lie
+    in ``[0, n_items_)``, and the row pointer must cover ``n_users_`` rows. On success both
+    arrays are set back on ``model`` as int64.
+
+    Parameters
+    ----------
+    model : Recommender
+        A loaded model with ``n_items_``, ``n_users_``, ``history_items_`` and
+        ``history_indptr_``.
+    where : str
+        The model directory, for messages.
+
+    Raises
+    ------
+    ModelFormatError
+    """
+    items = getattr(model, "history_items_", None)
+    check_index_array(where, "history_items_", items, model.n_items_)
+    check_indptr(where, "history_indptr_", getattr(model, "history_indptr_", None),
+                 model.n_users_, len(items))
+    model.history_items_ = np.asarray(items, dtype=np.int64)
+    model.history_indptr_ = np.asarray(model.history_indptr_, dtype=np.int64)

@@ -773,17 +773,12 @@ class LMRanker(CandidateReranker):
         return ("first_stage_",)
 
     def _check_loaded(self) -> None:
-        from .._loadcheck import check_index_array, check_indptr
+        from .._loadcheck import check_stored_histories
 
         super()._check_loaded()
         where = self._load_where
         n_items, n_users = self.n_items_, self.n_users_
-        items = getattr(self, "history_items_", None)
-        check_index_array(where, "history_items_", items, n_items)
-        check_indptr(where, "history_indptr_", getattr(self, "history_indptr_", None),
-                     n_users, len(items))
-        self.history_items_ = np.asarray(items, dtype=np.int64)
-        self.history_indptr_ = np.asarray(self.history_indptr_, dtype=np.int64)
+        check_stored_histories(self, where)
         for name, n in (("item_text_", n_items), ("user_profile_", n_users)):
             v = getattr(self, name, None)
             if v is None and name == "user_profile_":

@@ -938,17 +938,11 @@ class SequentialRecommender(Recommender):
         return out
 
     def _check_loaded(self) -> None:
-        from .._loadcheck import check_index_array, check_indptr, check_json_int
+        from .._loadcheck import check_json_int, check_stored_histories
 
         where = self._load_where
-        n_items, n_users = self.n_items_, self.n_users_
-        # the stored histories index the item embedding: out of range is a crash on CUDA
-        items = getattr(self, "history_items_", None)
-        check_index_array(where, "history_items_", items, n_items)
-        check_indptr(where, "history_indptr_", getattr(self, "history_indptr_", None),
-                     n_users, len(items))
-        self.history_items_ = np.asarray(items, dtype=np.int64)
-        self.history_indptr_ = np.asarray(self.history_indptr_, dtype=np.int64)
+        n_items = self.n_items_
+        check_stored_histories(self, where)
         text_dim = check_json_int(where, "text_dim_", getattr(self, "text_dim_", None))
         if self.item_text == "fuse" and text_dim < 1:
             raise ModelFormatError(f"{where}: item_text='fuse' needs text_dim_ >= 1, got "
