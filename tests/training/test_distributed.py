@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,13 +58,26 @@ def _env(**extra: str) -> dict:
     return env
 
 
+def _run(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a new session: on a timeout the whole process group (torchrun
+    and its workers) is killed, so no rank outlives the test."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{cmd[:4]} ran past {timeout} s; killed its process group\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _torchrun(cfg: Path, *, restarts: int = 0, **env: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
            "--nproc-per-node", "2", "--rdzv-backend", "c10d",
            "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--max-restarts", str(restarts),
            "--monitor-interval", "0.5", WORKER, str(cfg), "-v"]
-    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    return _run(cmd, _env(**env), TIMEOUT)
 
 
 def _metrics(proc: subprocess.CompletedProcess) -> dict:
@@ -179,8 +193,7 @@ def test_unreachable_rank_fails_within_the_timeout(tmp_path, rank):
     env = _env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
                MAASREC_DIST_TIMEOUT="2")
-    proc = subprocess.run([sys.executable, "-m", "maasrec.train", str(_config(tmp_path))],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = _run([sys.executable, "-m", "maasrec.train", str(_config(tmp_path))], env, 120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"rank {rank} of 2 could not reach the other ranks" in proc.stderr
     assert "MAASREC_DIST_TIMEOUT" in proc.stderr
@@ -220,7 +233,7 @@ def test_two_ranks_take_the_full_batch_step(tmp_path, capsys, monkeypatch):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
            "--nproc-per-node", "2", "--rdzv-backend", "c10d",
            "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", str(script)]
-    two = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    two = _run(cmd, _env(), TIMEOUT)
     a, b = (json.loads(_metrics_line(p)) for p in (one, two))
     np.testing.assert_allclose(b["w"], a["w"], rtol=1e-5)
     np.testing.assert_allclose(b["b"], a["b"], rtol=1e-5)

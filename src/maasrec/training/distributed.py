@@ -16,6 +16,7 @@ A rank that cannot reach the others raises :class:`DistributedError` after
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from typing import Any
 
@@ -195,6 +196,7 @@ def teardown() -> None:
     """Leave the process group (nothing when none is initialised)."""
     d = _dist()
     if d.is_available() and d.is_initialized():
+        gc.collect()  # a DDP reducer left in a reference cycle must go before its group
         d.destroy_process_group()
 
 

@@ -11,6 +11,7 @@ form the models call.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -479,8 +480,11 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_fit_end(self)
             self.task.module.eval()
-            # DDP's reducer must not outlive the process group (an abort at exit)
-            self._ddp = None
+            # DDP's reducer must not outlive the process group (an abort at exit): drop it
+            # and collect the reference cycles that may still hold it, now
+            if self._ddp is not None:
+                self._ddp = None
+                gc.collect()
         if self.best_state is not None and c.restore_best:
             self.task.module.load_state_dict(self.best_state)
             logger.info("%s: restored the best epoch %d (%s %.4f)", c.name,
