@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -308,19 +307,3 @@ class FeatureEncoder(FromConfig, nn.Module):
         with torch.no_grad():
             _, masks = self.field_outputs(idx)
         return torch.stack(list(masks.values()), dim=1).any(dim=1)
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible) to rebuild before ``load_state_dict``.
-
-        Returns
-        -------
-        dict
-        """
-        return {"n": self.n, "dim": self.dim, "categorical": self.categorical,
-                "multi_hot": self.multi_hot, "numeric": self.numeric, "combine": self.combine,
-                "random_state": self.random_state}
-
-
-    def extra_repr(self) -> str:
-        """Shown in the module repr."""
-        return f"n={self.n}, dim={self.dim}, fields={self.fields}, combine={self.combine!r}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
@@ -106,18 +105,3 @@ class IdEmbedding(FromConfig, nn.Module):
         device = self.embedding.weight.device
         rows = as_index(idx, self.n, device)
         return torch.ones(self.n if rows is None else len(rows), dtype=torch.bool, device=device)
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible) to rebuild the module before loading weights.
-
-        Returns
-        -------
-        dict
-        """
-        return {"n": self.n, "dim": self.dim, "init_std": self.init_std,
-                "random_state": self.random_state}
-
-
-    def extra_repr(self) -> str:
-        """Shown in the module repr."""
-        return f"n={self.n}, dim={self.dim}"

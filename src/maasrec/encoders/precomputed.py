@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -181,18 +179,3 @@ class PrecomputedEncoder(FromConfig, nn.Module):
         """
         rows = as_index(idx, self.n, self.present.device)
         return self.present if rows is None else self.present[rows]
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible) to rebuild before ``load_state_dict``.
-
-        Returns
-        -------
-        dict
-        """
-        return {"n": self.n, "input_dim": self.input_dim, "dim": self.dim,
-                "normalize": self.normalize, "random_state": self.random_state}
-
-
-    def extra_repr(self) -> str:
-        """Shown in the module repr."""
-        return f"n={self.n}, input_dim={self.input_dim}, dim={self.dim}"

@@ -73,20 +73,20 @@ class ProfileEncoder(FromConfig, nn.Module):
         self.n = check_int("n", n, 1)
         self.dim = check_int("dim", dim, 1)
         self.random_state = None if random_state is None else check_seed(random_state)
-        self.features_config = dict(features) if features else None
+        self.features = dict(features) if features else None
         self.text_dim = None if text_dim is None else check_int("text_dim", text_dim, 1)
-        self.vectors_config = {str(k): check_int(f"vectors[{k!r}]", v, 1)
+        self.vectors = {str(k): check_int(f"vectors[{k!r}]", v, 1)
                                for k, v in (vectors or {}).items()}
         self.fusion = fusion
         self.fusion_options = dict(fusion_options or {})
         encoders: dict[str, nn.Module] = {}
-        if self.features_config:
-            encoders["features"] = FeatureEncoder(self.n, self.dim, **self.features_config,
+        if self.features:
+            encoders["features"] = FeatureEncoder(self.n, self.dim, **self.features,
                                                   random_state=_sub_seed(self.random_state, 1))
         if self.text_dim:
             encoders["text"] = PrecomputedEncoder(self.n, self.text_dim, self.dim,
                                                   random_state=_sub_seed(self.random_state, 2))
-        for k, (name, d) in enumerate(self.vectors_config.items()):
+        for k, (name, d) in enumerate(self.vectors.items()):
             encoders[f"vectors:{name}"] = PrecomputedEncoder(
                 self.n, d, self.dim, random_state=_sub_seed(self.random_state, 3 + k))
         if not encoders:
@@ -245,20 +245,6 @@ class ProfileEncoder(FromConfig, nn.Module):
         """
         inputs, masks = self._inputs(idx)
         return self.fusion_module.modality_weights(inputs, masks)
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible) to rebuild before ``load_state_dict``.
-
-        Returns
-        -------
-        dict
-        """
-        return {"n": self.n, "dim": self.dim, "features": self.features_config,
-                "text_dim": self.text_dim, "vectors": dict(self.vectors_config),
-                "fusion": self.fusion, "fusion_options": dict(self.fusion_options),
-                "random_state": self.random_state}
-
-
 
 class UserProfileEncoder(ProfileEncoder):
     """A :class:`ProfileEncoder` for users: age, gender, occupation, free-text profile...

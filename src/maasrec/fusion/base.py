@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from numbers import Integral
-from typing import Any
 
 import torch
 from torch import nn
@@ -183,18 +182,3 @@ class Fusion(FromConfig, nn.Module):
         with torch.no_grad():
             self.forward(inputs, masks)
         return {name: self.last_weights[:, j] for j, name in enumerate(self.modalities)}
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible) to rebuild before ``load_state_dict``.
-
-        Returns
-        -------
-        dict
-        """
-        return {"input_dims": dict(self.input_dims), "dim": self.dim,
-                "random_state": self.random_state}
-
-
-    def extra_repr(self) -> str:
-        """Shown in the module repr."""
-        return f"input_dims={self.input_dims}, dim={self.dim}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import nn
@@ -58,16 +57,17 @@ class ConcatFusion(Fusion):
         if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int)
                                    or hidden < 0):
             raise DataError(f"hidden must be a non-negative int or None, got {hidden!r}")
-        self.hidden = self.dim if hidden is None else int(hidden)
+        self.hidden = None if hidden is None else int(hidden)
+        width = self.dim if hidden is None else self.hidden
         self.dropout = _check_dropout(dropout)
         total = sum(self.input_dims.values())
         with seeded(self.random_state):
             self.missing = nn.ParameterList(
                 nn.Parameter(torch.zeros(d)) for d in self.input_dims.values())
-            if self.hidden:
-                self.first = nn.Linear(total, self.hidden)
+            if width:
+                self.first = nn.Linear(total, width)
                 self.rest = nn.Sequential(nn.ReLU(), nn.Dropout(self.dropout),
-                                          nn.Linear(self.hidden, self.dim))
+                                          nn.Linear(width, self.dim))
             else:
                 self.first = nn.Linear(total, self.dim)
                 self.rest = nn.Identity()
@@ -84,16 +84,6 @@ class ConcatFusion(Fusion):
                 start += x.shape[1]
             weights = _normalise(torch.stack(shares, dim=1), mask)
         return self.rest(h), weights
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible).
-
-        Returns
-        -------
-        dict
-        """
-        return {**super().get_config(), "hidden": self.hidden, "dropout": self.dropout}
-
 
 class GatedFusion(Fusion):
     """Project every modality to ``dim`` and mix them with learned, per-row gates.
@@ -133,16 +123,6 @@ class GatedFusion(Fusion):
         gates = _masked_softmax(self.gate(context), mask, dim=1)
         out = (torch.stack(hs, dim=1) * gates.unsqueeze(-1)).sum(dim=1)
         return out, gates
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible).
-
-        Returns
-        -------
-        dict
-        """
-        return {**super().get_config(), "dropout": self.dropout}
-
 
 class AttentionFusion(Fusion):
     """Multi-head attention of a learned query over the modality vectors.
@@ -201,16 +181,6 @@ class AttentionFusion(Fusion):
         out = torch.where(keep, out, torch.zeros_like(out))
         weights = torch.where(keep, weights.squeeze(1), torch.zeros_like(weights.squeeze(1)))
         return out, weights
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible).
-
-        Returns
-        -------
-        dict
-        """
-        return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
-
 
 #: Fusion classes by short name (for ``make_fusion`` and recommender parameters).
 FUSIONS: dict[str, type[Fusion]] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -75,24 +75,27 @@ class AttentionScorer(Scorer):
     """
 
     needs_history = True
+    _param_attrs: ClassVar[dict[str, str]] = {"item_bias": "use_item_bias"}
 
     def __init__(self, dim: int, attention_dim: int | None = None, dropout: float = 0.0,
                  n_items: int | None = None, item_bias: bool = False,
                  random_state: int | None = None):
         super().__init__()
         self.dim = check_int("dim", dim)
-        self.attention_dim = self.dim if attention_dim is None else check_int(
+        self.attention_dim = None if attention_dim is None else check_int(
             "attention_dim", attention_dim)
+        self._attention_dim = self.dim if attention_dim is None else self.attention_dim
         self.dropout = check_dropout(dropout)
         if item_bias and n_items is None:
             raise DataError("item_bias=True needs n_items (the number of item ids)")
         self.n_items = None if n_items is None else check_int("n_items", n_items)
+        self.use_item_bias = bool(item_bias)
         self.random_state = check_seed(random_state)
         with torch.random.fork_rng(devices=[]):
             if self.random_state is not None:
                 torch.manual_seed(self.random_state)
-            self.query = nn.Linear(self.dim, self.attention_dim, bias=False)
-            self.key = nn.Linear(self.dim, self.attention_dim, bias=False)
+            self.query = nn.Linear(self.dim, self._attention_dim, bias=False)
+            self.key = nn.Linear(self.dim, self._attention_dim, bias=False)
             self.value = nn.Linear(self.dim, self.dim, bias=False)
             with torch.no_grad():  # start as plain mean pooling of the history
                 self.value.weight.copy_(torch.eye(self.dim)
@@ -126,7 +129,7 @@ class AttentionScorer(Scorer):
         n = items.shape[0]
         keys = self.key(hist)                              # [b, L, a]
         values = self.value(hist)                          # [b, L, d]
-        scale = 1.0 / math.sqrt(self.attention_dim)
+        scale = 1.0 / math.sqrt(self._attention_dim)
         step = chunk_rows(4 * b * max(L, 1) * 3, n, chunk_size)
         parts = []
         for s in range(0, n, step):
@@ -151,7 +154,7 @@ class AttentionScorer(Scorer):
         if items.shape[-1] != self.dim or items.shape[0] != hist.shape[0]:
             raise DataError(f"items of shape {tuple(items.shape)} do not match {hist.shape[0]} "
                             f"users of dim {self.dim}")
-        q = self.query(items) / math.sqrt(self.attention_dim)          # [b, k, a]
+        q = self.query(items) / math.sqrt(self._attention_dim)          # [b, k, a]
         logits = torch.einsum("bla,bka->blk", self.key(hist), q)        # [b, L, k]
         w = self._weights(logits, mask)
         s = torch.einsum("blk,blk->bk", w, torch.einsum("bld,bkd->blk", self.value(hist), items))
@@ -163,18 +166,3 @@ class AttentionScorer(Scorer):
             ib = self.item_bias[item_idx]
             s = s + (ib.unsqueeze(1) if ib.dim() == 1 else ib)
         return s.squeeze(1) if single else s
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible).
-
-        Returns
-        -------
-        dict
-        """
-        return {"dim": self.dim, "attention_dim": self.attention_dim, "dropout": self.dropout,
-                "n_items": self.n_items, "item_bias": self.item_bias is not None,
-                "random_state": self.random_state}
-
-    def extra_repr(self) -> str:
-        """Shown in the module repr."""
-        return f"dim={self.dim}, attention_dim={self.attention_dim}"

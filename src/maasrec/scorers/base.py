@@ -179,14 +179,3 @@ class Scorer(FromConfig, nn.Module):
         with torch.no_grad():
             fill = bias.mean().expand(n_new)
             self.item_bias = nn.Parameter(torch.cat([bias.detach(), fill]))
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible) to rebuild before ``load_state_dict``.
-
-        Returns
-        -------
-        dict
-        """
-        raise NotImplementedError
-
-

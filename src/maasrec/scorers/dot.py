@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -46,6 +46,9 @@ class DotScorer(Scorer):
     torch.Size([2, 5])
     """
 
+    _param_attrs: ClassVar[dict[str, str]] = {"item_bias": "use_item_bias", "user_bias": "use_user_bias",
+                    "global_bias": "use_global_bias"}
+
     def __init__(self, n_items: int | None = None, item_bias: bool = False,
                  n_users: int | None = None, user_bias: bool = False,
                  global_bias: bool = False, temperature: float = 1.0):
@@ -60,6 +63,8 @@ class DotScorer(Scorer):
                 or not temperature > 0:
             raise DataError(f"temperature must be a positive number, got {temperature!r}")
         self.temperature = float(temperature)
+        self.use_item_bias, self.use_user_bias = bool(item_bias), bool(user_bias)
+        self.use_global_bias = bool(global_bias)
         self.item_bias = nn.Parameter(torch.zeros(self.n_items)) if item_bias else None
         self.user_bias = nn.Parameter(torch.zeros(self.n_users)) if user_bias else None
         self.global_bias = nn.Parameter(torch.zeros(())) if global_bias else None
@@ -131,19 +136,3 @@ class DotScorer(Scorer):
         part of the score (the user and global biases do not change rankings)."""
         return torch.cat([user, torch.ones(user.shape[0], 1, device=user.device,
                                            dtype=user.dtype)], dim=1)
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible).
-
-        Returns
-        -------
-        dict
-        """
-        return {"n_items": self.n_items, "item_bias": self.item_bias is not None,
-                "n_users": self.n_users, "user_bias": self.user_bias is not None,
-                "global_bias": self.global_bias is not None, "temperature": self.temperature}
-
-    def extra_repr(self) -> str:
-        """Shown in the module repr."""
-        return (f"item_bias={self.item_bias is not None}, user_bias={self.user_bias is not None},"
-                f" global_bias={self.global_bias is not None}")

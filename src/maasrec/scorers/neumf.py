@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -51,16 +51,19 @@ class NeuMFScorer(Scorer):
     Filtering. WWW 2017.
     """
 
+    _param_attrs: ClassVar[dict[str, str]] = {"item_bias": "use_item_bias"}
+
     def __init__(self, dim: int, gmf_dim: int | None = None,
                  mlp_layers: Sequence[int] = (64, 32, 16), dropout: float = 0.0,
                  n_items: int | None = None, item_bias: bool = False,
                  random_state: int | None = None):
         super().__init__()
         self.dim = check_int("dim", dim)
-        self.gmf_dim = self.dim // 2 if gmf_dim is None else check_int("gmf_dim", gmf_dim, 0)
-        if self.gmf_dim > self.dim:
+        self.gmf_dim = None if gmf_dim is None else check_int("gmf_dim", gmf_dim, 0)
+        self._gmf_dim = self.dim // 2 if gmf_dim is None else self.gmf_dim
+        if self._gmf_dim > self.dim:
             raise DataError(f"gmf_dim={gmf_dim} exceeds dim={dim}")
-        self.mlp_dim = self.dim - self.gmf_dim
+        self.mlp_dim = self.dim - self._gmf_dim
         self.mlp_layers = [check_int("mlp_layers[i]", h) for h in mlp_layers]
         if self.mlp_dim and not self.mlp_layers:
             raise DataError("mlp_layers must name at least one hidden size when the MLP "
@@ -69,6 +72,7 @@ class NeuMFScorer(Scorer):
         if item_bias and n_items is None:
             raise DataError("item_bias=True needs n_items (the number of item ids)")
         self.n_items = None if n_items is None else check_int("n_items", n_items)
+        self.use_item_bias = bool(item_bias)
         self.random_state = check_seed(random_state)
         gen = None if self.random_state is None else torch.Generator().manual_seed(
             self.random_state)
@@ -84,14 +88,14 @@ class NeuMFScorer(Scorer):
             else:
                 self.mlp_user = self.mlp_item = None
                 self.mlp_rest = nn.ModuleList()
-            width = self.gmf_dim + (self.mlp_layers[-1] if self.mlp_dim else 0)
+            width = self._gmf_dim + (self.mlp_layers[-1] if self.mlp_dim else 0)
             self.output = nn.Linear(width, 1)
         self.drop = nn.Dropout(self.dropout)
         self.item_bias = (nn.Parameter(torch.zeros(self.n_items)) if item_bias else None)
 
     # -- pieces --------------------------------------------------------------------------
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[..., :self.gmf_dim], x[..., self.gmf_dim:]
+        return x[..., :self._gmf_dim], x[..., self._gmf_dim:]
 
     def _mlp_tail(self, h: torch.Tensor) -> torch.Tensor:
         h = self.drop(torch.relu(h))
@@ -101,7 +105,7 @@ class NeuMFScorer(Scorer):
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.output.weight[0]
-        return w[:self.gmf_dim], w[self.gmf_dim:]
+        return w[:self._gmf_dim], w[self._gmf_dim:]
 
     def _bias(self, item_idx, shape, device) -> torch.Tensor | None:
         if self.item_bias is None:
@@ -158,18 +162,3 @@ class NeuMFScorer(Scorer):
                 raise DataError("this NeuMFScorer has item biases: pass item_idx to score_pairs")
             out = out + self.item_bias[item_idx]
         return out
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-compatible).
-
-        Returns
-        -------
-        dict
-        """
-        return {"dim": self.dim, "gmf_dim": self.gmf_dim, "mlp_layers": list(self.mlp_layers),
-                "dropout": self.dropout, "n_items": self.n_items,
-                "item_bias": self.item_bias is not None, "random_state": self.random_state}
-
-    def extra_repr(self) -> str:
-        """Shown in the module repr."""
-        return f"dim={self.dim}, gmf_dim={self.gmf_dim}, mlp_layers={self.mlp_layers}"
