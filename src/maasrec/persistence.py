@@ -47,8 +47,9 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "atomic_directory", "build_manifest", "read_json",
-           "read_model_dir", "remove_stale", "verify_manifest", "write_model_dir"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "atomic_directory", "build_manifest", "is_encrypted",
+           "load_encrypted", "read_json", "read_model_dir", "remove_stale", "save_encrypted",
+           "verify_manifest", "write_model_dir"]
 
 FORMAT_NAME = "maasrec-model"
 FORMAT_VERSION = 1
@@ -59,6 +60,7 @@ WEIGHTS_FILE = "weights.safetensors"
 # what maasrec wrote into a model directory before manifests (overwrite of such a model)
 _LEGACY_FILES = frozenset({META_FILE, VOCAB_FILE, ARRAYS_FILE, WEIGHTS_FILE})
 _RETRIEVER_FILES = frozenset({"retriever.json", "index.faiss"})
+_ENCRYPTED_FORMAT = "maasrec-encrypted-model"  # maasrec.privacy.sealed.ENCRYPTED_FORMAT
 
 
 def _jsonable(value: Any, where: str) -> Any:
@@ -752,6 +754,13 @@ def read_model_dir(path: str | os.PathLike, *, verify: bool = True) -> dict:
             f"{str(p)!r} is not a maasrec model directory: it has no {META_FILE}"
         )
     meta = read_json(p / META_FILE)
+    if isinstance(meta, dict) and meta.get("format") == _ENCRYPTED_FORMAT:
+        from .privacy.crypto import KEY_ENV, DecryptionError
+
+        kid = (meta.get("encryption") or {}).get("key_id") if isinstance(
+            meta.get("encryption"), dict) else None
+        raise DecryptionError(f"{str(p)!r} is an encrypted model (key id {kid}): load it with "
+                              f"encryption_key=... or set ${KEY_ENV}")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{str(p / META_FILE)!r} is not a maasrec model description")
     version = meta.get("format_version")
@@ -840,3 +849,69 @@ def csr_from_arrays(name: str, attr: dict, arrays: dict[str, np.ndarray]) -> sp.
         raise ModelFormatError(f"sparse attribute {name!r} is missing or corrupt: {exc}") from exc
     m.has_sorted_indices = False  # re-check sortedness rather than trusting the flag
     return m
+
+
+# -- encrypted models (maasrec.privacy.sealed; needs the ``privacy`` extra) ----------------
+def is_encrypted(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a model saved with an encryption key.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    bool
+    """
+    meta = _model_meta(Path(path))
+    return meta is not None and meta.get("format") == _ENCRYPTED_FORMAT
+
+
+def save_encrypted(model, path: str | os.PathLike, encryption_key, *,
+                   overwrite: bool = False) -> str:
+    """Save a fitted model encrypted with AES-256-GCM (``model.enc`` + ``maasrec.json``).
+
+    What ``model.save(path, encryption_key=...)`` does; see
+    :func:`maasrec.privacy.sealed.save_encrypted` for the format.
+
+    Parameters
+    ----------
+    model : Recommender
+    path : str or Path
+    encryption_key : bytes or str
+        32 raw bytes, 64 hex digits or base64 of 32 bytes
+        (:func:`maasrec.privacy.generate_key`).
+    overwrite : bool, default False
+
+    Returns
+    -------
+    str
+    """
+    from .privacy.sealed import save_encrypted as _save
+
+    return _save(model, path, encryption_key, overwrite=overwrite)
+
+
+def load_encrypted(path: str | os.PathLike, encryption_key=None, *, cls=None):
+    """Load a model written by :func:`save_encrypted`, authenticated before it is read.
+
+    Parameters
+    ----------
+    path : str or Path
+    encryption_key : bytes or str, optional
+        Default: ``$MAASREC_MODEL_KEY``.
+    cls : type, optional
+        The class to load with (its ``load``); default ``Recommender``.
+
+    Returns
+    -------
+    Recommender
+
+    Raises
+    ------
+    maasrec.privacy.DecryptionError
+        A ``ModelFormatError``: no key, the wrong key, a truncated or tampered file.
+    """
+    from .privacy.sealed import load_encrypted as _load
+
+    return _load(path, encryption_key, loader=None if cls is None else cls.load)
