@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from numbers import Integral
 
 import numpy as np
 import torch
 
+from .._rng import manual_seeded
 from ..exceptions import DataError
 
-
-@contextlib.contextmanager
-def seeded(random_state: int | None) -> Iterator[None]:
-    """Run a block (layer construction) with torch's CPU RNG seeded, then restore it.
-
-    ``random_state=None`` uses (and advances) the global RNG, so ``torch.manual_seed``
-    still controls it.
-    """
-    if random_state is None:
-        yield
-        return
-    seed = check_seed(random_state)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+#: Layer construction under ``torch.manual_seed(random_state)`` (None: the global RNG);
+#: the one helper, :func:`maasrec._rng.manual_seeded`.
+seeded = manual_seeded
 
 
 def check_seed(random_state) -> int | None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from numbers import Integral
 
 import torch
@@ -14,17 +13,6 @@ from ..encoders._utils import check_seed
 from ..exceptions import DataError
 
 __all__ = ["Fusion"]
-
-
-@contextlib.contextmanager
-def seeded(random_state: int | None) -> Iterator[None]:
-    """Build layers with torch's CPU RNG seeded (global RNG untouched afterwards)."""
-    if random_state is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(random_state))
-        yield
 
 
 def _check_dims(input_dims: Mapping[str, int], dim: int) -> dict[str, int]:

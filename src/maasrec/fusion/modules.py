@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from .._rng import manual_seeded
 from ..exceptions import DataError
-from .base import Fusion, seeded
+from .base import Fusion
 
 __all__ = ["FUSIONS", "AttentionFusion", "ConcatFusion", "GatedFusion", "make_fusion"]
 
@@ -61,7 +62,7 @@ class ConcatFusion(Fusion):
         width = self.dim if hidden is None else self.hidden
         self.dropout = _check_dropout(dropout)
         total = sum(self.input_dims.values())
-        with seeded(self.random_state):
+        with manual_seeded(self.random_state):
             self.missing = nn.ParameterList(
                 nn.Parameter(torch.zeros(d)) for d in self.input_dims.values())
             if width:
@@ -110,7 +111,7 @@ class GatedFusion(Fusion):
         super().__init__(input_dims, dim, random_state=random_state)
         self.dropout = _check_dropout(dropout)
         m = len(self.modalities)
-        with seeded(self.random_state):
+        with manual_seeded(self.random_state):
             self.projections = nn.ModuleList(nn.Linear(d, self.dim)
                                              for d in self.input_dims.values())
             self.gate = nn.Linear(m * self.dim + m, m)
@@ -153,7 +154,7 @@ class AttentionFusion(Fusion):
         self.num_heads = num_heads
         self.dropout = _check_dropout(dropout)
         m = len(self.modalities)
-        with seeded(self.random_state):
+        with manual_seeded(self.random_state):
             self.projections = nn.ModuleList(nn.Linear(d, self.dim)
                                              for d in self.input_dims.values())
             self.modality_embedding = nn.Parameter(torch.randn(m, self.dim) * 0.02)

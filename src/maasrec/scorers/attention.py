@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .._rng import manual_seeded
 from ..encoders._utils import check_int, check_seed
 from ..exceptions import DataError
 from .base import Scorer, check_2d, check_dropout, chunk_rows
@@ -91,9 +92,7 @@ class AttentionScorer(Scorer):
         self.n_items = None if n_items is None else check_int("n_items", n_items)
         self.use_item_bias = bool(item_bias)
         self.random_state = check_seed(random_state)
-        with torch.random.fork_rng(devices=[]):
-            if self.random_state is not None:
-                torch.manual_seed(self.random_state)
+        with manual_seeded(self.random_state):
             self.query = nn.Linear(self.dim, self._attention_dim, bias=False)
             self.key = nn.Linear(self.dim, self._attention_dim, bias=False)
             self.value = nn.Linear(self.dim, self.dim, bias=False)

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .._rng import manual_seeded
 from ..encoders._utils import check_int, check_seed
 from ..exceptions import DataError
 from .base import Scorer, check_2d, check_dropout, chunk_rows
@@ -74,11 +75,11 @@ class NeuMFScorer(Scorer):
         self.n_items = None if n_items is None else check_int("n_items", n_items)
         self.use_item_bias = bool(item_bias)
         self.random_state = check_seed(random_state)
-        gen = None if self.random_state is None else torch.Generator().manual_seed(
-            self.random_state)
-        with torch.random.fork_rng(devices=[]):
-            if gen is not None:
-                torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+        seed = None
+        if self.random_state is not None:  # the layers' seed: one draw from random_state
+            gen = torch.Generator().manual_seed(self.random_state)
+            seed = int(torch.randint(2**31, (1,), generator=gen))
+        with manual_seeded(seed):
             if self.mlp_dim:
                 h1 = self.mlp_layers[0]
                 self.mlp_user = nn.Linear(self.mlp_dim, h1)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._rng import manual_seeded
 from ..base import Component, clone
 from ..device import cuda_available
 
@@ -101,8 +102,7 @@ def tiny_text_model(kind: str = "bert", *, hidden_size: int = 32, num_layers: in
     """
     from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with manual_seeded(seed):
         if kind == "bert":
             tokenizer = _tiny_bert_tokenizer()
             config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,

@@ -12,7 +12,8 @@ Modules, by responsibility:
   :class:`TensorBoardCallback`;
 - :mod:`~maasrec.training.checkpoint`: atomic checkpoints (safetensors + JSON, no pickle);
 - :mod:`~maasrec.training.rng`: :func:`seed_from`, :func:`torch_generator`,
-  :func:`seeded` -- seeded generators without touching the caller's RNG;
+  :func:`seeded`, :func:`manual_seeded` -- seeded generators and seeded blocks without
+  touching the caller's RNG;
 - :mod:`~maasrec.training.samplers`: :func:`minibatches` and the negative samplers;
 - :mod:`~maasrec.training.losses`, :mod:`~maasrec.training.optim` (optimisers, the
   no-decay :func:`param_groups` rule, schedules), :mod:`~maasrec.training.validation`
@@ -39,7 +40,7 @@ from .losses import (
 )
 from .optim import OPTIMIZERS, SCHEDULES, lr_factor, make_optimizer, no_decay, param_groups
 from .progress import progress, run_epochs
-from .rng import fork_rng, seed_from, seeded, torch_generator
+from .rng import fork_rng, manual_seeded, seed_from, seeded, torch_generator
 from .runtime import SMALL_WORK, threads_for, to_device
 from .samplers import (
     BITMAP_BYTES,
@@ -84,6 +85,7 @@ __all__ = [
     "lr_factor",
     "make_optimizer",
     "make_sampler",
+    "manual_seeded",
     "minibatches",
     "mse_loss",
     "no_decay",

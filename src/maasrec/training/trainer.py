@@ -30,7 +30,7 @@ from .checkpoint import _plain, has_checkpoint, read_checkpoint, write_checkpoin
 from .distributed import broadcast_float, is_distributed, shard
 from .history import TrainingHistory
 from .optim import OPTIMIZERS, SCHEDULES, lr_factor, make_optimizer, param_groups
-from .rng import fork_rng, seed_from
+from .rng import fork_rng, manual_seeded, seed_from
 from .runtime import to_device
 
 __all__ = ["NonFiniteLossError", "Trainer", "TrainerConfig", "TrainingTask", "fit_loop"]
@@ -377,8 +377,7 @@ class Trainer:
         self.bad_rounds = 0
         self._resume_at: dict | None = None
         self.seed = seed_from(config.random_state)
-        with fork_rng(self.device):
-            torch.manual_seed(self.seed)
+        with manual_seeded(self.seed, self.device):
             self._rng = self._global_rng()
 
     # -- schedule -------------------------------------------------------------------------
