@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -243,10 +244,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if unknown:
         raise MaasrecError(f"{args.model} has no parameter {unknown[0]!r}; its parameters are "
                            f"{cls._get_param_names()}")
+    key = _key_of(args.encryption_key_env) if args.encryption_key_env else None
     model = cls(**params)
     model.fit(_read_frame(args.data))
-    model.save(args.output, overwrite=args.overwrite)
-    print(f"saved {model!r} to {args.output}")
+    if key is None:
+        model.save(args.output, overwrite=args.overwrite)
+    else:
+        from .persistence import save_encrypted
+
+        save_encrypted(model, args.output, key, overwrite=args.overwrite)
+    print(f"saved {model!r} to {args.output}{' (encrypted)' if key is not None else ''}")
     return 0
 
 
@@ -275,11 +282,26 @@ def _coerce_ids(values: Sequence[str], vocab) -> list:
     return out
 
 
+def _key_of(env_name: str) -> bytes:
+    """The model key held by the environment variable ``env_name``."""
+    from .privacy.crypto import key_from_env
+
+    return key_from_env(env_name)
+
+
+def _load_model(args: argparse.Namespace):
+    """Load ``args.model_dir``; an encrypted model with the key in ``$args.encryption_key_env``."""
+    from .base import Recommender
+    from .persistence import is_encrypted, load_encrypted
+
+    if is_encrypted(args.model_dir):
+        return load_encrypted(args.model_dir, _key_of(args.encryption_key_env))
+    return Recommender.load(args.model_dir)
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     """Print top-k recommendations of a saved model as JSON lines."""
-    from .base import Recommender
-
-    model = Recommender.load(args.model_dir)
+    model = _load_model(args)
     users = _coerce_ids(args.users, model.user_vocab_)
     ids, scores = model.recommend(users, k=args.k)
     for u, row, srow in zip(users, ids, scores):
@@ -292,10 +314,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a saved model on train/test CSV files with full ranking."""
     from . import metrics
-    from .base import Recommender
     from .data.interactions import Interactions
 
-    model = Recommender.load(args.model_dir)
+    model = _load_model(args)
     train = Interactions.from_pandas(_read_frame(args.train), user_vocab=model.user_vocab_,
                                      item_vocab=model.item_vocab_, unknown="ignore")
     test = Interactions.from_pandas(_read_frame(args.test), user_vocab=model.user_vocab_,
@@ -312,6 +333,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise MaasrecError(f"`maasrec serve` needs the serve extra: pip install "
                            f"'maasrec[serve]' ({exc})") from None
+    from .privacy.crypto import KEY_ENV
+
+    if args.encryption_key_env != KEY_ENV:  # the server (and its workers) read $MAASREC_MODEL_KEY
+        value = os.environ.get(args.encryption_key_env, "")
+        if not value.strip():
+            raise MaasrecError(f"--encryption-key-env {args.encryption_key_env}: that "
+                               f"environment variable holds no key")
+        os.environ[KEY_ENV] = value
     return run_server(args.model_dir, host=args.host, port=args.port, workers=args.workers,
                       api_key_file=args.api_key_file, admin_key_file=args.admin_key_file,
                       insecure=args.insecure, max_batch=args.max_batch,
@@ -319,7 +348,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       max_body_bytes=args.max_body_bytes, model_threads=args.model_threads,
                       max_results=args.max_results,
                       log_level=args.log_level, access_log=not args.no_access_log,
-                      model_root=args.model_root)
+                      model_root=args.model_root, ssl_certfile=args.ssl_certfile,
+                      ssl_keyfile=args.ssl_keyfile)
 
 
 def _benchmarks_root():
@@ -374,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data", required=True, help="CSV/TSV of interactions with a header")
     f.add_argument("--param", action="append", help="constructor parameter name=value (repeatable)")
     f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--encryption-key-env", default=None, metavar="NAME",
+                   help="save the model encrypted (AES-256-GCM) with the key held by the "
+                        "environment variable NAME (maasrec[privacy])")
     f.add_argument("output", help="model directory to write")
     f.set_defaults(func=cmd_fit)
 
@@ -381,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("model_dir")
     r.add_argument("users", nargs="+")
     r.add_argument("-k", type=int, default=10)
+    r.add_argument("--encryption-key-env", default="MAASREC_MODEL_KEY", metavar="NAME",
+                   help="environment variable holding the key of an encrypted model (default "
+                        "MAASREC_MODEL_KEY)")
     r.set_defaults(func=cmd_recommend)
 
     e = sub.add_parser("evaluate", help="full-ranking evaluation of a saved model")
@@ -388,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--train", required=True, help="CSV of the interactions the model was fitted on")
     e.add_argument("--test", required=True, help="CSV of held-out interactions")
     e.add_argument("-k", type=int, nargs="+", default=[10, 20])
+    e.add_argument("--encryption-key-env", default="MAASREC_MODEL_KEY", metavar="NAME",
+                   help="environment variable holding the key of an encrypted model (default "
+                        "MAASREC_MODEL_KEY)")
     e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("serve", help="serve a saved model over HTTP (extra: maasrec[serve])",
@@ -419,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-root", default=None,
                    help="the only directory admin reloads may load models from (default: "
                         "$MAASREC_MODEL_ROOT, else the parent directory of model_dir)")
+    s.add_argument("--encryption-key-env", default="MAASREC_MODEL_KEY", metavar="NAME",
+                   help="environment variable holding the key of an encrypted model (default "
+                        "MAASREC_MODEL_KEY)")
+    s.add_argument("--ssl-certfile", default=None, metavar="PEM",
+                   help="serve HTTPS with this certificate (chain); needs --ssl-keyfile")
+    s.add_argument("--ssl-keyfile", default=None, metavar="PEM",
+                   help="private key of --ssl-certfile (password: "
+                        "$MAASREC_SSL_KEYFILE_PASSWORD)")
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("train", help="train a model from a TOML file (under torchrun: "

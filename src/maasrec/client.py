@@ -127,6 +127,31 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def _tls_context(scheme: str, context: ssl.SSLContext | None, ca_file, verify: bool):
+    """The TLS context of an ``https`` client (None: the system's defaults)."""
+    if not isinstance(verify, bool):
+        raise DataError(f"verify must be True or False, got {verify!r}")
+    if ca_file is None and verify:
+        return context
+    if scheme != "https":
+        raise DataError(f"ca_file/verify apply to https URLs; this one is {scheme}://")
+    if context is not None:
+        raise DataError("pass either ssl_context or ca_file/verify, not both")
+    if not verify:
+        logger.warning("TLS certificate verification is off: the server is not authenticated")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    path = os.fspath(ca_file)
+    if not os.path.isfile(path):
+        raise DataError(f"ca_file {path!r} does not exist or is not a file")
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise DataError(f"ca_file {path!r} is not a readable PEM certificate file: {exc}") from None
+
+
 class Client:
     """Client of a maasrec HTTP service.
 
@@ -148,7 +173,13 @@ class Client:
     headers : dict, optional
         Extra headers for every request.
     ssl_context : ssl.SSLContext, optional
-        For ``https`` URLs (default: the system's trusted certificates).
+        For ``https`` URLs (default: the system's trusted certificates, or ``ca_file``).
+    ca_file : path, optional
+        PEM file of the certificate authorities to trust for an ``https`` URL (e.g. the
+        server's self-signed certificate), instead of the system's.
+    verify : bool, default True
+        Check the server's certificate and host name. ``False`` accepts any certificate
+        (the traffic is encrypted but the server is not authenticated): for tests only.
 
     Examples
     --------
@@ -159,7 +190,8 @@ class Client:
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.1, max_backoff: float = 5.0,
                  headers: dict[str, str] | None = None,
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None,
+                 ca_file: str | os.PathLike | None = None, verify: bool = True):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DataError(f"url must look like http://host:port, got {url!r}")
@@ -176,7 +208,7 @@ class Client:
         self.retries = retries
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
-        self._ssl = ssl_context
+        self._ssl = _tls_context(parts.scheme, ssl_context, ca_file, verify)
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self._headers = {"Accept": "application/json", "User-Agent": "maasrec-client",
                          **(headers or {})}

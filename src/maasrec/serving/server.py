@@ -4,6 +4,11 @@ Security default: without any API key the server only binds to a loopback addres
 (``127.0.0.1``, ``::1``, ``localhost``) and logs a warning; binding elsewhere without keys
 is refused unless ``insecure=True`` (``--insecure``).
 
+TLS: ``ssl_certfile``/``ssl_keyfile`` (``--ssl-certfile``/``--ssl-keyfile``) serve HTTPS
+through uvicorn; the pair is checked (readable, PEM, the key matches the certificate)
+before the model is loaded or a port is bound. Encrypted models (saved with
+``encryption_key=``) are served with the key in ``$MAASREC_MODEL_KEY``.
+
 Processes: with ``workers=1`` (default) the app runs in this process; SIGHUP reloads the
 model directory, SIGTERM/SIGINT drain in-flight requests (and the micro-batcher) and exit
 with status 0. With ``workers > 1`` uvicorn starts N worker processes from the import
@@ -19,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import threading
 from typing import Any
 
@@ -28,13 +34,15 @@ from ..exceptions import MaasrecError
 from .app import create_app
 from .auth import ADMIN_KEYS_ENV, API_KEYS_ENV, is_loopback, load_keys
 
-__all__ = ["MODEL_ROOT_ENV", "app_from_env", "run_server"]
+__all__ = ["MODEL_ROOT_ENV", "SSL_KEYFILE_PASSWORD_ENV", "app_from_env", "check_tls", "run_server"]
 
 logger = logging.getLogger(__name__)
 
 OPTIONS_ENV = "MAASREC_SERVE_OPTIONS"
 #: Environment variable naming the model root (``--model-root`` wins over it).
 MODEL_ROOT_ENV = "MAASREC_MODEL_ROOT"
+#: Environment variable holding the password of an encrypted ``--ssl-keyfile``.
+SSL_KEYFILE_PASSWORD_ENV = "MAASREC_SSL_KEYFILE_PASSWORD"
 _APP_OPTIONS = ("max_batch", "max_wait_ms", "max_k", "max_users", "max_pairs",
                 "max_body_bytes", "model_threads", "max_results", "model_root")
 
@@ -60,6 +68,83 @@ def _keys(options: dict) -> tuple[list[str], list[str]]:
             load_keys(ADMIN_KEYS_ENV, options.get("admin_key_file")))
 
 
+def check_tls(certfile: str | os.PathLike | None, keyfile: str | os.PathLike | None,
+              password: str | None = None) -> ssl.SSLContext | None:
+    """Check a TLS certificate and private key before serving with them.
+
+    Parameters
+    ----------
+    certfile : path or None
+        PEM certificate (chain), server certificate first.
+    keyfile : path or None
+        PEM private key of that certificate (may be the same file as ``certfile``).
+    password : str, optional
+        Password of an encrypted key file.
+
+    Returns
+    -------
+    ssl.SSLContext or None
+        A server context loaded with the pair; None when neither file is given.
+
+    Raises
+    ------
+    MaasrecError
+        Only one of the two files given; a file that is missing or unreadable; not PEM; a
+        key that does not belong to the certificate; a wrong key password.
+    """
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        given, missing = (("--ssl-keyfile", "--ssl-certfile") if certfile is None
+                          else ("--ssl-certfile", "--ssl-keyfile"))
+        raise MaasrecError(f"{given} given without {missing}: HTTPS needs both the "
+                           f"certificate and its private key")
+    for what, f in (("certificate", certfile), ("private key", keyfile)):
+        if not os.path.isfile(f) or not os.access(f, os.R_OK):
+            raise MaasrecError(f"TLS {what} file {os.fspath(f)!r} does not exist or is not "
+                               f"readable")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # never a pass-phrase prompt on the terminal: no password is an empty one
+        ctx.load_cert_chain(certfile, keyfile,
+                            password=password if password is not None else (lambda: b""))
+    except ssl.SSLError as exc:
+        text = str(exc)
+        if "KEY_VALUES_MISMATCH" in text or "key values mismatch" in text:
+            raise MaasrecError(f"the TLS private key {os.fspath(keyfile)!r} does not match the "
+                               f"certificate {os.fspath(certfile)!r}") from None
+        if "BAD_DECRYPT" in text or "bad decrypt" in text or _encrypted_pem(keyfile):
+            raise MaasrecError(f"cannot decrypt the TLS private key {os.fspath(keyfile)!r}: "
+                               f"wrong or missing password (${SSL_KEYFILE_PASSWORD_ENV})") from None
+        raise MaasrecError(f"cannot use the TLS certificate {os.fspath(certfile)!r} with the key "
+                           f"{os.fspath(keyfile)!r}: {exc}") from None
+    except OSError as exc:
+        raise MaasrecError(f"cannot read the TLS files {os.fspath(certfile)!r}, "
+                           f"{os.fspath(keyfile)!r}: {exc}") from None
+    return ctx
+
+
+def _encrypted_pem(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return b"ENCRYPTED PRIVATE KEY" in head or b"Proc-Type: 4,ENCRYPTED" in head
+
+
+def _check_encrypted_model(model_dir: str) -> None:
+    from ..persistence import is_encrypted
+
+    if not is_encrypted(model_dir):
+        return
+    from ..privacy.crypto import KEY_ENV, key_from_env
+
+    if key_from_env(required=False) is None:
+        raise MaasrecError(f"{model_dir!r} is an encrypted model: set ${KEY_ENV} (or "
+                           f"--encryption-key-env NAME) to its key")
+
+
 def app_from_env():
     """App factory for uvicorn worker processes (``--workers > 1``).
 
@@ -83,7 +168,10 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
                max_users: int = 1000, max_pairs: int = 10_000,
                max_body_bytes: int = 1_048_576, model_threads: int = 1,
                max_results: int = 100_000, graceful_timeout: float = 30.0, log_level: str = "info",
-               access_log: bool = True, model_root: str | os.PathLike | None = None) -> int:
+               access_log: bool = True, model_root: str | os.PathLike | None = None,
+               ssl_certfile: str | os.PathLike | None = None,
+               ssl_keyfile: str | os.PathLike | None = None,
+               ssl_keyfile_password: str | None = None) -> int:
     """Serve a saved model over HTTP until SIGTERM/SIGINT.
 
     Parameters
@@ -110,6 +198,11 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
         The only directory admin reloads may load from; default ``$MAASREC_MODEL_ROOT``,
         else the parent directory of ``model_dir``. See
         :func:`maasrec.serving.create_app`.
+    ssl_certfile, ssl_keyfile : path, optional
+        Serve HTTPS with this PEM certificate (chain) and private key (both or neither;
+        checked by :func:`check_tls` before anything starts).
+    ssl_keyfile_password : str, optional
+        Password of an encrypted key file; default ``$MAASREC_SSL_KEYFILE_PASSWORD``.
 
     Returns
     -------
@@ -121,7 +214,8 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
     ------
     MaasrecError
         No key and a non-loopback host without ``insecure``; unreadable key files; a
-        model directory that cannot be served.
+        model directory that cannot be served; an encrypted model without
+        ``$MAASREC_MODEL_KEY``; TLS files that are missing, unreadable or do not match.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise MaasrecError(f"workers must be a positive integer, got {workers!r}")
@@ -135,7 +229,15 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
                "model_root": os.path.abspath(os.fspath(model_root)) if model_root else (
                    os.path.abspath(os.environ[MODEL_ROOT_ENV])
                    if os.environ.get(MODEL_ROOT_ENV) else None)}
+    if ssl_keyfile_password is None:
+        ssl_keyfile_password = os.environ.get(SSL_KEYFILE_PASSWORD_ENV) or None
+    check_tls(ssl_certfile, ssl_keyfile, ssl_keyfile_password)
+    _check_encrypted_model(options["model_dir"])
     api_keys, admin_keys = _keys(options)
+    if (api_keys or admin_keys) and ssl_certfile is None and not is_loopback(host):
+        logger.warning("serving on %s over plain HTTP: API keys and requests cross the "
+                       "network unencrypted (use --ssl-certfile/--ssl-keyfile or a TLS proxy)",
+                       host)
     if not api_keys and not admin_keys:
         if not is_loopback(host):
             if not insecure:
@@ -153,6 +255,9 @@ def run_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: i
     common = {"host": host, "port": port, "log_level": log_level.lower(),
               "access_log": access_log, "timeout_graceful_shutdown": int(graceful_timeout),
               "lifespan": "on"}
+    if ssl_certfile is not None:
+        common.update(ssl_certfile=os.fspath(ssl_certfile), ssl_keyfile=os.fspath(ssl_keyfile),
+                      ssl_keyfile_password=ssl_keyfile_password)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_cleanly)  # exit 0 once uvicorn has drained
     if workers == 1:
