@@ -246,6 +246,10 @@ class Pseudonymiser:
         """
         kind = _kind(kind)
         arr = pd.Series(list(ids) if not isinstance(ids, (pd.Series, np.ndarray)) else ids)
+        if arr.dtype == bool or (arr.dtype == object and any(
+                isinstance(x, (bool, np.bool_)) for x in arr)):  # True would merge with 1
+            raise DataError(f"{kind} ids contain booleans, which cannot be pseudonymised: use "
+                            f"integers or strings")
         codes, uniq = pd.factorize(arr, use_na_sentinel=True)
         if (codes < 0).any():
             pos = int(np.flatnonzero(codes < 0)[0])
