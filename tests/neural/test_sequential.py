@@ -15,11 +15,8 @@ from maasrec import Interactions, ItemFeatures, Recommender
 from maasrec.encoders import TextEncoder
 from maasrec.exceptions import DataError, MaasrecWarning, UnknownIdError
 from maasrec.neural import SequentialRecommender
-from maasrec.neural.sequential import (
-    SASRecNetwork,
-    _window_batch,
-    _windows,
-)
+from maasrec.neural._sequences import NextItemTask, _window_batch, _windows
+from maasrec.neural.sequential import SASRecNetwork
 from maasrec.training import NonFiniteLossError
 
 N_ITEMS = 24
@@ -197,21 +194,21 @@ def test_nan_loss_later_keeps_best_checkpoint(monkeypatch):
     train, valid = X.subset(~mask), X.subset(mask)
     calls = {"n": 0}
     steps_per_epoch = -(-train.n_users // 32)
-    original = SequentialRecommender._loss
+    original = NextItemTask.loss
 
     def poisoned(self, batch):
         calls["n"] += 1
         loss = original(self, batch)
         return loss * float("nan") if calls["n"] == 2 * steps_per_epoch + 2 else loss
 
-    monkeypatch.setattr(SequentialRecommender, "_loss", poisoned)
+    monkeypatch.setattr(NextItemTask, "loss", poisoned)
     model = small(epochs=5)
     with pytest.raises(NonFiniteLossError, match=r"epoch 3, step 2.*best checkpoint") as err:
         model.fit(train, validation=valid)
     assert err.value.epoch == 3 and err.value.step == 2
     best = err.value.best_epoch
     assert best in (1, 2)
-    monkeypatch.setattr(SequentialRecommender, "_loss", original)
+    monkeypatch.setattr(NextItemTask, "loss", original)
     # same seed, all of train (no holdout): the weights after epoch `best`
     ref = small(epochs=best, validation_fraction=None).fit(train)
     got = model.network_.state_dict()
@@ -277,7 +274,7 @@ def test_label_smoothing_is_torch_cross_entropy_and_learns(monkeypatch):
                               torch.nn.functional.cross_entropy(scores, y, label_smoothing=eps))
     X = cyclic_interactions()
     seen = []
-    import maasrec.neural.sequential as seq
+    import maasrec.neural._sequences as seq
 
     def spy(*args, **kw):
         seen.append(kw.get("label_smoothing"))

@@ -12,10 +12,12 @@ The model reads a user's interactions in time order and predicts the next item
   every position of every sequence at once (full softmax cross-entropy over the
   catalogue, or a sampled softmax).
 
-Everything sequence-specific lives here (windowing of long sequences, length-bucketed
-right-padded batches, the causal network, the next-item loss); the loop itself --
+The pieces live next to this module: the network in :mod:`maasrec.neural.sasrec`; the
+histories, training windows, length-bucketed batches and the next-item loss in
+``_sequences``; item text and side labels in ``_item_content``. The loop itself --
 optimiser steps, early stopping on validation NDCG@10 with best-checkpoint restore,
-NaN/inf checks, AMP on CUDA, seeding, progress -- is :func:`maasrec.training.fit_loop`.
+NaN/inf checks, AMP on CUDA, seeding, checkpoints, progress -- is the
+:class:`maasrec.training.Trainer` (through :func:`maasrec.training.fit_loop`).
 """
 
 from __future__ import annotations
@@ -28,15 +30,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
 from ..data.features import ItemFeatures
 from ..data.interactions import Interactions, as_interactions
 from ..device import amp_dtype, resolve_device
-from ..exceptions import ColdStartWarning, DataError, MaasrecWarning, ModelFormatError
+from ..exceptions import DataError, MaasrecWarning
 from ..training import (
     NonFiniteLossError,
     TrainingHistory,
@@ -44,13 +44,22 @@ from ..training import (
     fit_loop,
     param_groups,
     ranking_validator,
-    sampled_softmax_loss,
-    seed_from,
-    softmax_loss,
+    seeded,
     threads_for,
     torch_generator,
 )
 from ._holdout import auto_holdout, check_validation_fraction
+from ._item_content import (
+    add_item_content,
+    check_loaded_content,
+    embed_cold_from_text,
+    init_item_rows,
+    side_rows,
+    text_encoder,
+    text_vectors,
+)
+from ._sequences import NextItemTask, append_histories, latest_items
+from .sasrec import SASRecNetwork
 
 __all__ = ["AMP_MODES", "ITEM_SIDE_MODES", "ITEM_TEXT_MODES", "SEQUENTIAL_LOSSES", "NonFiniteLossError", "SASRecNetwork",
            "SequentialRecommender"]
@@ -65,209 +74,6 @@ ITEM_SIDE_MODES = ("none", "fuse")
 AMP_MODES = ("auto", "bf16", "none")
 #: Accepted values of ``loss``.
 SEQUENTIAL_LOSSES = ("ce", "sampled_softmax")
-#: Standard deviation of the initial item and position embeddings and weights.
-_INIT_STD = 0.02
-#: Windows per chunk (in batches) inside which training windows are sorted by length.
-_BUCKET_BATCHES = 64
-#: Positions (sequences x length) per forward pass when scoring.
-_INFER_POSITIONS = 2**15
-
-
-# -- the network -------------------------------------------------------------------------
-
-class _CausalBlock(nn.Module):
-    """Pre-LayerNorm transformer block with causal self-attention."""
-
-    def __init__(self, dim: int, n_heads: int, ffn_dim: int, dropout: float):
-        super().__init__()
-        self.n_heads = n_heads
-        self.attn_dropout = dropout
-        self.ln1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.ln2 = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        h = self.n_heads
-        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=True)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, d)))
-        return x + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.ln2(x))))))
-
-
-class SASRecNetwork(nn.Module):
-    """The causal sequence network of :class:`SequentialRecommender`.
-
-    Sequences are right-padded (real items first, padding after), so the causal mask
-    alone keeps every real position from seeing padding; positions count from the
-    first item of the (truncated) sequence.
-
-    Parameters
-    ----------
-    n_items : int
-    dim : int
-    max_len : int
-    n_layers, n_heads, ffn_dim : int
-    dropout : float
-    text_dim : int, default 0
-        Width of the fused text vectors (``item_text="fuse"``); 0 for none.
-    side_labels : int, default 0
-        Number of side-information labels (``item_side="fuse"``): each item adds the
-        mean of its labels' learned vectors (an ``EmbeddingBag``; the item-label lists
-        are set with :meth:`set_side`); 0 for none.
-    """
-
-    def __init__(self, n_items: int, dim: int, max_len: int, n_layers: int, n_heads: int,
-                 ffn_dim: int, dropout: float, text_dim: int = 0, side_labels: int = 0):
-        super().__init__()
-        self.item_emb = nn.Parameter(torch.empty(n_items, dim))
-        self.pos_emb = nn.Parameter(torch.empty(max_len, dim))
-        self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(_CausalBlock(dim, n_heads, ffn_dim, dropout)
-                                    for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(dim)
-        self.text_dim = int(text_dim)
-        if self.text_dim:
-            self.text_proj = nn.Linear(self.text_dim, dim, bias=False)
-            self.register_buffer("text_vectors", torch.zeros(n_items, self.text_dim))
-        else:
-            self.text_proj = None
-        self.side_labels = int(side_labels)
-        if self.side_labels:
-            self.side_emb = nn.EmbeddingBag(self.side_labels, dim, mode="mean")
-            # the item-label lists come from the fitted model's attributes (set_side)
-            self.register_buffer("side_indices", torch.zeros(0, dtype=torch.long),
-                                 persistent=False)
-            self.register_buffer("side_offsets", torch.zeros(n_items, dtype=torch.long),
-                                 persistent=False)
-        else:
-            self.side_emb = None
-
-    def set_side(self, item_labels: sp.csr_matrix) -> None:
-        """Set each item's side-information labels: row ``i`` of ``item_labels``
-        (``[n_items, side_labels]``, nonzero = has the label)."""
-        m = sp.csr_matrix(item_labels)
-        if m.shape != (self.n_items, self.side_labels):
-            raise DataError(f"item_labels has shape {m.shape}, expected "
-                            f"({self.n_items}, {self.side_labels})")
-        dev = self.item_emb.device
-        self.side_indices = torch.from_numpy(m.indices.astype(np.int64)).to(dev)
-        self.side_offsets = torch.from_numpy(m.indptr[:-1].astype(np.int64)).to(dev)
-
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Normal(0, 0.02) weights and embeddings, zero biases, unit LayerNorm gains."""
-        with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.endswith("bias"):
-                    p.zero_()
-                elif ".ln" in name or name.startswith("ln_f"):
-                    p.fill_(1.0)
-                else:
-                    p.copy_(torch.randn(p.shape, generator=generator) * _INIT_STD)
-            if self.text_proj is not None:  # fused text part about as large as an id vector
-                w = torch.randn(self.text_proj.weight.shape, generator=generator)
-                self.text_proj.weight.copy_(w * _INIT_STD)
-
-    @property
-    def n_items(self) -> int:
-        """int: rows of the item table."""
-        return int(self.item_emb.shape[0])
-
-    def item_table(self) -> torch.Tensor:
-        """Item vectors ``[n_items, dim]`` (id embedding, plus projected text and the mean
-        of the side-information label vectors when fused)."""
-        table = self.item_emb
-        if self.text_proj is not None:
-            table = table + self.text_proj(self.text_vectors)
-        if self.side_emb is not None:
-            table = table + self.side_emb(self.side_indices, self.side_offsets)
-        return table
-
-    def hidden(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden states ``[b, t, dim]`` of right-padded item sequences ``[b, t]``.
-
-        The state at position ``j`` depends only on items ``0..j`` of its row.
-        """
-        table = self.item_table() if table is None else table
-        t = seq.shape[1]
-        x = self.drop(F.embedding(seq, table) + self.pos_emb[:t])
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_f(x)
-
-    def grow(self, rows: torch.Tensor, text: torch.Tensor | None = None) -> None:
-        """Append item rows (and their text vectors when fused)."""
-        with torch.no_grad():
-            rows = rows.to(self.item_emb)
-            self.item_emb = nn.Parameter(torch.cat([self.item_emb.detach(), rows], 0))
-            if self.text_proj is not None:
-                add = (torch.zeros(len(rows), self.text_dim) if text is None else text)
-                self.text_vectors = torch.cat([self.text_vectors, add.to(self.text_vectors)], 0)
-
-
-# -- sequence data -----------------------------------------------------------------------
-
-def _windows(indptr: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training windows over flat sequences: (start in the flat array, input length).
-
-    A sequence of ``n`` items has ``n - 1`` next-item targets. They are cut, from the
-    end, into windows of at most ``max_len`` targets; a window of length ``m`` starting
-    at ``s`` reads items ``s .. s+m-1`` and predicts items ``s+1 .. s+m``. Every target
-    is trained once per epoch, and the latest window has the longest context.
-    """
-    lengths = np.diff(indptr)
-    n_targets = np.maximum(lengths - 1, 0)
-    n_win = -(-n_targets // max_len)  # ceil
-    total = int(n_win.sum())
-    seq_of = np.repeat(np.arange(len(lengths)), n_win)
-    first = np.cumsum(n_win) - n_win
-    k = np.arange(total) - np.repeat(first, n_win)  # 0 = the latest window of the sequence
-    end = n_targets[seq_of] - k * max_len  # targets of the window end (exclusive) here
-    m = np.minimum(end, max_len)
-    start = indptr[seq_of] + end - m
-    return start.astype(np.int64), m.astype(np.int64)
-
-
-def _window_batch(flat: torch.Tensor, start: torch.Tensor, length: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded inputs, targets and target mask of a batch of windows.
-
-    Window ``w`` reads ``flat[start[w] : start[w] + length[w]]`` and predicts
-    ``flat[start[w] + 1 : start[w] + length[w] + 1]``. Returns ``inputs`` and
-    ``targets`` of shape ``[b, max(length)]`` (padding 0) and ``mask`` (True at the
-    ``length[w]`` real targets of each row).
-    """
-    width = int(length.max())
-    ar = torch.arange(width + 1, device=flat.device)
-    idx = (start[:, None] + ar[None, :]).clamp_(max=max(len(flat) - 1, 0))
-    inside = ar[None, :] <= length[:, None]  # the window's items and its last target
-    seq = torch.where(inside, flat[idx], torch.zeros((), dtype=flat.dtype, device=flat.device))
-    return seq[:, :-1], seq[:, 1:], inside[:, 1:]
-
-
-def _bucketed_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator
-                      ) -> list[torch.Tensor]:
-    """Shuffled batches of window indices, each of similar lengths (less padding).
-
-    Windows are shuffled, cut into chunks of ``_BUCKET_BATCHES`` batches, sorted by
-    length inside each chunk, cut into batches, and the batches shuffled.
-    """
-    n = len(lengths)
-    perm = torch.randperm(n, generator=generator)
-    chunk = batch_size * _BUCKET_BATCHES
-    key = (torch.arange(n) // chunk) * (int(lengths.max()) + 1) + lengths[perm]
-    order = perm[torch.sort(key, stable=True).indices]
-    batches = list(torch.split(order, batch_size))
-    pick = torch.randperm(len(batches), generator=generator).tolist()
-    return [batches[i] for i in pick]
-
-
-# -- the recommender ---------------------------------------------------------------------
 
 _VAL_METRICS = ("ndcg", "hit", "recall", "precision", "map", "mrr")
 
@@ -586,76 +392,11 @@ class SequentialRecommender(Recommender):
             return []
         return list(getattr(self, "side_labels_", None) or [])
 
-    def _side_rows(self, features: ItemFeatures | None, vocab, what: str,
-                   labels: list | None = None) -> tuple[sp.csr_matrix, list]:
-        """Item x label matrix of the categorical and multi-hot fields of ``features``.
-
-        Labels are ``"<field>=<value>"``; with ``labels`` given (the fitted ones), values
-        outside them are ignored (new labels have no learned vector).
-        """
-        if not (isinstance(features, ItemFeatures)
-                and (features.categorical or features.multi_hot)):
-            raise DataError(f"item_side='fuse' needs item_features with categorical or "
-                            f"multi-hot fields for {what}; got {features!r}")
-        f = features.align(vocab)
-        rows, keys = [], []
-        for name, (codes, values) in f.categorical.items():
-            r = np.nonzero(codes >= 0)[0]
-            rows.append(r)
-            keys += [f"{name}={values[c]}" for c in codes[r]]
-        for name, (m, values) in f.multi_hot.items():
-            coo = sp.coo_matrix(m)
-            rows.append(coo.row.astype(np.int64))
-            keys += [f"{name}={values[c]}" for c in coo.col]
-        rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        if labels is None:
-            labels = sorted(set(keys))
-        index = {k: j for j, k in enumerate(labels)}
-        cols = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-        keep = cols >= 0
-        m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
-                           (rows[keep], cols[keep])), shape=(len(vocab), len(labels)))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        m.sort_indices()
-        return m, labels
-
     def _encoder(self):
         enc = getattr(self, "_text_encoder_obj", None)
         if enc is None:
-            from ..encoders import TextEncoder
-
-            spec = self.text_encoder
-            if spec is None:
-                enc = TextEncoder()
-            elif isinstance(spec, TextEncoder):
-                enc = spec
-            elif isinstance(spec, str):
-                enc = TextEncoder(spec)
-            else:
-                raise DataError(f"text_encoder must be a TextEncoder or a model name, got "
-                                f"{spec!r}")
-            self._text_encoder_obj = enc
+            enc = self._text_encoder_obj = text_encoder(self.text_encoder)
         return enc
-
-    def _text_vectors(self, features: ItemFeatures | None, vocab, what: str
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Text vectors ``[len(vocab), d]`` (zeros where missing) and the has-text mask."""
-        if features is None or not getattr(features, "has_text", False):
-            raise DataError(f"item_text={self.item_text!r} needs item_features with text "
-                            f"for {what}; got {features!r}")
-        f = features.align(vocab)
-        mask = np.asarray(f.text_mask, dtype=bool)
-        if not mask.any():
-            raise DataError(f"none of the {len(vocab)} items of {what} has text")
-        texts = [t for t, m in zip(f.texts(), mask) if m]
-        vec = np.asarray(self._encoder().encode(texts), dtype=np.float32)
-        out = np.zeros((len(vocab), vec.shape[1]), dtype=np.float32)
-        out[mask] = vec
-        if (~mask).any():
-            warnings.warn(f"{int((~mask).sum())} of {len(vocab)} items of {what} have no text",
-                          ColdStartWarning, stacklevel=3)
-        return out, mask
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
@@ -667,171 +408,118 @@ class SequentialRecommender(Recommender):
                 "sparse matrix) as time order", MaasrecWarning, stacklevel=3)
         device = resolve_device(self.device)
         self._device_obj = device
-        seed = seed_from(self.random_state)
-        items = data.item_indices.astype(np.int64)
-        indptr = data.user_indptr.astype(np.int64)
-
-        text = mask = None
         untrained = data.item_counts() == 0
-        self.text_dim_ = 0
-        self.text_map_ = None
-        if self.item_text != "none":
-            text, mask = self._text_vectors(item_features, data.item_vocab, "fit")
-            self.text_dim_ = int(text.shape[1])
-        self.side_labels_ = []
-        self.side_items_ = None
-        if self.item_side == "fuse":
-            self.side_items_, self.side_labels_ = self._side_rows(item_features,
-                                                                  data.item_vocab, "fit")
-            if not self.side_labels_:
-                raise DataError("item_side='fuse': no item of fit has a categorical or "
-                                "multi-hot label")
-
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            if device.type == "cuda":
-                torch.cuda.manual_seed(seed)
-            g_init = torch_generator(seed)
+        text, mask = self._fit_item_content(data, item_features)
+        with seeded(self.random_state, device) as seed:
             net = self._build_modules()["network_"]
-            net.reset_parameters(g_init)
-            if self.item_text == "init":
-                with torch.no_grad():
-                    net.item_emb[torch.from_numpy(mask)] = torch.from_numpy(
-                        _pca_init(text[mask], int(self.dim)))
-            elif self.item_text == "fuse":
-                net.text_vectors.copy_(torch.from_numpy(text))
-                with torch.no_grad():  # items never interacted with: text only, like add_items
-                    net.item_emb[torch.from_numpy(untrained & mask)] = 0.0
-            if self.item_side == "fuse":
-                zero = untrained & (np.diff(self.side_items_.indptr) > 0)
-                if self.item_text == "init":
-                    zero &= ~mask  # those start from their text
-                with torch.no_grad():  # never interacted with: labels (and text) only
-                    net.item_emb[torch.from_numpy(zero)] = 0.0
+            net.reset_parameters(torch_generator(seed))
+            init_item_rows(net, item_text=self.item_text, text=text, mask=mask,
+                           untrained=untrained,
+                           side_items=self.side_items_ if self.item_side == "fuse" else None)
             net.to(device)
             self.network_ = net
             self._invalidate()
             fit_data, validation, holdout = auto_holdout(
                 "SequentialRecommender", data, validation, self.validation_fraction,
                 ordered=True, seed=seed)
-            f_items = fit_data.item_indices.astype(np.int64)
-            f_indptr = fit_data.user_indptr.astype(np.int64)
-            self._set_histories(f_items, f_indptr)  # validation reads the train part only
-            self._train(net, f_items, f_indptr, fit_data, validation, device, seed,
-                        checkpoint_dir=checkpoint_dir)
+            # validation reads the train part only
+            self._set_histories(fit_data.item_indices.astype(np.int64),
+                                fit_data.user_indptr.astype(np.int64))
+            self._train(net, fit_data, validation, device, seed, checkpoint_dir=checkpoint_dir)
             if holdout is not None:
                 self.training_log_["holdout"] = holdout
-                self._set_histories(items, indptr)  # the held-out items are history again
+                # the held-out items are history again
+                self._set_histories(data.item_indices.astype(np.int64),
+                                    data.user_indptr.astype(np.int64))
         net.eval()
         self._invalidate()
         if self.item_text == "init":
-            fit_rows = mask & ~untrained
-            if fit_rows.any():
-                self.text_map_ = _ridge_map(text[fit_rows], self._table_numpy()[fit_rows])
-                cold = mask & untrained  # never a target: embed from text, like add_items
-                if cold.any():
-                    rows = _apply_map(text[cold], self.text_map_)
-                    with torch.no_grad():
-                        net.item_emb[torch.from_numpy(cold).to(net.item_emb.device)] = (
-                            torch.from_numpy(rows).to(net.item_emb))
-                    self._invalidate()
+            self.text_map_ = embed_cold_from_text(net, self._table_numpy(), text, mask,
+                                                  untrained)
+            self._invalidate()
 
-    def _train(self, net: SASRecNetwork, items: np.ndarray, indptr: np.ndarray,
-               data: Interactions, validation, device: torch.device, seed: int,
-               checkpoint_dir=None) -> None:
-        """Sequence batching and the next-item loss, driven by :func:`maasrec.training.fit_loop`."""
+    def _fit_item_content(self, data: Interactions, item_features
+                          ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Set ``text_dim_``, ``side_labels_``, ``side_items_``; return the text vectors of
+        the training items and their has-text mask (None without ``item_text``)."""
+        text = mask = None
+        self.text_dim_ = 0
+        self.text_map_ = None
+        if self.item_text != "none":
+            text, mask = text_vectors(self._encoder(), item_features, data.item_vocab, "fit",
+                                      self.item_text, stacklevel=4)
+            self.text_dim_ = int(text.shape[1])
+        self.side_labels_ = []
+        self.side_items_ = None
+        if self.item_side == "fuse":
+            self.side_items_, self.side_labels_ = side_rows(item_features, data.item_vocab,
+                                                            "fit")
+            if not self.side_labels_:
+                raise DataError("item_side='fuse': no item of fit has a categorical or "
+                                "multi-hot label")
+        return text, mask
+
+    def _train(self, net: SASRecNetwork, data: Interactions, validation, device: torch.device,
+               seed: int, checkpoint_dir=None) -> None:
+        """Hand the next-item task (:class:`_sequences.NextItemTask`) to the trainer."""
         max_len, bs = int(self.max_len), int(self.batch_size)
-        start_np, len_np = _windows(indptr, max_len)
-        n_win = len(start_np)
-        self.training_log_ = {**TrainingHistory().to_dict(), "n_windows": n_win,
+        # "auto" leaves mixed precision to the trainer (CUDA only, with a gradient scaler
+        # for fp16); "bf16" autocasts each step in the task, on the CPU too (no scaler)
+        task = NextItemTask(net, data.item_indices.astype(np.int64),
+                            data.user_indptr.astype(np.int64), max_len=max_len, batch_size=bs,
+                            loss=self.loss, n_negatives=int(self.n_negatives),
+                            label_smoothing=float(getattr(self, "label_smoothing", 0.0)),
+                            step_amp=self._amp_dtype(device) if self.amp == "bf16" else None,
+                            seed=seed, device=device)
+        self.training_log_ = {**TrainingHistory().to_dict(), "n_windows": task.n_windows,
                               "epochs_run": 0}
-        if n_win == 0:
+        if task.n_windows == 0:
             logger.warning("SequentialRecommender: no user has 2 or more interactions; "
                            "nothing to train (scores come from the initial weights)")
             return
-        flat = torch.from_numpy(items)
-        starts, lengths = torch.from_numpy(start_np), torch.from_numpy(len_np)
-        g = torch_generator(seed + 1)
-        self._negative_gen = g if device.type == "cpu" else torch_generator(seed + 2, device)
-
-        def batches(epoch: int):
-            for idx in _bucketed_batches(lengths, bs, g):
-                yield _window_batch(flat, starts[idx], lengths[idx])
-
         groups = param_groups(net, float(self.weight_decay))  # none on biases, LayerNorms
         try:  # one fused kernel: much faster than the default on the CPU
             opt = torch.optim.AdamW(groups, lr=float(self.learning_rate), fused=True)
         except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older torch
             opt = torch.optim.AdamW(groups, lr=float(self.learning_rate))
-        validate = None
-        if validation is not None and validation.nnz > 0:
-            def score(user_idx: np.ndarray):
-                self._invalidate()  # the weights changed since the last validation
-                return self._score_users(user_idx)
-
-            metric, k = _parse_val_metric(self.val_metric)
-            validate = ranking_validator(score, data.user_vocab, data.item_vocab, data,
-                                         validation, k=k, metric=metric)
-        self._net_for_step = net
-        # "auto" leaves mixed precision to fit_loop (CUDA only, with a gradient scaler for
-        # fp16); "bf16" autocasts each step here, on the CPU too (no scaler needed)
-        self._step_amp = self._amp_dtype(device) if self.amp == "bf16" else None
         logger.info("SequentialRecommender: %d users, %d items, %d windows (max_len %d), "
-                    "loss=%s", data.n_users, data.n_items, n_win, max_len, self.loss)
+                    "loss=%s", data.n_users, data.n_items, task.n_windows, max_len, self.loss)
         try:
             with threads_for(bs * max_len * int(self.dim), device):
-                hist = fit_loop(net, self._loss_step, batches, epochs=int(self.epochs),
+                hist = fit_loop(net, task.step, task.batches, epochs=int(self.epochs),
                                 optimizer=opt, learning_rate=float(self.learning_rate),
-                                steps_per_epoch=-(-n_win // bs), validate=validate,
+                                steps_per_epoch=task.steps_per_epoch,
+                                validate=self._validator(data, validation),
                                 eval_every=int(self.eval_every), patience=int(self.patience),
                                 device=device, amp=self.amp == "auto",
                                 random_state=seed, verbose=bool(self.verbose),
-                                name="SequentialRecommender",
-                                generators=list(dict.fromkeys([g, self._negative_gen])),
+                                name="SequentialRecommender", generators=task.generators,
                                 checkpoint_dir=checkpoint_dir,
                                 fingerprint=checkpoint_fingerprint(self, data))
         finally:
-            self._net_for_step = None
-            self._step_amp = None
             self._invalidate()
         log = hist.to_dict()
-        log.update(n_windows=n_win, epochs_run=hist.epochs)
+        log.update(n_windows=task.n_windows, epochs_run=hist.epochs)
         self.training_log_ = log
 
-    def _loss_step(self, batch) -> torch.Tensor:
-        """Mean next-item loss over the real positions of a batch of windows."""
-        amp = getattr(self, "_step_amp", None)
-        if amp is not None:
-            with torch.autocast(batch[0].device.type, dtype=amp):
-                return self._loss(batch)
-        return self._loss(batch)
+    def _validator(self, data: Interactions, validation):
+        """Full-ranking ``val_metric`` on ``validation`` (None without one)."""
+        if validation is None or validation.nnz == 0:
+            return None
 
-    def _loss(self, batch) -> torch.Tensor:
-        net = self._net_for_step
-        inp, tgt, valid = batch
-        table = net.item_table()
-        h = net.hidden(inp, table)[valid]
-        y = tgt[valid]
-        if self.loss == "ce":
-            return softmax_loss(h @ table.T, y,
-                                label_smoothing=float(getattr(self, "label_smoothing", 0.0)))
-        neg = torch.randint(table.shape[0], (int(self.n_negatives),), device=h.device,
-                            generator=self._negative_gen)
-        pos = (h * table[y]).sum(-1)
-        other = h @ table[neg].T
-        return sampled_softmax_loss(pos.float(), other.float(),
-                                    mask=neg[None, :] != y[:, None])
+        def score(user_idx: np.ndarray):
+            self._invalidate()  # the weights changed since the last validation
+            return self._score_users(user_idx)
+
+        metric, k = _parse_val_metric(self.val_metric)
+        return ranking_validator(score, data.user_vocab, data.item_vocab, data, validation,
+                                 k=k, metric=metric)
 
     # -- histories ----------------------------------------------------------------------
     def _set_histories(self, items: np.ndarray, indptr: np.ndarray) -> None:
         """Keep the latest ``max_len`` items of every user (oldest first)."""
-        lengths = np.diff(indptr)
-        keep = np.minimum(lengths, int(self.max_len))
-        new_indptr = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
-        offs = np.arange(int(new_indptr[-1])) - np.repeat(new_indptr[:-1], keep)
-        src = np.repeat(indptr[1:] - keep, keep) + offs
-        self.history_items_ = np.ascontiguousarray(items[src], dtype=np.int64)
-        self.history_indptr_ = new_indptr
+        self.history_items_, self.history_indptr_ = latest_items(items, indptr,
+                                                                 int(self.max_len))
 
     def extend_history(self, X) -> SequentialRecommender:
         """Append new interactions of known users to the histories the model reads.
@@ -860,15 +548,8 @@ class SequentialRecommender(Recommender):
         X = as_interactions(X).with_vocab(self.user_vocab_, self.item_vocab_, unknown="raise")
         if X.nnz == 0:
             return self
-        old_n = np.diff(self.history_indptr_)
-        add_n = X.user_counts()
-        n_users = len(old_n)
-        # merge per user: old history then the new rows, via a stable sort on the user
-        merged_items = np.concatenate([self.history_items_, X.item_indices.astype(np.int64)])
-        owner = np.concatenate([np.repeat(np.arange(n_users), old_n), X.user_indices])
-        order = np.argsort(owner, kind="stable")
-        indptr = np.concatenate([[0], np.cumsum(old_n + add_n)]).astype(np.int64)
-        self._set_histories(merged_items[order], indptr)
+        self._set_histories(*append_histories(self.history_items_, self.history_indptr_,
+                                              X.item_indices, X.user_indices))
         self.seen_ = (self.seen_ + X.to_csr()).tocsr()
         self._pop_cache = None
         return self
@@ -900,29 +581,12 @@ class SequentialRecommender(Recommender):
         return self._table_cache[1]
 
     def _last_hidden(self, seqs: list[np.ndarray]) -> torch.Tensor:
-        """Hidden state after the last item of each (non-empty) sequence ``[b, dim]``."""
+        """Hidden state after the last item of each (non-empty) sequence ``[b, dim]``,
+        from its latest ``max_len`` items."""
         dev = self._device()
         L = int(self.max_len)
         seqs = [np.asarray(s, dtype=np.int64)[-L:] for s in seqs]
-        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        table = self._table()
-        net = self.network_
-        net.eval()
-        amp = self._score_amp_dtype(dev)
-        out = torch.empty((len(seqs), int(self.dim)), device=dev)
-        # sequences of one length run together, unpadded: no wasted positions, and a
-        # user's scores do not depend on the lengths of the others in the batch
-        order = np.argsort(lengths, kind="stable")
-        bounds = np.flatnonzero(np.diff(lengths[order])) + 1
-        with torch.no_grad(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            for group in np.split(order, bounds):
-                n = int(lengths[group[0]])
-                rows = max(1, _INFER_POSITIONS // n)
-                for a in range(0, len(group), rows):
-                    g = group[a:a + rows]
-                    batch = torch.from_numpy(np.stack([seqs[i] for i in g])).to(dev)
-                    out[torch.from_numpy(g).to(dev)] = net.hidden(batch, table)[:, -1].float()
-        return out
+        return self.network_.last_hidden(seqs, self._table(), self._score_amp_dtype(dev))
 
     def _scores_from(self, seqs: list[np.ndarray]) -> np.ndarray | torch.Tensor:
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
@@ -938,30 +602,10 @@ class SequentialRecommender(Recommender):
         return out
 
     def _check_loaded(self) -> None:
-        from .._loadcheck import check_json_int, check_stored_histories
+        from .._loadcheck import check_stored_histories
 
-        where = self._load_where
-        n_items = self.n_items_
-        check_stored_histories(self, where)
-        text_dim = check_json_int(where, "text_dim_", getattr(self, "text_dim_", None))
-        if self.item_text == "fuse" and text_dim < 1:
-            raise ModelFormatError(f"{where}: item_text='fuse' needs text_dim_ >= 1, got "
-                                   f"{text_dim}")
-        if getattr(self, "text_map_", None) is not None:
-            self._loaded_float("text_map_", (None, int(self.dim)))
-        labels = getattr(self, "side_labels_", None)
-        if labels is None:
-            labels = []
-        if not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
-            raise ModelFormatError(f"{where}: side_labels_ must be a list of strings")
-        side = getattr(self, "side_items_", None)
-        if self.item_side == "fuse":
-            if not labels:
-                raise ModelFormatError(f"{where}: item_side='fuse' but no side_labels_")
-            if not sp.issparse(side) or tuple(side.shape) != (n_items, len(labels)):
-                raise ModelFormatError(
-                    f"{where}: side_items_ must be a sparse {n_items} x {len(labels)} matrix, "
-                    f"got {getattr(side, 'shape', type(side).__name__)}")
+        check_stored_histories(self, self._load_where)
+        check_loaded_content(self, self._load_where)
 
     def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
         ip, it = self.history_indptr_, self.history_items_
@@ -1042,24 +686,10 @@ class SequentialRecommender(Recommender):
         vocab = self.item_vocab_.extend(new_ids.tolist())
         new_vocab = type(vocab)(vocab.ids[self.n_items_:], name=vocab.name)
         net = self.network_
-        if side:
-            new_side, _ = self._side_rows(item_features, new_vocab, "add_items",
-                                          labels=self.side_labels_)
-        n_new = len(new_ids)
-        if self.item_text == "none":
-            mask = np.zeros(n_new, dtype=bool)
-            net.grow(torch.zeros(n_new, int(self.dim)))
-        else:
-            text, mask = self._text_vectors(item_features, new_vocab, "add_items")
-            if self.item_text == "init":
-                if self.text_map_ is None:
-                    raise DataError("no trained item had text at fit time, so there is no "
-                                    "map from text to item vectors")
-                rows = _apply_map(text, self.text_map_)
-                rows[~mask] = 0.0
-                net.grow(torch.from_numpy(rows.astype(np.float32)))
-            else:
-                net.grow(torch.zeros(len(text), int(self.dim)), torch.from_numpy(text))
+        new_side, n_text = add_item_content(
+            net, item_features, new_vocab, item_text=self.item_text, encoder=self._encoder,
+            side_labels=self.side_labels_ if side else None,
+            text_map=getattr(self, "text_map_", None))
         if side:
             self.side_items_ = sp.vstack([self.side_items_, new_side]).tocsr()
             net.set_side(self.side_items_)
@@ -1069,7 +699,7 @@ class SequentialRecommender(Recommender):
         self._pop_cache = None
         self._invalidate()
         logger.info("SequentialRecommender: added %d items (%d with text, %d with side "
-                    "labels)", len(new_ids), int(mask.sum()),
+                    "labels)", len(new_ids), n_text,
                     int((np.diff(new_side.indptr) > 0).sum()) if side else 0)
         return self
 
@@ -1080,8 +710,7 @@ class SequentialRecommender(Recommender):
 
     def __getstate__(self):  # copies/pickles do not carry caches or the text model
         state = self.__dict__.copy()
-        for k in ("_table_cache", "_text_encoder_obj", "_device_obj", "_net_for_step",
-                  "_negative_gen", "_step_amp"):
+        for k in ("_table_cache", "_text_encoder_obj", "_device_obj"):
             state.pop(k, None)
         return state
 
@@ -1091,30 +720,3 @@ class SequentialRecommender(Recommender):
         for k, v in self.__getstate__().items():
             setattr(new, k, copy.deepcopy(v, memo))
         return new
-
-
-# -- text helpers ------------------------------------------------------------------------
-
-def _pca_init(text: np.ndarray, dim: int) -> np.ndarray:
-    """Principal components of text vectors, scaled to the initial embedding size."""
-    x = text - text.mean(0, keepdims=True)
-    u, s, _ = np.linalg.svd(x.astype(np.float64), full_matrices=False)
-    k = min(dim, len(s))
-    z = np.zeros((len(x), dim))
-    z[:, :k] = u[:, :k] * s[:k]
-    z *= _INIT_STD / max(float(z[:, :k].std()), 1e-12)
-    return z.astype(np.float32)
-
-
-def _apply_map(text: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Item vectors from text vectors with a map from :func:`_ridge_map`."""
-    return (np.hstack([text, np.ones((len(text), 1), dtype=np.float32)]) @ w).astype(np.float32)
-
-
-def _ridge_map(text: np.ndarray, emb: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """Ridge regression ``[text, 1] @ W ~ emb`` (the constant is not penalised)."""
-    x = np.hstack([text, np.ones((len(text), 1), dtype=np.float32)]).astype(np.float64)
-    reg = alpha * np.eye(x.shape[1])
-    reg[-1, -1] = 0.0
-    w = np.linalg.solve(x.T @ x + reg, x.T @ emb.astype(np.float64))
-    return w.astype(np.float32)
