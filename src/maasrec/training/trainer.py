@@ -517,7 +517,6 @@ class Trainer:
         if ddp is not None:  # the same global batches on every rank, then its own randomness
             it = iter(batch_list := list(it))
             n_batches, common = len(batch_list), self._rng_snapshot()
-            self._rank_seed(epoch, 0)
         total_loss = torch.zeros((), device=device, dtype=torch.float64)
         done = steps_in_epoch = samples = 0
         if resume is not None:
@@ -525,18 +524,21 @@ class Trainer:
                 next(it)
             if ddp is None:
                 self._rng_restore(resume["now"])
-            else:  # other ranks' mid-epoch streams are not checkpointed: a fresh fork
-                self._rank_seed(epoch, int(resume["batches"]))
+            # under DDP each batch reseeds the rank's own streams (below): nothing to restore
             done, steps_in_epoch = int(resume["batches"]), int(resume["steps"])
-            samples = int(resume["samples"])
-            total_loss += resume["total_loss"].to(device)
+            if ddp is None or _rank() == 0:  # DDP: rank 0 saved the sums over the ranks
+                samples = int(resume["samples"])
+                total_loss += resume["total_loss"].to(device)
         _, every_steps = c.checkpoint_steps()
         pending, t_step, step_samples = 0, time.perf_counter(), 0
         forward = task.loss if ddp is None else ddp
         for batch in it:
-            done += 1
             if ddp is not None:
+                # this rank's draws for this batch (negatives, dropout) are a function of
+                # (seed, epoch, rank, batch): a resume at any batch continues them exactly
+                self._rank_seed(epoch, done)
                 batch = shard(batch, _rank(), world_size())
+            done += 1
             batch = to_device(batch, device)
             # DDP all-reduces the gradients on the last batch of an accumulation only
             with (ddp.no_sync() if ddp is not None and pending + 1 < k and done < n_batches
@@ -563,9 +565,10 @@ class Trainer:
                 pending, t_step, step_samples = 0, time.perf_counter(), 0
                 if every_steps and c.checkpoint_dir is not None and \
                         self.step % every_steps == 0:
+                    saved_loss, saved_samples = self._sum_over_ranks(total_loss, samples)
                     self._save(resume={"epoch_start": start, "now": self._rng_snapshot(),
                                        "batches": done, "steps": steps_in_epoch,
-                                       "samples": samples, "total_loss": total_loss})
+                                       "samples": saved_samples, "total_loss": saved_loss})
         if pending:  # a last, shorter accumulation: weigh its batches as a mean
             self._optimizer_step(loss, k / pending, step_samples, time.perf_counter() - t_step)
             steps_in_epoch += 1
@@ -582,6 +585,17 @@ class Trainer:
         torch.distributed.all_reduce(sums)
         return self._end_epoch(epoch, float(sums[0]) / max(done * world_size(), 1), t0,
                                int(sums[1]))
+
+    def _sum_over_ranks(self, total_loss: torch.Tensor, samples: int
+                        ) -> tuple[torch.Tensor, int]:
+        """The epoch's loss sum and sample count so far over every rank (a mid-epoch
+        checkpoint, written by rank 0, holds them all); one process: as they are."""
+        if self._ddp is None:
+            return total_loss.clone(), samples
+        sums = torch.stack([total_loss, torch.tensor(float(samples), dtype=torch.float64,
+                                                     device=total_loss.device)])
+        torch.distributed.all_reduce(sums)
+        return sums[0].clone(), int(sums[1])
 
     def _wrap_ddp(self) -> None:
         """Wrap the task's loss in DistributedDataParallel (a group of > 1 processes)."""
