@@ -138,7 +138,7 @@ def test_sync_adds_new_items_and_rebuilds_changed_vectors():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"index": "ivfpq"}, "index must be one of .* got 'ivfpq'"),
+    ({"index": "lsh"}, "index must be one of .* got 'lsh'"),
     ({"metric": "l2"}, "metric must be one of .* got 'l2'"),
     ({"n_candidates": 0}, "n_candidates must be >= 1, got 0"),
     ({"hnsw_m": 1}, "hnsw_m"),

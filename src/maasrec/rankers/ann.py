@@ -45,10 +45,14 @@ IVF_TRAIN_POINTS_PER_LIST = 64
 IVF_TRAIN_ITERATIONS = 10
 #: Default HNSW efSearch (measured: recall@10 >= 0.95 at 1M x 64, benchmarks/).
 DEFAULT_EF_SEARCH = 128
-_INDEX_TYPES = ("flat", "ivf", "hnsw")
+_INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq", "sq8")
+#: Index types whose quantizer or codebooks are trained on the vectors given to ``fit``.
+_TRAINED = ("ivf", "ivfpq", "sq8")
+#: Index types searched through inverted lists (``nprobe``).
+_IVF_TYPES = ("ivf", "ivfpq")
 _METRICS = ("ip", "cosine")
 _PARAMS = ("index", "metric", "n_candidates", "nlist", "nprobe", "hnsw_m", "ef_construction",
-           "ef_search", "random_state", "n_threads")
+           "ef_search", "random_state", "n_threads", "pq_m", "pq_nbits")
 
 
 def _faiss():
@@ -204,10 +208,16 @@ class FaissRetriever:
 
     Parameters
     ----------
-    index : {"hnsw", "ivf", "flat"}, default "hnsw"
+    index : {"hnsw", "ivf", "flat", "ivfpq", "sq8"}, default "hnsw"
         ``"flat"``: exact brute force (faiss BLAS); ``"ivf"``: inverted file with a
         k-means coarse quantizer (``IndexIVFFlat``); ``"hnsw"``: hierarchical navigable
-        small-world graph (``IndexHNSWFlat``). All store the vectors uncompressed.
+        small-world graph (``IndexHNSWFlat``). These store the vectors uncompressed.
+        Compressed: ``"ivfpq"``: inverted file with product-quantized residuals
+        (``IndexIVFPQ``; ``pq_m`` codes of ``pq_nbits`` bits per vector, e.g. 16 bytes
+        instead of 256 for 64-d vectors); ``"sq8"``: every vector as one byte per
+        dimension, scanned exhaustively (``IndexScalarQuantizer``, 8-bit, 4x smaller).
+        ``recommend`` re-scores the candidates exactly, so compression costs recall of
+        the candidate list only (benchmarks/bench_compress.py).
     metric : {"ip", "cosine"}, default "ip"
         Retrieval similarity. ``"ip"`` matches matrix-factorisation scores
         ``<user, item>``; ``"cosine"`` normalises items and queries first (the final
@@ -232,8 +242,16 @@ class FaissRetriever:
         HNSW candidate-list size while searching; default 128 (recall@10 0.96 on the
         1M x 64 synthetic benchmark, 1.0 on MovieLens 1M ALS vectors). Always raised to
         at least the number of items asked.
+    pq_m : int, optional
+        ``"ivfpq"``: sub-quantizers (bytes per vector at 8 bits); must divide the vector
+        dimension. Default: the largest divisor of the dimension that is at most a
+        quarter of it.
+    pq_nbits : int, optional
+        ``"ivfpq"``: bits per sub-quantizer code, 1 to 8. Default 8, lowered to
+        ``floor(log2(n_items))`` for catalogues of fewer than 256 items (the codebooks
+        need at least ``2**pq_nbits`` training vectors).
     random_state : int or None, default 0
-        Seed of the IVF k-means (initial centroids and training sample). HNSW has no
+        Seed of the IVF and PQ k-means (initial centroids and training sample). HNSW has no
         free randomness (faiss seeds its level generator with a constant).
     n_threads : int, optional
         OpenMP threads for faiss while building and searching; the previous setting is
@@ -251,6 +269,8 @@ class FaissRetriever:
     dim_ : int
     nlist_ : int or None
         IVF lists actually used.
+    pq_shape_ : list of int or None
+        ``[pq_m, pq_nbits]`` of an ``"ivfpq"`` index.
     n_trained_ : int
         Items in the index when it was built (IVF: its quantizer was trained on them).
     fingerprint_ : str
@@ -281,7 +301,8 @@ class FaissRetriever:
     def __init__(self, index: str = "hnsw", metric: str = "ip", *, n_candidates: int = 100,
                  nlist: int | None = None, nprobe: int | None = None, hnsw_m: int = 32,
                  ef_construction: int = 40, ef_search: int | None = None,
-                 random_state: int | None = 0, n_threads: int | None = None):
+                 random_state: int | None = 0, n_threads: int | None = None,
+                 pq_m: int | None = None, pq_nbits: int | None = None):
         self.index = index
         self.metric = metric
         self.n_candidates = n_candidates
@@ -292,6 +313,8 @@ class FaissRetriever:
         self.ef_search = ef_search
         self.random_state = random_state
         self.n_threads = n_threads
+        self.pq_m = pq_m
+        self.pq_nbits = pq_nbits
 
     # -- parameters ----------------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -340,9 +363,11 @@ class FaissRetriever:
         check_int("n_candidates", self.n_candidates, low=1)
         check_int("hnsw_m", self.hnsw_m, low=2)
         check_int("ef_construction", self.ef_construction, low=1)
-        for name in ("nlist", "nprobe", "ef_search", "n_threads"):
+        for name in ("nlist", "nprobe", "ef_search", "n_threads", "pq_m"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
+        if self.pq_nbits is not None:
+            check_int("pq_nbits", self.pq_nbits, low=1, high=8)
         if self.random_state is not None:
             check_int("random_state", self.random_state, low=0)
 
@@ -370,6 +395,24 @@ class FaissRetriever:
         if self.nlist is not None:
             return max(1, min(int(self.nlist), n))
         return int(max(1, min(round(4 * math.sqrt(n)), n // 39)))
+
+    def _pq_shape(self, n: int, d: int) -> tuple[int, int]:
+        """(sub-quantizers, bits per code) for ``n`` training vectors of dimension ``d``."""
+        if self.pq_m is not None:
+            m = int(self.pq_m)
+            if d % m:
+                raise DataError(f"pq_m={m} must divide the vector dimension {d}")
+        else:
+            m = max(k for k in range(1, max(1, d // 4) + 1) if d % k == 0)
+        limit = max(1, max(n, 2).bit_length() - 1)  # floor(log2(n))
+        if self.pq_nbits is not None:
+            nbits = int(self.pq_nbits)
+            if 2**nbits > n:
+                raise DataError(f"pq_nbits={nbits} needs at least {2**nbits} vectors to train "
+                                f"its codebooks; the index gets {n} (use pq_nbits <= {limit})")
+        else:
+            nbits = min(8, limit)
+        return m, nbits
 
     def _nprobe(self, k: int) -> int:
         nlist = int(self.nlist_)
@@ -416,10 +459,20 @@ class FaissRetriever:
             elif self.index == "hnsw":
                 index = faiss.IndexHNSWFlat(d, int(self.hnsw_m), ip)
                 index.hnsw.efConstruction = int(self.ef_construction)
+            elif self.index == "sq8":
+                index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, ip)
+                index.train(x)
             else:
                 nlist = self._default_nlist(n)
                 quantizer = faiss.IndexFlatIP(d)
-                index = faiss.IndexIVFFlat(quantizer, d, nlist, ip)
+                if self.index == "ivfpq":
+                    m, nbits = self._pq_shape(n, d)
+                    index = faiss.IndexIVFPQ(quantizer, d, nlist, m, nbits, ip)
+                    index.pq.cp.seed = self._seed()
+                    index.pq.cp.min_points_per_centroid = 1  # small catalogues: no warning
+                    index.pq.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST * 4
+                else:
+                    index = faiss.IndexIVFFlat(quantizer, d, nlist, ip)
                 index.cp.seed = self._seed()
                 index.cp.niter = IVF_TRAIN_ITERATIONS
                 index.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST
@@ -431,6 +484,7 @@ class FaissRetriever:
         self.n_items_ = int(n)
         self.dim_ = int(d)
         self.nlist_ = nlist
+        self.pq_shape_ = [int(index.pq.M), int(index.pq.nbits)] if self.index == "ivfpq" else None
         self.n_trained_ = int(n)
         self.fingerprint_ = fingerprint(v)
         logger.info("FaissRetriever: built %s index (%s) over %d x %d vectors in %.2fs%s",
@@ -473,8 +527,8 @@ class FaissRetriever:
         str
             ``"unchanged"``; ``"added"`` (only new rows were appended: they are added to
             the index); ``"built"`` (the retriever was not fitted) or ``"rebuilt"``
-            (dimension or vectors changed, e.g. the model was refit, or an IVF index more
-            than doubled).
+            (dimension or vectors changed, e.g. the model was refit, or a trained index
+            (IVF, IVF-PQ, SQ8) more than doubled).
         """
         v = as_matrix(item_vectors, "item_vectors")
         if not self.is_fitted:
@@ -485,7 +539,7 @@ class FaissRetriever:
                 fingerprint(v, n_old) == self.fingerprint_):
             if len(v) == n_old:
                 return "unchanged"  # the common case: ~1 ms, no scan of the vectors
-            if not (self.index_type_ == "ivf" and len(v) > 2 * self.n_trained_):
+            if not (self.index_type_ in _TRAINED and len(v) > 2 * self.n_trained_):
                 self.add(v[n_old:])
                 self.fingerprint_ = fingerprint(v)
                 logger.info("FaissRetriever: added %d items (now %d)", len(v) - n_old, len(v))
@@ -528,12 +582,12 @@ class FaissRetriever:
         if self.index_type_ == "hnsw":
             ef = self.ef_search if self.ef_search is not None else DEFAULT_EF_SEARCH
             params = faiss.SearchParametersHNSW(efSearch=int(max(ef, kk)))
-        elif self.index_type_ == "ivf":
+        elif self.index_type_ in _IVF_TYPES:
             params = faiss.SearchParametersIVF(nprobe=self._nprobe(kk))
         # per-query work: ~ef * M distance evaluations (HNSW), nprobe lists (IVF), all (flat)
         if self.index_type_ == "hnsw":
             per_query = 64 * params.efSearch
-        elif self.index_type_ == "ivf":
+        elif self.index_type_ in _IVF_TYPES:
             per_query = params.nprobe * self.index_.ntotal // max(1, self.nlist_)
         else:
             per_query = self.index_.ntotal
@@ -582,7 +636,8 @@ class FaissRetriever:
             "params": self.get_params(),
             "state": {"index": self.index_type_, "metric": self.metric_,
                       "n_items": self.n_items_, "dim": self.dim_, "nlist": self.nlist_,
-                      "n_trained": self.n_trained_, "fingerprint": self.fingerprint_},
+                      "n_trained": self.n_trained_, "fingerprint": self.fingerprint_,
+                      "pq": self.pq_shape_},
         }
         with open(p / META_FILE, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
@@ -648,6 +703,17 @@ class FaissRetriever:
         metric = state.get("metric", self.metric)
         if index_type not in _INDEX_TYPES or metric not in _METRICS:
             raise ModelFormatError(f"{where}: unknown index or metric in {state!r}")
+        pq_shape = state.get("pq")
+        if index_type == "ivfpq":
+            if not (isinstance(pq_shape, list) and len(pq_shape) == 2):
+                raise ModelFormatError(f"{where}: an ivfpq index needs state.pq = [pq_m, "
+                                       f"pq_nbits], got {pq_shape!r}")
+            pq_shape = (check_json_int(where, "state.pq[0]", pq_shape[0], low=1, high=d),
+                        check_json_int(where, "state.pq[1]", pq_shape[1], low=1, high=8))
+            if nlist is None:
+                raise ModelFormatError(f"{where}: an ivfpq index needs state.nlist")
+        elif pq_shape is not None:
+            raise ModelFormatError(f"{where}: state.pq is set for a {index_type} index")
         if not (p / INDEX_FILE).is_file():
             raise ModelFormatError(f"index file {str(p / INDEX_FILE)!r} is missing")
         faiss = _faiss()
@@ -660,19 +726,25 @@ class FaissRetriever:
             raise ModelFormatError(
                 f"{str(p / INDEX_FILE)!r} holds {index.ntotal} x {index.d} vectors, but its "
                 f"description says {n} x {d}")
-        _check_index_structure(faiss, index, index_type, nlist, str(p / INDEX_FILE))
+        _check_index_structure(faiss, index, index_type, nlist, str(p / INDEX_FILE),
+                               pq_shape)
         self.index_, self.n_items_, self.dim_ = index, n, d
         self.index_type_, self.metric_ = index_type, metric
         self.nlist_ = nlist
         self.n_trained_, self.fingerprint_ = n_trained, fp
+        self.pq_shape_ = None if pq_shape is None else list(pq_shape)
         return self
 
 
 #: The first four bytes faiss writes for each index type (inner-product indexes).
-_FOURCC = {"flat": b"IxFI", "hnsw": b"IHNf", "ivf": b"IwFl"}
+_FOURCC = {"flat": b"IxFI", "hnsw": b"IHNf", "ivf": b"IwFl", "ivfpq": b"IwPQ",
+           "sq8": b"IxSQ"}
 #: Bytes of an IndexFlatIP file before its vectors (fourcc, d, ntotal, dummies, metric,
 #: then the codes' length): the file is exactly this plus 4 * n * d.
 _FLAT_HEADER = 45
+#: Bytes of an 8-bit IndexScalarQuantizer file besides its ``2 * d`` float32 trained
+#: ranges and its ``n * d`` codes.
+_SQ_HEADER = 81
 
 
 def _check_index_file(path: Path, index_type: str, n: int, d: int) -> None:
@@ -690,9 +762,29 @@ def _check_index_file(path: Path, index_type: str, n: int, d: int) -> None:
     if index_type == "flat" and size != _FLAT_HEADER + 4 * n * d:
         raise ModelFormatError(f"{str(path)!r} has {size} bytes; a flat index of {n} x {d} "
                                f"vectors has {_FLAT_HEADER + 4 * n * d}")
+    if index_type == "sq8" and size != _SQ_HEADER + 8 * d + n * d:
+        raise ModelFormatError(f"{str(path)!r} has {size} bytes; an 8-bit scalar-quantizer "
+                               f"index of {n} x {d} vectors has {_SQ_HEADER + 8 * d + n * d}")
 
 
-def _check_index_structure(faiss, index, index_type: str, nlist, where: str) -> None:
+def _check_pq(faiss, index, pq_shape, bad) -> None:
+    """The product quantizer of an IVF-PQ index read from a file."""
+    pq = getattr(index, "pq", None)
+    if pq is None:
+        bad("no product quantizer")
+    m, nbits = int(pq.M), int(pq.nbits)
+    if pq_shape is not None and (m, nbits) != tuple(pq_shape):
+        bad(f"pq_m={m}, pq_nbits={nbits}, described as {tuple(pq_shape)}")
+    if not (1 <= nbits <= 8) or m < 1 or m * int(pq.dsub) != index.d:
+        bad(f"pq_m={m} x dsub={pq.dsub} for {index.d}-d vectors, {nbits} bits")
+    if int(pq.code_size) != (m * nbits + 7) // 8 or int(index.code_size) != int(pq.code_size):
+        bad(f"code size {index.code_size} for {m} codes of {nbits} bits")
+    if len(faiss.vector_to_array(pq.centroids)) != index.d * (1 << nbits):
+        bad("codebooks do not match the dimension")
+
+
+def _check_index_structure(faiss, index, index_type: str, nlist, where: str,
+                           pq_shape=None) -> None:
     """Check the graph (HNSW) or inverted lists (IVF) of an index read from a file.
 
     Neighbour and id values index arrays inside faiss's C++ search code: a crafted file
@@ -735,8 +827,21 @@ def _check_index_structure(faiss, index, index_type: str, nlist, where: str) -> 
                 bad("a vector has fewer neighbour slots than its level needs")
         if n and not (0 <= int(h.entry_point) < n):
             bad(f"entry point {int(h.entry_point)} outside [0, {n})")
-    elif index_type == "ivf":
+    elif index_type == "sq8":
         index = faiss.downcast_index(index)
+        sq = getattr(index, "sq", None)
+        if sq is None or int(sq.qtype) != int(faiss.ScalarQuantizer.QT_8bit):
+            bad("not an 8-bit scalar quantizer")
+        if int(index.code_size) != index.d or int(sq.code_size) != index.d:
+            bad(f"code size {index.code_size} for {index.d}-d vectors")
+        if len(faiss.vector_to_array(sq.trained)) != 2 * index.d:
+            bad("trained ranges do not match the dimension")
+        if int(index.codes.size()) != n * index.d:
+            bad(f"{index.codes.size()} code bytes for {n} vectors")
+    elif index_type in _IVF_TYPES:
+        index = faiss.downcast_index(index)
+        if index_type == "ivfpq":
+            _check_pq(faiss, index, pq_shape, bad)
         q = faiss.downcast_index(index.quantizer)
         if nlist is not None and int(index.nlist) != nlist:
             bad(f"{index.nlist} lists, described as {nlist}")
