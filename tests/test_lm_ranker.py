@@ -308,7 +308,7 @@ def test_gpt2_left_and_right_padding_agree(planted):
     left = small("gpt2", epochs=0, model=tiny_text_model("gpt2", padding_side="left"))
     right.fit(X, item_features=feats)
     left.fit(X, item_features=feats)
-    assert left._left and not right._left
+    assert left._pairs.left and not right._pairs.left
     users = [u for u in X.user_vocab.ids[:6] for _ in range(4)]
     items = list(X.item_vocab.ids[:4]) * 6
     np.testing.assert_allclose(left.decision_function(users, items),
@@ -580,7 +580,9 @@ def test_nan_loss_raises_non_finite_loss_error(planted, monkeypatch):
 
     X, feats, _ = planted
     model = small()
-    monkeypatch.setattr(LMRanker, "_loss", lambda self, logits, valid: logits.sum() * np.nan)
+    from maasrec.lm_ranker import _training
+
+    monkeypatch.setattr(_training, "group_loss", lambda kind, logits, valid: logits.sum() * np.nan)
     with pytest.raises(NonFiniteLossError, match="loss became nan") as err:
         model.fit(X, item_features=feats)
     assert err.value.epoch == 1 and err.value.step == 1
@@ -591,7 +593,7 @@ def test_nan_loss_raises_non_finite_loss_error(planted, monkeypatch):
 
 def test_trains_through_the_one_trainer(planted, monkeypatch):
     """LMRanker hands its module, batches and loss to training.Trainer (no loop of its own)."""
-    from maasrec.lm_ranker import ranker as ranker_mod
+    from maasrec.lm_ranker import _training
     from maasrec.training import Trainer
 
     X, feats, _ = planted
@@ -602,7 +604,7 @@ def test_trains_through_the_one_trainer(planted, monkeypatch):
             seen.append(config)
             super().__init__(task, config, **kw)
 
-    monkeypatch.setattr(ranker_mod, "Trainer", Spy)
+    monkeypatch.setattr(_training, "Trainer", Spy)
     model = small(epochs=2, grad_accum_steps=2, clip_grad_norm=0.5).fit(X, item_features=feats)
     (config,) = seen
     assert (config.optimizer, config.param_groups, config.lr_schedule) == (

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .._validation import check_choice, check_int, check_number
 from ..base import Recommender, _is_scalar_id, clone
-from ..data.features import ItemFeatures, UserFeatures
 from ..data.interactions import Interactions
-from ..device import amp_dtype, resolve_device
+from ..device import resolve_device
 from ..exceptions import DataError, ModelFormatError, NotFittedError
 from ..models.ease import EASE
-from ..training import (
-    Trainer,
-    TrainerConfig,
-    TrainingHistory,
-    TrainingTask,
-    progress,
-    seed_from,
-    threads_for,
-)
+from ..training import seeded, threads_for
+from ._inputs import item_texts, user_profiles
+from ._scoring import PairScorer
+from ._training import LEARNING_RATES, fine_tune
 from .network import (
     HEADS,
     CrossEncoder,
@@ -41,20 +32,17 @@ from .network import (
     own_aligned_storage,
     save_cross_encoder,
 )
-from .text import DEFAULT_TEMPLATE, PairBuilder, UserPart, parse_template, profile_text
+from .text import DEFAULT_TEMPLATE, PairBuilder, UserPart, parse_template
 from .two_stage import CandidateReranker
 
-__all__ = ["LM_RANKER_LOSSES", "LMRanker"]
+__all__ = ["LEARNING_RATES", "LM_RANKER_LOSSES", "LMRanker"]
 
 logger = logging.getLogger(__name__)
 
 #: Accepted values of ``loss``.
 LM_RANKER_LOSSES = ("bce", "listwise")
-#: Default learning rates: full fine-tuning, LoRA.
-LEARNING_RATES = {"full": 5e-5, "lora": 5e-4}
 _IN_MEMORY = "<in-memory "
 _LM_DIR = "lm"
-_BUCKET_BATCHES = 32
 
 
 def __getattr__(name: str) -> Any:
@@ -389,70 +377,15 @@ class LMRanker(CandidateReranker):
         if not isinstance(self.verbose, (bool, np.bool_)):
             raise DataError(f"verbose must be True or False, got {self.verbose!r}")
 
-    # -- side information ---------------------------------------------------------------------
-    def _item_texts(self, item_features: ItemFeatures | None) -> np.ndarray:
-        vocab = self.item_vocab_
-        texts = np.empty(len(vocab), dtype=object)
-        present = np.zeros(len(vocab), dtype=bool)
-        if item_features is not None:
-            if not isinstance(item_features, ItemFeatures):
-                raise DataError(f"item_features must be an ItemFeatures, got "
-                                f"{type(item_features).__name__}")
-            if item_features.has_text:
-                f = item_features.align(vocab)
-                texts[:] = f.text
-                present = np.asarray(f.text_mask, dtype=bool)
-        missing = np.flatnonzero(~present)
-        if len(missing):
-            if self.missing_text == "raise":
-                where = ("no item_features were given" if item_features is None else
-                         "item_features has no text" if not item_features.has_text else
-                         f"{len(missing)} of {len(vocab)} items have no text, e.g. ids "
-                         f"{vocab.ids[missing[:5]].tolist()}")
-                raise DataError(
-                    f"LMRanker reads item texts but {where}; pass item_features="
-                    f"ItemFeatures.from_pandas(..., text=...) with a text for every item, or "
-                    f"missing_text='id' to use 'item <id>' for items without one")
-            texts[missing] = [f"item {x}" for x in vocab.ids[missing].tolist()]
-        return texts
-
-    def _user_profiles(self, user_features: UserFeatures | None) -> np.ndarray | None:
-        if user_features is None:
-            return None
-        if not isinstance(user_features, UserFeatures):
-            raise DataError(f"user_features must be a UserFeatures, got "
-                            f"{type(user_features).__name__}")
-        f = user_features.align(self.user_vocab_)
-        columns: dict[str, Any] = {}
-        if f.text is not None:
-            columns["text"] = [t if m else None for t, m in zip(f.text, f.text_mask)]
-        for name, values in f.numeric.items():
-            columns[name] = [None if v != v else f"{float(v):g}" for v in values]
-        for name, (codes, labels) in f.categorical.items():
-            columns[name] = [None if c < 0 else str(labels[c]) for c in codes]
-        for name, (m, labels) in f.multi_hot.items():
-            columns[name] = [", ".join(str(labels[j]) for j in m.indices[m.indptr[r]:m.indptr[r + 1]])
-                             or None for r in range(m.shape[0])]
-        names = list(columns) if self.profile_fields is None else list(self.profile_fields)
-        unknown = [n for n in names if n not in columns]
-        if unknown:
-            raise DataError(f"profile_fields {unknown} are not user features; available: "
-                            f"{list(columns)}")
-        out = np.empty(len(self.user_vocab_), dtype=object)
-        out[:] = [profile_text([(n, columns[n][u]) for n in names if columns[n][u] is not None])
-                  for u in range(len(self.user_vocab_))]
-        return out
-
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
-             validation=None) -> None:
-        texts = self._item_texts(item_features)
-        profiles = self._user_profiles(user_features)
+             validation=None, checkpoint_dir=None) -> None:
+        texts = item_texts(self.item_vocab_, item_features, self.missing_text)
+        profiles = user_profiles(self.user_vocab_, user_features, self.profile_fields)
         device = resolve_device(self.device)
-        seed = seed_from(self.random_state)
-        rng = np.random.default_rng(seed)
         lora = lora_settings(self.peft)
-        with _seeded_torch(seed, device):
+        with seeded(self.random_state, device) as seed:
+            rng = np.random.default_rng(seed)
             enc, tok = build_cross_encoder(self.model, head=self.head)
             builder = PairBuilder(tok, self.template, max_length=self.max_length,
                                   max_item_tokens=self.max_item_tokens,
@@ -476,7 +409,8 @@ class LMRanker(CandidateReranker):
             enc.to(device)
             try:
                 with threads_for(self._work(), device):
-                    log = self._train(data, seqs, rng, device, lora is not None, seed)
+                    log = fine_tune(self, data, seqs, rng, device, lora is not None, seed,
+                                    checkpoint_dir=checkpoint_dir)
             except BaseException:
                 self._forget_fit()  # a half-trained language model is not a fitted model
                 self._lm = None
@@ -537,7 +471,8 @@ class LMRanker(CandidateReranker):
             validation=validation)
         self._set_histories(data.sequences())
         if user_features is not None:
-            self.user_profile_ = self._user_profiles(user_features)
+            self.user_profile_ = user_profiles(self.user_vocab_, user_features,
+                                               self.profile_fields)
         return self
 
     def _set_histories(self, seqs: list[np.ndarray]) -> None:
@@ -552,200 +487,18 @@ class LMRanker(CandidateReranker):
         self._tok = tok
         self._builder = builder
         self._device = device
-        self._types = builder.uses_token_types and enc.accepts_token_types()
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        self._pad_id = int(pad) if pad is not None else 0
-        self._left = enc.is_decoder and getattr(tok, "padding_side", "right") == "left"
+        self._pairs = PairScorer(enc, tok, builder, device)
 
     def _work(self) -> int:
         """Elements per kernel of a batch (small ones run on one CPU thread)."""
         hidden = int(getattr(self._lm.config, "hidden_size", 0) or 0) or 768
         return int(self.batch_size) * int(self.max_length) * hidden
 
-    def _training_groups(self, seqs: list[np.ndarray], rng: np.random.Generator
-                         ) -> tuple[np.ndarray, np.ndarray, list[UserPart]]:
-        users, targets = [], []
-        for u, s in enumerate(seqs):
-            for t in range(len(s) - 1, max(0, len(s) - 1 - int(self.positives_per_user)), -1):
-                users.append(u)
-                targets.append(t)
-        users = np.asarray(users, dtype=np.int64)
-        targets = np.asarray(targets, dtype=np.int64)
-        if self.max_positives is not None and len(users) > self.max_positives:
-            keep = np.sort(rng.choice(len(users), size=int(self.max_positives), replace=False))
-            users, targets = users[keep], targets[keep]
-        h = int(self.history_len)
-        parts = []
-        profiles = self.user_profile_
-        for u, t in zip(users, targets):
-            s = seqs[u]
-            parts.append(self._builder.user_part(s[max(0, t - h):t] if h else s[:0],
-                                                 "" if profiles is None else profiles[u]))
-        positives = np.array([seqs[u][t] for u, t in zip(users, targets)], dtype=np.int64)
-        return users, positives, parts
-
-    def _sample_negatives(self, users: np.ndarray, positives: np.ndarray, pools: np.ndarray,
-                          rng: np.random.Generator) -> np.ndarray:
-        m = int(self.negatives_per_positive)
-        n_rand = int(self.random_negatives)
-        n_items = self.n_items_
-        seen = self.seen_
-        out = np.full((len(users), 1 + m), -1, dtype=np.int64)
-        out[:, 0] = positives
-        for g, u in enumerate(users):
-            row_seen = seen.indices[seen.indptr[u]:seen.indptr[u + 1]]
-            pool = pools[u][pools[u] >= 0]
-            n_hard = min(m - n_rand, len(pool))
-            chosen = list(rng.choice(pool, size=n_hard, replace=False)) if n_hard else []
-            forbid = set(row_seen.tolist()) | set(chosen) | {int(positives[g])}
-            want = m - n_hard
-            free = n_items - len(forbid)
-            tries = 0
-            while want > 0 and free > 0 and tries < 20 * m:
-                cand = int(rng.integers(n_items))
-                tries += 1
-                if cand not in forbid:
-                    chosen.append(cand)
-                    forbid.add(cand)
-                    want -= 1
-                    free -= 1
-            out[g, 1:1 + len(chosen)] = chosen
-        return out
-
-    def _train(self, data: Interactions, seqs: list[np.ndarray], rng: np.random.Generator,
-               device: torch.device, lora: bool, seed: int) -> dict[str, Any]:
-        """Fine-tune ``self._lm`` through the one :class:`~maasrec.training.Trainer`.
-
-        The model contributes its module, ``batches(epoch)`` (the epoch's negatives and
-        length-bucketed order, drawn from ``rng``) and the loss; the Trainer owns AdamW
-        with the no-decay groups, the linear warm-up/decay schedule, accumulation, AMP,
-        clipping and the NaN check.
-        """
-        log: dict[str, Any] = {**TrainingHistory().to_dict(), "epoch_loss": [], "epoch_seconds": [], "step_loss": [],
-                               "pairs_per_second": None, "n_positives": 0, "pairs_per_epoch": 0}
-        users, positives, parts = self._training_groups(seqs, rng)
-        log["n_positives"] = len(users)
-        epochs = int(self.epochs)
-        if epochs == 0 or len(users) == 0:
-            if len(users) == 0 and epochs:
-                logger.warning("LMRanker: no user has two training items; the language model "
-                               "is not fine-tuned")
-            return log
-        uniq = np.unique(users)
-        pools = np.full((self.n_users_, min(int(self.n_candidates), self.n_items_)), -1,
-                        dtype=np.int64)
-        for start in range(0, len(uniq), 1024):
-            block = uniq[start:start + 1024]
-            pools[block], _ = self._candidates(block, exclude=self.seen_[block])
-        group = 1 + int(self.negatives_per_positive)
-        per_step = max(1, int(self.batch_size) // group)
-        n_micro = math.ceil(len(users) / per_step)
-        accum = int(self.grad_accum_steps)
-        lr = float(self.learning_rate) if self.learning_rate is not None else (
-            LEARNING_RATES["lora" if lora else "full"])
-        # warm-up in whole optimiser steps, rounded down as LMRanker always did
-        warm = int(float(self.warmup) * max(1, epochs * math.ceil(n_micro / accum)))
-        lengths = np.array([len(p) for p in parts], dtype=np.int64)
-        step_losses: list[torch.Tensor] = []
-        pairs = [0]
-
-        def batches(epoch: int):
-            # the epoch's negatives and bucketed order, from the model's seeded generator
-            groups = self._sample_negatives(users, positives, pools, rng)
-            for sel in _bucketed(lengths, per_step, rng):
-                items = groups[sel]
-                valid = items >= 0
-                rows, cols = np.nonzero(valid)
-                pair_seqs = [self._builder.pair(parts[sel[r]], int(items[r, c]))
-                             for r, c in zip(rows, cols)]
-                yield {"inputs": self._collate(pair_seqs, device),
-                       "rows": torch.from_numpy(rows).to(device),
-                       "cols": torch.from_numpy(cols).to(device),
-                       "valid": torch.from_numpy(valid).to(device)}
-
-        enc = self._lm
-
-        def loss(batch: dict) -> torch.Tensor:
-            logits = enc(**batch["inputs"])
-            full = torch.full(tuple(batch["valid"].shape), float("-inf"), device=device)
-            full[batch["rows"], batch["cols"]] = logits
-            value = self._loss(full, batch["valid"])
-            step_losses.append(value.detach())
-            pairs[0] += int(batch["rows"].shape[0])
-            return value
-
-        config = TrainerConfig(
-            epochs=epochs, optimizer="adamw", learning_rate=lr,
-            weight_decay=float(self.weight_decay), param_groups="no_decay",
-            lr_schedule="linear", warmup=float(warm), grad_accumulation=accum,
-            clip_grad_norm=None if self.clip_grad_norm is None else float(self.clip_grad_norm),
-            amp=True, random_state=seed, verbose=bool(self.verbose), name="LMRanker")
-        task = TrainingTask(enc, batches, loss, steps_per_epoch=n_micro)
-        trainer = Trainer(task, config, device=device)
-        # dropout continues the stream seeded before the network was built, as before
-        # the port: the same random_state gives the same weights, bit for bit
-        trainer.continue_global_rng()
-        hist = trainer.fit()
-        train_seconds = float(np.sum(hist.seconds))
-        log["epoch_loss"] = [float(x) for x in hist.losses]
-        log["epoch_seconds"] = [float(x) for x in hist.seconds]
-        log["pairs_per_epoch"] = int(pairs[0] // epochs)
-        log["pairs_per_second"] = float(pairs[0] / max(train_seconds, 1e-9))
-        log["step_loss"] = [float(x) for x in torch.stack(step_losses).float().cpu()] \
-            if step_losses else []
-        log["optimizer_steps"] = int(hist.steps)
-        log["learning_rate"] = lr
-        log.update(hist.to_dict())
-        return log
-
-    def _loss(self, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        if self.loss == "listwise":
-            target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-            return F.cross_entropy(logits, target)
-        labels = torch.zeros_like(logits)
-        labels[:, 0] = 1.0
-        return F.binary_cross_entropy_with_logits(logits[valid], labels[valid])
-
     # -- inference --------------------------------------------------------------------------
-    def _collate(self, seqs: list[tuple[list[int], list[int]]], device: torch.device
-                 ) -> dict[str, torch.Tensor]:
-        width = max(len(s[0]) for s in seqs)
-        ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=np.int64)
-        types = np.zeros((len(seqs), width), dtype=np.int64) if self._types else None
-        for r, (s, t) in enumerate(seqs):
-            sl = slice(width - len(s), width) if self._left else slice(0, len(s))
-            ids[r, sl] = s
-            mask[r, sl] = 1
-            if types is not None:
-                types[r, sl] = t
-        out = {"input_ids": torch.from_numpy(ids).to(device),
-               "attention_mask": torch.from_numpy(mask).to(device)}
-        if types is not None:
-            out["token_type_ids"] = torch.from_numpy(types).to(device)
-        return out
-
     def _logits(self, seqs: list[tuple[list[int], list[int]]]) -> np.ndarray:
-        """LM logits of token sequences: length-sorted batches, inference mode, AMP on CUDA."""
-        out = np.empty(len(seqs), dtype=np.float32)
-        if not seqs:
-            return out
-        lengths = np.fromiter((len(s[0]) for s in seqs), dtype=np.int64, count=len(seqs))
-        order = np.argsort(-lengths, kind="stable")
-        bs = int(self.batch_size)
-        device = self._device
-        amp = amp_dtype(device) if device.type == "cuda" else None
-        enc = self._lm
-        enc.eval()
-        starts = range(0, len(order), bs)
-        bar = progress(starts, desc="LMRanker scoring", unit="batch",
-                       verbose=bool(self.verbose) and len(starts) >= 50)
-        with torch.inference_mode(), _autocast(amp), threads_for(self._work(), device):
-            for start in bar:
-                sel = order[start:start + bs]
-                batch = self._collate([seqs[i] for i in sel], device)
-                out[sel] = enc(**batch).float().cpu().numpy()
-        return out
+        """LM logits of token sequences (see :meth:`PairScorer.logits`)."""
+        return self._pairs.logits(seqs, int(self.batch_size), self._work(),
+                                  verbose=bool(self.verbose))
 
     def _user_parts_known(self, user_idx: np.ndarray) -> list[UserPart]:
         ip, items = self.history_indptr_, self.history_items_
@@ -906,29 +659,3 @@ def _check_loaded_lm(enc, tok, max_length: int, where: str) -> None:
     for name, p in enc.named_parameters():
         if p.dtype.is_floating_point and not bool(torch.isfinite(p).all()):
             raise ModelFormatError(f"{where!r}: weight {name!r} holds non-finite values")
-
-
-def _bucketed(lengths: np.ndarray, per_batch: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled batches of similar lengths: sort within random chunks, shuffle batch order."""
-    order = rng.permutation(len(lengths))
-    chunk = per_batch * _BUCKET_BATCHES
-    batches = []
-    for s in range(0, len(order), chunk):
-        block = order[s:s + chunk]
-        block = block[np.argsort(-lengths[block], kind="stable")]
-        batches.extend(block[i:i + per_batch] for i in range(0, len(block), per_batch))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-@contextlib.contextmanager
-def _seeded_torch(seed: int, device: torch.device):
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed % (2**63))
-        yield
-
-
-def _autocast(dtype):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
