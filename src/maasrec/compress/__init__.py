@@ -8,12 +8,15 @@ is used, saved, loaded and served like any other: see ``docs/compression.rst``.
   ``HybridRecommender`` (:class:`QuantizedRecommender`).
 - :func:`quantize_encoder`: int8 weights and activations for the Linear layers of a
   :class:`~maasrec.encoders.TextEncoder` (:class:`QuantizedTextEncoder`).
+- :func:`export_onnx` / :class:`OnnxTextEncoder`: a TextEncoder exported to ONNX and run
+  with ONNX Runtime (extra ``onnx``; onnxruntime is imported only when a graph runs).
 """
 
 from .encoders import QuantizedTextEncoder, quantize_encoder
 from .linear import Int8Linear, quantize_linear_layers
+from .onnx import OnnxTextEncoder, export_onnx
 from .tables import CODECS, QuantizedRecommender, dequantize_table, quantize, quantize_table
 
-__all__ = ["CODECS", "Int8Linear", "QuantizedRecommender", "QuantizedTextEncoder",
-           "dequantize_table", "quantize", "quantize_encoder", "quantize_linear_layers",
-           "quantize_table"]
+__all__ = ["CODECS", "Int8Linear", "OnnxTextEncoder", "QuantizedRecommender",
+           "QuantizedTextEncoder", "dequantize_table", "export_onnx", "quantize",
+           "quantize_encoder", "quantize_linear_layers", "quantize_table"]
