@@ -629,3 +629,73 @@ def test_clip_grad_norm_parameter(planted):
         weights[clip] = torch.cat([p.detach().flatten() for p in m._lm.parameters()])
     assert not torch.equal(weights[1.0], weights[1e-4])
     assert small().clip_grad_norm == 1.0 and small().get_params()["clip_grad_norm"] == 1.0
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+def _lm_weights(model):
+    return {k: v.detach().clone() for k, v in model._lm.state_dict().items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", [11, 37, 45])
+def test_checkpoint_resume_mid_epoch_is_bit_identical(planted, tmp_path, monkeypatch, kill_at):
+    """A fit that dies after step ``kill_at`` (checkpoints every 2 steps and every epoch
+    of 36 steps) and is rerun with the same checkpoint_dir ends with the weights and log
+    of an uninterrupted fit: an epoch's negatives and order are redrawn from the
+    checkpointed generator state (mid-epoch: 11, 45; after an epoch: 37)."""
+    import functools
+
+    from maasrec.lm_ranker import _training
+    from maasrec.training import Trainer
+
+    X, feats, _ = planted
+    params = dict(epochs=2, positives_per_user=2, batch_size=10, history_len=2)
+    ref = small(**params).fit(X, item_features=feats)
+    monkeypatch.setattr(_training, "TrainerConfig",
+                        functools.partial(_training.TrainerConfig, checkpoint_every="2 steps"))
+    step = Trainer._optimizer_step
+
+    class Killed(Exception):
+        pass
+
+    def dying(self, *a, **k):
+        step(self, *a, **k)
+        if self.step == kill_at:
+            raise Killed
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", dying)
+    crashed = small(**params)
+    with pytest.raises(Killed):
+        crashed.fit(X, item_features=feats, checkpoint_dir=tmp_path)
+    assert not crashed.is_fitted and (tmp_path / "last").is_dir()
+    state = json.loads((tmp_path / "last" / "state.json").read_text())["state"]
+    assert state["step"] == kill_at - 1 and (state["resume"] is None) == (kill_at == 37)
+    monkeypatch.setattr(Trainer, "_optimizer_step", step)
+    resumed = small(**params).fit(X, item_features=feats, checkpoint_dir=tmp_path)
+    a, b = _lm_weights(ref), _lm_weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("losses", "step_loss", "pairs_per_epoch", "steps", "learning_rates"):
+        assert ref.training_log_[key] == resumed.training_log_[key], key
+    users = list(X.user_vocab.ids[:5])
+    np.testing.assert_array_equal(ref.recommend(users, k=4)[1], resumed.recommend(users, k=4)[1])
+
+
+def test_checkpoint_of_another_model_is_refused(planted, tmp_path):
+    X, feats, _ = planted
+    done = small(epochs=1).fit(X, item_features=feats, checkpoint_dir=tmp_path / "lm")
+    # a finished checkpoint: the rerun trains nothing and keeps the weights
+    again = small(epochs=1).fit(X, item_features=feats, checkpoint_dir=tmp_path / "lm")
+    a, b = _lm_weights(done), _lm_weights(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(DataError, match=r"another training run.*learning_rate"):
+        small(epochs=1, learning_rate=1e-3).fit(X, item_features=feats,
+                                                 checkpoint_dir=tmp_path / "lm")
+    from maasrec.neural import SequentialRecommender
+
+    SequentialRecommender(dim=8, n_layers=1, epochs=1, max_len=4, random_state=0,
+                          validation_fraction=None).fit(X, checkpoint_dir=tmp_path / "seq")
+    model = small(epochs=1)
+    with pytest.raises(DataError, match=r"another training run.*SequentialRecommender"):
+        model.fit(X, item_features=feats, checkpoint_dir=tmp_path / "seq")
+    assert not model.is_fitted
