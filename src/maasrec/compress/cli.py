@@ -1,0 +1,108 @@
+"""The ``maasrec compress`` command: quantize a saved model, export a text encoder to ONNX.
+
+``maasrec compress tables MODEL_DIR OUT_DIR --tables int8`` writes the quantized model
+(:func:`maasrec.compress.quantize`); ``maasrec compress onnx MODEL OUT.onnx`` exports a
+text encoder (:func:`maasrec.compress.export_onnx`). Each prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..exceptions import MaasrecError
+
+__all__ = ["add_compress_parser", "cli_main", "cmd_compress"]
+
+
+def add_compress_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``compress`` command to the sub-parsers of the ``maasrec`` parser.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``compress`` parser (its action is :func:`cmd_compress`).
+    """
+    c = sub.add_parser("compress", help="quantize a saved model or export a text encoder to "
+                                        "ONNX (see docs/compression.rst)")
+    how = c.add_subparsers(dest="compress_command", required=True)
+    t = how.add_parser("tables", help="int8 / float16 / bfloat16 storage of a saved model's "
+                                      "factor or item-vector tables")
+    t.add_argument("model_dir", help="a saved ALS, BPRMF, PureSVD, EASE or HybridRecommender")
+    t.add_argument("out_dir", help="where the quantized model is saved")
+    t.add_argument("--tables", default="int8", choices=["int8", "float16", "bfloat16"])
+    t.add_argument("--overwrite", action="store_true", help="replace OUT_DIR")
+    o = how.add_parser("onnx", help="export a BERT-style text encoder to ONNX (extra: onnx)")
+    o.add_argument("model", help="model name or folder, e.g. "
+                                 "sentence-transformers/all-MiniLM-L6-v2")
+    o.add_argument("out", help="the .onnx file (its sidecar goes to OUT.json)")
+    o.add_argument("--pooling", default="auto", choices=["auto", "mean", "cls"])
+    o.add_argument("--max-length", type=int, default=128)
+    o.add_argument("--no-normalize", action="store_true", help="keep unnormalised vectors")
+    o.add_argument("--overwrite", action="store_true", help="replace OUT")
+    c.set_defaults(func=cmd_compress)
+    return c
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    """Run ``maasrec compress tables|onnx`` and print one JSON line.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    int
+        0
+    """
+    if args.compress_command == "tables":
+        from ..base import Recommender
+        from .tables import quantize
+
+        q = quantize(Recommender.load(args.model_dir), args.tables)
+        path = q.save(args.out_dir, overwrite=args.overwrite)
+        print(json.dumps({"path": path, "tables": args.tables,
+                          "model": type(q.model_).__name__, **{
+                              f"{k}_bytes": v for k, v in q.table_bytes_.items()}}))
+        return 0
+    from ..encoders.text import TextEncoder
+    from .onnx import export_onnx, sidecar_path
+
+    enc = TextEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
+                      normalize=not args.no_normalize, cache_dir=False)
+    out = export_onnx(enc, args.out, overwrite=args.overwrite)
+    meta = json.loads(sidecar_path(out.path).read_text(encoding="utf-8"))
+    print(json.dumps({"path": str(out.path), "sidecar": str(sidecar_path(out.path)),
+                      "model": meta["model"], "sha256": meta["sha256"]}))
+    return 0
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``maasrec compress ...`` on its own (``argv`` without the leading ``compress``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+
+    Returns
+    -------
+    int
+        0 on success, 2 on a maasrec error (message on stderr).
+    """
+    p = argparse.ArgumentParser(prog="maasrec")
+    add_compress_parser(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(["compress", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        return args.func(args)
+    except (MaasrecError, FileExistsError) as exc:
+        print(f"maasrec: error: {exc}", file=sys.stderr)
+        return 2
