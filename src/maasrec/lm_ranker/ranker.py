@@ -102,9 +102,13 @@ class LMRanker(CandidateReranker):
     over each positive's group of 1 + ``negatives_per_positive`` candidates
     (``"listwise"``). AdamW decays the weight matrices only (the shared rule of
     :func:`maasrec.training.param_groups`); a NaN or infinite loss raises
-    :class:`~maasrec.training.NonFiniteLossError` and leaves the model unfitted. On MovieLens 100K validation (``benchmarks/bench_lmranker.py``,
-    600 training groups on a CPU) the listwise loss blended a little better, within
-    noise; neither beat EASE on the test users at that training budget.
+    :class:`~maasrec.training.NonFiniteLossError` and leaves the model unfitted. On
+    MovieLens 100K validation (``benchmarks/bench_lmranker.py``, 600 training groups on
+    a CPU) the listwise loss blended a little better, within noise; neither beat EASE on
+    the test users at that training budget. ``fit(..., checkpoint_dir=...)`` writes a
+    training checkpoint after every epoch (the weights, AdamW, the schedule, the dropout
+    stream and the negatives' generator) and resumes from the one found there: a fit
+    killed mid-way and rerun with the same directory ends with the same weights.
 
     **A recipe that works** (measured, ``benchmarks/bench_lmranker_heads.py``): for a
     sentence-transformers checkpoint such as all-MiniLM-L6-v2 use ``head="mean"`` (its
