@@ -186,3 +186,23 @@ def test_inner_model_of_another_class_is_refused(data, tmp_path):
     _edit(tmp_path / "q" / "maasrec.json", lambda m: m.pop("files"))  # an old, unlisted dir
     with pytest.raises(ModelFormatError, match="ItemKNN"):
         Recommender.load(tmp_path / "q")
+
+
+@pytest.mark.slow
+def test_hybrid_final_vectors_are_quantized_and_round_trip(data, tmp_path):
+    from maasrec.neural import HybridRecommender
+
+    m = HybridRecommender(epochs=2, random_state=0).fit(data)
+    q = quantize(m, "int8")
+    assert "item_repr_" in q.quantized_tables_
+    assert m.item_repr_.dtype == np.float32  # the original keeps its float vectors
+    users = list(m.user_vocab_.ids[:10])
+    hist = [list(m.item_vocab_.ids[:3])]
+    ids, scores = q.recommend(users, 5)
+    cold = q.recommend(history=hist, k=3)
+    q.save(tmp_path / "h")
+    r = Recommender.load(tmp_path / "h")
+    assert np.array_equal(r.recommend(users, 5)[0], ids)
+    assert np.array_equal(r.recommend(users, 5)[1], scores)
+    assert np.array_equal(r.recommend(history=hist, k=3)[1], cold[1])
+    assert np.abs(q.score_indices(np.arange(10)) - m.score_indices(np.arange(10))).max() < 0.05
