@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-import maasrec.neural.hybrid as hybrid_module
+import maasrec.neural._hybrid_task as hybrid_task
 from maasrec import load
 from maasrec.data import Interactions, ItemFeatures
 from maasrec.device import cuda_available
@@ -367,14 +367,14 @@ def test_early_stopping_restores_the_best_validated_epoch():
 def test_nan_loss_is_a_clear_error_and_keeps_the_best_checkpoint(monkeypatch):
     data = tiny_interactions()
     calls = {"n": 0}
-    real = hybrid_module.softmax_loss
+    real = hybrid_task.softmax_loss
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 20 else loss
 
-    monkeypatch.setattr(hybrid_module, "softmax_loss", flaky)
+    monkeypatch.setattr(hybrid_task, "softmax_loss", flaky)
     m = HybridRecommender(dim=8, epochs=10, batch_size=8, random_state=0)
     per_epoch = -(-data.n_users // 8)
     epoch, step = 20 // per_epoch + 1, 20 % per_epoch  # the 20th step

@@ -20,9 +20,9 @@ Only these light parts train (the language model stays frozen), with one loop
 from __future__ import annotations
 
 import logging
-import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,236 +31,51 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
 from ..data.features import ItemFeatures, UserFeatures
 from ..data.interactions import Interactions
 from ..device import resolve_device
-from ..encoders import FeatureEncoder, IdEmbedding, TextEncoder
+from ..encoders import TextEncoder
 from ..exceptions import DataError, MaasrecWarning, ModelFormatError, NotFittedError
-from ..fusion import FUSIONS, make_fusion
-from ..scorers import SCORERS, DotScorer, make_scorer
-from ..training import (
-    LOSSES,
-    OPTIMIZERS,
-    SAMPLERS,
-    SCHEDULES,
-    NonFiniteLossError,
-    TrainingHistory,
-    bce_loss,
-    bpr_loss,
-    checkpoint_fingerprint,
-    fit_loop,
-    make_sampler,
-    mse_loss,
-    ranking_validator,
-    sampled_softmax_loss,
-    seed_from,
-    softmax_loss,
-    threads_for,
-    torch_generator,
-)
+from ..training import NonFiniteLossError, checkpoint_fingerprint, seed_from
 from ..training.history import deprecated_log_alias
-from ._holdout import auto_holdout, check_validation_fraction
+from ._holdout import auto_holdout
+from ._hybrid_config import (
+    ITEM_MODALITIES,
+    TrainSettings,
+    UserOptions,
+    check_loaded_config,
+    fit_config,
+    has_history_modality,
+    parse_spec,
+    spec_list,
+    validate_params,
+)
+from ._hybrid_scorers import scoring_for
+from ._hybrid_task import HybridTraining
+from ._hybrid_towers import (
+    UserEncoder,
+    build_modules,
+    csr_rows,
+    encode_texts,
+    item_config,
+    new_item_vectors,
+    user_config,
+    with_feature_data,
+)
 
 __all__ = ["HybridRecommender", "NeuMF"]
 
 logger = logging.getLogger(__name__)
 
-ITEM_MODALITIES = ("id", "text", "features")
-USER_MODALITIES = ("history", "id", "features")
-POOLINGS = ("sqrt", "mean")
-HISTORY_ACTIVATIONS = ("linear", "tanh")
-_SCORE_BYTES = 64 * 2**20
-FUSION_KINDS = (*FUSIONS, "residual")
 
 
-# ======================================================================================
-# towers
-# ======================================================================================
+@dataclass(frozen=True)
+class _FitRun:
+    """The arguments of one :meth:`HybridRecommender.fit` call that ``_fit`` reads."""
 
-def _sub_seed(random_state: int | None, k: int) -> int | None:
-    return None if random_state is None else (random_state + 7919 * k) % (2**31)
-
-
-class _Tower(nn.Module):
-    """Modalities -> one ``[m, dim]`` vector per row (fusion of the present modalities).
-
-    ``config`` (JSON) names the modalities: ``{"id": {}, "text": {"input_dim": 384},
-    "features": <FeatureEncoder config without n/dim>, "history": {}}``. The "history"
-    and "text" modalities arrive as vectors (pooled item vectors, frozen text vectors);
-    "id" and "features" are looked up by row. One modality of the output size passes
-    through a linear layer (id: as is), several are fused.
-    """
-
-    def __init__(self, n: int, dim: int, config: Mapping[str, Any], fusion: str,
-                 fusion_options: Mapping[str, Any], random_state: int | None):
-        super().__init__()
-        self.n, self.dim = int(n), int(dim)
-        self.config = {k: dict(v) for k, v in config.items()}
-        self.fusion_kind = fusion
-        self.fusion_options = dict(fusion_options)
-        self.random_state = random_state
-        self.encoders = nn.ModuleDict()
-        dims: dict[str, int] = {}
-        for k, (name, cfg) in enumerate(self.config.items()):
-            seed = _sub_seed(random_state, k + 1)
-            if name == "id":
-                self.encoders["id"] = IdEmbedding(self.n, self.dim, random_state=seed,
-                                                  init_std=cfg.get("init_std"))
-                dims["id"] = self.dim
-            elif name == "features":
-                self.encoders["features"] = FeatureEncoder(self.n, self.dim, random_state=seed,
-                                                           **cfg)
-                dims["features"] = self.dim
-            elif name in ("text", "history"):
-                dims[name] = int(cfg.get("input_dim", self.dim))
-            else:  # pragma: no cover - configs are built by HybridRecommender
-                raise ModelFormatError(f"unknown modality {name!r} in a tower config")
-        self.input_dims = dims
-        self.fusion = None
-        self.single = None
-        self.residual = None
-        if fusion == "residual" and len(dims) > 1:
-            opts = dict(self.fusion_options)
-            self.content_dropout = float(opts.pop("dropout", 0.0))
-            init_scale = float(opts.pop("init_scale", 1.0))
-            if opts:
-                raise DataError(f"fusion 'residual' takes options 'dropout' and 'init_scale', "
-                                f"got {sorted(opts)}")
-            with torch.random.fork_rng(devices=[]):
-                if random_state is not None:
-                    torch.manual_seed(random_state)
-                self.residual = nn.ModuleDict()
-                for name, d in dims.items():
-                    if name in ("text", "history"):
-                        lin = nn.Linear(d, self.dim)
-                        with torch.no_grad():
-                            lin.weight.mul_(init_scale)
-                            lin.bias.zero_()
-                        self.residual[name] = lin
-                    elif name == "features":
-                        self.residual[name] = nn.Identity()
-        elif len(dims) == 1:
-            name, d = next(iter(dims.items()))
-            if name != "id":
-                with torch.random.fork_rng(devices=[]):
-                    if random_state is not None:
-                        torch.manual_seed(random_state)
-                    self.single = nn.Linear(d, self.dim)
-        else:
-            self.fusion = make_fusion(fusion, dims, self.dim, random_state=random_state,
-                                      **self.fusion_options)
-
-    def forward(self, inputs: Mapping[str, torch.Tensor],
-                masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Fuse ``inputs`` (name -> [m, d_name]) with row masks (name -> [m] bool)."""
-        if self.residual is not None:
-            return self._residual(inputs, masks)
-        if self.fusion is not None:
-            return self.fusion(dict(inputs), dict(masks))
-        name = next(iter(self.input_dims))
-        x = inputs[name]
-        if self.single is not None:
-            x = self.single(x)
-        m = masks.get(name)
-        if m is not None:
-            x = torch.where(m.unsqueeze(1), x, torch.zeros_like(x))
-        return x
-
-    def _residual(self, inputs, masks) -> torch.Tensor:
-        """``id + sum_m W_m x_m`` over the present modalities (content dropout in training)."""
-        out = None
-        for name in self.input_dims:
-            x = inputs[name]
-            if name != "id":
-                x = self.residual[name](x)
-                if self.training and self.content_dropout > 0:
-                    x = nn.functional.dropout(x, self.content_dropout, training=True)
-            m = masks.get(name)
-            if m is not None:
-                x = torch.where(m.unsqueeze(1), x, torch.zeros_like(x))
-            out = x if out is None else out + x
-        return out
-
-    def lookup(self, rows: torch.Tensor) -> tuple[dict, dict]:
-        """Inputs and masks of the id/features modalities for table rows ``rows``."""
-        inputs, masks = {}, {}
-        if "id" in self.encoders:
-            inputs["id"] = self.encoders["id"](rows)
-        if "features" in self.encoders:
-            enc = self.encoders["features"]
-            inputs["features"] = enc(rows)
-            masks["features"] = enc.mask(rows)
-        return inputs, masks
-
-
-# ======================================================================================
-# the recommender
-# ======================================================================================
-
-def _spec_list(spec, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
-    """Normalise an encoders parameter to an ordered dict name -> option."""
-    if isinstance(spec, str):
-        spec = [spec]
-    out: dict[str, Any] = {}
-    if isinstance(spec, Mapping):
-        items = list(spec.items())
-    elif isinstance(spec, (list, tuple)):
-        items = []
-        for x in spec:
-            if isinstance(x, TextEncoder):
-                items.append(("text", x))
-            elif isinstance(x, str):
-                items.append((x, None))
-            else:
-                raise DataError(f"{what} entries must be names {list(allowed)} or a TextEncoder, "
-                                f"got {x!r}")
-    else:
-        raise DataError(f"{what} must be 'auto', a list of {list(allowed)} or a dict, got "
-                        f"{spec!r}")
-    for name, opt in items:
-        if name not in allowed:
-            raise DataError(f"{what}: unknown modality {name!r}; expected some of {list(allowed)}")
-        if name in out:
-            raise DataError(f"{what}: modality {name!r} given twice")
-        if name == "text" and opt is not None and not isinstance(opt, (TextEncoder, str)):
-            raise DataError(f"{what}['text'] must be a TextEncoder or a model name, got {opt!r}")
-        if name != "text" and opt is not None and not isinstance(opt, Mapping):
-            raise DataError(f"{what}[{name!r}] must be None or a dict of options, got {opt!r}")
-        out[name] = opt
-    if not out:
-        raise DataError(f"{what} is empty; give at least one of {list(allowed)}")
-    return out
-
-
-def _kind_and_options(spec, table: Mapping[str, Any], what: str) -> tuple[str, dict]:
-    if isinstance(spec, str):
-        kind, opts = spec, {}
-    elif isinstance(spec, Mapping):
-        opts = dict(spec)
-        kind = opts.pop("kind", None)
-        if kind is None:
-            raise DataError(f"{what} given as a dict needs a 'kind' key (one of {sorted(table)})")
-    else:
-        raise DataError(f"{what} must be a name {sorted(table)} or a dict with 'kind', got "
-                        f"{spec!r}")
-    if kind not in table:
-        raise DataError(f"{what} must be one of {sorted(table)}, got {kind!r}")
-    return kind, opts
-
-
-def _csr_pairs(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(batch row, column, position in ``indices``) of every entry of CSR rows ``rows``."""
-    starts = indptr[rows]
-    counts = indptr[rows + 1] - starts
-    total = int(counts.sum())
-    offsets = torch.cumsum(counts, 0) - counts
-    flat = torch.repeat_interleave(starts - offsets, counts) + torch.arange(
-        total, device=indptr.device)
-    batch_rows = torch.repeat_interleave(torch.arange(len(rows), device=indptr.device), counts)
-    return batch_rows, indices[flat], flat
+    callbacks: tuple = ()
+    refit: bool = False
 
 
 class HybridRecommender(Recommender):
@@ -491,54 +306,14 @@ class HybridRecommender(Recommender):
     @property
     def supports_history(self) -> bool:  # type: ignore[override]
         """bool: whether users unseen at fit time can be served (a "history" user modality)."""
-        spec = self.user_encoders
-        if isinstance(spec, str) and spec == "auto":
-            return True
-        try:
-            return "history" in _spec_list(spec, USER_MODALITIES, "user_encoders")
-        except DataError:
-            return True
+        return has_history_modality(self)
 
     def _implicit_feedback(self) -> bool:
         # loss="mse" regresses the values (ratings): every value is kept
         return self.loss != "mse"
 
     def _validate_params(self) -> None:
-        if not (isinstance(self.item_encoders, str) and self.item_encoders == "auto"):
-            _spec_list(self.item_encoders, ITEM_MODALITIES, "item_encoders")
-        if not (isinstance(self.user_encoders, str) and self.user_encoders == "auto"):
-            _spec_list(self.user_encoders, USER_MODALITIES, "user_encoders")
-        _kind_and_options(self.fusion, FUSION_KINDS, "fusion")
-        _kind_and_options(self.scorer, SCORERS, "scorer")
-        check_choice("loss", self.loss, tuple(LOSSES))
-        check_int("dim", self.dim, low=1)
-        check_choice("negative_sampler", self.negative_sampler, SAMPLERS)
-        check_int("n_negatives", self.n_negatives, low=1)
-        check_int("epochs", self.epochs, low=0)
-        if self.batch_size is not None:
-            check_int("batch_size", self.batch_size, low=1)
-        check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False)
-        check_number("weight_decay", self.weight_decay, low=0)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        check_number("warmup", self.warmup, low=0)
-        if self.clip_grad_norm is not None:
-            check_number("clip_grad_norm", self.clip_grad_norm, low=0, low_inclusive=False)
-        check_number("history_dropout", self.history_dropout, low=0, high=1,
-                     high_inclusive=False)
-        check_number("id_dropout", self.id_dropout, low=0, high=1, high_inclusive=False)
-        check_choice("history_pooling", self.history_pooling, POOLINGS)
-        if self.patience is not None:
-            check_int("patience", self.patience, low=1)
-        check_validation_fraction(self.validation_fraction)
-        check_int("eval_every", self.eval_every, low=1)
-        if self.max_history is not None:
-            check_int("max_history", self.max_history, low=1)
-        if not isinstance(self.tie_history, (bool, np.bool_)):
-            raise DataError(f"tie_history must be True or False, got {self.tie_history!r}")
-        check_choice("history_activation", self.history_activation, HISTORY_ACTIVATIONS)
-        if self.loss == "mse" and self.negative_sampler == "in_batch":
-            pass  # mse uses no negatives; the sampler is ignored
+        validate_params(self)
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, X, item_features: ItemFeatures | None = None,
@@ -577,7 +352,7 @@ class HybridRecommender(Recommender):
             The loss became NaN/inf; the message names the epoch and step. The model is
             left fitted with the best checkpoint when its vectors are finite.
         """
-        self._callbacks = list(callbacks or ())
+        self._run = _FitRun(tuple(callbacks or ()))
         try:
             super().fit(X, item_features, user_features, validation=validation,
                         checkpoint_dir=checkpoint_dir)
@@ -586,8 +361,7 @@ class HybridRecommender(Recommender):
                 self._refit(X, item_features, user_features, checkpoint_dir, hold)
             return self
         finally:
-            self._callbacks = []
-            self.__dict__.pop("_skip_holdout", None)
+            self.__dict__.pop("_run", None)
 
     def _refit(self, X, item_features, user_features, checkpoint_dir, hold: dict) -> None:
         """After the held-out fit: all the data, the same schedule, stopped at its best epoch.
@@ -600,8 +374,8 @@ class HybridRecommender(Recommender):
         best = int(first.get("best_epoch") or len(first.get("losses", [])) or 1)
         logger.info("%s: refitting on all %d interactions for the best %d epoch(s) of the "
                     "held-out fit", type(self).__name__, hold["rows"] + hold["train_rows"], best)
-        self._callbacks = [*self._callbacks, lambda epoch, logs: epoch >= best]
-        self._skip_holdout = True
+        self._run = _FitRun((*self._run.callbacks, lambda epoch, logs: epoch >= best),
+                            refit=True)
         super().fit(X, item_features, user_features, checkpoint_dir=None
                     if checkpoint_dir is None else Path(checkpoint_dir) / "refit")
         self.training_log_["holdout"] = dict(hold, best_epoch=best, refit=True, first_fit={
@@ -613,7 +387,7 @@ class HybridRecommender(Recommender):
         if enc is not None:
             return enc
         spec = {} if (isinstance(self.item_encoders, str) and self.item_encoders == "auto") \
-            else _spec_list(self.item_encoders, ITEM_MODALITIES, "item_encoders")
+            else spec_list(self.item_encoders, ITEM_MODALITIES, "item_encoders")
         given = spec.get("text")
         if isinstance(given, TextEncoder):
             enc = given
@@ -624,167 +398,62 @@ class HybridRecommender(Recommender):
         self._text_encoder_obj = enc
         return enc
 
-    def _resolve_modalities(self, item_features, user_features) -> dict:
-        if isinstance(self.item_encoders, str) and self.item_encoders == "auto":
-            item_spec: dict[str, Any] = {"id": None}
-            if item_features is not None and item_features.has_text:
-                item_spec["text"] = None
-        else:
-            item_spec = _spec_list(self.item_encoders, ITEM_MODALITIES, "item_encoders")
-        if isinstance(self.user_encoders, str) and self.user_encoders == "auto":
-            user_spec: dict[str, Any] = {"history": None}
-        else:
-            user_spec = _spec_list(self.user_encoders, USER_MODALITIES, "user_encoders")
-        if "text" in item_spec and (item_features is None or not item_features.has_text):
-            raise DataError("item_encoders has 'text' but fit() got no item_features with a text "
-                            "block; pass item_features=ItemFeatures(..., text=...)")
-        if "features" in item_spec and (item_features is None or not (
-                item_features.categorical or item_features.multi_hot or item_features.numeric)):
-            raise DataError("item_encoders has 'features' but the item_features have no "
-                            "categorical, multi-hot or numeric block")
-        if "features" in user_spec and (user_features is None or not (
-                user_features.categorical or user_features.multi_hot or user_features.numeric)):
-            raise DataError("user_encoders has 'features' but fit() got no user_features with a "
-                            "categorical, multi-hot or numeric block")
-        kind, _ = _kind_and_options(self.scorer, SCORERS, "scorer")
-        if kind == "attention" and "history" not in user_spec:
-            raise DataError("scorer 'attention' attends over the user's history: user_encoders "
-                            "must include 'history'")
-        return {"item": item_spec, "user": user_spec}
-
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
              validation=None, checkpoint_dir=None) -> None:
         device = resolve_device(self.device)
-        self._device = device
         seed = seed_from(self.random_state)
-        rs = int(seed % (2**31))
+        run = getattr(self, "_run", None) or _FitRun()
         # early stopping follows a ranking metric: not a fit of rating values
-        fraction = (None if self.loss == "mse" or getattr(self, "_skip_holdout", False)
-                    else self.validation_fraction)
+        fraction = None if self.loss == "mse" or run.refit else self.validation_fraction
         data, validation, holdout = auto_holdout(type(self).__name__, data, validation,
                                                  fraction, ordered=False, seed=seed)
-        spec = self._resolve_modalities(item_features, user_features)
+        spec = parse_spec(self)
+        item_spec, user_spec = spec.resolve(item_features, user_features)
+        scoring = scoring_for(spec.scorer.kind)
+        scoring.check_user_modalities(user_spec)
         R = sp.csr_matrix(data.to_csr(binary=False), dtype=np.float32)
         R.sort_indices()
-        n_users, n_items = R.shape
-        d = int(self.dim)
-        counts = np.asarray((R != 0).sum(axis=0)).ravel()
-        self.item_has_id_ = counts > 0
+        self.item_has_id_ = np.asarray((R != 0).sum(axis=0)).ravel() > 0
         self.text_fingerprint_ = self.text_model_ = None
         for stale in ("history_order_", "history_indptr_", "user_repr_", "item_repr_",
                       "history_repr_"):
             self.__dict__.pop(stale, None)
-
-        # -- item inputs -------------------------------------------------------------
-        item_cfg: dict[str, dict] = {}
-        text_vectors = text_mask = None
         feats = None
         if item_features is not None:
             if not isinstance(item_features, ItemFeatures):
                 raise DataError(f"item_features must be an ItemFeatures, got "
                                 f"{type(item_features).__name__}")
             feats = item_features.align(data.item_vocab)
-        for name, opt in spec["item"].items():
-            if name == "id":
-                item_cfg["id"] = {}
-            elif name == "text":
-                self._text_encoder_obj = None
-                enc = self._text_encoder()
-                text_vectors, text_mask = self._encode_texts(enc, feats)
-                self.text_fingerprint_ = enc.cache_key()["fingerprint"]
-                self.text_model_ = str(enc.cache_key()["model"])
-                item_cfg["text"] = {"input_dim": int(text_vectors.shape[1])}
-            elif name == "features":
-                fe = FeatureEncoder.from_features(feats, d, **(opt or {}))
-                cfg = fe.get_config()
-                for k in ("n", "dim", "random_state"):
-                    cfg.pop(k)
-                item_cfg["features"] = cfg
-        user_cfg: dict[str, dict] = {}
-        user_feats = None
-        for name, opt in spec["user"].items():
-            if name == "history":
-                user_cfg["history"] = {"input_dim": d}
-            elif name == "id":
-                user_cfg["id"] = {}
-            elif name == "features":
-                if not isinstance(user_features, UserFeatures):
-                    raise DataError(f"user_features must be a UserFeatures, got "
-                                    f"{type(user_features).__name__}")
-                user_feats = user_features.align(data.user_vocab)
-                ufe = FeatureEncoder.from_features(user_feats, d, **(opt or {}))
-                cfg = ufe.get_config()
-                for k in ("n", "dim", "random_state"):
-                    cfg.pop(k)
-                user_cfg["features"] = cfg
-        fusion_kind, fusion_opts = _kind_and_options(self.fusion, FUSION_KINDS, "fusion")
-        scorer_kind, scorer_opts = _kind_and_options(self.scorer, SCORERS, "scorer")
-        scorer_cfg = dict(scorer_opts)
-        if scorer_kind in ("neumf", "attention"):
-            scorer_cfg.setdefault("dim", d)
-            scorer_cfg.setdefault("random_state", _sub_seed(rs, 50))
-        if self.item_bias:
-            scorer_cfg.setdefault("item_bias", True)
-            scorer_cfg.setdefault("n_items", n_items)
-        if self.loss == "mse" and scorer_kind == "dot":
-            scorer_cfg.setdefault("global_bias", True)
-        tower_user_cfg = dict(user_cfg)
-        if scorer_kind == "attention":
-            tower_user_cfg.pop("history")
-        # an untied history: the pooled user input comes from a second item tower
-        # (same modalities, own weights), not from the scored item vectors
-        history_cfg = ({k: dict(v) for k, v in item_cfg.items()}
-                       if not self.tie_history and "history" in tower_user_cfg else {})
+        item_cfg, text = item_config(item_spec, feats, int(self.dim),
+                                     lambda: self._fit_texts(feats))
+        user_cfg, user_feats = user_config(user_spec, user_features, data.user_vocab,
+                                           int(self.dim))
+        self._scoring = scoring
         self.modalities_ = {"item": list(item_cfg), "user": list(user_cfg)}
-        self.config_ = {
-            "n_items": n_items, "n_users": n_users, "dim": d,
-            "item_tower": item_cfg, "user_tower": tower_user_cfg,
-            "history_tower": history_cfg,
-            "fusion": fusion_kind, "fusion_options": fusion_opts,
-            "scorer": scorer_kind, "scorer_options": scorer_cfg, "seed": rs,
-        }
-        built = self._build_modules()
-        item_tower, user_tower, scorer = (built["item_tower_"], built.get("user_tower_"),
-                                          built["scorer_"])
-        history_tower = built.get("history_tower_")
-        # the feature data (and numeric statistics), with the placeholders' seeds: the
-        # same initial weights as a rebuilt model
-        for tower, fts, opts in ((item_tower, feats, spec["item"].get("features")),
-                                 (history_tower, feats, spec["item"].get("features")),
-                                 (user_tower, user_feats, spec["user"].get("features"))):
-            if tower is not None and "features" in tower.encoders:
-                tower.encoders["features"] = FeatureEncoder.from_features(
-                    fts, d, random_state=tower.encoders["features"].random_state,
-                    **(opts or {}))
-        modules = nn.ModuleDict({"item": item_tower, "scorer": scorer})
-        if user_tower is not None:
-            modules["user"] = user_tower
-        if history_tower is not None:
-            modules["history"] = history_tower
-        modules.to(device)
-        self.item_tower_, self.scorer_ = item_tower, scorer
-        self.user_tower_ = user_tower
-        self.history_tower_ = history_tower
-        self._text_t = (None if text_vectors is None else
-                        torch.from_numpy(text_vectors).to(device))
-        self._text_mask_t = (None if text_mask is None else torch.from_numpy(text_mask).to(device))
-        self._has_id_t = torch.from_numpy(self.item_has_id_).to(device)
-        self._R = R
-        self._indptr_t = torch.from_numpy(R.indptr.astype(np.int64)).to(device)
-        self._indices_t = torch.from_numpy(R.indices.astype(np.int64)).to(device)
-        self._order_t = self._ordered_history(data, device)
+        self.config_ = fit_config(spec, scoring, item_cfg, user_cfg, shape=R.shape,
+                                  dim=int(self.dim), seed=int(seed % (2**31)),
+                                  tie_history=bool(self.tie_history),
+                                  item_bias=bool(self.item_bias), loss=self.loss)
+        modules = self._install_modules(device, {"item": (feats, item_spec.get("features")),
+                                                 "user": (user_feats, user_spec.get("features"))})
+        training = HybridTraining(
+            self.item_tower_, self.history_tower_, self._users(), self.scorer_, scoring, R,
+            scoring.ordered_history(data, device), TrainSettings.of(self), device,
+            modalities=self.modalities_, has_id=self.item_has_id_, text=text)
         self.training_log_ = {}
         try:
-            hist = self._train(data, modules, validation, device, seed,
-                               checkpoint_dir=checkpoint_dir)
+            hist = training.fit(modules, seed=seed, data=data, validation=validation,
+                                callbacks=list(run.callbacks),
+                                fingerprint=checkpoint_fingerprint(self, data),
+                                checkpoint_dir=checkpoint_dir)
             self.training_log_ = hist.to_dict()
             if holdout is not None:
                 self.training_log_["holdout"] = holdout
-            self._finalize(device)
+            self._finalize(training)
         except NonFiniteLossError as exc:
             self.training_log_ = exc.history.to_dict() if exc.history is not None else {}
             try:
-                self._finalize(device)
+                self._finalize(training)
                 ok = np.isfinite(self.item_repr_).all() and (
                     self.user_repr_ is None or np.isfinite(self.user_repr_).all())
             except Exception:  # pragma: no cover - a broken model cannot be finalised
@@ -792,539 +461,66 @@ class HybridRecommender(Recommender):
             if not ok:
                 self._forget_fit()
             raise
-        finally:
-            for name in ("_R", "_indptr_t", "_indices_t", "_order_t", "_text_t",
-                         "_text_mask_t", "_has_id_t"):
-                self.__dict__.pop(name, None)
 
-    def _encode_texts(self, enc: TextEncoder, feats: ItemFeatures | None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        mask = np.asarray(feats.text_mask, dtype=bool)
-        texts = [str(t) for t in feats.text[mask]]
-        width = enc.hidden_size
-        out = np.zeros((feats.n, width), dtype=np.float32)
-        if texts:
-            logger.info("HybridRecommender: encoding %d item texts with %s (cached on disk)",
-                        len(texts), enc.model if isinstance(enc.model, str) else "a model")
-            out[mask] = enc.encode_base(texts, show_progress=bool(self.verbose))
-        if not mask.all():
-            logger.info("HybridRecommender: %d of %d items have no text (masked)",
-                        int((~mask).sum()), len(mask))
-        return out, mask
+    def _fit_texts(self, feats: ItemFeatures) -> tuple[np.ndarray, np.ndarray]:
+        """Encode the fit's item texts with a fresh text encoder; record its fingerprint."""
+        self._text_encoder_obj = None
+        enc = self._text_encoder()
+        text = encode_texts(enc, feats, verbose=bool(self.verbose))
+        self.text_fingerprint_ = enc.cache_key()["fingerprint"]
+        self.text_model_ = str(enc.cache_key()["model"])
+        return text
 
-    def _ordered_history(self, data: Interactions, device):
-        """Per user, training items in interaction order (attention scorer): indptr, items."""
-        if self.config_["scorer"] != "attention":
-            return None
-        order = np.lexsort((np.arange(data.nnz), data.user_indices))
-        indptr = np.zeros(data.n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(data.user_indices, minlength=data.n_users), out=indptr[1:])
-        return (torch.from_numpy(indptr).to(device),
-                torch.from_numpy(data.item_indices[order].astype(np.int64)).to(device))
-
-    def _hist_csr(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(indptr, indices) of the training histories (in interaction order for attention)."""
-        if self._order_t is not None:
-            return self._order_t
-        return self._indptr_t, self._indices_t
+    def _install_modules(self, device, features: dict) -> nn.ModuleDict:
+        """Build the towers and scorer of ``config_`` with the fit's feature data (side ->
+        (aligned features, options)) on ``device``, as the fitted modules."""
+        built = with_feature_data(self._build_modules(), features, int(self.dim))
+        self.item_tower_, self.scorer_ = built["item_tower_"], built["scorer_"]
+        self.user_tower_ = built.get("user_tower_")
+        self.history_tower_ = built.get("history_tower_")
+        modules = nn.ModuleDict({"item": self.item_tower_, "scorer": self.scorer_})
+        if self.user_tower_ is not None:
+            modules["user"] = self.user_tower_
+        if self.history_tower_ is not None:
+            modules["history"] = self.history_tower_
+        return modules.to(device)
 
     def _build_modules(self) -> dict:
-        cfg = self.config_
-        rs = cfg["seed"]
-        d = cfg["dim"]
-        item_tower = _Tower(cfg["n_items"], d, cfg["item_tower"], cfg["fusion"],
-                            cfg["fusion_options"], _sub_seed(rs, 10))
-        out: dict[str, nn.Module] = {"item_tower_": item_tower}
-        if cfg["user_tower"]:
-            out["user_tower_"] = _Tower(cfg["n_users"], d, cfg["user_tower"], cfg["fusion"],
-                                        cfg["fusion_options"], _sub_seed(rs, 20))
-        if cfg.get("history_tower"):
-            out["history_tower_"] = _Tower(cfg["n_items"], d, cfg["history_tower"],
-                                           cfg["fusion"], cfg["fusion_options"],
-                                           _sub_seed(rs, 30))
-        out["scorer_"] = make_scorer(cfg["scorer"], **cfg["scorer_options"])
-        return out
+        return build_modules(self.config_)
 
-    # -- representations ------------------------------------------------------------------
-    def _item_inputs(self, rows: torch.Tensor | None, id_mask: torch.Tensor | None,
-                     text=None, text_mask=None, tower: _Tower | None = None
-                     ) -> tuple[dict, dict]:
-        tower = self.item_tower_ if tower is None else tower
-        if rows is None:
-            rows = torch.arange(tower.n, device=self._dev())
-        inputs, masks = tower.lookup(rows)
-        if "id" in inputs and id_mask is not None:
-            masks["id"] = id_mask
-        if "text" in tower.input_dims:
-            inputs["text"] = text
-            masks["text"] = text_mask
-        return inputs, masks
+    def _users(self) -> UserEncoder:
+        """The user side: the user tower read with the current pooling options."""
+        return UserEncoder(getattr(self, "user_tower_", None), UserOptions.of(self))
 
     def _dev(self) -> torch.device:
         return getattr(self, "_device", None) or torch.device("cpu")
 
-    def _items(self, rows: torch.Tensor | None = None, *, drop: torch.Generator | None = None,
-               tower: _Tower | None = None) -> torch.Tensor:
-        """Item vectors of fit-time items (all, or ``rows``); ``drop`` applies id dropout.
-
-        ``tower``: the item tower (default) or the history tower of an untied model.
-        """
-        tower = self.item_tower_ if tower is None else tower
-        has_id = self._has_id_t if rows is None else self._has_id_t[rows]
-        if drop is not None and self.id_dropout > 0 and "id" in tower.input_dims \
-                and len(tower.input_dims) > 1:
-            keep = torch.rand(has_id.shape, generator=drop, device=has_id.device) >= self.id_dropout
-            has_id = has_id & keep
-        text = tmask = None
-        if self._text_t is not None:
-            text = self._text_t if rows is None else self._text_t[rows]
-            tmask = self._text_mask_t if rows is None else self._text_mask_t[rows]
-        inputs, masks = self._item_inputs(rows, has_id, text, tmask, tower)
-        return tower(inputs, masks)
-
-    def _contexts(self, V: torch.Tensor, rows: torch.Tensor | None = None, *,
-                  drop: torch.Generator | None = None) -> torch.Tensor:
-        """The vectors pooled into user histories: ``V`` itself (tied), or the history
-        tower's vectors of the same items (``tie_history=False``)."""
-        tower = getattr(self, "history_tower_", None)
-        if tower is None:
-            return V
-        return self._items(rows, drop=drop, tower=tower)
-
-    def _pool(self, V: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, b: int,
-              weights: torch.Tensor | None = None, counts: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled history vectors ``[b, d]`` and a has-history mask.
-
-        ``rows`` must be grouped (non-decreasing), as :func:`_csr_pairs` makes them.
-        """
-        present = torch.bincount(rows, minlength=b)
-        offsets = torch.cumsum(present, 0) - present
-        pooled = torch.nn.functional.embedding_bag(
-            cols, V, offsets, mode="sum", per_sample_weights=weights)
-        if counts is None:
-            counts = present.to(V.dtype)
-        norm = counts.sqrt() if self.history_pooling == "sqrt" else counts
-        pooled = pooled / norm.clamp(min=1.0).unsqueeze(1)
-        return pooled, counts > 0
-
-    def _user_static(self, pooled, has_hist, user_rows, id_keep):
-        """The user tower over history/id/features; None when it has no modality."""
-        tower = self.user_tower_
-        if tower is None:
-            return None
-        b = len(user_rows)
-        known = user_rows >= 0
-        rows = user_rows.clamp(min=0)
-        inputs, masks = tower.lookup(rows)
-        if "id" in inputs:
-            masks["id"] = known if id_keep is None else known & id_keep
-        if "features" in inputs:
-            masks["features"] = masks["features"] & known
-        if "history" in tower.input_dims:
-            if pooled is not None and self.history_activation == "tanh":
-                pooled = torch.tanh(pooled)
-            inputs["history"] = pooled if pooled is not None else torch.zeros(
-                b, tower.input_dims["history"], device=rows.device)
-            masks["history"] = has_hist if has_hist is not None else torch.zeros(
-                b, dtype=torch.bool, device=rows.device)
-        return tower(inputs, masks)
-
-    def _attention_user(self, V, rows, cols, b, static):
-        """(history [b, L, d], mask [b, L], static) with the last ``max_history`` items."""
-        L_max = int(self.max_history or 200)
-        counts = torch.bincount(rows, minlength=b)
-        # position from the end within each row (cols arrive grouped by row, in order)
-        starts = torch.cumsum(counts, 0) - counts
-        pos_from_end = counts[rows] - 1 - (torch.arange(len(rows), device=rows.device)
-                                           - starts[rows])
-        keep = pos_from_end < L_max
-        L = int(min(L_max, int(counts.max()) if len(counts) and b else 1)) or 1
-        slot = (L - 1 - pos_from_end[keep])
-        H = torch.zeros(b, L, V.shape[1], device=V.device, dtype=V.dtype)
-        M = torch.zeros(b, L, dtype=torch.bool, device=V.device)
-        H[rows[keep], slot] = V[cols[keep]]
-        M[rows[keep], slot] = True
-        return (H, M) if static is None else (H, M, static)
-
-    def _user_repr(self, V, rows, cols, b, user_rows, *, weights=None, counts=None,
-                   id_keep=None):
-        """The scorer's user representation from history pairs (rows, cols) of ``b`` users."""
-        if self.config_["scorer"] == "attention":
-            static = self._user_static(None, None, user_rows, id_keep)
-            return self._attention_user(V, rows, cols, b, static)
-        pooled = has = None
-        if "history" in self.config_["user_tower"]:
-            pooled, has = self._pool(V, rows, cols, b, weights, counts)
-        return self._user_static(pooled, has, user_rows, id_keep)
-
-    # -- training -------------------------------------------------------------------------
-    def _train(self, data: Interactions, modules: nn.Module, validation, device,
-               seed: int, checkpoint_dir=None) -> TrainingHistory:
-        g = torch_generator(seed, device=device)
-        loss_name = self.loss
-        n_users, n_items = self._R.shape
-        indptr = self._indptr_t
-        user_counts = indptr[1:] - indptr[:-1]
-        active = torch.nonzero(user_counts > 0).squeeze(1)
-        if len(active) == 0:
-            raise DataError("no user has an interaction to train on")
-        self._values_t = torch.from_numpy(self._R.data.astype(np.float32)).to(device)
-        self._sampler = None
-        if loss_name not in ("softmax", "mse"):
-            self._sampler = make_sampler(self.negative_sampler, self._R, device=device)
-            if self.negative_sampler == "in_batch":
-                self._member = make_sampler("uniform", self._R, device=device)
-        pooled_history = ("history" in self.config_["user_tower"]
-                          and self.config_["scorer"] != "attention")
-        nnz = self._R.nnz
-        if loss_name == "softmax" or pooled_history:
-            # batches of users: each user's history is pooled once per step
-            if loss_name == "softmax":
-                bs = int(self.batch_size) if self.batch_size is not None else int(
-                    min(64, max(8, len(active) // 10)))
-            else:  # about batch_size interactions per step, whole users
-                bs = int(self.batch_size) if self.batch_size is not None else int(
-                    min(4096, max(32, nnz // 100)))
-            counts_active = user_counts[active]
-
-            def batches(epoch: int):
-                order = torch.randperm(len(active), generator=g, device=device)
-                users = active[order]
-                if loss_name == "softmax":
-                    return [users[s:s + bs] for s in range(0, len(users), bs)]
-                c = counts_active[order]
-                group = (torch.cumsum(c, 0) - c) // bs
-                sizes = torch.unique_consecutive(group, return_counts=True)[1].tolist()
-                return list(torch.split(users, sizes))
-
-            if loss_name == "softmax":
-                n_batches = math.ceil(len(active) / bs)
-            else:
-                n_batches = len(batches(0))
-
-            def step(users: torch.Tensor) -> torch.Tensor:
-                if loss_name == "softmax":
-                    return self._softmax_step(users, g)
-                return self._grouped_pair_step(users, g)
-            work = bs * (n_items if loss_name == "softmax" else int(self.dim) * 8)
-        else:
-            # batches of interactions (id-only users, or the attention scorer)
-            bs = int(self.batch_size) if self.batch_size is not None else int(
-                min(4096, max(32, nnz // 100)))
-            inter_users = torch.repeat_interleave(torch.arange(n_users, device=device),
-                                                  user_counts)
-            n_batches = math.ceil(nnz / bs)
-
-            def batches(epoch: int):
-                order = torch.randperm(nnz, generator=g, device=device)
-                return [order[s:s + bs] for s in range(0, nnz, bs)]
-
-            def step(idx: torch.Tensor) -> torch.Tensor:
-                return self._pair_step(idx, inter_users, g)
-            work = bs * int(self.dim) * 8
-        validate = None
-        if validation is not None and validation.nnz:
-            validate = self._validator(data, validation)
-        logger.info("HybridRecommender: %d users x %d items, %d interactions; items %s, users "
-                    "%s, scorer %s, loss %s, %d steps/epoch", n_users, n_items, nnz,
-                    self.modalities_["item"], self.modalities_["user"], self.config_["scorer"],
-                    loss_name, n_batches)
-        try:
-            with threads_for(work, device):
-                hist = fit_loop(modules, step, batches, epochs=int(self.epochs),
-                                optimizer=self.optimizer,
-                                learning_rate=float(self.learning_rate),
-                                weight_decay=float(self.weight_decay),
-                                clip_grad_norm=self.clip_grad_norm,
-                                lr_schedule=self.lr_schedule, warmup=float(self.warmup),
-                                steps_per_epoch=n_batches, validate=validate,
-                                eval_every=int(self.eval_every),
-                                patience=self.patience if validate is not None else None,
-                                callbacks=self._callbacks_list(), device=device,
-                                random_state=seed, verbose=bool(self.verbose),
-                                name="HybridRecommender", generators=[g],
-                                checkpoint_dir=checkpoint_dir,
-                                fingerprint=checkpoint_fingerprint(self, data))
-        finally:
-            for name in ("_values_t", "_sampler", "_member"):
-                self.__dict__.pop(name, None)
-        return hist
-
-    def _callbacks_list(self) -> list:
-        return list(getattr(self, "_callbacks", []) or [])
-
-    def _softmax_step(self, users: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        V = self._items(drop=g)
-        C = self._contexts(V, drop=g)
-        rows, cols, _ = _csr_pairs(*self._hist_csr(), users)
-        b = len(users)
-        counts = torch.bincount(rows, minlength=b).to(V.dtype)
-        p = float(self.history_dropout)
-        weights = None
-        hr, hc = rows, cols
-        keep = None
-        if p > 0:
-            keep = torch.rand(len(cols), generator=g, device=cols.device) >= p
-            hr, hc = rows[keep], cols[keep]
-            weights = torch.full((len(hc),), 1.0 / (1.0 - p), device=V.device)
-        id_keep = self._id_keep(b, g, users.device)
-        if self.config_["scorer"] == "attention":
-            # an item attending over itself would be trivial: predict the hidden items only
-            u = self._user_repr(V, hr, hc, b, users, id_keep=id_keep)
-            if keep is not None:
-                rows, cols = rows[~keep], cols[~keep]
-        else:
-            u = self._user_repr(C, hr, hc, b, users, weights=weights, counts=counts,
-                                id_keep=id_keep)
-        scores = self.scorer_.score_all(u, V)
-        return softmax_loss(scores, cols, rows=rows)
-
-    def _id_keep(self, b: int, g: torch.Generator, device) -> torch.Tensor | None:
-        if self.id_dropout <= 0 or self.user_tower_ is None or \
-                "id" not in self.user_tower_.input_dims or len(self.user_tower_.input_dims) < 2:
-            return None
-        return torch.rand(b, generator=g, device=device) >= self.id_dropout
-
-    def _negatives(self, u: torch.Tensor, g: torch.Generator):
-        """Negatives of the rows' users: (items [P, k], log q [P, k] or None)."""
-        return self._sampler.draw(u, int(self.n_negatives), g)
-
-    def _pair_loss(self, user, u, pos, pos_v, neg, neg_v, log_q_neg, values) -> torch.Tensor:
-        """The pairwise loss of positives ``pos`` (vectors ``pos_v``) of users ``u``."""
-        sc = self.scorer_
-        s_pos = sc.score_pairs(user, pos_v, user_idx=u, item_idx=pos)
-        if self.loss == "mse":
-            return mse_loss(s_pos, values)
-        mask = None
-        log_q_pos = None
-        if self.negative_sampler == "in_batch":
-            # every row against the batch's positives (one score matrix), minus the
-            # row's own positives (its item, and the other items of its user)
-            s_neg = sc.score_all(user, pos_v, user_idx=u, item_idx=pos)
-            n = len(pos)
-            mask = ~self._member.is_positive(u.repeat_interleave(n), pos.repeat(n)).view(n, n)
-            log_q = self._sampler.log_q(pos)
-            log_q_pos, log_q_neg = log_q, log_q.unsqueeze(0).expand(len(pos), -1)
-        else:
-            s_neg = sc.score_pairs(user, neg_v, user_idx=u, item_idx=neg)
-            if log_q_neg is not None:
-                log_q_pos = self._sampler.log_q(pos)
-        if self.loss == "bpr":
-            return bpr_loss(s_pos, s_neg, mask)
-        if self.loss == "bce":
-            return bce_loss(s_pos, s_neg, mask)
-        return sampled_softmax_loss(s_pos, s_neg, log_q_pos=log_q_pos, log_q_neg=log_q_neg,
-                                    mask=mask)
-
-    def _grouped_pair_step(self, users: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Pairwise losses on every interaction of a batch of users; each user's history
-        is pooled once, and each positive is removed from its own input."""
-        rows, cols, flat = _csr_pairs(self._indptr_t, self._indices_t, users)
-        b, P = len(users), len(cols)
-        u = users[rows]
-        neg = log_q_neg = None
-        if self.loss != "mse" and self.negative_sampler != "in_batch":
-            neg, log_q_neg = self._negatives(u, g)
-        parts = [cols] + ([neg.reshape(-1)] if neg is not None else [])
-        needed, inverse = torch.unique(torch.cat(parts), return_inverse=True)
-        Vn = self._items(needed, drop=g)
-        Cn = self._contexts(Vn, needed, drop=g)
-        local = inverse[:P]
-        pos_v = Vn[local]
-        neg_v = None if neg is None else Vn[inverse[P:]].view(P, -1, Vn.shape[1])
-        p = float(self.history_dropout)
-        w = torch.ones(P, device=Vn.device)
-        if p > 0:
-            w = (torch.rand(P, generator=g, device=Vn.device) >= p).to(Vn.dtype) / (1.0 - p)
-        n_u = torch.bincount(rows, minlength=b)
-        offsets = torch.cumsum(n_u, 0) - n_u
-        S = torch.nn.functional.embedding_bag(local, Cn, offsets, mode="sum",
-                                              per_sample_weights=w)
-        S = S[rows] - w.unsqueeze(1) * Cn[local]           # the positive is not its own input
-        cnt = (n_u[rows] - 1).to(Vn.dtype)
-        norm = cnt.sqrt() if self.history_pooling == "sqrt" else cnt
-        pooled = S / norm.clamp(min=1.0).unsqueeze(1)
-        id_keep = self._id_keep(P, g, u.device)
-        user = self._user_static(pooled, cnt > 0, u, id_keep)
-        values = self._values_t[flat] if self.loss == "mse" else None
-        return self._pair_loss(user, u, cols, pos_v, neg, neg_v, log_q_neg, values)
-
-    def _pair_step(self, idx, inter_users, g) -> torch.Tensor:
-        """Pairwise losses on a batch of interactions (id-only users, attention scorer)."""
-        u = inter_users[idx]
-        pos = self._indices_t[idx]
-        b = len(idx)
-        need_hist = self.config_["scorer"] == "attention"
-        neg = log_q_neg = None
-        if self.loss != "mse" and self.negative_sampler != "in_batch":
-            neg, log_q_neg = self._negatives(u, g)
-        parts = [pos] + ([neg.reshape(-1)] if neg is not None else [])
-        if need_hist:
-            rows, cols, _ = _csr_pairs(*self._hist_csr(), u)
-            keep = cols != pos[rows]                       # the positive is not its own input
-            p = float(self.history_dropout)
-            if p > 0:
-                keep = keep & (torch.rand(len(cols), generator=g, device=cols.device) >= p)
-            rows, cols = rows[keep], cols[keep]
-            parts.append(cols)
-        needed, inverse = torch.unique(torch.cat(parts), return_inverse=True)
-        Vn = self._items(needed, drop=g)
-        pos_v = Vn[inverse[:b]]
-        off = b
-        neg_v = None
-        if neg is not None:
-            k = neg.numel()
-            neg_v = Vn[inverse[off:off + k]].view(b, -1, Vn.shape[1])
-            off += k
-        id_keep = self._id_keep(b, g, u.device)
-        if need_hist:
-            user = self._user_repr(Vn, rows, inverse[off:], b, u, id_keep=id_keep)
-        else:
-            user = self._user_repr(Vn, pos[:0], pos[:0], b, u, id_keep=id_keep)
-        values = self._values_t[idx] if self.loss == "mse" else None
-        return self._pair_loss(user, u, pos, pos_v, neg, neg_v, log_q_neg, values)
-
-    def _validator(self, data: Interactions, validation: Interactions):
-        cache: dict[str, Any] = {}
-        R = self._R
-        device = self._dev()
-
-        def score(user_idx: np.ndarray):
-            if "V" not in cache:
-                cache["V"] = self._items()
-                cache["C"] = self._contexts(cache["V"])
-            return self._scores_for(cache["V"], R[user_idx], torch.from_numpy(
-                np.asarray(user_idx, dtype=np.int64)).to(device), ordered=True, C=cache["C"])
-
-        inner = ranking_validator(score, data.user_vocab, data.item_vocab, data, validation,
-                                  k=10, max_users=20000, random_state=0)
-
-        def validate() -> float:
-            cache.clear()
-            try:
-                return inner()
-            finally:
-                cache.clear()
-
-        validate.name = inner.name  # type: ignore[attr-defined]
-        return validate
-
-    def _scores_for(self, V: torch.Tensor, H: sp.csr_matrix, user_rows: torch.Tensor, *,
-                    ordered: bool = False, chunk: int | None = None,
-                    C: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores ``[b, n_items]`` of users given by history rows ``H`` (CSR) and ids
-        (``C``: the history vectors pooled for the users, default ``V``)."""
-        device = V.device
-        C = V if C is None else C
-        H = sp.csr_matrix(H)
-        b = H.shape[0]
-        if chunk is None:
-            if self.config_["scorer"] == "attention":
-                L = int(self.max_history or 200)
-                chunk = max(1, _SCORE_BYTES // (4 * max(L, 1) * max(V.shape[1], 1) * 4))
-            else:
-                chunk = b
-        outs = []
-        for s in range(0, b, max(chunk, 1)):
-            sub = H[s:s + chunk]
-            indptr = torch.from_numpy(sub.indptr.astype(np.int64)).to(device)
-            if ordered and getattr(self, "_order_t", None) is not None:
-                # known users during training: their items in interaction order
-                rows, cols, _ = _csr_pairs(*self._order_t, user_rows[s:s + chunk])
-            else:
-                indices = torch.from_numpy(sub.indices.astype(np.int64)).to(device)
-                rows, cols, _ = _csr_pairs(indptr, indices, torch.arange(sub.shape[0],
-                                                                      device=device))
-            user = self._user_repr(C, rows, cols, sub.shape[0], user_rows[s:s + chunk])
-            outs.append(self.scorer_.score_all(user, V))
-        return torch.cat(outs, dim=0) if outs else V.new_zeros(0, V.shape[0])
-
-    def _finalize(self, device) -> None:
-        """Item and user vectors in eval mode (what scoring and saving use)."""
-        with threads_for(self._R.nnz * int(self.dim), device):
-            self._finalize_vectors(device)
-
-    def _finalize_vectors(self, device) -> None:
-        self.item_tower_.eval()
-        self.scorer_.eval()
-        if self.user_tower_ is not None:
-            self.user_tower_.eval()
-        if getattr(self, "history_tower_", None) is not None:
-            self.history_tower_.eval()
-        with torch.no_grad():
-            V = self._items()
-            self.item_repr_ = V.float().cpu().numpy()
-            C = self._contexts(V)
-            if C is not V:
-                self.history_repr_ = C.float().cpu().numpy()
-            self.user_repr_ = None
-            if self.config_["scorer"] != "attention":
-                n_users = self._R.shape[0]
-                out = np.empty((n_users, V.shape[1]), dtype=np.float32)
-                step = 4096
-                for s in range(0, n_users, step):
-                    sub = self._R[s:s + step]
-                    indptr = torch.from_numpy(sub.indptr.astype(np.int64)).to(device)
-                    indices = torch.from_numpy(sub.indices.astype(np.int64)).to(device)
-                    rows, cols, _ = _csr_pairs(indptr, indices,
-                                            torch.arange(sub.shape[0], device=device))
-                    u = self._user_repr(C, rows, cols, sub.shape[0],
-                                        torch.arange(s, s + sub.shape[0], device=device))
-                    out[s:s + sub.shape[0]] = u.float().cpu().numpy()
-                self.user_repr_ = out
-            else:
-                # the attention scorer reads histories in interaction order
-                self.history_indptr_ = self._order_t[0].cpu().numpy()
-                self.history_order_ = self._order_t[1].cpu().numpy()
-        for m in (self.item_tower_, self.scorer_, self.user_tower_,
-                  getattr(self, "history_tower_", None)):
-            if m is not None:
-                m.to("cpu")
+    def _finalize(self, training: HybridTraining) -> None:
+        """Item and user vectors in eval mode (what scoring and saving use); modules on
+        the CPU."""
+        modules = [m for m in (self.item_tower_, self.scorer_, self.user_tower_,
+                               self.history_tower_) if m is not None]
+        for m in modules:
+            m.eval()
+        for name, value in training.fitted_state().items():
+            setattr(self, name, value)
+        for m in modules:
+            m.to("cpu")
         self._device = torch.device("cpu")
         self._vectors_cache = None
 
     # -- load checks ----------------------------------------------------------------------
     def _check_loaded(self) -> None:
-        from .._loadcheck import check_dense, check_index_array, check_indptr, check_json_int
+        from .._loadcheck import check_dense
 
         where = self._load_where
-        cfg = getattr(self, "config_", None)
-        if not isinstance(cfg, dict):
-            raise ModelFormatError(f"{where}: 'config_' is missing or not a JSON object")
         n_items, n_users = self.n_items_, self.n_users_
-        # the modules are rebuilt from config_: its sizes must agree with the vocabularies
-        # (items added after fit have no id row, so the towers may hold fewer items)
-        check_json_int(where, "config_.n_items", cfg.get("n_items"), low=1, high=n_items)
-        check_json_int(where, "config_.n_users", cfg.get("n_users"), low=n_users,
-                       high=n_users)
-        d = check_json_int(where, "config_.dim", cfg.get("dim"), low=1)
-        if cfg.get("scorer") not in SCORERS:
-            raise ModelFormatError(f"{where}: config_.scorer {cfg.get('scorer')!r} is not one "
-                                   f"of {sorted(SCORERS)}")
-        opts = cfg.get("scorer_options")
-        if not isinstance(opts, dict):
-            raise ModelFormatError(f"{where}: config_.scorer_options is not a JSON object")
-        if opts.get("n_items") is not None:
-            check_json_int(where, "config_.scorer_options.n_items", opts["n_items"],
-                           low=n_items, high=n_items)
-        for key in ("item_tower", "user_tower", "history_tower", "fusion_options"):
-            if not isinstance(cfg.get(key, {}), dict):
-                raise ModelFormatError(f"{where}: config_.{key} is not a JSON object")
+        cfg, d = check_loaded_config(where, getattr(self, "config_", None), n_items, n_users)
+        self._scoring = scoring_for(cfg["scorer"], f"{where}: config_.scorer")
         self._loaded_float("item_repr_", (n_items, d))
         if getattr(self, "history_repr_", None) is not None:
             self._loaded_float("history_repr_", (n_items, d))
-        if cfg["scorer"] == "attention":
-            ip = getattr(self, "history_indptr_", None)
-            order = getattr(self, "history_order_", None)
-            if ip is not None or order is not None:
-                check_dense(where, "history_order_", order, ndim=1, kind="iu", finite=False)
-                check_indptr(where, "history_indptr_", ip, n_users, len(order))
-                check_index_array(where, "history_order_", order, n_items)
-                self.history_order_ = np.asarray(order, dtype=np.int64)
-                self.history_indptr_ = np.asarray(ip, dtype=np.int64)
-        else:
-            self._loaded_float("user_repr_", (n_users, d))
+        self._scoring.check_loaded(self, n_users, n_items, d)
         has_id = getattr(self, "item_has_id_", None)
         check_dense(where, "item_has_id_", has_id, shape=(n_items,), kind="b")
 
@@ -1338,22 +534,17 @@ class HybridRecommender(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         user_idx = np.asarray(user_idx, dtype=np.int64)
         with torch.no_grad():
-            if self.config_["scorer"] == "attention":
-                return self._attention_scores(self.seen_[user_idx], user_idx, ordered=True)
-            u = torch.from_numpy(self.user_repr_[user_idx])
-            return self.scorer_.score_all(u, self._V(), user_idx=torch.from_numpy(user_idx)
-                                          ).numpy()
+            return self._scoring.score_users(self, user_idx)
 
     def _history_user(self, history: sp.csr_matrix) -> torch.Tensor:
+        """The pooled user representation of users given by their history (CSR)."""
         H = sp.csr_matrix(history)
         H.sort_indices()
         C = getattr(self, "history_repr_", None)
         V = self._V() if C is None else torch.from_numpy(C)
-        indptr = torch.from_numpy(H.indptr.astype(np.int64))
-        indices = torch.from_numpy(H.indices.astype(np.int64))
-        rows, cols, _ = _csr_pairs(indptr, indices, torch.arange(H.shape[0]))
+        rows, cols = csr_rows(H)
         cold = torch.full((H.shape[0],), -1, dtype=torch.long)
-        return self._user_repr(V, rows, cols, H.shape[0], cold)
+        return self._scoring.user_repr(self._users(), V, rows, cols, H.shape[0], cold)
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         if not self.supports_history:
@@ -1361,42 +552,7 @@ class HybridRecommender(Recommender):
                 "this HybridRecommender has no 'history' user modality, so it cannot score "
                 "users unseen at fit time; add 'history' to user_encoders")
         with torch.no_grad():
-            if self.config_["scorer"] == "attention":
-                return self._attention_scores(history, None, ordered=False)
-            u = self._history_user(history)
-            cold = torch.full((history.shape[0],), -1, dtype=torch.long)
-            return self.scorer_.score_all(u, self._V(), user_idx=cold).numpy()
-
-    def _attention_scores(self, H: sp.csr_matrix, user_idx: np.ndarray | None, *,
-                          ordered: bool) -> np.ndarray:
-        V = self._V()
-        H = sp.csr_matrix(H)
-        b = H.shape[0]
-        L = int(self.max_history or 200)
-        chunk = max(1, min(1024, _SCORE_BYTES // (4 * L * V.shape[1])))
-        out = np.empty((b, V.shape[0]), dtype=np.float32)
-        order = getattr(self, "history_order_", None)
-        seen_indptr = getattr(self, "history_indptr_", None)
-        for s in range(0, b, chunk):
-            e = min(b, s + chunk)
-            if ordered and user_idx is not None and order is not None and seen_indptr is not None:
-                rows_l, cols_l = [], []
-                for r, uu in enumerate(user_idx[s:e]):
-                    seq = order[seen_indptr[uu]:seen_indptr[uu + 1]]
-                    rows_l.append(np.full(len(seq), r))
-                    cols_l.append(seq)
-                rows = torch.from_numpy(np.concatenate(rows_l).astype(np.int64))
-                cols = torch.from_numpy(np.concatenate(cols_l).astype(np.int64))
-                urows = torch.from_numpy(user_idx[s:e])
-            else:
-                sub = H[s:e]
-                rows, cols, _ = _csr_pairs(torch.from_numpy(sub.indptr.astype(np.int64)),
-                                        torch.from_numpy(sub.indices.astype(np.int64)),
-                                        torch.arange(e - s))
-                urows = torch.full((e - s,), -1, dtype=torch.long)
-            user = self._user_repr(V, rows, cols, e - s, urows)
-            out[s:e] = self.scorer_.score_all(user, V).numpy()
-        return out
+            return self._scoring.score_history(self, history)
 
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
         V = self.item_repr_
@@ -1407,31 +563,15 @@ class HybridRecommender(Recommender):
 
     # -- vectors for approximate retrieval (dot scorer) -----------------------------------
     def _item_vectors(self) -> np.ndarray | None:
-        if not isinstance(self.scorer_, DotScorer):
-            return None
-        cache = getattr(self, "_vectors_cache", None)
-        if cache is None or cache[0] is not self.item_repr_:
-            with torch.no_grad():
-                v = self.scorer_.item_vectors(self._V(), self._item_idx_all()).numpy()
-            cache = self._vectors_cache = (self.item_repr_, np.ascontiguousarray(
-                v, dtype=np.float32))
-        return cache[1]
+        return self._scoring.item_vectors(self)
 
     def _user_vectors(self, user_idx: np.ndarray) -> np.ndarray | None:
-        if not isinstance(self.scorer_, DotScorer):
-            return None
-        user_idx = np.asarray(user_idx, dtype=np.int64)
-        with torch.no_grad():
-            return self.scorer_.user_vectors(torch.from_numpy(self.user_repr_[user_idx]),
-                                             torch.from_numpy(user_idx)).numpy()
+        return self._scoring.user_vectors(self, np.asarray(user_idx, dtype=np.int64))
 
     def _history_vectors(self, history: sp.csr_matrix) -> np.ndarray | None:
-        if not isinstance(self.scorer_, DotScorer) or not self.supports_history:
+        if not self.supports_history:
             return None
-        with torch.no_grad():
-            u = self._history_user(history)
-            cold = torch.full((u.shape[0],), -1, dtype=torch.long)
-            return self.scorer_.user_vectors(u, cold).numpy()
+        return self._scoring.history_vectors(self, history)
 
     # -- cold items ---------------------------------------------------------------------
     def add_items(self, item_features: ItemFeatures) -> HybridRecommender:
@@ -1470,65 +610,26 @@ class HybridRecommender(Recommender):
             raise DataError("this HybridRecommender uses item ids only; new items need text or "
                             "features (fit with item_encoders including 'text' or 'features')")
         ids = item_features.vocab.ids
-        new_mask = self.item_vocab_.index(ids, unknown="ignore") < 0
-        new_ids = ids[new_mask]
+        new_ids = ids[self.item_vocab_.index(ids, unknown="ignore") < 0]
         if len(new_ids) == 0:
             logger.info("add_items: every item is already known; nothing added")
             return self
         from ..data.vocab import IdVocab
 
-        new_vocab = IdVocab(new_ids, name="item")
-        feats = item_features.align(new_vocab)
+        feats = item_features.align(IdVocab(new_ids, name="item"))
         n_new = len(new_ids)
-        inputs: dict[str, torch.Tensor] = {}
-        masks: dict[str, torch.Tensor] = {}
-        tower = self.item_tower_
-        if "id" in tower.input_dims:
-            inputs["id"] = torch.zeros(n_new, tower.input_dims["id"])
-            masks["id"] = torch.zeros(n_new, dtype=torch.bool)
-        if "text" in tower.input_dims:
-            if not feats.has_text:
-                text = np.zeros((n_new, tower.input_dims["text"]), dtype=np.float32)
-                tmask = np.zeros(n_new, dtype=bool)
-            else:
-                enc = self._text_encoder()
-                fp = enc.cache_key()["fingerprint"]
-                if self.text_fingerprint_ is not None and fp != self.text_fingerprint_:
-                    raise ModelFormatError(
-                        f"the text encoder ({getattr(self, 'text_model_', '?')}) now has "
-                        f"fingerprint {fp[:12]}..., but the model was trained with "
-                        f"{self.text_fingerprint_[:12]}...: new item vectors would not match")
-                text, tmask = self._encode_texts(enc, feats)
-            inputs["text"] = torch.from_numpy(text)
-            masks["text"] = torch.from_numpy(tmask)
-        feature_parts = {}
-        towers = [("item", tower)]
-        if getattr(self, "history_tower_", None) is not None:
-            towers.append(("history", self.history_tower_))
-        for key, tw in towers:
-            if "features" in tw.encoders:
-                feature_parts[key] = self._new_item_features(tw, feats, n_new)
-        if "item" in feature_parts:
-            inputs["features"], masks["features"] = feature_parts["item"]
-        present = torch.zeros(n_new, dtype=torch.bool)
-        for name in content:
-            if name in masks:
-                present |= masks[name]
+        inputs, masks = self._new_item_inputs(feats, n_new)
+        towers = [self.item_tower_] + ([self.history_tower_] if getattr(
+            self, "history_tower_", None) is not None else [])
+        vectors, present = new_item_vectors(towers, feats, n_new, inputs, masks, content)
         if not bool(present.all()):
             missing = new_ids[~present.numpy()][:5].tolist()
             warnings.warn(f"add_items: {int((~present).sum())} new item(s) have no text or "
                           f"features (e.g. {missing}); they are scored by their bias only",
                           MaasrecWarning, stacklevel=2)
-        with torch.no_grad():
-            tower.eval()
-            V_new = tower(inputs, masks).float().numpy()
-            if len(towers) > 1:
-                htower = self.history_tower_
-                htower.eval()
-                if "history" in feature_parts:
-                    inputs["features"], masks["features"] = feature_parts["history"]
-                C_new = htower(inputs, masks).float().numpy()
-                self.history_repr_ = np.vstack([self.history_repr_, C_new]).astype(np.float32)
+        V_new = vectors[0]
+        if len(vectors) > 1:
+            self.history_repr_ = np.vstack([self.history_repr_, vectors[1]]).astype(np.float32)
         self.item_repr_ = np.vstack([self.item_repr_, V_new]).astype(np.float32)
         self.item_has_id_ = np.concatenate([self.item_has_id_, np.zeros(n_new, dtype=bool)])
         self.scorer_.extend_items(n_new)
@@ -1543,22 +644,30 @@ class HybridRecommender(Recommender):
         logger.info("add_items: %d new items (catalogue now %d)", n_new, len(self.item_vocab_))
         return self
 
-    @staticmethod
-    def _new_item_features(tower: _Tower, feats: ItemFeatures, n_new: int
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feature vectors and mask of new items through ``tower``'s trained encoder."""
-        old = tower.encoders["features"]
-        cfg = old.get_config()
-        cfg["n"] = n_new
-        tmp = FeatureEncoder(**cfg)
-        state = {k: v for k, v in old.state_dict().items()
-                 if not k.startswith(("cat_codes_", "bag_indptr_", "bag_indices_",
-                                      "numeric_values"))}
-        tmp.load_state_dict(state, strict=False)
-        tmp.set_data(feats)
-        tmp.eval()
-        with torch.no_grad():
-            return tmp(), tmp.mask()
+    def _new_item_inputs(self, feats: ItemFeatures, n_new: int) -> tuple[dict, dict]:
+        """The id (missing) and text inputs of ``n_new`` new items of ``feats``."""
+        inputs: dict[str, torch.Tensor] = {}
+        masks: dict[str, torch.Tensor] = {}
+        dims = self.item_tower_.input_dims
+        if "id" in dims:
+            inputs["id"] = torch.zeros(n_new, dims["id"])
+            masks["id"] = torch.zeros(n_new, dtype=torch.bool)
+        if "text" in dims:
+            if not feats.has_text:
+                text = np.zeros((n_new, dims["text"]), dtype=np.float32)
+                tmask = np.zeros(n_new, dtype=bool)
+            else:
+                enc = self._text_encoder()
+                fp = enc.cache_key()["fingerprint"]
+                if self.text_fingerprint_ is not None and fp != self.text_fingerprint_:
+                    raise ModelFormatError(
+                        f"the text encoder ({getattr(self, 'text_model_', '?')}) now has "
+                        f"fingerprint {fp[:12]}..., but the model was trained with "
+                        f"{self.text_fingerprint_[:12]}...: new item vectors would not match")
+                text, tmask = encode_texts(enc, feats, verbose=bool(self.verbose))
+            inputs["text"] = torch.from_numpy(text)
+            masks["text"] = torch.from_numpy(tmask)
+        return inputs, masks
 
     @property
     def training_history(self) -> dict:
