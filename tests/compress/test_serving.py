@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from maasrec.compress import quantize  # noqa: E402
-from maasrec.models import ALS  # noqa: E402
-from maasrec.serving import create_app  # noqa: E402
-from maasrec.testing import tiny_interactions  # noqa: E402
+from maasrec.compress import quantize
+from maasrec.models import ALS
+from maasrec.serving import create_app
+from maasrec.testing import tiny_interactions
 
 
 def test_served_quantized_model_answers_like_the_library(tmp_path):
