@@ -40,7 +40,12 @@ vectors, so the returned scores are the model's scores. Items added to the model
 changed vectors (a refit) rebuild it.
 
 Everything else -- batching, exclusions, filters, padding, raw ids, persistence -- is
-shared, so every model behaves the same way.
+shared, so every model behaves the same way. :class:`Recommender` keeps the public API
+and the scoring hooks; the shared machinery behind it sits in three private mixins, one
+responsibility each: input resolution (users, histories, allow/deny lists, padded ids;
+``maasrec._recommender_inputs``), scoring and ranking in memory-bounded blocks
+(``maasrec._recommender_ranking``), and the save/load glue with its subclass hooks
+(``_extra_state``, ``_check_loaded``, ``_build_modules``...; ``maasrec._recommender_io``).
 """
 
 from __future__ import annotations
@@ -51,29 +56,28 @@ import importlib
 import inspect
 import logging
 import os
-import re
 import sys
 import warnings
-from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._recommender_inputs import (  # noqa: F401  (_is_seq_of_seqs: re-exported, used by lm_ranker)
+    InputsMixin,
+    _is_scalar_id,
+    _is_seq_of_seqs,
+)
+from ._recommender_io import PersistenceMixin, fitted_state
+from ._recommender_ranking import RankingMixin
 from ._validation import check_bool, check_random_state
 from .data.interactions import Interactions, as_interactions
-from .data.vocab import IdVocab, check_ordered_ids
+from .data.vocab import check_ordered_ids
 from .exceptions import DataError, MaasrecError, MaasrecWarning, ModelFormatError, NotFittedError
-from .persistence import (
-    atomic_directory,
-    csr_from_arrays,
-    csr_to_arrays,
-    read_model_dir,
-    write_model_dir,
-)
+from .persistence import atomic_directory, read_model_dir, write_model_dir
 from .rankers.ann import FaissRetriever
-from .rankers.retrieval import resolve_retriever, retrieve_block
-from .rankers.topk import TopK, _as_score_block, _check_k, _fill_rows, _to_numpy
+from .rankers.retrieval import resolve_retriever
+from .rankers.topk import _check_k, _to_numpy
 
 __all__ = ["Component", "Recommender", "clone"]
 
@@ -83,7 +87,6 @@ logger = logging.getLogger(__name__)
 SCORE_BLOCK_BYTES = int(os.environ.get("MAASREC_SCORE_BLOCK_BYTES", 128 * 2**20))
 
 _REGISTRY: dict[str, type] = {}
-_ATTR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*_")
 
 
 def _class_name(cls: type) -> str:
@@ -342,20 +345,7 @@ def positive_interactions(data: Interactions, who: str) -> Interactions:
     return data._take(keep)
 
 
-def _is_seq_of_seqs(x: Any) -> bool:
-    return (isinstance(x, (list, tuple)) and len(x) > 0
-            and all(isinstance(e, (list, tuple, np.ndarray, set, frozenset)) for e in x))
-
-
-def _is_scalar_id(x: Any) -> bool:
-    if isinstance(x, (str, bytes, int, float, np.generic)):
-        return True
-    if isinstance(x, Iterable) or not isinstance(x, Hashable):  # generators, sets, arrays...
-        return False
-    return np.ndim(x) == 0
-
-
-class Recommender(Component):
+class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
     """Base class of every maasrec recommender.
 
     Subclasses implement ``_fit`` and ``_score_users`` (or ``_score_history``); the
@@ -565,7 +555,7 @@ class Recommender(Component):
         self._retriever = retriever
         return self
 
-    # -- helpers ------------------------------------------------------------
+    # -- fitted state ---------------------------------------------------------
     @property
     def is_fitted(self) -> bool:
         """bool: whether ``fit`` (or ``load``) has run."""
@@ -593,74 +583,6 @@ class Recommender(Component):
         if batch_size is not None:
             return _check_k_named("batch_size", batch_size)
         return max(1, SCORE_BLOCK_BYTES // (4 * max(1, self.n_items_)))
-
-    def _popularity(self) -> np.ndarray:
-        if getattr(self, "_pop_cache", None) is None:
-            self._pop_cache = np.asarray(
-                (self.seen_ > 0).sum(axis=0), dtype=np.float32).ravel()
-        return self._pop_cache
-
-    def _history_indices(self, history: Sequence) -> list[np.ndarray]:
-        """Item indices of each history, in the given order (repeats kept)."""
-        out = []
-        for r, h in enumerate(history):
-            if h is None:
-                out.append(np.empty(0, dtype=np.int64))
-                continue
-            if isinstance(h, (str, bytes)) or not isinstance(h, Iterable):
-                raise DataError(
-                    f"history[{r}] must be a sequence of item ids, got {type(h).__name__} {h!r}"
-                )
-            check_ordered_ids(h, f"history[{r}]")
-            h = list(h)
-            out.append(self.item_vocab_.index(h) if h else np.empty(0, dtype=np.int64))
-        return out
-
-    def _history_matrix(self, history: Sequence, indices: list[np.ndarray] | None = None
-                        ) -> sp.csr_matrix:
-        if indices is None:
-            indices = self._history_indices(history)
-        rows = [np.full(len(idx), r) for r, idx in enumerate(indices) if len(idx)]
-        cols = [idx for idx in indices if len(idx)]
-        n = len(history)
-        if rows:
-            r, c = np.concatenate(rows), np.concatenate(cols)
-        else:
-            r = c = np.empty(0, dtype=np.int64)
-        m = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)),
-                          shape=(n, self.n_items_))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        return m
-
-    def _item_filter(self, spec, n_rows: int, what: str):
-        if spec is None:
-            return None
-        if sp.issparse(spec):
-            raise DataError(f"{what}= takes raw item ids (a list, or one list per user)")
-        if _is_seq_of_seqs(spec):
-            if len(spec) != n_rows:
-                raise DataError(
-                    f"{what}= has {len(spec)} per-user lists for {n_rows} users; give one list per "
-                    f"user or a single list for all"
-                )
-            return self._history_matrix([list(s) for s in spec])
-        if _is_scalar_id(spec):
-            spec = [spec]
-        return self.item_vocab_.index(list(spec))
-
-    def _ids_with_padding(self, idx: np.ndarray) -> np.ndarray:
-        ids = self.item_vocab_.ids[np.maximum(idx, 0)]
-        pad = idx < 0
-        if pad.any():
-            if ids.dtype.kind in "iuf":
-                ids = ids.copy()
-                ids[pad] = -1
-            else:
-                ids = ids.astype(object)
-                ids[pad] = None
-        return ids
-
     # -- public API -----------------------------------------------------------
     def recommend(self, users=None, k: int = 10, *, exclude_seen: bool = True, items=None,
                   exclude=None, history=None, batch_size: int | None = None, retriever=None):
@@ -717,80 +639,14 @@ class Recommender(Component):
         """
         self._check_fitted()
         k = _check_k(k, self.n_items_)  # a huge k: every item, never a huge allocation
-        single = False
-        if history is not None:
-            check_ordered_ids(history, "history")
-            if _is_seq_of_seqs(history):
-                hist = list(history)
-            elif isinstance(history, (list, tuple, np.ndarray)) and (users is None or _is_scalar_id(users)):
-                hist, single = [list(history)], True
-            elif isinstance(history, (list, tuple)) and len(history) == 0:
-                hist = []
-            else:
-                raise DataError(
-                    "history= must be a sequence of item ids (one user) or one sequence per user"
-                )
-            if users is not None and not _is_scalar_id(users) and len(users) != len(hist):
-                raise DataError(f"{len(users)} users but {len(hist)} histories; give one per user")
-            if not self.supports_history:
-                raise NotImplementedError(
-                    f"{type(self).__name__} cannot score users from a history"
-                )
-            n = len(hist)
-            seqs = self._history_indices(hist)
-            H = self._history_matrix(hist, seqs)
-        else:
-            if users is None:
-                raise DataError("give users=... (known user ids) or history=... (cold users)")
-            check_ordered_ids(users, "users")
-            if _is_scalar_id(users):
-                users, single = [users], True
-            elif not isinstance(users, Iterable):
-                raise DataError(f"users must be an id or a sequence of ids, got {users!r}")
-            users = list(users) if not isinstance(users, np.ndarray) else users
-            if len(users) == 0:
-                raise DataError("users is empty; give at least one user id")
-            uidx = self.user_vocab_.index(users)
-            n = len(uidx)
-        allow = self._item_filter(items, n, "items")
-        deny = self._item_filter(exclude, n, "exclude")
+        rows = self._recommend_rows(users, history)
+        allow = self._item_filter(items, rows.n, "items")
+        deny = self._item_filter(exclude, rows.n, "exclude")
         ret = resolve_retriever(self, retriever)
-        ranker = TopK(k)
-        out_idx = np.empty((n, k), dtype=np.int64)
-        out_val = np.empty((n, k), dtype=np.float32)
-        step = self._block_size(batch_size) if ret is None or batch_size is not None else 4096
-        for start in range(0, n, step):
-            sl = slice(start, min(n, start + step))
-            a = allow[sl] if sp.issparse(allow) else allow
-            d = deny[sl] if sp.issparse(deny) else deny
-            if ret is not None:
-                h = H[sl] if history is not None else None
-                seen = (h if h is not None else self.seen_[uidx[sl]]) if exclude_seen else None
-                out_idx[sl], out_val[sl] = retrieve_block(
-                    self, ret, k, user_idx=None if h is not None else uidx[sl], history=h,
-                    exclude=seen, allow=a, deny=d)
-                continue
-            if history is not None:
-                h = H[sl]
-                scores = _as_score_block(self._score_sequences(seqs[sl]) if self.ordered_history
-                                         else self._score_history(h))
-                empty = np.diff(h.indptr) == 0
-                if empty.any():
-                    _fill_rows(scores, np.flatnonzero(empty), self._popularity())
-                seen = h if exclude_seen else None
-            else:
-                rows = uidx[sl]
-                scores = _as_score_block(self._score_users(rows))
-                seen = self.seen_[rows] if exclude_seen else None
-            if tuple(scores.shape) != (sl.stop - sl.start, self.n_items_):
-                raise MaasrecError(
-                    f"{type(self).__name__} returned scores of shape {tuple(scores.shape)}, "
-                    f"expected {(sl.stop - sl.start, self.n_items_)}"
-                )
-            idx, val = ranker.rank(scores, exclude=seen, allow=a, deny=d)
-            out_idx[sl], out_val[sl] = _to_numpy(idx), _to_numpy(val)
+        out_idx, out_val = self._rank_rows(rows, k, exclude_seen=exclude_seen, allow=allow,
+                                           deny=deny, retriever=ret, batch_size=batch_size)
         ids = self._ids_with_padding(out_idx)
-        if single:
+        if rows.single:
             return ids[0], out_val[0]
         return ids, out_val
 
@@ -824,20 +680,6 @@ class Recommender(Component):
         u = self.user_vocab_.index(users)
         i = self.item_vocab_.index(items)
         return self._score_pairs(u, i)
-
-    def _check_user_indices(self, user_idx) -> np.ndarray:
-        """``user_idx`` as a 1-d int64 array of indices of known users (DataError otherwise)."""
-        self._check_fitted()
-        idx = np.asarray(user_idx)
-        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
-            raise DataError(f"user_idx must be a 1-d array of integer user indices, got "
-                            f"{idx.dtype} of shape {idx.shape}")
-        idx = idx.astype(np.int64, copy=False)
-        bad = (idx < 0) | (idx >= self.n_users_)
-        if bad.any():
-            raise DataError(f"user_idx contains user index {int(idx[bad][0])}, outside "
-                            f"0..{self.n_users_ - 1} (the users known at fit time)")
-        return idx
 
     def score_indices(self, user_idx) -> np.ndarray:
         """Scores of known users for every item, by index (what :func:`~maasrec.metrics.evaluate` ranks).
@@ -899,28 +741,7 @@ class Recommender(Component):
         """
         idx = self._check_user_indices(user_idx)
         k = _check_k(k, self.n_items_)
-        out_idx = np.empty((len(idx), k), dtype=np.int64)
-        out_val = np.empty((len(idx), k), dtype=np.float32)
-        ranker = TopK(k)
-        step = self._block_size(None)
-        for start in range(0, len(idx), step):
-            sl = slice(start, min(len(idx), start + step))
-            scores = _as_score_block(self._score_users(idx[sl]))
-            a = allow[sl] if sp.issparse(allow) else allow
-            e = exclude[sl] if exclude is not None else None
-            i_, v_ = ranker.rank(scores, exclude=e, allow=a)
-            out_idx[sl], out_val[sl] = _to_numpy(i_), _to_numpy(v_)
-        return out_idx, out_val
-
-    def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        out = np.empty(len(u), dtype=np.float32)
-        uniq, inv = np.unique(u, return_inverse=True)
-        step = self._block_size(None)
-        for start in range(0, len(uniq), step):
-            block = self._score_users(uniq[start:start + step])
-            sel = (inv >= start) & (inv < start + step)
-            out[sel] = block[inv[sel] - start, i[sel]]
-        return out
+        return self._rank_user_indices(idx, k, exclude, allow)
 
     def similar_items(self, items, k: int = 10):
         """Items most similar to the given items (the item itself excluded).
@@ -945,32 +766,11 @@ class Recommender(Component):
         if not items:
             raise DataError("items is empty; give at least one item id")
         idx = self.item_vocab_.index(items)
-        out_idx = np.empty((len(idx), k), dtype=np.int64)
-        out_val = np.empty((len(idx), k), dtype=np.float32)
-        step = self._block_size(None)
-        ranker = TopK(k)
-        for start in range(0, len(idx), step):
-            rows = idx[start:start + step]
-            scores = np.array(self._similar_scores(rows), dtype=np.float32, copy=True)
-            scores[np.arange(len(rows)), rows] = -np.inf
-            out_idx[start:start + step], out_val[start:start + step] = ranker.rank(scores)
+        out_idx, out_val = self._rank_similar(idx, k)
         ids = self._ids_with_padding(out_idx)
         return (ids[0], out_val[0]) if single else (ids, out_val)
 
-    # -- persistence ----------------------------------------------------------
-    def _extra_state(self) -> dict[str, Any]:
-        """Non-underscore-suffixed attributes to save (hook for subclasses)."""
-        return {}
-
-    def _params_for_save(self) -> dict[str, Any]:
-        """The parameters :meth:`save` writes (hook; default ``get_params(deep=False)``).
-
-        A subclass whose parameter cannot be written as JSON (e.g. an in-memory model)
-        returns a copy with a stand-in value; it never changes ``self``, so a save that
-        fails, or a thread using the model during a save, sees the real parameters.
-        """
-        return self.get_params(deep=False)
-
+    # -- persistence (the rest is in PersistenceMixin) -------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
         """Save the fitted model as a directory (JSON + safetensors, no pickle).
 
@@ -990,34 +790,7 @@ class Recommender(Component):
             The path written.
         """
         self._check_fitted()
-        attrs, arrays, vocabs, weights, nested = {}, {}, {}, {}, {}
-        torch = sys.modules.get("torch")
-        for name, value in sorted(vars(self).items()):
-            if not name.endswith("_") or name.startswith("_"):
-                continue
-            if isinstance(value, IdVocab):
-                vocabs[name] = value
-                attrs[name] = {"type": "vocab"}
-            elif sp.issparse(value):
-                a, arr = csr_to_arrays(name, value)
-                attrs[name], arrays = a, {**arrays, **arr}
-            elif isinstance(value, np.ndarray) and value.dtype != object:
-                arrays[name] = value
-                attrs[name] = {"type": "ndarray"}
-            elif torch is not None and isinstance(value, torch.nn.Module):
-                for k, t in value.state_dict().items():
-                    weights[f"{name}.{k}"] = t
-                attrs[name] = {"type": "module"}
-            elif torch is not None and isinstance(value, torch.Tensor):
-                arrays[name] = value.detach().cpu().numpy()
-                attrs[name] = {"type": "tensor"}
-            elif isinstance(value, Recommender):
-                nested[name] = value
-                attrs[name] = {"type": "recommender"}
-            elif isinstance(value, np.ndarray):
-                attrs[name] = {"type": "json_array", "value": value.tolist()}
-            else:
-                attrs[name] = {"type": "json", "value": value}
+        attrs, arrays, vocabs, weights, nested = fitted_state(self)
         class_name = _class_name(type(self))
         with atomic_directory(path, overwrite=overwrite) as tmp:
             for name, sub in nested.items():
@@ -1060,245 +833,6 @@ class Recommender(Component):
             raise ModelFormatError(
                 f"cannot load the model in {str(path)!r}: {type(exc).__name__}: {exc}"
             ) from exc
-
-    @classmethod
-    def _load_checked(cls, d: dict, path) -> Recommender:
-        meta = d["meta"]
-        where = repr(str(d["path"] / "maasrec.json"))
-        klass = resolve_class(meta.get("class"))
-        if not (isinstance(klass, type) and issubclass(klass, cls)):
-            raise ModelFormatError(
-                f"{str(path)!r} holds a {meta.get('class')}, which is not a {cls.__name__}"
-            )
-        try:
-            model = klass(**_params_from_json(meta.get("params", {})))
-        except (TypeError, ValueError) as exc:
-            raise ModelFormatError(f"cannot rebuild {meta.get('class')} from saved params: {exc}") from exc
-        try:
-            model._validate_saved_params()
-        except (DataError, TypeError, ValueError) as exc:
-            raise ModelFormatError(f"{where}: saved params of {meta.get('class')} are invalid: "
-                                   f"{exc}") from exc
-        modules = []
-        attributes = meta.get("attributes", {})
-        if not isinstance(attributes, dict):
-            raise ModelFormatError(f"attributes in {str(path)!r} is not a JSON object")
-        for name, a in attributes.items():
-            if not (isinstance(name, str) and _ATTR_NAME.fullmatch(name)):
-                raise ModelFormatError(
-                    f"attribute name {name!r} in {str(path)!r} is not a fitted-attribute name "
-                    f"(an identifier ending in '_')"
-                )
-            kind = a.get("type") if isinstance(a, dict) else None
-            if kind == "vocab":
-                value = d["vocabs"].get(name)
-                if value is None:
-                    raise ModelFormatError(f"vocabulary {name!r} missing from {str(path)!r}")
-            elif kind == "csr":
-                value = csr_from_arrays(name, a, d["arrays"])
-            elif kind in ("ndarray", "tensor"):
-                if name not in d["arrays"]:
-                    raise ModelFormatError(f"array {name!r} missing from {str(path)!r}")
-                value = d["arrays"][name]
-                if kind == "tensor":
-                    import torch
-
-                    value = torch.from_numpy(np.array(value))
-            elif kind == "json":
-                value = a.get("value")
-            elif kind == "json_array":
-                value = np.asarray(a.get("value"), dtype=object)
-            elif kind == "recommender":
-                value = Recommender.load(d["path"] / name)
-            elif kind == "module":
-                modules.append(name)
-                continue
-            else:
-                raise ModelFormatError(f"attribute {name!r} has unknown type {kind!r}")
-            setattr(model, name, value)
-        model._load_where = where
-        model._check_base_attributes(where)
-        extra_state = meta.get("extra_state", {})
-        if not isinstance(extra_state, dict):
-            raise ModelFormatError(f"{where}: extra_state {extra_state!r} is not a JSON object")
-        model._set_extra_state(extra_state)
-        model._check_loaded()  # the class's own arrays, before anything is built from them
-        model._load_extra_files(d["path"])
-        if modules:
-            model._load_modules(modules, d["weights_path"])
-        model._pop_cache = None
-        model._check_loaded_retriever()
-        return model
-
-    def _check_loaded_retriever(self) -> None:
-        """A loaded faiss index must match the model's item vectors (count and width)."""
-        ret = getattr(self, "_retriever", None)
-        if ret is None:
-            return
-        vectors = self._item_vectors()
-        where = getattr(self, "_load_where", "the model directory")
-        if vectors is None:
-            raise ModelFormatError(f"{where}: a retriever is saved with a "
-                                   f"{type(self).__name__}, which has no item vectors")
-        n, d = np.shape(vectors)
-        if (ret.index_.ntotal, ret.index_.d) != (n, d) or (ret.n_items_, ret.dim_) != (n, d):
-            raise ModelFormatError(
-                f"{where}: the saved faiss index holds {ret.index_.ntotal} x {ret.index_.d} "
-                f"vectors, but the model has {n} items of width {d}")
-
-    def _validate_saved_params(self) -> None:
-        """Check parameters read by ``load`` (hook; the default runs the checks ``fit`` runs:
-        :meth:`_check_standard_params`, then :meth:`_validate_params`)."""
-        self._check_standard_params()
-        self._validate_params()
-
-    def _check_base_attributes(self, where: str) -> None:
-        """Types and shapes of the fitted attributes every recommender has (after load)."""
-        from ._loadcheck import check_dense
-
-        for name in ("user_vocab_", "item_vocab_"):
-            vocab = getattr(self, name, None)
-            if not isinstance(vocab, IdVocab):
-                raise ModelFormatError(f"{where}: the fitted vocabulary {name!r} is missing")
-            if vocab.ids.dtype == object:  # ids must be what save can write and index reads
-                bad = next((x for x in vocab.ids if not isinstance(x, (str, float, bool, int))
-                            or (isinstance(x, int) and not -2**63 <= x < 2**63)), None)
-                if bad is not None:
-                    raise ModelFormatError(f"{where}: {name} holds the id {bad!r}, which is "
-                                           f"not a str, bool, float or 64-bit int")
-        seen = getattr(self, "seen_", None)
-        if not sp.issparse(seen):
-            raise ModelFormatError(f"{where}: the fitted matrix 'seen_' is missing or not "
-                                   f"sparse")
-        want = (len(self.user_vocab_), len(self.item_vocab_))
-        if tuple(seen.shape) != want:
-            raise ModelFormatError(
-                f"{where}: 'seen_' has shape {tuple(seen.shape)}, but the vocabularies hold "
-                f"{want[0]} users and {want[1]} items"
-            )
-        check_dense(where, "seen_.data", seen.data, ndim=1, kind="f")
-        if seen.dtype != np.float32:  # fit always writes float32 values
-            self.seen_ = seen.astype(np.float32)
-
-    def _loaded_float(self, name: str, shape: tuple, *, finite: bool = True) -> np.ndarray:
-        """Check the loaded float array attribute ``name`` (shape, finite), as float32.
-
-        For :meth:`_check_loaded`: ``shape`` entries may be None (any length).
-        """
-        from ._loadcheck import check_dense
-
-        where = getattr(self, "_load_where", "the model directory")
-        a = getattr(self, name, None)
-        if not isinstance(a, np.ndarray):
-            raise ModelFormatError(f"{where}: fitted array {name!r} is missing or not an "
-                                   f"array ({type(a).__name__})")
-        check_dense(where, name, a, shape=shape, kind="f", finite=finite)
-        if a.dtype != np.float32 or not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a, dtype=np.float32)
-            setattr(self, name, a)
-        return a
-
-    def _check_loaded(self) -> None:
-        """Check the class's own fitted state against the vocabularies after ``load``.
-
-        Hook for subclasses (the base checks vocabularies and ``seen_`` itself): raise
-        :class:`~maasrec.exceptions.ModelFormatError` naming the attribute when an array
-        has the wrong shape or dtype, a non-finite value, or an index out of bounds.
-        Every integer array that will index anything must be bounds-checked here.
-        """
-
-    def _set_extra_state(self, state: dict) -> None:
-        """Restore what :meth:`_extra_state` saved (hook for subclasses)."""
-
-    def _save_extra_files(self, tmp) -> None:
-        """Write files that are neither JSON nor safetensors into the model's temporary
-        directory ``tmp`` (hook; the base writes the attached retriever's faiss index to
-        ``retriever/``). Subclasses extending it call ``super()``."""
-        if getattr(self, "_retriever", None) is not None:
-            self._retriever.save(os.path.join(tmp, "retriever"))
-
-    def _load_extra_files(self, path) -> None:
-        """Read what :meth:`_save_extra_files` wrote (hook)."""
-        folder = os.path.join(path, "retriever")
-        self._retriever = FaissRetriever.load(folder) if os.path.isdir(folder) else None
-
-    def _load_modules(self, names: list[str], weights_path) -> None:
-        """Rebuild torch modules from params and restored attributes, then load weights."""
-        from safetensors.torch import load_file
-
-        from ._loadcheck import check_state_finite
-
-        if not os.path.isfile(weights_path):
-            raise ModelFormatError(f"weights file {str(weights_path)!r} is missing")
-        try:
-            state = load_file(str(weights_path))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelFormatError(f"cannot read {str(weights_path)!r}: {exc}") from exc
-        check_state_finite(repr(str(weights_path)), state)
-        # the modules are rebuilt from JSON attributes before their weights are loaded:
-        # crafted sizes must not allocate more than the weights file can fill
-        budget = 2 * sum(int(t.numel()) for t in state.values()) + 2**22
-        with _allocation_budget(budget, str(weights_path)):
-            built = self._build_modules()
-        missing = sorted(set(built) - set(names))
-        if missing:
-            raise ModelFormatError(f"{str(weights_path)!r}: the saved attributes name no "
-                                   f"weights for the modules {missing}")
-        for name in names:
-            if name not in built:
-                raise ModelFormatError(f"{type(self).__name__} cannot rebuild module {name!r}")
-            module = built[name]
-            prefix = f"{name}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            try:
-                module.load_state_dict(sub, strict=True)
-            except RuntimeError as exc:
-                raise ModelFormatError(f"weights of {name!r} do not fit the model: {exc}") from exc
-            module.eval()
-            setattr(self, name, module)
-
-    def _build_modules(self) -> dict:
-        """Return freshly built torch modules by attribute name (neural models)."""
-        return {}
-
-
-class _allocation_budget:
-    """Refuse parameters and buffers beyond ``budget`` elements registered by this thread.
-
-    Module constructors allocate a tensor (lazily, untouched) and then register it; the
-    global registration hooks count the elements and raise before the memory is written.
-    """
-
-    def __init__(self, budget: int, where: str):
-        self.budget, self.where, self.used = budget, where, 0
-        self.handles: list = []
-
-    def _hook(self, module, name, tensor):
-        import threading
-
-        if tensor is None or threading.get_ident() != self.thread:
-            return None
-        self.used += int(tensor.numel())
-        if self.used > self.budget:
-            raise ModelFormatError(
-                f"the modules described next to {self.where!r} need more than {self.budget} "
-                f"weights, more than the file holds: the saved sizes are corrupt"
-            )
-        return None
-
-    def __enter__(self):
-        import threading
-
-        from torch.nn.modules import module as _m
-
-        self.thread = threading.get_ident()
-        self.handles = [_m.register_module_parameter_registration_hook(self._hook),
-                        _m.register_module_buffer_registration_hook(self._hook)]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def _check_k_named(name: str, value) -> int:
