@@ -365,6 +365,31 @@ def test_frames_and_cold_start(data):
             evaluate(model, train, pd.DataFrame({"user": [-5], "item": [-6]}))
 
 
+def test_warnings_point_at_the_caller(data):
+    """Every warning of evaluate/evaluate_lists names the caller's line (stacklevel)."""
+    full, train, test = data
+    model = random_model(full)
+    cold = pd.concat([test.to_pandas(), pd.DataFrame({"user": [999_999], "item": [777_777]})])
+    lists = pd.DataFrame({"user": [1, 2], "item": ["a", "b"]})
+    calls = [
+        (ColdStartWarning, lambda: evaluate(model, train, cold, k=5, n_bootstrap=0)),
+        (ColdStartWarning, lambda: evaluate(model, train, test, k=5, n_bootstrap=0,
+                                            users=[full.user_vocab.ids[0], "nobody"])),
+        (MaasrecWarning, lambda: evaluate_lists([["a"]], [1], lists, k=1, metrics=["hit"],
+                                                n_bootstrap=0)),
+        (MaasrecWarning, lambda: evaluate_lists([[10]], [1], lists, k=1, metrics=["hit"],
+                                                n_bootstrap=0)),
+    ]
+    for category, call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        mine = [w for w in caught if issubclass(w.category, category)]
+        assert mine, category
+        for w in mine:
+            assert w.filename == __file__, (str(w.message), w.filename)
+
+
 def test_users_subset(data):
     full, train, test = data
     model = random_model(full)

@@ -13,6 +13,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -617,6 +618,144 @@ def _vectors_from(item_vectors: Any, iv: IdVocab, train_items_by_user: sp.csr_ma
 # ---------------------------------------------------------------------------
 # evaluate
 # ---------------------------------------------------------------------------
+@dataclass
+class _Targets:
+    """What :func:`evaluate` ranks against, on the model's vocabularies."""
+
+    train: Interactions  #: train rows the model knows
+    seen: sp.csr_matrix  #: binary train (+ exclude) items per user: never ranked
+    test: sp.csr_matrix  #: binary test items per user
+    rel: sp.csr_matrix  #: relevant items: test minus seen
+    users: np.ndarray  #: indices of the users evaluated (each has a relevant item)
+    n_rel: np.ndarray  #: relevant items of each evaluated user
+
+
+def _evaluate_spec(model: Any, metrics: Any, ks: tuple[int, ...], protocol: str
+                   ) -> tuple[list, IdVocab, IdVocab, bool]:
+    """The metrics to compute, the model's vocabularies, and whether it ranks only."""
+    default = DEFAULT_METRICS if protocol == "full" else tuple(
+        m for m in DEFAULT_METRICS if m not in _BEYOND)
+    spec = _parse_metrics(metrics, ks, default, METRICS)
+    uv, iv = _model_vocabs(model)
+    ranks_only = _ranks_only(model)
+    if ranks_only and any(b == "auc" for b, _ in spec):
+        if metrics is not None:
+            raise DataError(
+                f"'auc' needs a score for every item, but {type(model).__name__} ranks only its "
+                f"first stage's candidates (scores_all_items=False); ask for ranking metrics "
+                f"at cut-offs up to its n_candidates")
+        spec = [(b, kk) for b, kk in spec if b != "auc"]  # not in the default for such models
+    return spec, uv, iv, ranks_only
+
+
+def _aligned_parts(model: Any, uv: IdVocab, iv: IdVocab, train: Any, test: Any, exclude: Any,
+                   counts: dict[str, int]) -> tuple[Interactions, sp.csr_matrix, sp.csr_matrix]:
+    """Train, seen (train + exclude, binary) and test (binary) on the model's vocabularies.
+
+    Counts the rows left out; warns (at :func:`evaluate`'s caller, through
+    :func:`_evaluation_targets`) about unknown test rows.
+    """
+    train_a, tu, ti = _align(train, uv, iv, "train")
+    counts["train_rows_unknown"] = tu + ti
+    test_a, su, si = _align(test, uv, iv, "test")
+    counts["test_rows_unknown_user"] = su
+    counts["test_rows_unknown_item"] = si
+    if su or si:
+        warnings.warn(
+            f"{su} test row(s) with a user and {si} with an item unknown to "
+            f"{type(model).__name__} are left out of the evaluation (cold start; see "
+            f"result.counts)",
+            ColdStartWarning, stacklevel=4,  # evaluate -> _evaluation_targets -> here
+        )
+    if test_a.nnz == 0:
+        raise DataError(
+            f"no test row has a user and an item known to {type(model).__name__} "
+            f"(model ids look like {uv.ids[:3].tolist()} / {iv.ids[:3].tolist()})"
+        )
+    seen = _binary(train_a)
+    n_excl_unknown = 0
+    if exclude is not None:
+        parts = exclude if isinstance(exclude, (list, tuple)) else [exclude]
+        for part in parts:
+            ex_a, eu, ei = _align(part, uv, iv, "exclude")
+            n_excl_unknown += eu + ei
+            seen = _union(seen, _binary(ex_a))
+    counts["exclude_rows_unknown"] = n_excl_unknown
+    return train_a, seen, _binary(test_a)
+
+
+def _evaluation_targets(model: Any, uv: IdVocab, iv: IdVocab, train: Any, test: Any,
+                        exclude: Any, users: Any, counts: dict[str, int]) -> _Targets:
+    """The relevant items and the users to evaluate (warnings point at evaluate's caller)."""
+    train_a, seen, test_bin = _aligned_parts(model, uv, iv, train, test, exclude, counts)
+    rel = _minus(test_bin, seen)
+    counts["test_pairs_seen"] = int(test_bin.nnz - rel.nnz)
+    has_test = np.diff(test_bin.indptr) > 0
+    has_rel = np.diff(rel.indptr) > 0
+    if users is not None:
+        req = uv.index(users, unknown="ignore")
+        counts["users_requested_unknown"] = int((req < 0).sum())
+        if counts["users_requested_unknown"]:
+            warnings.warn(
+                f"{counts['users_requested_unknown']} of the requested users are unknown to "
+                f"{type(model).__name__} and are skipped", ColdStartWarning, stacklevel=3,
+            )
+        mask = np.zeros(len(uv), dtype=bool)
+        mask[req[req >= 0]] = True
+        counts["users_requested_without_test"] = int((mask & ~has_test).sum())
+        has_test &= mask
+        has_rel &= mask
+    counts["users_no_relevant"] = int((has_test & ~has_rel).sum())
+    eval_users = np.flatnonzero(has_rel).astype(np.int64)
+    if len(eval_users) == 0:
+        raise DataError(
+            "no user has a relevant test item left to evaluate (test items the user has in "
+            "train/exclude are not relevant)"
+        )
+    n_rel = np.diff(rel.indptr)[eval_users].astype(np.int64)
+    return _Targets(train_a, seen, test_bin, rel, eval_users, n_rel)
+
+
+def _rank_targets(scorer: _Scorer, t: _Targets, *, protocol: str, ranks_only: bool, kmax: int,
+                  want_auc: bool, chunk: int, n_negatives: int, rng: np.random.Generator,
+                  show_progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Top-``kmax`` lists, their hits and the AUCs of every evaluated user, chunk by chunk."""
+    n_eval = len(t.users)
+    forbid = _union(t.seen, t.test) if protocol == "sampled" else None
+    rel_keys = _keys(t.rel)
+    top = np.empty((n_eval, kmax), dtype=np.int64)
+    hits = np.empty((n_eval, kmax), dtype=bool)
+    auc = np.empty(n_eval) if want_auc else None
+    logger.debug("evaluate: %d users in chunks of %d, %d items", n_eval, chunk, scorer.n_items)
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_eval, desc="evaluate", unit="user")
+    try:
+        for a in range(0, n_eval, chunk):
+            idx = t.users[a:a + chunk]
+            if ranks_only:
+                drawn = (_sampled_candidates(idx, forbid, t.rel, n_negatives, rng)
+                         if protocol == "sampled" else None)
+                t_, h_, a_ = _ranked_chunk(scorer, idx, t.seen, rel_keys, kmax, protocol, drawn)
+            elif protocol == "full":
+                t_, h_, a_ = _full_chunk(scorer, idx, t.seen, t.rel, rel_keys, kmax, want_auc)
+            else:
+                t_, h_, a_ = _sampled_chunk(scorer, idx, forbid, t.rel, n_negatives, rng,
+                                            kmax, want_auc)
+            top[a:a + len(idx)] = t_
+            hits[a:a + len(idx)] = h_
+            if auc is not None:
+                auc[a:a + len(idx)] = a_
+            if bar is not None:
+                bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+    return top, hits, auc
+
+
 def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20),
              metrics: str | Sequence[str] | None = None, *, protocol: str = "full",
              n_negatives: int = 99, exclude: Any = None, users: Any = None,
@@ -724,127 +863,36 @@ def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20
     if batch_size is not None:
         batch_size = _check_positive_int(batch_size, "batch_size")
     n_bootstrap, confidence = _check_bootstrap(n_bootstrap, 0.95)
-    default = DEFAULT_METRICS if protocol == "full" else tuple(
-        m for m in DEFAULT_METRICS if m not in _BEYOND)
-    spec = _parse_metrics(metrics, ks, default, METRICS)
-    uv, iv = _model_vocabs(model)
-    ranks_only = _ranks_only(model)
-    if ranks_only and any(b == "auc" for b, _ in spec):
-        if metrics is not None:
-            raise DataError(
-                f"'auc' needs a score for every item, but {type(model).__name__} ranks only its "
-                f"first stage's candidates (scores_all_items=False); ask for ranking metrics "
-                f"at cut-offs up to its n_candidates")
-        spec = [(b, kk) for b, kk in spec if b != "auc"]  # not in the default for such models
-    n_users_v, n_items = len(uv), len(iv)
+    spec, uv, iv, ranks_only = _evaluate_spec(model, metrics, ks, protocol)
+    n_items = len(iv)
     counts: dict[str, int] = {}
-
-    train_a, tu, ti = _align(train, uv, iv, "train")
-    counts["train_rows_unknown"] = tu + ti
-    test_a, su, si = _align(test, uv, iv, "test")
-    counts["test_rows_unknown_user"] = su
-    counts["test_rows_unknown_item"] = si
-    if su or si:
-        warnings.warn(
-            f"{su} test row(s) with a user and {si} with an item unknown to "
-            f"{type(model).__name__} are left out of the evaluation (cold start; see "
-            f"result.counts)",
-            ColdStartWarning, stacklevel=2,
-        )
-    if test_a.nnz == 0:
-        raise DataError(
-            f"no test row has a user and an item known to {type(model).__name__} "
-            f"(model ids look like {uv.ids[:3].tolist()} / {iv.ids[:3].tolist()})"
-        )
-    seen = _binary(train_a)
-    n_excl_unknown = 0
-    if exclude is not None:
-        parts = exclude if isinstance(exclude, (list, tuple)) else [exclude]
-        for part in parts:
-            ex_a, eu, ei = _align(part, uv, iv, "exclude")
-            n_excl_unknown += eu + ei
-            seen = _union(seen, _binary(ex_a))
-    counts["exclude_rows_unknown"] = n_excl_unknown
-    test_bin = _binary(test_a)
-    rel = _minus(test_bin, seen)
-    counts["test_pairs_seen"] = int(test_bin.nnz - rel.nnz)
-    has_test = np.diff(test_bin.indptr) > 0
-    has_rel = np.diff(rel.indptr) > 0
-    if users is not None:
-        req = uv.index(users, unknown="ignore")
-        counts["users_requested_unknown"] = int((req < 0).sum())
-        if counts["users_requested_unknown"]:
-            warnings.warn(
-                f"{counts['users_requested_unknown']} of the requested users are unknown to "
-                f"{type(model).__name__} and are skipped", ColdStartWarning, stacklevel=2,
-            )
-        mask = np.zeros(n_users_v, dtype=bool)
-        mask[req[req >= 0]] = True
-        counts["users_requested_without_test"] = int((mask & ~has_test).sum())
-        has_test &= mask
-        has_rel &= mask
-    counts["users_no_relevant"] = int((has_test & ~has_rel).sum())
-    eval_users = np.flatnonzero(has_rel).astype(np.int64)
-    n_eval = len(eval_users)
-    if n_eval == 0:
-        raise DataError(
-            "no user has a relevant test item left to evaluate (test items the user has in "
-            "train/exclude are not relevant)"
-        )
-    n_rel = np.diff(rel.indptr)[eval_users].astype(np.int64)
+    targets = _evaluation_targets(model, uv, iv, train, test, exclude, users, counts)
+    n_eval = len(targets.users)
     # lists never hold more than n_items entries; larger cut-offs see empty slots
     kmax = min(n_items, max([k for _, k in spec if k is not None], default=1))
     want_auc = any(b == "auc" for b, _ in spec)
     chunk = batch_size or max(1, DEFAULT_MEMORY_BUDGET // (4 * n_items))
     rng = np.random.default_rng(random_state)
     sample_rng, boot_rng = rng.spawn(2)
-    forbid = _union(seen, test_bin) if protocol == "sampled" else None
-    rel_keys = _keys(rel)
     scorer = _Scorer(model, uv, n_items)
-    top = np.empty((n_eval, kmax), dtype=np.int64)
-    hits = np.empty((n_eval, kmax), dtype=bool)
-    auc = np.empty(n_eval) if want_auc else None
-    logger.debug("evaluate: %d users in chunks of %d, %d items", n_eval, chunk, n_items)
-    bar = None
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_eval, desc="evaluate", unit="user")
-    try:
-        for a in range(0, n_eval, chunk):
-            idx = eval_users[a:a + chunk]
-            if ranks_only:
-                drawn = (_sampled_candidates(idx, forbid, rel, n_negatives, sample_rng)
-                         if protocol == "sampled" else None)
-                t_, h_, a_ = _ranked_chunk(scorer, idx, seen, rel_keys, kmax, protocol, drawn)
-            elif protocol == "full":
-                t_, h_, a_ = _full_chunk(scorer, idx, seen, rel, rel_keys, kmax, want_auc)
-            else:
-                t_, h_, a_ = _sampled_chunk(scorer, idx, forbid, rel, n_negatives, sample_rng,
-                                            kmax, want_auc)
-            top[a:a + len(idx)] = t_
-            hits[a:a + len(idx)] = h_
-            if auc is not None:
-                auc[a:a + len(idx)] = a_
-            if bar is not None:
-                bar.update(len(idx))
-    finally:
-        if bar is not None:
-            bar.close()
+    top, hits, auc = _rank_targets(
+        scorer, targets, protocol=protocol, ranks_only=ranks_only, kmax=kmax,
+        want_auc=want_auc, chunk=chunk, n_negatives=n_negatives, rng=sample_rng,
+        show_progress=show_progress)
 
     def popularity() -> np.ndarray:
-        return item_popularity(_binary(train_a), n_items)
+        return item_popularity(_binary(targets.train), n_items)
 
     def vectors() -> Any:
-        return _vectors_from(item_vectors, iv, _binary(train_a), top)
+        return _vectors_from(item_vectors, iv, _binary(targets.train), top)
 
-    values, per_user, ci = _score(spec, top, hits, n_rel, auc, n_items, popularity, vectors,
-                                  n_bootstrap, confidence, boot_rng)
+    values, per_user, ci = _score(spec, top, hits, targets.n_rel, auc, n_items, popularity,
+                                  vectors, n_bootstrap, confidence, boot_rng)
     elapsed = time.perf_counter() - t0
     logger.info("evaluate: %d users, %s protocol, %.2fs (%.2fs scoring)", n_eval, protocol,
                 elapsed, scorer.seconds)
     return EvaluationResult(
-        values, per_user, uv.ids[eval_users], ci, protocol=protocol, k=ks, n_users=n_eval,
+        values, per_user, uv.ids[targets.users], ci, protocol=protocol, k=ks, n_users=n_eval,
         n_items=n_items, n_negatives=n_negatives if protocol == "sampled" else None,
         counts=counts, elapsed=elapsed, scoring_time=scorer.seconds, n_bootstrap=n_bootstrap,
         confidence=confidence, model=type(model).__name__,
@@ -878,6 +926,102 @@ def _split_recommended(recommended: Any) -> tuple[np.ndarray, np.ndarray | None]
     else:
         raise DataError(f"recommended must be a 2-d array or a list of lists, got {recommended!r}")
     return ids, scores
+
+
+def _lists_metrics(metrics: Any, ks: tuple[int, ...], train: Any, item_vectors: Any) -> list:
+    """The metrics :func:`evaluate_lists` computes (no ``auc``; what needs train checked)."""
+    default = tuple(m for m in DEFAULT_METRICS if m != "auc" and (train is not None
+                                                                   or m != "novelty"))
+    spec = _parse_metrics(metrics, ks, default, _PER_K)
+    if train is None and any(b == "novelty" for b, _ in spec):
+        raise DataError("novelty needs train= (item popularity among training users)")
+    if train is None and item_vectors is None and any(b == "diversity" for b, _ in spec):
+        raise DataError("diversity needs item_vectors=, or train= for co-occurrence vectors")
+    return spec
+
+
+def _lists_vocabs(rec_ids: np.ndarray, user_vocab: IdVocab, test_i: Interactions,
+                  train_i: Interactions | None) -> tuple[IdVocab, IdVocab]:
+    """User and item vocabularies covering the lists, test and train (in that order).
+
+    Warns (at :func:`evaluate_lists`' caller) when no recommended id occurs in the data.
+    """
+    iv = train_i.item_vocab if train_i is not None else test_i.item_vocab
+    if train_i is not None:
+        iv = iv.extend(test_i.item_vocab.ids)
+    if len(rec_ids) and not (iv.index(rec_ids, unknown="ignore") >= 0).any():
+        warnings.warn(
+            f"none of the recommended item ids (e.g. {rec_ids[:3].tolist()}) occurs in "
+            f"{'train or ' if train_i is not None else ''}test (ids like "
+            f"{iv.ids[:3].tolist()}); do the id types match?",
+            MaasrecWarning, stacklevel=3,
+        )
+    iv = iv.extend(pd.unique(pd.Series(rec_ids, dtype=object)) if rec_ids.dtype == object
+                   else pd.unique(rec_ids))
+    uv = user_vocab.extend(test_i.user_vocab.ids)
+    if train_i is not None:
+        uv = uv.extend(train_i.user_vocab.ids)
+    return uv, iv
+
+
+def _lists_matrix(ids: np.ndarray, pad: np.ndarray, iv: IdVocab, spec: list) -> np.ndarray:
+    """The lists as item indices ``[n_lists, kmax]``: repeats and padding -> -1."""
+    n_lists, width = ids.shape
+    top_all = np.full((n_lists, width), -1, dtype=np.int64)
+    top_all[~pad] = iv.index(ids[~pad])
+    top_all = dedupe_rows(top_all)
+    kmax = max(1, min(width, max(kk for _, kk in spec if kk is not None)))
+    if width >= kmax:
+        return top_all[:, :kmax]
+    return np.concatenate(
+        [top_all, np.full((n_lists, kmax - width), -1, dtype=np.int64)], axis=1)
+
+
+def _lists_n_items(n_items: Any, top_all: np.ndarray, iv: IdVocab) -> int:
+    """The catalogue size: given (at least the distinct items recommended), else ``len(iv)``."""
+    n_distinct_rec = int(np.unique(top_all[top_all >= 0]).size)
+    if n_items is None:
+        return len(iv)
+    n_items = _check_n_items(n_items)
+    if n_items < n_distinct_rec:
+        raise DataError(
+            f"n_items={n_items} is smaller than the {n_distinct_rec} distinct items "
+            f"recommended"
+        )
+    return n_items
+
+
+def _lists_targets(test_i: Interactions, train_i: Interactions | None, uv: IdVocab,
+                   iv: IdVocab, n_lists: int, counts: dict[str, int]
+                   ) -> tuple[sp.csr_matrix | None, sp.csr_matrix, np.ndarray]:
+    """Binary train, relevant items, and the lists (rows) with a relevant item.
+
+    Warns (at :func:`evaluate_lists`' caller) about test users without a list.
+    """
+    test_bin = _binary(test_i.with_vocab(uv, iv))
+    if train_i is not None:
+        train_bin = _binary(train_i.with_vocab(uv, iv))
+        rel = _minus(test_bin, train_bin)
+    else:
+        train_bin = None
+        rel = test_bin
+    counts["test_pairs_seen"] = int(test_bin.nnz - rel.nnz)
+    has_test = np.diff(test_bin.indptr) > 0
+    has_rel = np.diff(rel.indptr) > 0
+    counts["users_without_test"] = int((~has_test[:n_lists]).sum())
+    counts["users_no_relevant"] = int((has_test[:n_lists] & ~has_rel[:n_lists]).sum())
+    missing = int(has_rel[n_lists:].sum())
+    counts["test_users_without_list"] = missing
+    if missing:
+        warnings.warn(
+            f"{missing} test user(s) with relevant items have no recommendation list and are "
+            f"not evaluated; leaving them out flatters the result",
+            MaasrecWarning, stacklevel=3,
+        )
+    rows = np.flatnonzero(has_rel[:n_lists]).astype(np.int64)
+    if len(rows) == 0:
+        raise DataError("none of the given users has a relevant test item")
+    return train_bin, rel, rows
 
 
 def evaluate_lists(recommended: Any, users: Any, test: Any, *, train: Any = None,
@@ -942,14 +1086,7 @@ def evaluate_lists(recommended: Any, users: Any, test: Any, *, train: Any = None
     t0 = time.perf_counter()
     ks = check_ks(k)
     n_bootstrap, confidence = _check_bootstrap(n_bootstrap, 0.95)
-    allowed = _PER_K
-    default = tuple(m for m in DEFAULT_METRICS if m != "auc" and (train is not None
-                                                                   or m != "novelty"))
-    spec = _parse_metrics(metrics, ks, default, allowed)
-    if train is None and any(b == "novelty" for b, _ in spec):
-        raise DataError("novelty needs train= (item popularity among training users)")
-    if train is None and item_vectors is None and any(b == "diversity" for b, _ in spec):
-        raise DataError("diversity needs item_vectors=, or train= for co-occurrence vectors")
+    spec = _lists_metrics(metrics, ks, train, item_vectors)
     ids, scores = _split_recommended(recommended)
     user_vocab = IdVocab(users if not isinstance(users, (pd.Series, pd.Index)) else
                          users.to_numpy(), name="user")
@@ -961,67 +1098,11 @@ def evaluate_lists(recommended: Any, users: Any, test: Any, *, train: Any = None
     pad = is_pad(ids)
     if scores is not None:
         pad |= np.isneginf(scores)
-    iv = train_i.item_vocab if train_i is not None else test_i.item_vocab
-    if train_i is not None:
-        iv = iv.extend(test_i.item_vocab.ids)
-    rec_ids = ids[~pad]
-    if len(rec_ids) and not (iv.index(rec_ids, unknown="ignore") >= 0).any():
-        warnings.warn(
-            f"none of the recommended item ids (e.g. {rec_ids[:3].tolist()}) occurs in "
-            f"{'train or ' if train_i is not None else ''}test (ids like "
-            f"{iv.ids[:3].tolist()}); do the id types match?",
-            MaasrecWarning, stacklevel=2,
-        )
-    iv = iv.extend(pd.unique(pd.Series(rec_ids, dtype=object)) if rec_ids.dtype == object
-                   else pd.unique(rec_ids))
-    uv = user_vocab.extend(test_i.user_vocab.ids)
-    if train_i is not None:
-        uv = uv.extend(train_i.user_vocab.ids)
-    width = ids.shape[1]
-    top_all = np.full((n_lists, width), -1, dtype=np.int64)
-    top_all[~pad] = iv.index(rec_ids)
-    top_all = dedupe_rows(top_all)
-    kmax = max(1, min(width, max(kk for _, kk in spec if kk is not None)))
-    if width >= kmax:
-        top_all = top_all[:, :kmax]
-    else:
-        top_all = np.concatenate(
-            [top_all, np.full((n_lists, kmax - width), -1, dtype=np.int64)], axis=1)
-    n_distinct_rec = int(np.unique(top_all[top_all >= 0]).size)
-    if n_items is None:
-        n_items = len(iv)
-    else:
-        n_items = _check_n_items(n_items)
-        if n_items < n_distinct_rec:
-            raise DataError(
-                f"n_items={n_items} is smaller than the {n_distinct_rec} distinct items "
-                f"recommended"
-            )
-    test_a = test_i.with_vocab(uv, iv)
-    test_bin = _binary(test_a)
+    uv, iv = _lists_vocabs(ids[~pad], user_vocab, test_i, train_i)
+    top_all = _lists_matrix(ids, pad, iv, spec)
+    n_items = _lists_n_items(n_items, top_all, iv)
     counts: dict[str, int] = {}
-    if train_i is not None:
-        train_bin = _binary(train_i.with_vocab(uv, iv))
-        rel = _minus(test_bin, train_bin)
-    else:
-        train_bin = None
-        rel = test_bin
-    counts["test_pairs_seen"] = int(test_bin.nnz - rel.nnz)
-    has_test = np.diff(test_bin.indptr) > 0
-    has_rel = np.diff(rel.indptr) > 0
-    counts["users_without_test"] = int((~has_test[:n_lists]).sum())
-    counts["users_no_relevant"] = int((has_test[:n_lists] & ~has_rel[:n_lists]).sum())
-    missing = int(has_rel[n_lists:].sum())
-    counts["test_users_without_list"] = missing
-    if missing:
-        warnings.warn(
-            f"{missing} test user(s) with relevant items have no recommendation list and are "
-            f"not evaluated; leaving them out flatters the result",
-            MaasrecWarning, stacklevel=2,
-        )
-    rows = np.flatnonzero(has_rel[:n_lists]).astype(np.int64)
-    if len(rows) == 0:
-        raise DataError("none of the given users has a relevant test item")
+    train_bin, rel, rows = _lists_targets(test_i, train_i, uv, iv, n_lists, counts)
     top = top_all[rows]
     n_rel = np.diff(rel.indptr)[rows].astype(np.int64)
     hits = lookup_hits(rows, top, _keys(rel), len(iv))
