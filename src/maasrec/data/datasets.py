@@ -756,9 +756,30 @@ def make_synthetic(n_users: int = 1000, n_items: int = 500, density: float = 0.0
     n_items = check_int("n_items", n_items, low=1)
     n_factors = check_int("n_factors", n_factors, low=1, high=n_items)
     density = check_number("density", density, low=0.0, high=0.5, low_inclusive=False)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # one stream, drawn in this order by the steps below
     K = n_factors
+    item_cluster, pop, theta, target = _planted_structure(rng, n_users, n_items, K, density)
+    users, items = _sample_interactions(rng, item_cluster, pop, theta, target)
+    ts = None
+    if with_timestamps:
+        users, items, ts = _synthetic_timestamps(rng, users, items)
+    X = Interactions(users, items, IdVocab(np.arange(n_users), name="user"),
+                     IdVocab(np.arange(n_items), name="item"), None, ts, _sorted=True)
+    cluster_words, feats = _synthetic_text(rng, X.item_vocab, item_cluster, K, with_text)
+    desc = (f"Synthetic implicit feedback: {X.nnz:,} interactions of {n_users:,} users with "
+            f"{n_items:,} items in {K} planted clusters (user preferences Dirichlet(0.3), "
+            f"log-normal item popularity and user activity); density {X.nnz / (n_users * n_items):.4f}"
+            + ("; item text from cluster-specific words" if with_text else "")
+            + ("; uniform random timestamps over 2020" if with_timestamps else "") + ".")
+    meta = {"item_cluster": item_cluster, "user_factors": theta, "item_popularity": pop,
+            "cluster_words": cluster_words, "seed": seed if isinstance(seed, int) else None}
+    return Dataset("synthetic", X, feats, None, desc, "Generated data: no restrictions (CC0).",
+                   item_titles=None, source="generated", metadata=meta)
 
+
+def _planted_structure(rng: np.random.Generator, n_users: int, n_items: int, K: int,
+                       density: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Item clusters and popularity, user preferences ``theta`` and interaction counts."""
     item_cluster = rng.permutation(np.arange(n_items) % K)
     pop = rng.lognormal(0.0, 1.0, size=n_items)
     theta = rng.dirichlet(np.full(K, 0.3), size=n_users)
@@ -766,7 +787,18 @@ def make_synthetic(n_users: int = 1000, n_items: int = 500, density: float = 0.0
     max_per_user = max(1, n_items // 2)
     target = np.clip(np.round(activity / activity.mean() * density * n_items), 1,
                      max_per_user).astype(np.int64)
+    return item_cluster, pop, theta, target
 
+
+def _sample_interactions(rng: np.random.Generator, item_cluster: np.ndarray, pop: np.ndarray,
+                         theta: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, item) pairs, ``target[u]`` per user at most, sorted by user then item.
+
+    Each draw picks a cluster ``k ~ theta_u``, then an item of ``k`` in proportion to its
+    popularity; repeats are merged and the shortfall re-drawn (four rounds at most).
+    """
+    n_users, K = theta.shape
+    n_items = len(item_cluster)
     # per-user cluster CDFs, shifted by the user index; per-cluster item CDFs, by cluster
     user_cdf = (np.cumsum(theta, axis=1) + np.arange(n_users)[:, None]).ravel()
     user_cdf[K - 1::K] = np.arange(1, n_users + 1)  # exact right edges
@@ -798,37 +830,35 @@ def make_synthetic(n_users: int = 1000, n_items: int = 500, density: float = 0.0
         need = np.maximum(target - have, 0)
         if not need.any():
             break
-    users = keys // n_items  # each round draws only the shortfall: never above target
-    items = keys % n_items
-    ts = None
-    if with_timestamps:
-        offset = rng.integers(0, 365 * 86_400, size=len(users))  # < 2**25
-        # the order Interactions keeps (user, time, then input order), by one int64 sort
-        order = np.argsort((users << 25) | offset, kind="stable")
-        users, items, ts = users[order], items[order], 1_577_836_800 + offset[order]
-    X = Interactions(users, items, IdVocab(np.arange(n_users), name="user"),
-                     IdVocab(np.arange(n_items), name="item"), None, ts, _sorted=True)
+    # each round draws only the shortfall: never above target
+    return keys // n_items, keys % n_items
 
+
+def _synthetic_timestamps(rng: np.random.Generator, users: np.ndarray, items: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uniform unix-second times over 2020; rows reordered as Interactions keeps them."""
+    offset = rng.integers(0, 365 * 86_400, size=len(users))  # < 2**25
+    # the order Interactions keeps (user, time, then input order), by one int64 sort
+    order = np.argsort((users << 25) | offset, kind="stable")
+    return users[order], items[order], 1_577_836_800 + offset[order]
+
+
+def _synthetic_text(rng: np.random.Generator, item_vocab: IdVocab, item_cluster: np.ndarray,
+                    K: int, with_text: bool) -> tuple[np.ndarray, ItemFeatures | None]:
+    """Each cluster's 12 words and, with ``with_text``, 7-word item texts (5 from the
+    item's cluster, 2 shared, shuffled)."""
+    n_items = len(item_cluster)
     words_per_cluster, n_shared = 12, 30
     vocab_words = _pseudo_words(K * words_per_cluster + n_shared, rng)
     cluster_words = np.asarray(vocab_words[:K * words_per_cluster], dtype=object).reshape(
         K, words_per_cluster)
     shared = np.asarray(vocab_words[K * words_per_cluster:], dtype=object)
-    feats = None
-    if with_text:
-        cw = cluster_words[item_cluster[:, None], rng.integers(0, words_per_cluster, (n_items, 5))]
-        sw = shared[rng.integers(0, n_shared, (n_items, 2))]
-        allw = np.concatenate([cw, sw], axis=1)
-        order = np.argsort(rng.random(allw.shape), axis=1)
-        allw = np.take_along_axis(allw, order, axis=1)
-        feats = ItemFeatures(X.item_vocab, text=[" ".join(row) for row in allw])
-    desc = (f"Synthetic implicit feedback: {X.nnz:,} interactions of {n_users:,} users with "
-            f"{n_items:,} items in {K} planted clusters (user preferences Dirichlet(0.3), "
-            f"log-normal item popularity and user activity); density {X.nnz / (n_users * n_items):.4f}"
-            + ("; item text from cluster-specific words" if with_text else "")
-            + ("; uniform random timestamps over 2020" if with_timestamps else "") + ".")
-    meta = {"item_cluster": item_cluster, "user_factors": theta, "item_popularity": pop,
-            "cluster_words": cluster_words, "seed": seed if isinstance(seed, int) else None}
-    return Dataset("synthetic", X, feats, None, desc, "Generated data: no restrictions (CC0).",
-                   item_titles=None, source="generated", metadata=meta)
+    if not with_text:
+        return cluster_words, None
+    cw = cluster_words[item_cluster[:, None], rng.integers(0, words_per_cluster, (n_items, 5))]
+    sw = shared[rng.integers(0, n_shared, (n_items, 2))]
+    allw = np.concatenate([cw, sw], axis=1)
+    order = np.argsort(rng.random(allw.shape), axis=1)
+    allw = np.take_along_axis(allw, order, axis=1)
+    return cluster_words, ItemFeatures(item_vocab, text=[" ".join(row) for row in allw])
 

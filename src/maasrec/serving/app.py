@@ -510,6 +510,42 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
                         max_k=max_k, max_users=max_users, max_pairs=max_pairs,
                         max_body_bytes=max_body_bytes, model_threads=model_threads,
                         max_results=max_results)
+    app = FastAPI(
+        title="maasrec",
+        version=__version__,
+        summary="Recommendations from a saved maasrec model",
+        description=(
+            "Raw ids are JSON integers or strings, matched to the model's id kind ('1' and 1 "
+            "are the same id for a model with integer ids). Per-user lists may be shorter "
+            "than k: padding is dropped. Authenticate with 'Authorization: Bearer <key>' or "
+            "'X-API-Key: <key>' when the server has keys."),
+        lifespan=_lifespan(rt, handle_signals),
+    )
+    app.state.maasrec = rt
+    app.add_middleware(_ServingMiddleware, runtime=rt)
+    security = []
+    if checker.enabled:  # documented in OpenAPI; enforced by the middleware
+        security = [Security(HTTPBearer(auto_error=False, description="API key as a bearer "
+                                                                      "token")),
+                    Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
+    _add_error_handlers(app, rt)
+    _add_model_routes(app, rt, request_models(max_k=max_k, max_users=max_users,
+                                              max_pairs=max_pairs), security)
+    _add_ops_routes(app, rt, security)
+    return app
+
+
+#: The error answers the endpoints document in OpenAPI.
+_ERRORS = {400: {"model": ErrorResponse, "description": "Malformed HTTP request (e.g. an "
+                                                        "invalid Content-Length)"},
+           401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+           404: {"model": ErrorResponse, "description": "Unknown user or item id"},
+           413: {"model": ErrorResponse, "description": "Request body too large"},
+           422: {"model": ErrorResponse, "description": "Invalid input or limits exceeded"}}
+
+
+def _lifespan(rt: ServingRuntime, handle_signals: bool):
+    """The app's lifespan: SIGHUP reloads (if asked), start, then drain on shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -531,35 +567,12 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
             await rt.stop()
             logger.info("maasrec serving stopped")
 
-    app = FastAPI(
-        title="maasrec",
-        version=__version__,
-        summary="Recommendations from a saved maasrec model",
-        description=(
-            "Raw ids are JSON integers or strings, matched to the model's id kind ('1' and 1 "
-            "are the same id for a model with integer ids). Per-user lists may be shorter "
-            "than k: padding is dropped. Authenticate with 'Authorization: Bearer <key>' or "
-            "'X-API-Key: <key>' when the server has keys."),
-        lifespan=lifespan,
-    )
-    app.state.maasrec = rt
-    app.add_middleware(_ServingMiddleware, runtime=rt)
-    RecommendRequest, SimilarItemsRequest, ScoreRequest = request_models(
-        max_k=max_k, max_users=max_users, max_pairs=max_pairs)
+    return lifespan
 
-    security = []
-    if checker.enabled:  # documented in OpenAPI; enforced by the middleware
-        security = [Security(HTTPBearer(auto_error=False, description="API key as a bearer "
-                                                                      "token")),
-                    Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
-    errors = {400: {"model": ErrorResponse, "description": "Malformed HTTP request (e.g. an "
-                                                           "invalid Content-Length)"},
-              401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
-              404: {"model": ErrorResponse, "description": "Unknown user or item id"},
-              413: {"model": ErrorResponse, "description": "Request body too large"},
-              422: {"model": ErrorResponse, "description": "Invalid input or limits exceeded"}}
 
-    # -- error mapping ------------------------------------------------------
+def _add_error_handlers(app: FastAPI, rt: ServingRuntime) -> None:
+    """Map every error to a JSON ``{"error", "detail", ...}`` answer, counted in metrics."""
+
     def _error(request: Request, status: int, error: str, detail: str,
                headers: dict | None = None, **extra) -> Response:
         rt.metrics.errors.labels(endpoint=_endpoint(request.url.path), error=error).inc()
@@ -614,7 +627,12 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
         return _error(request, 500, "InternalError",
                       f"internal server error ({type(exc).__name__}); see the server log")
 
-    # -- endpoints ----------------------------------------------------------
+
+def _add_model_routes(app: FastAPI, rt: ServingRuntime, bodies: tuple, security: list) -> None:
+    """``/v1/recommend``, ``/v1/similar-items`` and ``/v1/score`` (request bodies ``bodies``)."""
+    RecommendRequest, SimilarItemsRequest, ScoreRequest = bodies
+    errors = _ERRORS
+
     @app.post("/v1/recommend", response_model=RecommendResponse, responses=errors,
               dependencies=security, tags=["recommend"])
     async def recommend(body: RecommendRequest) -> Response:
@@ -677,6 +695,11 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
         out = [float(v) if np.isfinite(v) else None for v in s.tolist()]
         return _json({"scores": out, "model_version": state.version})
 
+
+def _add_ops_routes(app: FastAPI, rt: ServingRuntime, security: list) -> None:
+    """``/v1/model``, ``/v1/admin/reload``, ``/healthz``, ``/readyz`` and ``/metrics``."""
+    errors = _ERRORS
+
     @app.get("/v1/model", response_model=ModelInfo, responses={401: errors[401]},
              dependencies=security, tags=["model"])
     async def model_info() -> Response:
@@ -720,5 +743,3 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
         """Prometheus metrics (needs a key when the server has keys)."""
         body, ctype = rt.metrics.render()
         return Response(body, media_type=ctype)
-
-    return app

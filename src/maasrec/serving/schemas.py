@@ -141,6 +141,15 @@ def request_models(*, max_k: int = 1000, max_users: int = 1000,
     -------
     RecommendRequest, SimilarItemsRequest, ScoreRequest : type
     """
+    K = Annotated[int, Strict(), BeforeValidator(_integral), Field(ge=1),
+                  _k_at_most(max_k), WithJsonSchema({"type": "integer", "minimum": 1,
+                                                     "maximum": max_k})]
+    return (_recommend_request(K, max_users, max_pairs), _similar_items_request(K, max_users),
+            _score_request(max_pairs))
+
+
+def _recommend_request(K: Any, max_users: int, max_pairs: int) -> type[BaseModel]:
+    """``RecommendRequest`` with ``k`` typed ``K`` and the server's list limits."""
     Users = Annotated[list[Id], Field(min_length=1, json_schema_extra={"maxItems": max_users}),
                       _at_most(max_users, "users", "max_users")]
     Histories = Annotated[
@@ -150,9 +159,6 @@ def request_models(*, max_k: int = 1000, max_users: int = 1000,
         _at_most(max_users, "histories", "max_users")]
     ItemList = Annotated[list[Id], Field(json_schema_extra={"maxItems": max_pairs}),
                          _at_most(max_pairs, "ids in an item list", "max_pairs")]
-    K = Annotated[int, Strict(), BeforeValidator(_integral), Field(ge=1),
-                  _k_at_most(max_k), WithJsonSchema({"type": "integer", "minimum": 1,
-                                                     "maximum": max_k})]
 
     class RecommendRequest(BaseModel):
         """Body of ``POST /v1/recommend``.
@@ -196,6 +202,12 @@ def request_models(*, max_k: int = 1000, max_users: int = 1000,
                                  f"histories; give users or history, not both")
             return self
 
+    return RecommendRequest
+
+
+def _similar_items_request(K: Any, max_users: int) -> type[BaseModel]:
+    """``SimilarItemsRequest`` with ``k`` typed ``K`` and at most ``max_users`` items."""
+
     class SimilarItemsRequest(BaseModel):
         """Body of ``POST /v1/similar-items``."""
 
@@ -205,6 +217,12 @@ def request_models(*, max_k: int = 1000, max_users: int = 1000,
                          _at_most(max_users, "items", "max_users")] = Field(
             description="Raw item ids (at most max_users)")
         k: K = Field(10, description="Similar items per item (at most max_k)")
+
+    return SimilarItemsRequest
+
+
+def _score_request(max_pairs: int) -> type[BaseModel]:
+    """``ScoreRequest`` with at most ``max_pairs`` pairs."""
 
     class ScoreRequest(BaseModel):
         """Body of ``POST /v1/score``: scores of (user, item) pairs.
@@ -244,7 +262,7 @@ def request_models(*, max_k: int = 1000, max_users: int = 1000,
             self.users = self.items = None
             return self
 
-    return RecommendRequest, SimilarItemsRequest, ScoreRequest
+    return ScoreRequest
 
 
 class Pair(BaseModel):
