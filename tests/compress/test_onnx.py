@@ -148,3 +148,13 @@ def test_encoders_that_cannot_be_exported(bert_dir, tmp_path, tmp_path_factory):
         export_onnx(TextEncoder(bert_dir), tmp_path / "b.onnx")
     with pytest.raises(DataError, match="n_threads"):
         OnnxTextEncoder(tmp_path / "b.onnx", model=bert_dir, n_threads=0).encode(["x"])
+
+
+def test_onnx_text_encoder_passes_the_component_contract(exported):
+    from maasrec.testing.components import check_component
+
+    enc, _, path = exported
+    done = check_component(lambda: OnnxTextEncoder(path, model=enc.model, max_length=40,
+                                                   cache_dir=False),
+                           inputs=(TEXTS,), n_rows=len(TEXTS), trainable=False)
+    assert "check_component_params" in done

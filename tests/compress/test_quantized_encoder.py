@@ -116,3 +116,11 @@ def test_int8_minilm_keeps_cosine_above_0_99():
     q = quantize_encoder(enc)
     cos = (enc.encode(texts) * q.encode(texts)).sum(1)
     assert cos.mean() >= 0.99 and cos.min() >= 0.98
+
+
+def test_quantized_text_encoder_passes_the_component_contract():
+    from maasrec.testing.components import check_component
+
+    done = check_component(lambda: QuantizedTextEncoder(tiny_text_model("bert"), cache_dir=False),
+                           inputs=(TEXTS,), n_rows=len(TEXTS), trainable=False)
+    assert "check_state_dict_roundtrip" in done
