@@ -27,8 +27,7 @@ class QuantizedTextEncoder(TextEncoder):
 
     Parameters
     ----------
-    model, pooling, max_length, batch_size, normalize, projection_dim, cache_dir,
-    random_state, revision, local_files_only
+    model, pooling, max_length, batch_size, normalize, projection_dim, cache_dir, random_state, revision, local_files_only
         As for :class:`~maasrec.encoders.TextEncoder`.
     scheme : {"per_token", "torch_dynamic"}, default "per_token"
         ``"per_token"``: int8 weights per output channel and int8 activations per token

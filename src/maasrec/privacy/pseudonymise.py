@@ -194,7 +194,7 @@ class Pseudonymiser:
         use a different key from the model key). The pseudonym key is derived from it.
     length : int, default 32
         Hex digits kept (32 = 128 bits; at least 16).
-    user_prefix, item_prefix : str, default "u_", "i_"
+    user_prefix, item_prefix : str, default ``"u_"``, ``"i_"``
     mapping : PseudonymMap, optional
         A map to extend (loaded from an earlier run with the same key).
 
