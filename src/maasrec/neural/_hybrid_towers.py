@@ -120,7 +120,7 @@ class Tower(nn.Module):
             x = self.single(x)
         m = masks.get(name)
         if m is not None:
-            x = torch.where(m.unsqueeze(1), x, torch.zeros_like(x))
+            x = torch.where(m.unsqueeze(1), x, 0.0)
         return x
 
     def _residual(self, inputs, masks) -> torch.Tensor:
@@ -134,12 +134,17 @@ class Tower(nn.Module):
                     x = nn.functional.dropout(x, self.content_dropout, training=True)
             m = masks.get(name)
             if m is not None:
-                x = torch.where(m.unsqueeze(1), x, torch.zeros_like(x))
+                x = torch.where(m.unsqueeze(1), x, 0.0)
             out = x if out is None else out + x
         return out
 
-    def lookup(self, rows: torch.Tensor) -> tuple[dict, dict]:
-        """Inputs and masks of the id/features modalities for table rows ``rows``."""
+    def lookup(self, rows: torch.Tensor | None) -> tuple[dict, dict]:
+        """Inputs and masks of the id/features modalities for table rows ``rows``.
+
+        ``rows=None``: every row; the id modality is then the embedding table itself (no
+        gather: neither a copy of the table forward nor a scatter into a zero table
+        backward, the same values and gradients).
+        """
         inputs, masks = {}, {}
         if "id" in self.encoders:
             inputs["id"] = self.encoders["id"](rows)
@@ -221,7 +226,7 @@ class ItemEncoder:
         if self.text is not None:
             text = self.text if rows is None else self.text[rows]
             tmask = self.text_mask if rows is None else self.text_mask[rows]
-        if rows is None:
+        if rows is None and "features" in tower.encoders:
             rows = torch.arange(tower.n, device=self.has_id.device)
         inputs, masks = tower.lookup(rows)
         if "id" in inputs:
