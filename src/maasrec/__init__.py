@@ -5,12 +5,12 @@ and language-model recommenders, honest full-ranking evaluation and serving.
 
 >>> from maasrec import datasets, metrics
 >>> from maasrec.data.split import random_split
->>> from maasrec.models import EASE
+>>> from maasrec.models import ItemKNN
 >>> ds = datasets.load_movielens()                     # embedded, offline
 >>> train, valid, test = random_split(ds.interactions, (0.8, 0.1, 0.1), random_state=0)
->>> model = EASE().fit(train)
+>>> model = ItemKNN().fit(train)
 >>> ids, scores = model.recommend([1, 2], k=10)
->>> res = metrics.evaluate(model, train, test, k=(10, 20))
+>>> res = metrics.evaluate(model, train, test, k=(10, 20), exclude=valid)
 """
 
 from ._version import __version__

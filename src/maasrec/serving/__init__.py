@@ -3,8 +3,8 @@
 Needs the ``serve`` extra (``pip install 'maasrec[serve]'``: FastAPI, uvicorn,
 prometheus-client, pydantic). The command line is ``maasrec serve MODEL_DIR``; in Python:
 
->>> from maasrec.serving import create_app          # doctest: +SKIP
->>> app = create_app("models/ease", api_keys=["..."])  # any ASGI server can run it
+>>> from maasrec.serving import create_app          # any ASGI server can run the app
+>>> app = create_app("models/ease", api_keys=["..."])  # doctest: +SKIP
 
 The Python client (:class:`maasrec.client.Client`) needs only the standard library.
 
