@@ -206,3 +206,13 @@ def test_hybrid_final_vectors_are_quantized_and_round_trip(data, tmp_path):
     assert np.array_equal(r.recommend(users, 5)[1], scores)
     assert np.array_equal(r.recommend(history=hist, k=3)[1], cold[1])
     assert np.abs(q.score_indices(np.arange(10)) - m.score_indices(np.arange(10))).max() < 0.05
+
+
+def test_an_attached_retriever_is_rebuilt_over_the_quantized_vectors(data):
+    m = ALS(factors=8, iterations=3, random_state=0).fit(data)
+    m.set_retriever(FaissRetriever("hnsw", n_candidates=20))
+    q = quantize(m, "int8")
+    assert q._retriever is not m._retriever
+    assert q._retriever.get_params() == m._retriever.get_params()
+    assert np.array_equal(q._retriever.index_.reconstruct_n(0, 3), q._item_vectors()[:3])
+    assert m._retriever.fingerprint_ != q._retriever.fingerprint_

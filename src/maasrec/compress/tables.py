@@ -136,7 +136,8 @@ def quantize(model: Recommender, tables: str = "int8") -> QuantizedRecommender:
         A fitted ``ALS``, ``BPRMF``, ``PureSVD``, ``EASE`` or ``HybridRecommender``
         (subclasses included). It is not modified: the result holds a shallow copy of
         it whose tables are replaced by their dequantized values (the read-only parts,
-        such as ``seen_`` and the vocabularies, are shared).
+        such as ``seen_`` and the vocabularies, are shared). A retriever attached to it
+        is rebuilt, with the same parameters, over the quantized vectors.
     tables : {"int8", "float16", "bfloat16"}, default "int8"
         Storage of the tables: int8 with one float32 scale per row (about 4x
         smaller), or 16-bit floats (2x).
@@ -183,8 +184,13 @@ def quantize(model: Recommender, tables: str = "int8") -> QuantizedRecommender:
         raise NotFittedError(f"this {type(model).__name__} is not fitted yet; fit it before "
                              f"quantizing it")
     out = QuantizedRecommender(model=clone(model), tables=codec)
-    out._adopt(copy.copy(model), names)
+    inner = copy.copy(model)
+    inner._retriever = None  # the original's index stays the original's
+    out._adopt(inner, names)
     out.fitted_at_ = getattr(model, "fitted_at_", None)
+    retriever = getattr(model, "_retriever", None)
+    if retriever is not None:  # the same kind of index, built over the rounded vectors
+        out.set_retriever(type(retriever)(**retriever.get_params()))
     return out
 
 
