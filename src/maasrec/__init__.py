@@ -29,7 +29,7 @@ from .exceptions import (
 )
 
 
-def load(path):
+def load(path, *, encryption_key=None):
     """Load any saved maasrec model (same as ``Recommender.load``).
 
     Parameters
@@ -40,7 +40,7 @@ def load(path):
     -------
     Recommender
     """
-    return Recommender.load(path)
+    return Recommender.load(path, encryption_key=encryption_key)
 
 
 __all__ = [

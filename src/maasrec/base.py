@@ -74,7 +74,14 @@ from ._validation import check_bool, check_random_state
 from .data.interactions import Interactions, as_interactions
 from .data.vocab import check_ordered_ids
 from .exceptions import DataError, MaasrecError, MaasrecWarning, ModelFormatError, NotFittedError
-from .persistence import atomic_directory, read_model_dir, write_model_dir
+from .persistence import (
+    atomic_directory,
+    is_encrypted,
+    load_encrypted,
+    read_model_dir,
+    save_encrypted,
+    write_model_dir,
+)
 from .rankers.ann import FaissRetriever
 from .rankers.retrieval import resolve_retriever
 from .rankers.topk import _check_k, _to_numpy
@@ -395,7 +402,8 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
             Held-out interactions for early stopping (neural models).
         checkpoint_dir : str or Path, optional
             Models trained by :class:`maasrec.training.Trainer` (``HybridRecommender``,
-            ``NeuMF``, ``SequentialRecommender``): write a training checkpoint there after
+            ``NeuMF``, ``SequentialRecommender``, ``MultVAE``, ``LightGCN``; ``LMRanker``
+            has the same option): write a training checkpoint there after
             every epoch, and resume from the one found there (a fit killed mid-way and
             rerun with the same directory ends with the same weights). Other models
             raise :class:`DataError`.
@@ -426,7 +434,7 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
                 raise DataError(f"{type(self).__name__} has no training loop to checkpoint; "
                                 f"checkpoint_dir={str(checkpoint_dir)!r} is for the models "
                                 "trained by maasrec.training.Trainer (HybridRecommender, "
-                                "NeuMF, SequentialRecommender)")
+                                "NeuMF, SequentialRecommender, MultVAE, LightGCN, LMRanker)")
             fit_options["checkpoint_dir"] = checkpoint_dir
         self._check_standard_params()
         self._validate_params()
@@ -771,7 +779,8 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
         return (ids[0], out_val[0]) if single else (ids, out_val)
 
     # -- persistence (the rest is in PersistenceMixin) -------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False,
+             encryption_key: bytes | str | None = None) -> str:
         """Save the fitted model as a directory (JSON + safetensors, no pickle).
 
         The directory is written next to ``path`` and renamed into place, so a failure
@@ -783,6 +792,9 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
         overwrite : bool, default False
             Replace an existing model directory at ``path`` (atomically). Without it, an
             existing path raises ``FileExistsError``.
+        encryption_key : bytes or str, optional
+            Encrypt and authenticate the model with AES-256-GCM (extra ``privacy``): 32
+            bytes, 64 hex digits or base64 (:func:`maasrec.privacy.generate_key`).
 
         Returns
         -------
@@ -790,6 +802,8 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
             The path written.
         """
         self._check_fitted()
+        if encryption_key is not None:
+            return save_encrypted(self, path, encryption_key, overwrite=overwrite)
         attrs, arrays, vocabs, weights, nested = fitted_state(self)
         class_name = _class_name(type(self))
         with atomic_directory(path, overwrite=overwrite) as tmp:
@@ -803,7 +817,8 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
         return str(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Recommender:
+    def load(cls, path: str | os.PathLike, *,
+             encryption_key: bytes | str | None = None) -> Recommender:
         """Load a model saved with :meth:`save`.
 
         Reads only JSON and safetensors files; never executes code from the directory.
@@ -822,6 +837,8 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
         ModelFormatError
             Not a model directory, corrupt, a newer format, or a class that is not ``cls``.
         """
+        if encryption_key is not None or is_encrypted(path):
+            return load_encrypted(path, encryption_key, cls=cls)
         d = read_model_dir(path)
         try:
             return cls._load_checked(d, path)
