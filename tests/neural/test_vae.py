@@ -168,6 +168,7 @@ def test_load_refuses_weights_of_another_shape(fitted, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::maasrec.exceptions.ColdStartWarning")
 def test_beats_popularity_on_planted_structure():
     data = make_synthetic(400, 300, density=0.05, n_factors=6, seed=0, with_text=False,
                           with_timestamps=False).interactions
