@@ -6,9 +6,14 @@
 - :class:`NeuMF`: neural collaborative filtering (GMF + MLP) on the same machinery.
 - :class:`SequentialRecommender`: a GPT-style causal transformer over each user's item
   sequence (SASRec-style next-item prediction).
+- :class:`MultVAE`: a multinomial variational autoencoder over each user's item set
+  (Liang et al. 2018); a new user's history is folded in by the encoder.
+- :class:`LightGCN`: embeddings smoothed over the user-item graph (He et al. 2020).
 """
 
 from .hybrid import HybridRecommender, NeuMF
+from .lightgcn import LightGCN
 from .sequential import SequentialRecommender
+from .vae import MultVAE
 
-__all__ = ["HybridRecommender", "NeuMF", "SequentialRecommender"]
+__all__ = ["HybridRecommender", "LightGCN", "MultVAE", "NeuMF", "SequentialRecommender"]

@@ -45,8 +45,11 @@ _SCORE_USERS = 1024
 
 
 class MultVAENetwork(nn.Module):
-    """Encoder ``[n_items -> hidden... -> 2 x latent]`` and decoder ``[latent -> hidden
-    reversed... -> n_items]`` with tanh between layers (the paper's architecture).
+    """Mult-VAE network: an encoder from the items to the hidden layers and a Gaussian latent.
+
+    The encoder maps ``n_items`` through the hidden layers to ``2 x latent`` (mean and
+    log-variance); the decoder maps the latent back through the hidden layers, reversed, to
+    ``n_items``, with tanh between layers (the paper's architecture).
 
     Parameters
     ----------
