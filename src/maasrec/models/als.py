@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -254,6 +255,15 @@ class ALS(Recommender):
     G. Takács, I. Pilászy, D. Tikk. Applications of the conjugate gradient method for
     implicit feedback collaborative filtering. RecSys 2011.
     """
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {
+        "factors": ("int", 16, 256, "log"),
+        "regularization": ("float", 0.1, 1000.0, "log"),
+        "alpha": ("float", 0.1, 100.0, "log"),
+        "iterations": ("int", 5, 30),
+        "confidence": ("choice", ["linear", "log"]),
+    }
 
     def __init__(self, factors: int = 64, regularization: float = 30.0, alpha: float = 2.0,
                  iterations: int = 15, implicit: bool = True, confidence: str = "linear",

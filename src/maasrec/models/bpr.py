@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -426,6 +427,14 @@ class BPRMF(Recommender):
     """
 
     supports_history = False
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {
+        "factors": ("int", 16, 256, "log"),
+        "learning_rate": ("float", 1e-4, 0.05, "log"),
+        "regularization": ("float", 1e-5, 0.1, "log"),
+        "epochs": ("int", 10, 200, "log"),
+    }
 
     def __init__(self, factors: int = 64, learning_rate: float = 0.003,
                  regularization: float = 0.01, epochs: int = 100, batch_size: int | None = None,

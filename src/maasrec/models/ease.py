@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -153,6 +154,10 @@ class EASE(Recommender):
     ----------
     H. Steck. Embarrassingly Shallow Autoencoders for Sparse Data. WWW 2019.
     """
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst): the one regulariser, over
+    #: four decades (small dense data want ~100, large sparse ones thousands).
+    search_space: ClassVar[dict] = {"l2": ("float", 10.0, 1e5, "log")}
 
     def __init__(self, l2: float = 500.0, implicit: bool = True):
         self.l2 = l2

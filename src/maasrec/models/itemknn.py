@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -127,6 +128,14 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
     F. Aiolli. Efficient top-n recommendation for very large scale binary rated
     datasets. RecSys 2013.
     """
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {
+        "n_neighbors": ("int", 10, 1000, "log"),
+        "shrinkage": ("float", 0.0, 200.0),
+        "similarity": ("choice", ["asymmetric", "cosine"]),
+        "asymmetric_alpha": ("float", 0.0, 1.0),
+    }
 
     def __init__(self, n_neighbors: int = 50, shrinkage: float = 10.0,
                  similarity: str = "asymmetric", asymmetric_alpha: float = 0.2,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -29,6 +31,9 @@ class Popularity(Recommender):
     >>> ds = datasets.load_movielens()
     >>> ids, scores = Popularity().fit(ds.interactions).recommend(1, k=3)
     """
+
+    #: Nothing to search: :func:`maasrec.tune.tune` fits it once (the floor to beat).
+    search_space: ClassVar[dict] = {}
 
     def __init__(self):
         pass

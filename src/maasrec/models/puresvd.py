@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
@@ -124,6 +125,9 @@ class PureSVD(ImplicitMatrixMixin, Recommender):
     N. Halko, P.-G. Martinsson, J. Tropp. Finding structure with randomness. SIAM
     Review 2011.
     """
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {"factors": ("int", 8, 512, "log")}
 
     def __init__(self, factors: int = 32, solver: str = "randomized", n_iter: int = 7,
                  implicit: bool = True, random_state=None):

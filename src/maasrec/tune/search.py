@@ -1,0 +1,491 @@
+""":func:`tune`: choose a model and its parameters on validation data with Optuna."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from typing import Any
+
+import pandas as pd
+
+from .._rng import seed_from
+from ..data.interactions import Interactions, as_interactions
+from ..exceptions import DataError, MaasrecError
+from ..metrics.evaluation import METRICS
+from ._budget import Budget, parse_budget
+from ._models import Candidate, resolve_models
+from ._optuna import import_optuna, open_study, per_model_pruner, redact, storage_url
+from .callbacks import BudgetExhausted, TrialCallback, trainer_callbacks
+from .result import TuneBudgetError, TuneResult, leaderboard
+
+__all__ = ["tune"]
+
+logger = logging.getLogger(__name__)
+
+#: Validation metrics the neural models' early stopping understands (``val_metric``).
+_VAL_METRICS = ("ndcg", "hit", "recall", "precision", "map", "mrr")
+#: Consecutive trials repeating earlier parameters after which the space counts as exhausted.
+_MAX_REPEATS = 20
+#: Consecutive trials not started for lack of time after which the search ends (it also
+#: ends when every model was found too slow for the time left).
+_MAX_SKIPS = 3
+
+
+class _Skipped(Exception):
+    """A trial not run (no time left for it, or its fit failed): recorded as FAIL."""
+
+
+def _parse_metric(metric: Any) -> tuple[str, int, bool]:
+    """``"ndcg@10"`` -> (``"ndcg@10"``, 10, maximize); names from maasrec.metrics."""
+    if not isinstance(metric, str) or not metric.strip():
+        raise DataError(f"metric must be a name such as 'ndcg@10', got {metric!r}")
+    base, _, at = metric.strip().lower().partition("@")
+    if base not in METRICS:
+        raise DataError(f"unknown metric {metric!r}; valid names are {list(METRICS)}, "
+                        f"with a cut-off like 'ndcg@10'")
+    if base == "auc":
+        if at:
+            raise DataError(f"'auc' takes no cut-off, got {metric!r}")
+        return "auc", 10, True
+    k = 10
+    if at:
+        if not at.isdigit() or int(at) < 1:
+            raise DataError(f"bad cut-off in metric {metric!r}; write it like 'ndcg@10'")
+        k = int(at)
+    return f"{base}@{k}", k, base != "gini"
+
+
+def _check_n_trials(n_trials: Any) -> int | None:
+    if n_trials is None:
+        return None
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise DataError(f"n_trials must be a positive integer or None, got {n_trials!r}")
+    return int(n_trials)
+
+
+def _data(train: Any, valid: Any) -> tuple[Interactions, Interactions]:
+    """Both as Interactions, ``valid`` on train's vocabularies (rows of unknown ids dropped)."""
+    train = as_interactions(train)
+    if isinstance(valid, pd.DataFrame):
+        valid = Interactions.from_pandas(valid)
+    valid = as_interactions(valid)
+    aligned = valid.with_vocab(train.user_vocab, train.item_vocab, unknown="ignore")
+    if aligned.nnz == 0:
+        raise DataError("valid has no interaction of a user and an item present in train: "
+                        "nothing to validate on")
+    if aligned.nnz < valid.nnz:
+        logger.info("tune: %d of %d validation rows name a user or item absent from train "
+                    "and are left out", valid.nnz - aligned.nnz, valid.nnz)
+    return train, aligned
+
+
+def _union(train: Interactions, valid: Interactions) -> Interactions:
+    """train + valid as one Interactions (raw ids, ratings and timestamps kept)."""
+    both = pd.concat([train.to_pandas(), valid.to_pandas()], ignore_index=True)
+    return Interactions.from_pandas(both)
+
+
+def _is_classical(cls: type) -> bool:
+    """Fitted without the Trainer (no per-epoch stop): maasrec.models and non-maasrec."""
+    return not cls.__module__.startswith("maasrec.neural")
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _decode(cand: Candidate, trial_params: dict) -> dict:
+    """Constructor parameters of a trial (its stored values mapped back to the space)."""
+    params = dict(cand.base)
+    for p in cand.params:
+        key = f"{cand.name}.{p.name}"
+        if p.kind == "fixed":
+            params[p.name] = p.value
+        elif key in trial_params:
+            v = trial_params[key]
+            if p.kind == "choice" and v not in p.choices:
+                v = p.choices[[repr(c) for c in p.choices].index(v)]
+            params[p.name] = v
+    return params
+
+
+class _Search:
+    """The objective and bookkeeping of one :func:`tune` call."""
+
+    def __init__(self, optuna, study, candidates: list[Candidate], train: Interactions,
+                 valid: Interactions, metric: str, k: int, maximize: bool, budget: Budget,
+                 seed: int, fit_kwargs: dict, bar):
+        self.optuna, self.study, self.train, self.valid = optuna, study, train, valid
+        self.cands = {c.name: c for c in candidates}
+        self.metric, self.k, self.maximize, self.budget = metric, k, maximize, budget
+        self.seed, self.fit_kwargs, self.bar = seed, fit_kwargs, bar
+        self.best: tuple[float, int, Any] | None = None  # value, trial number, model
+        self.ran = self.repeats = self.skips = 0
+        self.exhausted = False
+        self.too_slow: set[str] = set()  # models not started for lack of time
+
+    # -- parameters ---------------------------------------------------------------------
+    def params_of(self, cand: Candidate, trial_params: dict) -> dict:
+        """All the constructor parameters a trial fits with (searched, fixed, standard)."""
+        params = _decode(cand, trial_params)
+        names = set(cand.cls._get_param_names())
+        searched = {p.name for p in cand.params}
+        if "random_state" in names and params.get("random_state") is None:
+            params["random_state"] = self.seed
+        if "verbose" in names and "verbose" not in searched:
+            params["verbose"] = False
+        base = self.metric.partition("@")[0]
+        if "val_metric" in names and "val_metric" not in searched \
+                and "val_metric" not in cand.base and base in _VAL_METRICS:
+            params["val_metric"] = self.metric
+        return params
+
+    def _repeat_of(self, trial) -> Any:
+        for t in self.study.get_trials(deepcopy=False,
+                                       states=(self.optuna.trial.TrialState.COMPLETE,)):
+            if t.number != trial.number and t.params == trial.params:
+                return t
+        return None
+
+    # -- the objective ------------------------------------------------------------------
+    def __call__(self, trial) -> float:
+        trial.set_user_attr("worker", _worker())
+        name = trial.suggest_categorical("model", list(self.cands))
+        cand = self.cands[name]
+        for p in cand.params:
+            p.suggest(trial, name)
+        same = self._repeat_of(trial)
+        if same is not None:  # a discrete space tried already: no second fit
+            self.repeats += 1
+            trial.set_user_attr("note", f"same parameters as trial {same.number}")
+            trial.set_user_attr("fit_seconds", 0.0)
+            if self.repeats >= _MAX_REPEATS:
+                self.exhausted = True
+                self.study.stop()
+            return float(same.value)
+        self.repeats = 0
+        ok, expected = self.budget.fits(name, _is_classical(cand.cls))
+        if not ok:
+            self.skips += 1
+            left = max(0.0, self.budget.remaining())
+            trial.set_user_attr("note", "not started: the budget ended" if expected is None
+                                else f"not started: expected {expected:.0f} s, "
+                                     f"{left:.0f} s left")
+            trial.set_user_attr("budget", True)
+            self.too_slow.add(name)
+            if self.skips >= _MAX_SKIPS or self.budget.expired() \
+                    or self.too_slow >= set(self.cands):
+                self.study.stop()
+            raise _Skipped("budget")
+        self.skips = 0
+        return self._run(trial, cand, self.params_of(cand, trial.params))
+
+    def _run(self, trial, cand: Candidate, params: dict) -> float:
+        from ..metrics.evaluation import evaluate
+
+        classical = _is_classical(cand.cls)
+        cb = TrialCallback(trial, self.budget.deadline, grace=self.budget.grace,
+                           report=self.maximize)
+        t0 = time.perf_counter()
+        self.ran += 1
+        try:
+            model = cand.cls(**params)
+            with trainer_callbacks(cb):
+                if classical:
+                    model.fit(self.train, **self.fit_kwargs)
+                else:
+                    model.fit(self.train, **self.fit_kwargs, validation=self.valid)
+            value = float(evaluate(model, self.train, self.valid, k=self.k,
+                                   metrics=[self.metric], n_bootstrap=0)[self.metric])
+        except self.optuna.TrialPruned:
+            self._record(trial, cand, cb, t0)
+            raise
+        except BudgetExhausted as exc:
+            self._record(trial, cand, cb, t0)
+            trial.set_user_attr("budget", True)
+            trial.set_user_attr("note", str(exc))
+            raise self.optuna.TrialPruned(str(exc)) from None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a parameter set that cannot be fitted: next trial
+            self._record(trial, cand, cb, t0)
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            logger.warning("tune: trial %d (%s) failed: %s: %s", trial.number, cand.name,
+                           type(exc).__name__, exc)
+            raise _Skipped("failed") from exc
+        self._record(trial, cand, cb, t0, model)
+        if not math.isfinite(value):
+            trial.set_user_attr("error", f"{self.metric} is {value}")
+            raise _Skipped("not finite")
+        better = self.best is None or (value > self.best[0] if self.maximize
+                                       else value < self.best[0])
+        if better:
+            self.best = (value, trial.number, model)
+        return value
+
+    def _record(self, trial, cand: Candidate, cb: TrialCallback, t0: float,
+                model: Any = None) -> None:
+        seconds = time.perf_counter() - t0
+        self.budget.record(cand.name, seconds)
+        trial.set_user_attr("fit_seconds", round(seconds, 3))
+        log = getattr(model, "training_log_", None) or {}
+        if cb.epochs:
+            trial.set_user_attr("epochs", int(cb.epochs))
+        if log.get("best_epoch") is not None:
+            trial.set_user_attr("best_epoch", int(log["best_epoch"]))
+        if cb.stopped_by_budget and model is not None:
+            trial.set_user_attr("budget", True)
+            trial.set_user_attr("note", f"stopped by the budget after epoch {cb.epochs} "
+                                        f"(best epoch {log.get('best_epoch')})")
+
+    def on_trial_end(self, study, frozen) -> None:
+        """Optuna callback: the progress bar; stop once the budget is spent."""
+        if self.bar is not None:
+            post = {"trials": len(study.trials)}
+            if self.best is not None:
+                post["best"] = f"{self.best[0]:.4f}"
+                post["model"] = study.trials[self.best[1]].params.get("model") \
+                    if self.best[1] < len(study.trials) else ""
+            if self.budget.deadline is not None:
+                post["left"] = f"{max(0.0, self.budget.remaining()):.0f}s"
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(1)
+        if self.budget.expired():
+            study.stop()
+
+
+def _enqueue_defaults(study, candidates: list[Candidate]) -> None:
+    """Each model's own defaults go first (the sampler explores after them)."""
+    done = {t.params.get("model") for t in study.get_trials(deepcopy=False)}
+    for cand in candidates:
+        if cand.name in done:
+            continue
+        defaults = cand.cls(**cand.base).get_params(deep=False)
+        params: dict[str, Any] = {"model": cand.name}
+        for p in cand.params:
+            v = defaults.get(p.name)
+            if p.kind == "choice" and v in p.choices:
+                params[f"{cand.name}.{p.name}"] = v if all(
+                    c is None or isinstance(c, (bool, int, float, str)) for c in p.choices) \
+                    else repr(v)
+            elif p.kind in ("float", "int") and isinstance(v, (int, float)) \
+                    and not isinstance(v, bool) and p.low <= v <= p.high:
+                params[f"{cand.name}.{p.name}"] = v
+        study.enqueue_trial(params, skip_if_exists=True)
+
+
+def _make_sampler(optuna, seed: int, shared: bool):
+    # workers sharing a study draw different start points (the process id is mixed in);
+    # constant_liar keeps them from proposing the same point while both run
+    s = (seed + (os.getpid() * 1_000_003 if shared else 0)) % (2**32)
+    return optuna.samplers.TPESampler(seed=s, constant_liar=shared)
+
+
+def _make_pruner(optuna, pruner: Any):
+    if pruner is None or pruner == "none":
+        return optuna.pruners.NopPruner()
+    if pruner == "median":
+        return per_model_pruner(optuna.pruners.MedianPruner(n_startup_trials=3,
+                                                            n_warmup_steps=5))
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        return per_model_pruner(pruner)
+    raise DataError(f"pruner must be 'median', 'none', None or an optuna pruner, got "
+                    f"{pruner!r}")
+
+
+def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
+         budget: Any = None, n_trials: int | None = None, storage: Any = None,
+         study_name: str | None = None, random_state: Any = None, refit: bool = False, *,
+         item_features: Any = None, user_features: Any = None, pruner: Any = "median",
+         verbose: bool = False) -> TuneResult:
+    """Choose a model and its parameters on validation data (Optuna's TPE search).
+
+    Each trial picks a model family and its parameters, fits it on ``train`` and
+    measures ``metric`` on ``valid`` by full ranking (``train`` items excluded). Each
+    model's own defaults are tried first, then the TPE sampler (seeded) explores. Neural
+    models report every epoch's validation value and are pruned when behind the median
+    of their own earlier trials at that epoch.
+
+    Parameters
+    ----------
+    train, valid : Interactions, pandas.DataFrame or scipy.sparse matrix
+        Fit on ``train``, measure on ``valid`` (rows of users or items absent from
+        ``train`` are left out).
+    models : "auto", list or dict, default "auto"
+        ``"auto"``: :data:`~maasrec.tune.AUTO_MODELS` (Popularity, ItemKNN, PureSVD,
+        ALS, EASE, MultVAE). A list of names, classes or instances (an instance's
+        parameters are where its trials start), or a dict ``{model: space}`` to
+        override a declared space (None: the declared one). See
+        :mod:`maasrec.tune.spaces` for how a space is written.
+    metric : str, default "ndcg@10"
+        A name of :data:`maasrec.metrics.METRICS` with its cut-off. ``gini`` is
+        minimised, the others maximised. The neural models also early-stop on it when
+        their ``val_metric`` allows (ndcg, hit, recall, precision, map, mrr).
+    budget : float, str or None
+        Wall time of the search: seconds, or a text like ``"90s"``, ``"10min"``,
+        ``"1h"``. Default: ``"10min"`` when ``n_trials`` is None too, else no limit.
+        A neural trial running when it ends stops at the end of its epoch (with its best
+        epoch's weights) or, past a grace of 2% of the budget (at least 1 s), in the
+        middle of it (then without a model); a classical trial starts only if it is
+        expected to end in time and, once started, runs to its end. ``refit`` comes
+        after the budget.
+    n_trials : int, optional
+        Trials this call runs (other processes sharing the study run their own).
+    storage : str or path, optional
+        Where the study lives: a database URL Optuna accepts (``"sqlite:///tune.db"``,
+        ``"postgresql://user:pw@host/db"``) or the path of a SQLite file. Several
+        processes (or machines) given the same storage and ``study_name`` share one
+        study: each runs its own trials, the sampler sees them all. Default: in memory.
+    study_name : str, optional
+        Name of the study in ``storage`` (joined when it exists).
+    random_state : int, numpy Generator or None
+        Seeds the sampler and every model (``random_state`` of each trial). With a shared
+        storage each process mixes its process id into the sampler seed (so that workers
+        do not propose the same points), and the search is not reproducible.
+    refit : bool, default False
+        Fit the chosen parameters again on train + valid (neural models for the number
+        of epochs their best trial took, without holding data out).
+    item_features, user_features : optional
+        Passed to every ``fit``.
+    pruner : "median", "none", None or optuna pruner, default "median"
+        ``"median"``: ``MedianPruner(n_startup_trials=3, n_warmup_steps=5)`` asked with
+        the trials of the same model only.
+    verbose : bool, default False
+        A progress bar over the trials (best value, model, time left).
+
+    Returns
+    -------
+    TuneResult
+        ``best_model`` (fitted), ``best_params``, ``best_value``, ``leaderboard`` (every
+        trial of the study: model, params, metric, fit_seconds, epochs, state, note,
+        worker), and whether the budget ended the search.
+
+    Raises
+    ------
+    MaasrecError
+        optuna is missing (``pip install "maasrec[tune]"``), the storage cannot be
+        opened, or every trial failed.
+    TuneBudgetError
+        No trial completed within the budget (``.result`` holds what was tried).
+    DataError
+        An unknown metric or model, an invalid search space or budget.
+    """
+    optuna = import_optuna()
+    metric, k, maximize = _parse_metric(metric)
+    n_trials = _check_n_trials(n_trials)
+    seconds = parse_budget("10min" if budget is None and n_trials is None else budget)
+    if not isinstance(refit, bool):
+        raise DataError(f"refit must be True or False, got {refit!r}")
+    candidates = resolve_models(models)
+    train, valid = _data(train, valid)
+    pruner_obj = _make_pruner(optuna, pruner)
+    seed = seed_from(random_state)
+    budget_ = Budget(seconds, (train.n_users, train.n_items, train.nnz))
+    verbosity = optuna.logging.get_verbosity()
+    # failed and skipped trials are logged here, and recorded in the leaderboard
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        return _search(optuna, candidates, train, valid, metric, k, maximize, budget_,
+                       n_trials, storage, study_name, seed, pruner_obj, refit,
+                       item_features, user_features, verbose)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _search(optuna, candidates, train, valid, metric, k, maximize, budget_, n_trials,
+            storage, study_name, seed, pruner_obj, refit, item_features, user_features,
+            verbose) -> TuneResult:
+    seconds = budget_.seconds
+    study = open_study(optuna, storage, study_name, "maximize" if maximize else "minimize",
+                       _make_sampler(optuna, seed, storage is not None), pruner_obj)
+    _enqueue_defaults(study, candidates)
+    fit_kwargs = {k_: v for k_, v in (("item_features", item_features),
+                                      ("user_features", user_features)) if v is not None}
+    from ..training.progress import progress
+
+    bar = progress(total=n_trials, desc="tune", verbose=verbose, unit="trial")
+    search = _Search(optuna, study, candidates, train, valid, metric, k, maximize, budget_,
+                     seed, fit_kwargs, bar)
+    try:
+        study.optimize(search, n_trials=n_trials, timeout=None if seconds is None
+                       else max(0.0, budget_.remaining()), catch=(_Skipped,),
+                       callbacks=[search.on_trial_end], gc_after_trial=False)
+    finally:
+        bar.close()
+    return _finish(optuna, search, refit, storage)
+
+
+def _finish(optuna, search: _Search, refit: bool, storage: Any) -> TuneResult:
+    """Pick the study's best trial, its fitted model (refitted if asked), the result."""
+    study, budget = search.study, search.budget
+    board = leaderboard(study, search.metric, search.maximize)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    stopped = sum(1 for t in study.get_trials(deepcopy=False)
+                  if t.user_attrs.get("budget") and t.user_attrs.get("worker") == _worker())
+    elapsed = time.monotonic() - budget.start
+    exhausted = budget.deadline is not None and (budget.expired() or stopped > 0)
+    result = TuneResult(
+        best_model=None, best_params={}, best_model_name=None, best_value=math.nan,
+        best_trial=None, metric=search.metric, leaderboard=board, n_trials=search.ran,
+        elapsed_seconds=elapsed, budget_seconds=budget.seconds, budget_exhausted=exhausted,
+        stopped_by_budget=stopped, overrun_seconds=budget.overrun(), refit=refit,
+        study=study)
+    if not complete:
+        where = "" if storage is None else f" in {redact(storage_url(storage))!r}"
+        if exhausted or stopped:
+            result.message = (f"no trial completed within the budget of "
+                              f"{budget.seconds:g} s{where} ({search.ran} started, {stopped} "
+                              f"stopped by the budget); give a larger budget or faster models")
+            raise TuneBudgetError(result.message, result)
+        errors = [t.user_attrs.get("error") for t in study.get_trials(deepcopy=False)
+                  if t.user_attrs.get("error")]
+        result.message = (f"no trial completed{where}: {len(errors)} failed"
+                          + (f", the first with {errors[0]}" if errors else ""))
+        raise MaasrecError(result.message)
+    best = study.best_trial
+    cand = search.cands.get(best.params.get("model"))
+    if cand is None:  # another worker searched a model this call was not given
+        raise MaasrecError(f"the best trial {best.number} of the study is a "
+                           f"{best.params.get('model')}, not among this call's models "
+                           f"{list(search.cands)}")
+    params = search.params_of(cand, best.params)
+    model, how = _best_model(search, best, cand, params, refit)
+    result.best_model, result.best_params = model, params
+    result.best_model_name, result.best_value = cand.name, float(best.value)
+    result.best_trial = best.number
+    result.message = (f"best {cand.name} {search.metric}={best.value:.4f} (trial "
+                      f"{best.number} of {len(study.trials)}){how}; "
+                      + (f"the budget of {budget.seconds:g} s ended the search"
+                         + (f", {stopped} trial(s) stopped by it" if stopped else "")
+                         if exhausted else f"{search.ran} trial(s) run here"))
+    if exhausted:
+        logger.info("tune: %s", result.message)
+    return result
+
+
+def _best_model(search: _Search, best, cand: Candidate, params: dict, refit: bool
+                ) -> tuple[Any, str]:
+    """The fitted model of the best trial: the one in memory, or fitted again."""
+    if refit:
+        p = dict(params)
+        names = set(cand.cls._get_param_names())
+        best_epoch = best.user_attrs.get("best_epoch")
+        if best_epoch and "epochs" in names and not _is_classical(cand.cls):
+            p["epochs"] = int(best_epoch)
+            if "validation_fraction" in names:
+                p["validation_fraction"] = None
+        model = cand.cls(**p)
+        model.fit(_union(search.train, search.valid), **search.fit_kwargs)
+        return model, ", refitted on train + valid"
+    if search.best is not None and search.best[1] == best.number:
+        return search.best[2], ""
+    # another worker's trial, or a repeat of one: fit its parameters here
+    model = cand.cls(**params)
+    if _is_classical(cand.cls):
+        model.fit(search.train, **search.fit_kwargs)
+    else:
+        model.fit(search.train, **search.fit_kwargs, validation=search.valid)
+    return model, f", fitted here from trial {best.number}'s parameters"
