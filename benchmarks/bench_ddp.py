@@ -1,6 +1,6 @@
 """Distributed data parallel on CPU: throughput, all-reduce cost, equivalence (issue 22).
 
-``python benchmarks/bench_ddp.py [throughput|equivalence|all] [--epochs N]``
+``python benchmarks/bench_ddp.py [throughput|scaling|equivalence|all] [--epochs N] [--force]``
 
 * ``throughput``: 2 processes x 1 thread (``torchrun``, gloo on 127.0.0.1) vs 1 process x
   1 thread, training samples/s of HybridRecommender on ML-1M and SequentialRecommender on
@@ -8,10 +8,18 @@
   run (samples/s = training interactions x epochs / the trainer's epoch seconds; fit set-up
   excluded), and the gloo all-reduce time of one step's gradients (a flat float32 tensor of
   the model's parameter count, the bytes DDP's buckets all-reduce per step).
+* ``scaling``: 1 process x 1 thread at the case's batch B and at B/2: the time of one
+  step at B over the time at B/2 (``2 * epoch(B) / epoch(B/2)``). Two ranks at B/2 each
+  can run at most that much faster than one at B, less the all-reduce.
 * ``equivalence``: validation NDCG@10 of 2 ranks x B/2 rows vs 1 rank x B rows on
   ML-latest-small (HybridRecommender), 3 seeds each.
 
-Results go to ``benchmarks/results/ddp.json``. Needs ``MAASREC_DATA`` with ML-1M and
+Every run also records the CPU seconds of the training epochs (``time.process_time`` of
+the process, all its threads; in a 2-rank run the larger of the two ranks) and the
+1-minute load average before and after: on a shared machine the wall-clock numbers
+measure the neighbours too, the CPU-time ones much less (cache and memory bandwidth are
+still shared). Results go to ``benchmarks/results/ddp.json`` only when the load average
+stayed below 1.0 during the runs (``--force`` writes anyway); otherwise they are printed. Needs ``MAASREC_DATA`` with ML-1M and
 Amazon Beauty for ``throughput``. Not part of CI.
 """
 
@@ -43,7 +51,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker(case: str, epochs: int, out: str) -> None:
+def _cpu_timed_epochs() -> list[float]:
+    """Record the CPU seconds of every Trainer epoch of this process (returned list)."""
+    from maasrec.training import trainer
+
+    cpu: list[float] = []
+    epoch = trainer.Trainer.train_epoch
+
+    def timed(self):
+        t = time.process_time()
+        try:
+            return epoch(self)
+        finally:
+            cpu.append(time.process_time() - t)
+
+    trainer.Trainer.train_epoch = timed
+    return cpu
+
+
+def worker(case: str, epochs: int, out: str, batch_size: int | None = None) -> None:
     """Under torchrun (or alone): fit one case without validation, time it on rank 0."""
     import torch
 
@@ -72,14 +98,22 @@ def worker(case: str, epochs: int, out: str) -> None:
     cls = _model_class(c["cls"])
     epochs = int(c.get("epochs", epochs))
     params = dict(c["params"], epochs=epochs, random_state=0)
+    if batch_size is not None:
+        params["batch_size"] = batch_size
     if "validation_fraction" in cls._get_param_names():
         params["validation_fraction"] = None
     model = cls(**params)
+    load = [os.getloadavg()[0]]
+    cpu = _cpu_timed_epochs()
     barrier()
     t = time.perf_counter()
     model.fit(train)
     barrier()
     seconds = time.perf_counter() - t
+    load.append(os.getloadavg()[0])
+    cpu_seconds = torch.tensor([sum(cpu)], dtype=torch.float64)
+    if world_size() > 1:  # the slower rank sets the pace
+        dist.all_reduce(cpu_seconds, op=dist.ReduceOp.MAX)
     n_params = sum(p.numel() for p in _modules(model))
     allreduce = None
     if world_size() > 1:
@@ -97,6 +131,9 @@ def worker(case: str, epochs: int, out: str) -> None:
             "train_interactions": int(train.nnz), "fit_seconds": seconds,
             "loop_seconds": sum(model.training_log_["seconds"]),
             "samples_per_second": epochs * int(train.nnz) / sum(model.training_log_["seconds"]),
+            "batch_size": params.get("batch_size"), "loop_cpu_seconds": float(cpu_seconds),
+            "cpu_samples_per_second": epochs * int(train.nnz) / float(cpu_seconds),
+            "load_average": load,
             "parameters": int(n_params), "allreduce_seconds_per_step": allreduce}))
     barrier()
     teardown()
@@ -135,9 +172,55 @@ def throughput(epochs: int, tmp: Path, cases: list[str] | None = None) -> list[d
             pair[ranks] = json.loads(out.read_text())
             print(json.dumps(pair[ranks]), flush=True)
         rows.append({"case": case, "one": pair[1], "two": pair[2],
-                     "speedup": pair[2]["samples_per_second"] / pair[1]["samples_per_second"]})
-        print(f"{case}: 2x1 vs 1x1 threads: {rows[-1]['speedup']:.2f}x", flush=True)
+                     "speedup": pair[2]["samples_per_second"] / pair[1]["samples_per_second"],
+                     "cpu_speedup": pair[2]["cpu_samples_per_second"]
+                     / pair[1]["cpu_samples_per_second"]})
+        print(f"{case}: 2x1 vs 1x1 threads: {rows[-1]['speedup']:.2f}x wall-clock, "
+              f"{rows[-1]['cpu_speedup']:.2f}x in CPU time (load average "
+              f"{_loads(pair.values())})", flush=True)
     return rows
+
+
+def scaling(epochs: int, tmp: Path, cases: list[str] | None = None) -> list[dict]:
+    """One process x 1 thread at B and B/2: step time t(B) / t(B/2)."""
+    rows = []
+    for case in cases or list(CASES):
+        b = int(CASES[case]["params"]["batch_size"])
+        runs = {}
+        for size in (b, b // 2):
+            out = tmp / f"{case}-scaling-{size}.json"
+            _launch(1, ["worker", case, str(epochs), str(out), str(size)])
+            runs[size] = json.loads(out.read_text())
+        full, half = runs[b], runs[b // 2]
+        row = {"case": case, "batch_size": b, "full": full, "half": half,
+               "step_ratio": 2 * full["loop_seconds"] / half["loop_seconds"],
+               "cpu_step_ratio": 2 * full["loop_cpu_seconds"] / half["loop_cpu_seconds"]}
+        rows.append(row)
+        print(f"{case}: t(B)/t(B/2) at B={b}: {row['step_ratio']:.2f} wall-clock, "
+              f"{row['cpu_step_ratio']:.2f} CPU time (load average "
+              f"{_loads(runs.values())})", flush=True)
+    return rows
+
+
+def _loads(runs) -> str:
+    return ", ".join(f"{x:.2f}" for r in runs for x in r["load_average"])
+
+
+def _max_load(res: dict) -> float:
+    """The highest 1-minute load average recorded by the runs in ``res``."""
+    loads = [0.0]
+
+    def walk(x):
+        if isinstance(x, dict):
+            loads.extend(x.get("load_average") or [])
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(res)
+    return max(loads)
 
 
 def equivalence(tmp: Path) -> dict:
@@ -158,22 +241,33 @@ def equivalence(tmp: Path) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        worker(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        worker(sys.argv[2], int(sys.argv[3]), sys.argv[4],
+               int(sys.argv[5]) if len(sys.argv) > 5 else None)
         return
     p = argparse.ArgumentParser()
     p.add_argument("what", nargs="?", default="all",
-                   choices=["throughput", "equivalence", "all"])
+                   choices=["throughput", "scaling", "equivalence", "all"])
     p.add_argument("--epochs", type=int, default=2, help="where a case sets none")
     p.add_argument("--case", action="append", choices=list(CASES))
+    p.add_argument("--force", action="store_true",
+                   help="write results/ddp.json even if the load average reached 1.0")
     a = p.parse_args()
     import tempfile
 
     res = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    new: dict = {}
     with tempfile.TemporaryDirectory() as d:
         if a.what in ("equivalence", "all"):
-            res["equivalence"] = equivalence(Path(d))
+            new["equivalence"] = equivalence(Path(d))
         if a.what in ("throughput", "all"):
-            res["throughput"] = throughput(a.epochs, Path(d), a.case)
+            new["throughput"] = throughput(a.epochs, Path(d), a.case)
+        if a.what in ("scaling", "all"):
+            new["scaling"] = scaling(a.epochs, Path(d), a.case)
+    load = _max_load(new)
+    if load >= 1.0 and not a.force:
+        print(f"load average reached {load:.2f}: {RESULTS} not written (--force writes it)")
+        return
+    res.update(new)
     RESULTS.write_text(json.dumps(res, indent=1) + "\n")
 
 
