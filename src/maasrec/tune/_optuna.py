@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
 import warnings
 from typing import Any
 
 from ..exceptions import DataError, MaasrecError
 
 __all__ = ["import_optuna", "open_study", "per_model_pruner", "redact", "storage_url"]
+
+
+#: Tries to open a storage whose tables another worker is creating at the same moment.
+_OPEN_ATTEMPTS = 8
+_RACES = ("already exists", "database is locked", "UNIQUE constraint", "Duplicate",
+          "duplicate key")
 
 
 def import_optuna():
@@ -78,16 +86,24 @@ def open_study(optuna, storage: Any, study_name: str | None, direction: str, sam
     url = storage_url(storage)
     if study_name is not None and (not isinstance(study_name, str) or not study_name):
         raise DataError(f"study_name must be a non-empty string, got {study_name!r}")
-    try:
-        rdb = None if url is None else _rdb_storage(optuna, url)
-        study = optuna.create_study(storage=rdb, study_name=study_name, sampler=sampler,
-                                    pruner=pruner, direction=direction, load_if_exists=True)
-    except (MaasrecError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        msg = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        raise MaasrecError(f"cannot open the tuning storage {redact(url)!r}: "
-                           f"{type(exc).__name__}: {msg}") from None
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            rdb = None if url is None else _rdb_storage(optuna, url)
+            study = optuna.create_study(storage=rdb, study_name=study_name, sampler=sampler,
+                                        pruner=pruner, direction=direction,
+                                        load_if_exists=True)
+            break
+        except (MaasrecError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            text = str(exc)
+            # workers starting together on a new database race to create its tables
+            if attempt + 1 < _OPEN_ATTEMPTS and any(w in text for w in _RACES):
+                time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)
+                continue
+            msg = redact(text.splitlines()[0] if text else type(exc).__name__)
+            raise MaasrecError(f"cannot open the tuning storage {redact(url)!r}: "
+                               f"{type(exc).__name__}: {msg}") from None
     if study.direction.name.lower() != direction:
         raise MaasrecError(f"study {study_name!r} in {redact(url)!r} is set to "
                            f"{study.direction.name.lower()} its objective, this metric needs "

@@ -123,7 +123,7 @@ class _Search:
         self.metric, self.k, self.maximize, self.budget = metric, k, maximize, budget
         self.seed, self.fit_kwargs, self.bar = seed, fit_kwargs, bar
         self.best: tuple[float, int, Any] | None = None  # value, trial number, model
-        self.ran = self.repeats = self.skips = 0
+        self.ran = self.fitted = self.repeats = self.skips = 0
         self.exhausted = False
         self.too_slow: set[str] = set()  # models not started for lack of time
 
@@ -152,6 +152,7 @@ class _Search:
 
     # -- the objective ------------------------------------------------------------------
     def __call__(self, trial) -> float:
+        self.ran += 1
         trial.set_user_attr("worker", _worker())
         name = trial.suggest_categorical("model", list(self.cands))
         cand = self.cands[name]
@@ -190,7 +191,7 @@ class _Search:
         cb = TrialCallback(trial, self.budget.deadline, grace=self.budget.grace,
                            report=self.maximize)
         t0 = time.perf_counter()
-        self.ran += 1
+        self.fitted += 1
         try:
             model = cand.cls(**params)
             with trainer_callbacks(cb):
@@ -437,8 +438,9 @@ def _finish(optuna, search: _Search, refit: bool, storage: Any) -> TuneResult:
         where = "" if storage is None else f" in {redact(storage_url(storage))!r}"
         if exhausted or stopped:
             result.message = (f"no trial completed within the budget of "
-                              f"{budget.seconds:g} s{where} ({search.ran} started, {stopped} "
-                              f"stopped by the budget); give a larger budget or faster models")
+                              f"{budget.seconds:g} s{where} ({search.fitted} fit(s) started, "
+                              f"{stopped} trial(s) stopped by the budget); give a larger "
+                              f"budget or faster models")
             raise TuneBudgetError(result.message, result)
         errors = [t.user_attrs.get("error") for t in study.get_trials(deepcopy=False)
                   if t.user_attrs.get("error")]
