@@ -778,6 +778,51 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
         ids = self._ids_with_padding(out_idx)
         return (ids[0], out_val[0]) if single else (ids, out_val)
 
+    def explain(self, user=None, item=None, *, history=None, n: int = 5, item_titles=None,
+                verb: str = "watched"):
+        """Why the model scores ``item`` as it does for a user: the history items behind it.
+
+        Parameters
+        ----------
+        user : object, optional
+            A raw user id known at fit time (their training interactions are the history).
+        item : object
+            Raw id of the item to explain; not one the user already has.
+        history : sequence of raw item ids, optional
+            The history of a user not known at fit time (instead of ``user``).
+        n : int, default 5
+            How many contributions to return (the largest ``|weight|`` first).
+        item_titles : mapping, pandas.Series or ItemFeatures, optional
+            Titles for the reason and the contributions: ``{item id: title}``, a Series
+            indexed by item id (``Dataset.item_titles``), or item features with text
+            (first line, at most 80 characters). Without, items are named by id.
+        verb : str, default "watched"
+            The verb of the reason ("Because you *watched* Alien and Blade Runner").
+
+        Returns
+        -------
+        maasrec.explain.Explanation
+            ``item``, ``score``, ``contributions`` (history item, signed weight, title),
+            ``method`` (``"exact"``: the weights of all history items plus ``baseline``
+            sum to ``score``; ``"approximation"``; ``"popularity"``), ``reason`` and
+            ``to_dict()`` for JSON. See :doc:`/explain` for what each model returns.
+
+        Raises
+        ------
+        NotFittedError
+        UnknownIdError
+            An unknown user or item id.
+        DataError
+            Neither or both of ``user`` and ``history``; ``item`` already in the history;
+            a bad ``n`` or ``item_titles``.
+        maasrec.explain.NotExplainableError
+            The model cannot explain (or cannot score ``history=``); the message names it.
+        """
+        from .explain import explain
+
+        return explain(self, user, item, history=history, n=n, item_titles=item_titles,
+                       verb=verb)
+
     # -- persistence (the rest is in PersistenceMixin) -------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False,
              encryption_key: bytes | str | None = None) -> str:

@@ -15,6 +15,7 @@ from ..base import Recommender
 from ..data.interactions import Interactions
 from ..device import resolve_device
 from ..exceptions import DataError
+from ..explain import ExplainTerms
 from ..training import run_epochs, threads_for, torch_generator
 from ..training.history import EpochLog, deprecated_log_alias
 
@@ -383,6 +384,27 @@ class ALS(Recommender):
                 _cg_solve(side, X, Y, float(self.regularization), steps=2 * Y.shape[1] + 10,
                           tol=1e-10)
         return X.numpy()
+
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
+        """implicit's ``ALS.explain`` decomposition, exact for the re-solved user factor.
+
+        The exact least-squares user factor is ``x = W⁻¹ Σ_j c_j y_j`` with ``W = YᵀY +
+        λI + Σ_j (c_j - 1) y_j y_jᵀ`` (sums over the history), so the item's score
+        ``y_itemᵀ x`` is the sum over history items of ``c_j · y_itemᵀ W⁻¹ y_j``: a
+        confidence-weighted similarity in the user's own metric ``W⁻¹``. For a known user
+        the score is that of the re-solved factor (:meth:`recalculate_users`), which
+        differs from ``user_factors_`` by what training's few CG steps left.
+        """
+        r = self._weights(row, fitting=False)
+        Y = self.item_factors_.astype(np.float64)
+        Yh, c = Y[r.indices], self._conf(r.data).astype(np.float64)
+        W = Y.T @ Y + (Yh.T * (c - 1.0)) @ Yh
+        W[np.diag_indices_from(W)] += float(self.regularization)
+        z = np.linalg.solve(W, Y[item_idx])  # W⁻¹ y_item (W is symmetric)
+        w = c * (Yh @ z)
+        return ExplainTerms(float(w.sum()), r.indices, w, "exact", 0.0,
+                            "c_j * y_item' W^-1 y_j: implicit's ALS explain terms (the "
+                            "user's factor solved from the history)")
 
     def _check_loaded(self) -> None:
         Y = self._loaded_float("item_factors_", (self.n_items_, None))

@@ -7,12 +7,14 @@ import math
 from typing import ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
 from ..device import resolve_device
+from ..explain import ExplainTerms
 from ..training import (
     NonFiniteLossError,
     UniformNegativeSampler,
@@ -536,6 +538,21 @@ class BPRMF(Recommender):
 
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
         return _cosine_rows(self.item_factors_, item_idx)
+
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
+        # the user's factor was learned, not computed from the history: the closest history
+        # items to the explained one in factor space (cosine) stand in for contributions
+        if user_idx is None:  # pragma: no cover - explain() refuses history= first
+            raise NotImplementedError("BPRMF explains known users only")
+        Q = self.item_factors_.astype(np.float64)
+        norms = np.linalg.norm(Q[row.indices], axis=1) * np.linalg.norm(Q[item_idx])
+        w = (Q[row.indices] @ Q[item_idx]) / np.where(norms > 0, norms, 1.0)
+        score = float(self.user_factors_[user_idx] @ self.item_factors_[item_idx]
+                      + self.item_bias_[item_idx])
+        return ExplainTerms(score, row.indices, w, "approximation", None,
+                            "cosine similarity of the history item to the explained item in "
+                            "factor space (an approximation: BPR's user factor is learned, "
+                            "so the weights do not add up to the score)")
 
     # -- vectors for approximate retrieval: the bias is an extra coordinate ---------
     def _item_vectors(self) -> np.ndarray:

@@ -14,6 +14,7 @@ from .._validation import check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
 from ..exceptions import MaasrecError
+from ..explain import ExplainTerms
 from ._matrix import implicit_binary
 
 __all__ = ["EASE"]
@@ -188,6 +189,14 @@ class EASE(Recommender):
 
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
         return self.B_[item_idx]
+
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
+        # scores are x_u B: history item j contributes x_uj * B[j, item] (exact)
+        x = self._matrix(row)
+        w = x.data.astype(np.float64) * self.B_[x.indices, item_idx]
+        return ExplainTerms(float(w.sum()), x.indices, w, "exact", 0.0,
+                            "x_uj * B[j, item]: the EASE weight of each history item")
+
     def _check_loaded(self) -> None:
         n = self.n_items_
         self._loaded_float("B_", (n, n))

@@ -14,6 +14,7 @@ from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
 from ..exceptions import DataError, ModelFormatError
+from ..explain import ExplainTerms
 from ._matrix import ImplicitMatrixMixin
 
 __all__ = ["ItemKNN"]
@@ -220,3 +221,12 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
         # neighbours of item j as a candidate: column j of similarity_
         return self.similarity_[:, item_idx].T.toarray()
+
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
+        # scores are history @ similarity_: each history item's similarity term (exact)
+        x = self._matrix(row)
+        sim = np.asarray(self.similarity_[x.indices, item_idx].toarray(), np.float64).ravel()
+        w = x.data.astype(np.float64) * sim
+        return ExplainTerms(float(w.sum()), x.indices, w, "exact", 0.0,
+                            "x_uj * sim(j, item): the kept neighbour similarity of each "
+                            "history item (0 when not among the item's neighbours)")

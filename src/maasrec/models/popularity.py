@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from ..base import Recommender
 from ..data.interactions import Interactions
+from ..explain import ExplainTerms
 
 __all__ = ["Popularity"]
 
@@ -51,3 +52,10 @@ class Popularity(Recommender):
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.item_scores_, (history.shape[0], len(self.item_scores_)))
+
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
+        # the same list for everyone: no history item contributes
+        s = float(self.item_scores_[item_idx])
+        return ExplainTerms(s, np.empty(0, np.int64), np.empty(0), "popularity", s,
+                            f"{int(s)} users interacted with it in training; the history "
+                            f"plays no part")

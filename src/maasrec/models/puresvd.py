@@ -16,6 +16,7 @@ from .._validation import check_choice, check_int
 from ..base import Recommender
 from ..data.interactions import Interactions
 from ..exceptions import MaasrecWarning
+from ..explain import ExplainTerms
 from ._matrix import ImplicitMatrixMixin
 from .als import _cosine_rows
 
@@ -185,3 +186,12 @@ class PureSVD(ImplicitMatrixMixin, Recommender):
 
     def _history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
         return np.asarray(self._matrix(history) @ self.item_factors_, dtype=np.float32)
+
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
+        # scores are x_u V V^T, linear in the history: item j contributes x_uj v_j . v_item
+        x = self._matrix(row)
+        V = self.item_factors_.astype(np.float64)
+        w = x.data.astype(np.float64) * (V[x.indices] @ V[item_idx])
+        return ExplainTerms(float(w.sum()), x.indices, w, "exact", 0.0,
+                            "x_uj * (v_j . v_item): the history item's share of the "
+                            "projection onto the top singular item subspace")
