@@ -1,0 +1,109 @@
+"""``maasrec.tune.tune`` under a time budget: which model it picks, and its test score.
+
+On a per-user random 8:1:1 split (seed 0) of MovieLens 100K and latest-small
+(``maasrec.data.split.random_split``, as ``bench_new_models.py`` and
+``bench_classical.py``), ``tune(train, valid, models="auto", budget=B, random_state=0)``
+searches on train/valid; the chosen model (as returned: fitted on train, or on train +
+valid with ``--refit``) is scored by NDCG@10 and Recall@20 on test, full ranking, train
+and validation items excluded. Beside it, in the same run, ALS with its defaults (fitted
+on train) is scored the same way, so the gain of tuning is read at equal load; the other
+defaults' test scores are in ``results/new_models_test.json``.
+
+Reports the chosen model and parameters, trials per model and state, the budget held
+(elapsed, overrun, trials stopped by it) and the 1-minute load average before and after.
+Results are merged into ``benchmarks/results/tune.json`` under ``<data>@<budget>``.
+
+Run with one thread: ``OMP_NUM_THREADS=1 python benchmarks/bench_tune.py --data 100k
+--budget 3min`` (``--models EASE,ALS`` narrows the search, ``--refit`` refits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def _split(name: str):
+    from maasrec import datasets
+    from maasrec.data.split import random_split
+    from maasrec.exceptions import ColdStartWarning
+
+    data = datasets.load_movielens(name, download=False).interactions
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ColdStartWarning)
+        return random_split(data, (0.8, 0.1, 0.1), random_state=0)
+
+
+def _test(model, train, valid, test, refit: bool) -> dict:
+    from maasrec.metrics import evaluate
+    from maasrec.tune.search import _union
+
+    seen = _union(train, valid) if refit else train
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = evaluate(model, seen, test, metrics=["ndcg@10", "recall@20"], n_bootstrap=0,
+                      exclude=None if refit else valid)
+    return {"test_ndcg@10": float(ev["ndcg@10"]), "test_recall@20": float(ev["recall@20"])}
+
+
+def run(data: str, budget: str, models: str, refit: bool) -> dict:
+    from maasrec.models import ALS
+    from maasrec.tune import tune
+
+    train, valid, test = _split(data)
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    res = tune(train, valid, models="auto" if models == "auto" else models.split(","),
+               metric="ndcg@10", budget=budget, random_state=0, refit=refit, verbose=True)
+    wall = time.perf_counter() - t0
+    load1 = os.getloadavg()[0]
+    out = {"data": data, "budget": budget, "budget_seconds": res.budget_seconds,
+           "models": models, "refit": refit, "best_model": res.best_model_name,
+           "best_params": res.to_dict()["best_params"], "valid_ndcg@10": res.best_value,
+           **_test(res.best_model, train, valid, test, refit),
+           "elapsed_seconds": round(res.elapsed_seconds, 1),
+           "wall_seconds_with_refit": round(wall, 1),
+           "overrun_seconds": round(res.overrun_seconds, 1),
+           "budget_exhausted": res.budget_exhausted,
+           "stopped_by_budget": res.stopped_by_budget, "n_trials": res.n_trials,
+           "trials": {f"{m} {s}": n for (m, s), n in sorted(Counter(
+               zip(res.leaderboard.model, res.leaderboard.state)).items())},
+           "leaderboard_top": res.to_dict()["leaderboard"][:8],
+           "load_1min": [round(load0, 2), round(load1, 2)], "message": res.message}
+    t = time.perf_counter()
+    als = ALS(random_state=0).fit(train)
+    out["same_run_ALS_defaults"] = {**_test(als, train, valid, test, False),
+                                    "fit_seconds": round(time.perf_counter() - t, 2)}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="100k", choices=["100k", "latest-small", "1m"])
+    p.add_argument("--budget", default="3min")
+    p.add_argument("--models", default="auto")
+    p.add_argument("--refit", action="store_true")
+    a = p.parse_args(argv)
+    out = run(a.data, a.budget, a.models, a.refit)
+    print(json.dumps(out, indent=1))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "tune.json"
+    allres = json.loads(path.read_text()) if path.exists() else {}
+    key = f"{a.data}@{a.budget}" + ("+refit" if a.refit else "") + (
+        "" if a.models == "auto" else f"[{a.models}]")
+    allres[key] = out
+    path.write_text(json.dumps(allres, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
