@@ -158,3 +158,23 @@ def test_onnx_text_encoder_passes_the_component_contract(exported):
                                                    cache_dir=False),
                            inputs=(TEXTS,), n_rows=len(TEXTS), trainable=False)
     assert "check_component_params" in done
+
+
+@pytest.mark.slow
+def test_hybrid_with_an_onnx_item_encoder_saves_and_loads(exported, tmp_path):
+    from maasrec import Recommender
+    from maasrec.datasets import make_synthetic
+    from maasrec.neural import HybridRecommender
+
+    enc, _, path = exported
+    ds = make_synthetic(n_users=80, n_items=50, seed=0)
+    onnx_enc = OnnxTextEncoder(path, model=enc.model, max_length=40, cache_dir=False)
+    m = HybridRecommender(item_encoders=["id", onnx_enc], dim=8, epochs=2, random_state=0)
+    m.fit(ds.interactions, ds.item_features)
+    users = list(m.user_vocab_.ids[:5])
+    ids, scores = m.recommend(users, 3)
+    m.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    assert isinstance(back.item_encoders[1], OnnxTextEncoder)
+    ids2, scores2 = back.recommend(users, 3)
+    assert np.array_equal(ids, ids2) and np.array_equal(scores, scores2)
