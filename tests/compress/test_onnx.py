@@ -58,6 +58,7 @@ def test_sidecar_describes_the_export(exported):
     assert meta["inputs"] == ["input_ids", "attention_mask"] and meta["outputs"] == ["embedding"]
     assert meta["max_length"] == 40 and meta["pooling"] == "mean"
     assert meta["fingerprint"] == enc.cache_key()["fingerprint"]
+    assert isinstance(exported[1].path, str)  # JSON-saveable inside a model
     again = OnnxTextEncoder.from_export(path, cache_dir=False)
     assert again.max_length == 40
     assert np.abs(again.encode(TEXTS[:3]) - enc.encode(TEXTS[:3])).max() < 1e-4
@@ -168,7 +169,7 @@ def test_hybrid_with_an_onnx_item_encoder_saves_and_loads(exported, tmp_path):
 
     enc, _, path = exported
     ds = make_synthetic(n_users=80, n_items=50, seed=0)
-    onnx_enc = OnnxTextEncoder(path, model=enc.model, max_length=40, cache_dir=False)
+    onnx_enc = OnnxTextEncoder(str(path), model=enc.model, max_length=40, cache_dir=False)
     m = HybridRecommender(item_encoders=["id", onnx_enc], dim=8, epochs=2, random_state=0)
     m.fit(ds.interactions, ds.item_features)
     users = list(m.user_vocab_.ids[:5])

@@ -162,7 +162,7 @@ def export_onnx(encoder: TextEncoder, path: str | os.PathLike, *, opset: int = D
         for p in (tmp, sidecar_path(tmp)):
             if p.exists():
                 p.unlink()
-    return OnnxTextEncoder(path, model=encoder.model, pooling=encoder.pooling,
+    return OnnxTextEncoder(str(path), model=encoder.model, pooling=encoder.pooling,
                            max_length=encoder.max_length, batch_size=encoder.batch_size,
                            normalize=encoder.normalize, cache_dir=encoder.cache_dir,
                            revision=encoder.revision,
@@ -194,7 +194,8 @@ class OnnxTextEncoder(TextEncoder):
     Parameters
     ----------
     path : str or Path
-        The ``.onnx`` file; its sidecar ``<path>.json`` must be beside it.
+        The ``.onnx`` file; its sidecar ``<path>.json`` must be beside it. Give a ``str``
+        for an encoder that is saved inside a model (parameters are saved as JSON).
     model, pooling, max_length, normalize, revision, local_files_only
         As for :class:`~maasrec.encoders.TextEncoder`: they must be those the file was
         exported with (checked against the sidecar).
