@@ -90,16 +90,17 @@ class Int8Linear(nn.Module):
         """
         shape = x.shape
         x2 = x.reshape(-1, self.in_features).float()
-        scale = x2.abs().amax(dim=1, keepdim=True) / 127.0
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        scale = x2.abs().amax(dim=1, keepdim=True)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale)).div_(127.0)
         q = torch.round(x2 / scale).to(torch.int8)
         if _has_int_mm() and q.device.type == "cpu":
-            acc = torch._int_mm(q, self.weight_t).float()
+            y = torch._int_mm(q, self.weight_t).to(torch.float32)
         else:  # exact in float32 too: |sum| < 2**24 for in_features < 1040
-            acc = q.float() @ self.weight_t.float()
-        y = acc * scale * self.weight_scales
+            y = q.float() @ self.weight_t.float()
+        # in place: one allocation of the output (large blocks are page-faulted afresh)
+        y.mul_(scale).mul_(self.weight_scales)
         if self.bias is not None:
-            y = y + self.bias
+            y.add_(self.bias)
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
