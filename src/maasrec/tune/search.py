@@ -245,7 +245,7 @@ class _Search:
     def on_trial_end(self, study, frozen) -> None:
         """Optuna callback: the progress bar; stop once the budget is spent."""
         if self.bar is not None:
-            post = {"trials": len(study.trials)}
+            post: dict[str, Any] = {}
             if self.best is not None:
                 post["best"] = f"{self.best[0]:.4f}"
                 post["model"] = study.trials[self.best[1]].params.get("model") \
