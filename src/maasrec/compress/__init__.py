@@ -12,11 +12,29 @@ is used, saved, loaded and served like any other: see ``docs/compression.rst``.
   with ONNX Runtime (extra ``onnx``; onnxruntime is imported only when a graph runs).
 """
 
-from .encoders import QuantizedTextEncoder, quantize_encoder
-from .linear import Int8Linear, quantize_linear_layers
-from .onnx import OnnxTextEncoder, export_onnx
-from .tables import CODECS, QuantizedRecommender, dequantize_table, quantize, quantize_table
+import importlib
+from typing import Any
 
-__all__ = ["CODECS", "Int8Linear", "OnnxTextEncoder", "QuantizedRecommender",
-           "QuantizedTextEncoder", "dequantize_table", "export_onnx", "quantize",
-           "quantize_encoder", "quantize_linear_layers", "quantize_table"]
+#: Public name -> submodule; imported on first use, so that ``maasrec compress --help``
+#: (which imports :mod:`maasrec.compress.cli`) does not load torch.
+_LAZY = {
+    "CODECS": "tables", "QuantizedRecommender": "tables", "dequantize_table": "tables",
+    "quantize": "tables", "quantize_table": "tables",
+    "QuantizedTextEncoder": "encoders", "quantize_encoder": "encoders",
+    "Int8Linear": "linear", "quantize_linear_layers": "linear",
+    "OnnxTextEncoder": "onnx", "export_onnx": "onnx",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
