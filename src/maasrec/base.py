@@ -453,6 +453,43 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
         self.fitted_at_ = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return self
 
+    def partial_fit(self, new_interactions) -> Recommender:
+        """Fold new interactions into the fitted model without a full refit.
+
+        New users and new events of known users are folded in; what each model updates
+        is listed in :doc:`/online` (ALS: the exact least-squares solve of each touched
+        user's factors with the item factors fixed; EASE, ItemKNN, PureSVD: the users'
+        histories, from which their scores are computed; Popularity: the counts; BPRMF:
+        the touched users' factors re-learned from their whole history with the item
+        factors fixed). Item-side parameters are never refitted: refit on all the data
+        from time to time. The update of each user depends only on their history, so
+        folding events in one call or in many gives the same model.
+
+        Parameters
+        ----------
+        new_interactions : Interactions or pandas.DataFrame
+            Raw user and item ids (and optional values/timestamps), as ``fit`` takes. An
+            event for a (user, item) pair the model already has replaces its value.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        NotFittedError
+        UnknownIdError
+            An item the model does not know, for a model that cannot add items (every
+            classical model but :class:`~maasrec.models.Popularity`): refit to add items.
+        DataError
+            No interactions, a sparse matrix (no raw ids), a non-finite value, or a model
+            without ``partial_fit`` support.
+        """
+        from .online import partial_fit
+
+        partial_fit(self, new_interactions)
+        return self
+
     def _implicit_feedback(self) -> bool:
         """Whether ``fit`` trains on the interactions with a value > 0 only (hook).
 

@@ -385,6 +385,20 @@ class ALS(Recommender):
                           tol=1e-10)
         return X.numpy()
 
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
+        # online update (Recommender.partial_fit): the exact least-squares solve of each
+        # touched (or new) user's factors against the fixed item factors, from the user's
+        # whole history (recalculate_users); the item factors are not updated
+        from ..online import positive_rows
+
+        X = self.user_factors_
+        if n_new_users:
+            X = np.vstack([X, np.zeros((n_new_users, X.shape[1]), dtype=X.dtype)])
+        else:
+            X = X.copy()
+        X[user_idx] = self.recalculate_users(positive_rows(self, self.seen_[user_idx]))
+        self.user_factors_ = X
+
     def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
         """implicit's ``ALS.explain`` decomposition, exact for the re-solved user factor.
 

@@ -531,6 +531,23 @@ class BPRMF(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T + self.item_bias_
 
+    #: Fold-in of partial_fit: Adam steps per touched user, and sampled negatives per positive.
+    _fold_in_steps: ClassVar[int] = 150
+    _fold_in_negatives: ClassVar[int] = 16
+
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
+        # online update (Recommender.partial_fit): fold-in. Each touched (or new) user's
+        # factor is re-learned from scratch on their whole history with the item factors
+        # and biases fixed (seeded start, seeded negatives, full-batch Adam): a function
+        # of the history and random_state only, so batching does not change it
+        P = self.user_factors_
+        if n_new_users:
+            P = np.vstack([P, np.zeros((n_new_users, P.shape[1]), dtype=P.dtype)])
+        else:
+            P = P.copy()
+        P[user_idx] = _fold_in_bpr(self, user_idx)
+        self.user_factors_ = P
+
     def _check_loaded(self) -> None:
         Q = self._loaded_float("item_factors_", (self.n_items_, None))
         self._loaded_float("user_factors_", (self.n_users_, Q.shape[1]))
@@ -565,3 +582,50 @@ class BPRMF(Recommender):
     def _user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
         u = self.user_factors_[user_idx]
         return np.hstack([u, np.ones((len(u), 1), dtype=u.dtype)])
+
+
+def _fold_in_bpr(model: BPRMF, user_idx: np.ndarray) -> np.ndarray:
+    """BPR user factors learned against fixed item factors, one seeded problem per user."""
+    from ..online import positive_rows
+
+    H = positive_rows(model, model.seen_[user_idx])
+    Q = model.item_factors_.astype(np.float64)
+    bias = model.item_bias_.astype(np.float64)
+    n_items, f = Q.shape
+    n_neg = int(model._fold_in_negatives)
+    rs = model.random_state  # None or a Generator: a fixed seed, so replays agree
+    base = int(rs) if isinstance(rs, int | np.integer) else 0
+    P = np.zeros((len(user_idx), f))
+    rows, pos, neg = [], [], []
+    for r, u in enumerate(user_idx):
+        items = H.indices[H.indptr[r]:H.indptr[r + 1]]
+        rng = np.random.default_rng([base, int(u)])
+        P[r] = rng.standard_normal(f) * float(model.init_std)
+        if len(items) == 0 or len(items) >= n_items:
+            continue
+        j = rng.integers(0, n_items, size=len(items) * n_neg)
+        bad = np.isin(j, items)
+        while bad.any():  # redraw the negatives that are positives
+            j[bad] = rng.integers(0, n_items, size=int(bad.sum()))
+            bad = np.isin(j, items)
+        rows.append(np.full(len(j), r))
+        pos.append(np.repeat(items, n_neg))
+        neg.append(j)
+    if not rows:
+        return P.astype(np.float32)
+    rows, pos, neg = np.concatenate(rows), np.concatenate(pos), np.concatenate(neg)
+    D = Q[pos] - Q[neg]
+    db = bias[pos] - bias[neg]
+    counts = np.bincount(rows, minlength=len(user_idx)).astype(np.float64)
+    S = sp.csr_matrix((1.0 / counts[rows], (rows, np.arange(len(rows)))),
+                      shape=(len(user_idx), len(rows)))  # per-user mean over the pairs
+    reg, lr = float(model.regularization), 0.05
+    m, v = np.zeros_like(P), np.zeros_like(P)
+    for t in range(1, int(model._fold_in_steps) + 1):
+        x = np.einsum("nf,nf->n", P[rows], D) + db
+        g = -0.5 * (1.0 - np.tanh(0.5 * x))  # d/dx of -log sigmoid(x), stable
+        grad = S @ (g[:, None] * D) + 2.0 * reg * P
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        P -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    return P.astype(np.float32)

@@ -181,6 +181,12 @@ class EASE(Recommender):
         self.B_ = _ease_weights(X, self.l2)
         logger.info("EASE: fitted in %.2fs", time.perf_counter() - t0)
 
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
+        # online update (Recommender.partial_fit): scores are computed from the user's
+        # history, which partial_fit has already merged into seen_; the item-item matrix B_ is not refitted
+        # and new items are refused (refit to add items)
+        return None
+
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return np.asarray(self._matrix(history) @ self.B_, dtype=np.float32)
 

@@ -215,6 +215,12 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
         if S.dtype != np.float32:
             self.similarity_ = S.astype(np.float32)
 
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
+        # online update (Recommender.partial_fit): scores are computed from the user's
+        # history, which partial_fit has already merged into seen_; the similarity matrix is not refitted
+        # and new items are refused (refit to add items)
+        return None
+
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return (self._matrix(history) @ self.similarity_).toarray()
 

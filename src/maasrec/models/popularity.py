@@ -44,6 +44,17 @@ class Popularity(Recommender):
             np.bincount(data.to_csr(copy=False).indices, minlength=data.n_items),
             dtype=np.float32)
 
+    #: partial_fit may add items (they start from their new counts)
+    _partial_fit_new_items: ClassVar[bool] = True
+
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
+        # online update (Recommender.partial_fit): the counts of distinct users per item,
+        # recomputed from seen_ (its values > 0, as fit counts them)
+        seen = self.seen_
+        cols = seen.indices[seen.data > 0]
+        self.item_scores_ = np.asarray(np.bincount(cols, minlength=seen.shape[1]),
+                                       dtype=np.float32)
+
     def _check_loaded(self) -> None:
         self._loaded_float("item_scores_", (self.n_items_,))
 

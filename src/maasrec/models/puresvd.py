@@ -171,6 +171,12 @@ class PureSVD(ImplicitMatrixMixin, Recommender):
         V = self._loaded_float("item_factors_", (self.n_items_, None))
         self._loaded_float("singular_values_", (V.shape[1],))
 
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
+        # online update (Recommender.partial_fit): scores are computed from the user's
+        # history, which partial_fit has already merged into seen_; the item subspace (fold-in: x_u V) is not refitted
+        # and new items are refused (refit to add items)
+        return None
+
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self._history_vectors(history) @ self.item_factors_.T
 

@@ -1,0 +1,118 @@
+"""Online updates: the machinery behind :meth:`Recommender.partial_fit`.
+
+:func:`partial_fit` maps new interactions (raw ids) onto a fitted model, grows the user
+vocabulary for new users (and the item vocabulary for models that can take new items),
+merges the events into ``seen_`` (an event for a pair already there replaces its value,
+as ``fit``'s default ``duplicates="last"`` does) and hands the touched users to the
+model's ``_partial_fit(user_idx, n_new_users, n_new_items)`` hook.
+
+The classical models' hooks are functions of each touched user's *whole* history, never
+of how the events were batched: replaying a log in one call or in many gives the same
+model (what the serving event log relies on, see :doc:`/online`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data.interactions import Interactions, as_interactions
+from .exceptions import DataError, NotFittedError, UnknownIdError
+
+__all__ = ["partial_fit", "positive_rows", "supports_partial_fit"]
+
+
+def supports_partial_fit(model) -> bool:
+    """Whether ``model`` implements the ``_partial_fit`` hook."""
+    return callable(getattr(type(model), "_partial_fit", None))
+
+
+def positive_rows(model, m: sp.csr_matrix) -> sp.csr_matrix:
+    """``m`` without its entries <= 0 for implicit-feedback models (what ``fit`` learns from)."""
+    m = sp.csr_matrix(m, dtype=np.float32, copy=True)
+    if model._implicit_feedback() and m.nnz and (m.data <= 0).any():
+        m.data[m.data <= 0] = 0
+        m.eliminate_zeros()
+    return m
+
+
+def _as_new_interactions(new_interactions) -> Interactions:
+    if isinstance(new_interactions, sp.spmatrix | sp.sparray):
+        raise DataError("partial_fit takes raw ids (an Interactions or a pandas frame with user "
+                        "and item columns), not a sparse matrix, whose indices are not ids")
+    data = as_interactions(new_interactions)
+    if data.nnz == 0:
+        raise DataError("partial_fit got no interactions; pass at least one (user, item) row")
+    return data
+
+
+def _merge_seen(seen: sp.csr_matrix, rows, cols, vals, shape) -> sp.csr_matrix:
+    """``seen`` grown to ``shape`` with (rows, cols) set to ``vals`` (replacing old values)."""
+    old = seen.tocoo()
+    r = np.concatenate([old.row.astype(np.int64), rows.astype(np.int64)])
+    c = np.concatenate([old.col.astype(np.int64), cols.astype(np.int64)])
+    v = np.concatenate([old.data.astype(np.float32), vals.astype(np.float32)])
+    pri = np.concatenate([np.zeros(old.nnz, np.int8), np.ones(len(rows), np.int8)])
+    order = np.lexsort((pri, c, r))
+    r, c, v = r[order], c[order], v[order]
+    last = np.ones(len(r), dtype=bool)
+    last[:-1] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])  # the new event wins a repeated pair
+    r, c, v = r[last], c[last], v[last]
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=shape[0]), out=indptr[1:])
+    idx_dtype = seen.indices.dtype if shape[1] < np.iinfo(np.int32).max else np.int64
+    out = sp.csr_matrix((v, c.astype(idx_dtype), indptr.astype(idx_dtype)), shape=shape)
+    for a in (out.data, out.indices, out.indptr):
+        a.setflags(write=False)
+    return out
+
+
+def partial_fit(model, new_interactions) -> np.ndarray:
+    """Fold ``new_interactions`` into ``model`` (see :meth:`Recommender.partial_fit`).
+
+    Returns
+    -------
+    np.ndarray of int64
+        Indices of the touched users (after the update).
+    """
+    if not model.is_fitted:
+        raise NotFittedError(f"this {type(model).__name__} is not fitted yet; call fit(X) "
+                             f"before partial_fit")
+    if not supports_partial_fit(model):
+        raise DataError(f"{type(model).__name__} has no partial_fit; refit it on all the data")
+    data = _as_new_interactions(new_interactions)
+    m = data.to_csr()
+    r_idx = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    raw_users = data.user_vocab.ids_of(r_idx)
+    raw_items = data.item_vocab.ids_of(m.indices)
+    vals = np.asarray(m.data, dtype=np.float32)
+    if not np.isfinite(vals).all():
+        raise DataError(f"partial_fit got a non-finite value {vals[~np.isfinite(vals)][0]!r}")
+
+    items = model.item_vocab_.index(raw_items, unknown="ignore")
+    new_item_ids = raw_items[items < 0]
+    item_vocab = model.item_vocab_
+    if len(new_item_ids):
+        if not getattr(model, "_partial_fit_new_items", False):
+            shown = ", ".join(repr(x) for x in list(dict.fromkeys(new_item_ids.tolist()))[:5])
+            raise UnknownIdError(
+                f"unknown item id(s) {shown} ({len(set(new_item_ids.tolist()))} new): "
+                f"{type(model).__name__}.partial_fit folds in new users and new events on "
+                f"known items only; refit the model on all the data to add items")
+        item_vocab = item_vocab.extend(new_item_ids)
+    user_vocab = model.user_vocab_.extend(raw_users)
+    rows = user_vocab.index(raw_users)
+    cols = item_vocab.index(raw_items)
+    n_new_users = len(user_vocab) - len(model.user_vocab_)
+    n_new_items = len(item_vocab) - len(model.item_vocab_)
+    seen = _merge_seen(model.seen_, rows, cols, vals, (len(user_vocab), len(item_vocab)))
+    touched = np.unique(rows).astype(np.int64)
+    old = (model.user_vocab_, model.item_vocab_, model.seen_)
+    model.user_vocab_, model.item_vocab_, model.seen_ = user_vocab, item_vocab, seen
+    try:
+        model._partial_fit(touched, n_new_users=n_new_users, n_new_items=n_new_items)
+    except BaseException:
+        model.user_vocab_, model.item_vocab_, model.seen_ = old
+        raise
+    model._pop_cache = None
+    return touched
