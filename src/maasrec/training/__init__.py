@@ -26,7 +26,14 @@ Modules, by responsibility:
 
 from __future__ import annotations
 
-from .callbacks import Callback, FunctionCallback, ProgressCallback, TensorBoardCallback
+from .callbacks import (
+    Callback,
+    FunctionCallback,
+    ProgressCallback,
+    TensorBoardCallback,
+    active_extra_callbacks,
+    extra_callbacks,
+)
 from .checkpoint import checkpoint_fingerprint
 from .history import EpochLog, TrainingHistory
 from .losses import (
@@ -76,9 +83,11 @@ __all__ = [
     "TrainingHistory",
     "TrainingTask",
     "UniformNegativeSampler",
+    "active_extra_callbacks",
     "bce_loss",
     "bpr_loss",
     "checkpoint_fingerprint",
+    "extra_callbacks",
     "fit_loop",
     "fork_rng",
     "get_loss",

@@ -8,8 +8,10 @@ calls, in this order: ``on_fit_start`` once, ``on_step_end`` after every optimis
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import DataError, MaasrecError
@@ -17,8 +19,15 @@ from ..exceptions import DataError, MaasrecError
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
-__all__ = ["Callback", "FunctionCallback", "ProgressCallback", "TensorBoardCallback",
-           "as_callback"]
+__all__ = [
+    "Callback",
+    "FunctionCallback",
+    "ProgressCallback",
+    "TensorBoardCallback",
+    "active_extra_callbacks",
+    "as_callback",
+    "extra_callbacks",
+]
 
 
 class Callback:
@@ -245,3 +254,44 @@ class TensorBoardCallback(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+_EXTRA: contextvars.ContextVar[tuple] = contextvars.ContextVar("maasrec_extra_callbacks",
+                                                                default=())
+
+
+@contextlib.contextmanager
+def extra_callbacks(*callbacks: Any) -> Iterator[None]:
+    """Add ``callbacks`` to every :class:`~maasrec.training.Trainer` built inside the block.
+
+    For code that drives a model's ``fit`` and needs its training loop's events without a
+    ``callbacks=`` argument on that model (:func:`maasrec.tune.tune` prunes trials this
+    way). The callbacks travel in a context variable: Trainers built in other threads or
+    tasks at the same time are unaffected, and nesting adds to the outer block's list.
+
+    Parameters
+    ----------
+    *callbacks : Callback or callable ``fn(epoch, logs) -> bool``
+
+    Examples
+    --------
+    >>> from maasrec.training import extra_callbacks, FunctionCallback
+    >>> seen = []
+    >>> with extra_callbacks(FunctionCallback(lambda epoch, logs: seen.append(epoch))):
+    ...     pass  # model.fit(...) here reports every epoch to the callback
+    """
+    token = _EXTRA.set(tuple(_EXTRA.get()) + tuple(callbacks))
+    try:
+        yield
+    finally:
+        _EXTRA.reset(token)
+
+
+def active_extra_callbacks() -> tuple:
+    """The callbacks added by the enclosing :func:`extra_callbacks` blocks (outermost first).
+
+    Returns
+    -------
+    tuple
+    """
+    return tuple(_EXTRA.get())

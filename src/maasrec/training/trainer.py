@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..exceptions import DataError, MaasrecError
-from .callbacks import Callback, ProgressCallback, as_callback
+from .callbacks import Callback, ProgressCallback, active_extra_callbacks, as_callback
 from .checkpoint import _plain, has_checkpoint, read_checkpoint, write_checkpoint
 from .distributed import broadcast_float, is_distributed, shard
 from .history import TrainingHistory
@@ -362,7 +362,8 @@ class Trainer:
         validate = task.validate
         self.metric_name = getattr(validate, "name", "metric") if validate is not None else None
         self.history = TrainingHistory(metric_name=self.metric_name)
-        self.callbacks: list[Callback] = [as_callback(cb) for cb in (callbacks or ())]
+        self.callbacks: list[Callback] = [as_callback(cb) for cb in
+                                          (*(callbacks or ()), *active_extra_callbacks())]
         if config.verbose:
             self.callbacks.insert(0, ProgressCallback())
         if _rank() != 0:  # rank 0 alone logs, shows progress and runs the callbacks

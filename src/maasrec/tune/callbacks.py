@@ -8,7 +8,7 @@ trial completes with that model), and aborts the epoch itself when even that ove
 the deadline by more than a grace period (the trial is then recorded as stopped, without
 a model).
 
-:func:`trainer_callbacks` hands callbacks to every :class:`~maasrec.training.Trainer`
+:func:`trainer_callbacks` (over :func:`maasrec.training.extra_callbacks`) hands callbacks to every :class:`~maasrec.training.Trainer`
 built inside a ``with`` block, so that models whose ``fit`` takes no ``callbacks=``
 (MultVAE, LightGCN, SequentialRecommender) report their epochs too.
 """
@@ -16,14 +16,12 @@ built inside a ``with`` block, so that models whose ``fit`` takes no ``callbacks
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
-import threading
 import time
 from typing import Any
 
 from ..exceptions import MaasrecError
-from ..training.callbacks import Callback
+from ..training.callbacks import Callback, extra_callbacks
 
 __all__ = ["BudgetExhausted", "TrialCallback", "trainer_callbacks"]
 
@@ -94,45 +92,6 @@ class TrialCallback(Callback):
         return None
 
 
-_EXTRA: contextvars.ContextVar[tuple] = contextvars.ContextVar("maasrec_tune_callbacks",
-                                                                default=())
-_LOCK = threading.Lock()
-_ACTIVE = 0
-_ORIGINAL: Any = None
-
-
-def _install() -> None:
-    global _ACTIVE, _ORIGINAL
-    from ..training.trainer import Trainer
-
-    with _LOCK:
-        if _ACTIVE == 0:
-            original = Trainer.__init__
-
-            def __init__(self, task, config=None, *, callbacks=(), **kwargs):
-                extra = _EXTRA.get()
-                if extra:
-                    callbacks = [*(callbacks or ()), *extra]
-                original(self, task, config, callbacks=callbacks, **kwargs)
-
-            __init__.__wrapped__ = original  # type: ignore[attr-defined]
-            __init__.__doc__ = original.__doc__
-            _ORIGINAL = original
-            Trainer.__init__ = __init__
-        _ACTIVE += 1
-
-
-def _uninstall() -> None:
-    global _ACTIVE, _ORIGINAL
-    from ..training.trainer import Trainer
-
-    with _LOCK:
-        _ACTIVE -= 1
-        if _ACTIVE == 0 and _ORIGINAL is not None:
-            Trainer.__init__ = _ORIGINAL
-            _ORIGINAL = None
-
-
 @contextlib.contextmanager
 def trainer_callbacks(*callbacks: Callback):
     """Add ``callbacks`` to every Trainer built in this context (this thread or task).
@@ -144,10 +103,5 @@ def trainer_callbacks(*callbacks: Callback):
     ----------
     *callbacks : Callback
     """
-    _install()
-    token = _EXTRA.set(tuple(_EXTRA.get()) + tuple(callbacks))
-    try:
+    with extra_callbacks(*callbacks):
         yield
-    finally:
-        _EXTRA.reset(token)
-        _uninstall()
