@@ -1,0 +1,116 @@
+"""Fold-in quality of ``Recommender.partial_fit`` vs a full refit (issue 20, deliverable 3).
+
+Protocol: MovieLens 100K, every rating an interaction, sorted by timestamp (ties by
+user, item). The first 90% of events train the base model; the next 5% are *streamed*
+into it with ``partial_fit`` in ``--chunks`` equal chunks (time order); the last 5% are
+the *test* period. Compared on the same test rows, for users known to both models (in
+the first 95%):
+
+- ``fold_in``: base model + ``partial_fit`` of the stream;
+- ``refit``: the same model class fitted on the first 95% (base + stream);
+- ``stale``: the base model, nothing streamed in (how much the stream matters); it
+  knows only the base period's users, so ``base_users`` repeats the three numbers over
+  the test users who are in the base period.
+
+Stream events on items the base model does not know are left out of the fold-in
+(every model but Popularity refuses new items; the refit has them).
+Each model recommends 10 items excluding everything it has seen (the first 95% for
+both ``fold_in`` and ``refit``); NDCG@10 by :func:`maasrec.metrics.evaluate_lists`.
+Reported per model: the three NDCG@10 values, ``fold_in / refit`` (goal >= 0.98), and
+the seconds spent in ``partial_fit`` vs in the refit's ``fit``. Defaults for every model
+(``random_state=0`` where it has one).
+
+Run (CPU; numbers go to ``benchmarks/results/online.json``)::
+
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_online
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maasrec import datasets
+from maasrec.metrics import evaluate_lists
+from maasrec.models import ALS, BPRMF, EASE, ItemKNN, Popularity, PureSVD
+
+MODELS = {
+    "EASE": lambda: EASE(),
+    "ItemKNN": lambda: ItemKNN(),
+    "PureSVD": lambda: PureSVD(random_state=0),
+    "ALS": lambda: ALS(random_state=0),
+    "BPRMF": lambda: BPRMF(random_state=0),
+    "Popularity": lambda: Popularity(),
+}
+
+
+def temporal_parts(df, base=0.90, stream=0.05):
+    df = df.sort_values(["timestamp", "user", "item"], kind="stable").reset_index(drop=True)
+    a, b = int(len(df) * base), int(len(df) * (base + stream))
+    return df.iloc[:a], df.iloc[a:b], df.iloc[b:]
+
+
+def ndcg(model, users, test) -> float:
+    ids, _ = model.recommend(users, k=10)
+    sub = test[test["user"].isin(users)]  # the other test users are measured elsewhere
+    res = evaluate_lists(ids, users, sub, k=10, metrics=["ndcg"], n_bootstrap=0)
+    return float(np.mean(res.per_user["ndcg@10"]))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chunks", type=int, default=10)
+    ap.add_argument("--dataset", default="100k", help="MovieLens name: 100k or 1m")
+    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--out", default="benchmarks/results/online.json")
+    args = ap.parse_args(argv)
+    df = datasets.load_movielens(args.dataset).interactions.to_pandas()
+    df = df[["user", "item", "timestamp"]]
+    base, stream, test = temporal_parts(df)
+    known = set(base["user"]) | set(stream["user"])
+    test = test[test["user"].isin(known)]
+    users = sorted(set(test["user"]))
+    base_items = set(base["item"])
+    base_users = sorted(set(test["user"]) & set(base["user"]))
+    out = {"dataset": f"movielens-{args.dataset}", "protocol": "by time: fit 90%, stream 5% via partial_fit, test 5%",
+           "chunks": args.chunks, "n_base": len(base), "n_stream": len(stream),
+           "n_test": len(test),
+           "n_stream_new_item_events": int((~stream["item"].isin(base["item"])).sum()), "n_test_users": len(users), "n_test_users_in_base": len(base_users),
+           "omp_threads": os.environ.get("OMP_NUM_THREADS"), "models": {}}
+    for name in args.models:
+        model = MODELS[name]().fit(base)
+        stale = ndcg(model, base_users, test)
+        t0 = time.perf_counter()
+        for part in np.array_split(np.arange(len(stream)), args.chunks):
+            chunk = stream.iloc[part]
+            if name != "Popularity":  # the others refuse new items: those events wait
+                chunk = chunk[chunk["item"].isin(base_items)]
+            model.partial_fit(chunk)
+        t_fold = time.perf_counter() - t0
+        fold = ndcg(model, users, test)
+        fold_b = ndcg(model, base_users, test)
+        t0 = time.perf_counter()
+        refit = MODELS[name]().fit(pd.concat([base, stream], ignore_index=True))
+        t_refit = time.perf_counter() - t0
+        full = ndcg(refit, users, test)
+        full_b = ndcg(refit, base_users, test)
+        row = {"fold_in": round(fold, 4), "refit": round(full, 4),
+               "fold_in_over_refit": round(fold / full, 4) if full else None,
+               "base_users": {"stale": round(stale, 4), "fold_in": round(fold_b, 4),
+                              "refit": round(full_b, 4)},
+               "partial_fit_s": round(t_fold, 3), "refit_s": round(t_refit, 3)}
+        out["models"][name] = row
+        print(name, row, flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
