@@ -2,7 +2,8 @@
 
 :func:`evaluate` ranks items with a fitted model (full ranking by default, sampled
 ranking on request) and scores the lists; :func:`evaluate_lists` scores lists someone
-else produced (e.g. another library) with the same code. Both return an
+else produced (e.g. another library) with the same code; :func:`evaluate_ratings`
+scores a rating model's predicted ratings (RMSE, MAE). Both return an
 :class:`EvaluationResult` with means, per-user values, bootstrap intervals and
 metadata; :func:`maasrec.metrics.paired_test` compares two of them.
 """
@@ -41,9 +42,12 @@ __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_METRICS",
     "METRICS",
+    "RATING_METRICS",
     "EvaluationResult",
+    "RatingEvaluationResult",
     "evaluate",
     "evaluate_lists",
+    "evaluate_ratings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1122,3 +1126,201 @@ def evaluate_lists(recommended: Any, users: Any, test: Any, *, train: Any = None
         n_items=n_items, n_negatives=None, counts=counts, elapsed=time.perf_counter() - t0,
         scoring_time=0.0, n_bootstrap=n_bootstrap, confidence=confidence, model=None,
     )
+
+
+# ---------------------------------------------------------------------------
+# evaluate_ratings
+# ---------------------------------------------------------------------------
+#: Metrics :func:`evaluate_ratings` computes.
+RATING_METRICS = ("rmse", "mae")
+_UNKNOWN_RATING_POLICIES = ("skip", "fallback", "raise")
+
+
+class RatingEvaluationResult(Mapping):
+    """What :func:`evaluate_ratings` returns: pooled rating errors and their intervals.
+
+    A read-only mapping ``{"rmse": float, "mae": float}`` (the metrics asked for).
+
+    Attributes
+    ----------
+    ci : dict of str to (float, float)
+        Percentile bootstrap interval of each metric over resampled test ratings
+        (NaN when ``n_bootstrap=0``).
+    n_ratings : int
+        Test ratings predicted.
+    counts : dict of str to int
+        ``test_rows_unknown_user`` / ``test_rows_unknown_item``: test rows whose user
+        (item) the model does not know (skipped, or predicted by the model's fallback).
+    model : str
+        Class name of the evaluated model.
+    elapsed : float
+        Seconds.
+    """
+
+    def __init__(self, values: dict[str, float], ci: dict[str, tuple[float, float]], *,
+                 n_ratings: int, counts: dict[str, int], model: str, elapsed: float,
+                 unknown: str):
+        self._values = dict(values)
+        self.ci = ci
+        self.n_ratings = int(n_ratings)
+        self.counts = dict(counts)
+        self.model = model
+        self.elapsed = float(elapsed)
+        self.unknown = unknown
+
+    def __getitem__(self, name: str) -> float:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise KeyError(f"{name!r} was not computed; available: {list(self._values)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: values, intervals, counts."""
+        return {"values": dict(self._values), "ci": {k: list(v) for k, v in self.ci.items()},
+                "n_ratings": self.n_ratings, "counts": dict(self.counts), "model": self.model,
+                "unknown": self.unknown, "elapsed": self.elapsed}
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{k}={v:.4f}" for k, v in self._values.items())
+        return f"RatingEvaluationResult({vals}; {self.n_ratings} ratings, model={self.model})"
+
+
+def _rating_metric_names(metrics: Any) -> list[str]:
+    if metrics is None:
+        return list(RATING_METRICS)
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    elif not isinstance(metrics, Iterable):
+        raise DataError(f"metrics must be a name or a list of names, got {metrics!r}")
+    names: list[str] = []
+    for m in metrics:
+        name = m.strip().lower() if isinstance(m, str) else m
+        if name not in RATING_METRICS:
+            raise DataError(f"unknown metric {m!r} for evaluate_ratings; valid names are "
+                            f"{list(RATING_METRICS)} (ranking metrics: use evaluate())")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise DataError(f"metrics must not be empty; valid names are {list(RATING_METRICS)}")
+    return names
+
+
+def _rating_test(model: Any, uv: IdVocab, iv: IdVocab, test: Any, unknown: str
+                 ) -> tuple[list, list, np.ndarray, dict[str, int]]:
+    """Raw ids and ratings of the test rows to predict, with the unknown-row counts."""
+    try:
+        test = as_interactions(test)
+    except DataError as exc:
+        raise DataError(f"test: {exc}") from exc
+    if not test.has_values:
+        raise DataError("test has no rating column: evaluate_ratings compares predicted with "
+                        "true ratings (give a frame with a 'rating' column)")
+    if unknown == "raise":
+        uv.index(test.user_vocab.ids)
+        iv.index(test.item_vocab.ids)
+    ku = (uv.index(test.user_vocab.ids, unknown="ignore") >= 0)[test.user_indices]
+    ki = (iv.index(test.item_vocab.ids, unknown="ignore") >= 0)[test.item_indices]
+    counts = {"test_rows_unknown_user": int((~ku).sum()),
+              "test_rows_unknown_item": int((ku & ~ki).sum())}
+    keep = np.ones(test.nnz, dtype=bool) if unknown == "fallback" else ku & ki
+    n_unknown = counts["test_rows_unknown_user"] + counts["test_rows_unknown_item"]
+    if n_unknown and unknown == "skip":
+        warnings.warn(f"{n_unknown} of {test.nnz} test rows have a user or item unknown to "
+                      f"{type(model).__name__} and are skipped (unknown='fallback' predicts "
+                      f"them with the model's fallback)", ColdStartWarning, stacklevel=3)
+    if not keep.any():
+        raise DataError(f"no test row has a user and an item known to {type(model).__name__}")
+    users = test.user_vocab.ids[test.user_indices[keep]].tolist()
+    items = test.item_vocab.ids[test.item_indices[keep]].tolist()
+    return users, items, np.asarray(test.values, dtype=np.float64)[keep], counts
+
+
+def evaluate_ratings(model: Any, test: Any, metrics: str | Sequence[str] | None = None, *,
+                     unknown: str = "skip", n_bootstrap: int = 1000, confidence: float = 0.95,
+                     random_state: Any = 0) -> RatingEvaluationResult:
+    """Evaluate a fitted rating model's predictions on held-out ratings (RMSE, MAE).
+
+    Every test row ``(user, item, rating)`` is predicted with ``model.predict(users,
+    items)`` and the errors are pooled over ratings (not averaged per user), as
+    Surprise and LensKit's ``ByRating`` report them.
+
+    Parameters
+    ----------
+    model : fitted rating model
+        Needs ``user_vocab_``, ``item_vocab_`` and ``predict(users, items)`` (e.g.
+        :class:`~maasrec.models.rating_mf.BiasedMF`); with ``unknown="fallback"``,
+        ``predict(users, items, unknown="mean")``.
+    test : Interactions, pandas.DataFrame or scipy.sparse matrix
+        Held-out ratings (a rating column is required).
+    metrics : str or sequence of str, optional
+        Names from :data:`RATING_METRICS`; default both.
+    unknown : {"skip", "fallback", "raise"}, default "skip"
+        Test rows whose user or item the model does not know: ``"skip"`` leaves them
+        out with a :class:`~maasrec.exceptions.ColdStartWarning` (as :func:`evaluate`
+        does), ``"fallback"`` predicts them with the model's own fallback (Surprise's
+        cross-validation counts them this way), ``"raise"`` raises
+        :class:`~maasrec.exceptions.UnknownIdError`. Counted either way.
+    n_bootstrap : int, default 1000
+        Resamples of the test ratings for the intervals (0 skips them).
+    confidence : float, default 0.95
+    random_state : int, numpy.random.Generator or None, default 0
+        Seeds the bootstrap.
+
+    Returns
+    -------
+    RatingEvaluationResult
+
+    Raises
+    ------
+    NotFittedError
+    DataError
+        A model without ``predict`` (one that cannot predict ratings), an unknown metric
+        or policy, test data without ratings or with no known row, non-finite
+        predictions.
+    UnknownIdError
+        With ``unknown="raise"``.
+
+    Examples
+    --------
+    >>> res = evaluate_ratings(BiasedMF().fit(train), test)  # doctest: +SKIP
+    >>> res["rmse"], res.ci["rmse"]  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    names = _rating_metric_names(metrics)
+    if unknown not in _UNKNOWN_RATING_POLICIES:
+        raise DataError(f"unknown must be one of {list(_UNKNOWN_RATING_POLICIES)}, got "
+                        f"{unknown!r}")
+    n_bootstrap, confidence = _check_bootstrap(n_bootstrap, confidence)
+    uv, iv = _model_vocabs(model)
+    if not callable(getattr(model, "predict", None)):
+        raise DataError(f"{type(model).__name__} cannot predict ratings (it has no "
+                        f"predict(users, items)); evaluate_ratings needs a rating model such "
+                        f"as BiasedMF; use evaluate() for ranking metrics")
+    users, items, truth, counts = _rating_test(model, uv, iv, test, unknown)
+    kwargs = {"unknown": "mean"} if unknown == "fallback" else {}
+    pred = np.asarray(model.predict(users, items, **kwargs), dtype=np.float64)
+    if pred.shape != truth.shape:
+        raise DataError(f"{type(model).__name__}.predict returned shape {pred.shape} for "
+                        f"{len(truth)} pairs")
+    if not np.isfinite(pred).all():
+        raise DataError(f"{type(model).__name__}.predict returned non-finite ratings")
+    err = pred - truth
+    per = {"rmse": err * err, "mae": np.abs(err)}
+    post = {"rmse": np.sqrt, "mae": lambda x: x}
+    values = {m: float(post[m](per[m].mean())) for m in names}
+    ci = {m: (float("nan"), float("nan")) for m in names}
+    if n_bootstrap:
+        rng = np.random.default_rng(random_state)
+        cols = np.stack([per[m] for m in names], axis=1)
+        means = bootstrap_means(cols, n_bootstrap, rng)
+        lo, hi = percentile_interval(means, confidence)
+        ci = {m: (float(post[m](lo[j])), float(post[m](hi[j]))) for j, m in enumerate(names)}
+    return RatingEvaluationResult(values, ci, n_ratings=len(truth), counts=counts,
+                                  model=type(model).__name__,
+                                  elapsed=time.perf_counter() - t0, unknown=unknown)
