@@ -39,7 +39,7 @@ def _sgd_epoch(u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, order: torch.T
         pu, qi = P[ub], Q[ib]
         bub, bib = bu[ub], bi[ib]
         err = r[b] - (mu + bub + bib + torch.linalg.vecdot(pu, qi))
-        sse += err @ err
+        sse += (err @ err).double()
         bu.index_add_(0, ub, err - reg * bub, alpha=lr)
         bi.index_add_(0, ib, err - reg * bib, alpha=lr)
         e = err[:, None]
@@ -69,7 +69,7 @@ class BiasedMF(Recommender):
         L2 penalty per update (``reg_all``).
     init_std : float, default 0.1
         Standard deviation of the normal initial factors (biases start at 0).
-    batch_size : int, default 256
+    batch_size : int, default 1024
         Ratings updated together (see Notes); 1 is exact per-rating SGD.
     random_state : int, numpy.random.Generator or None, default None
         Seed of the initial factors and of the order of the ratings in each epoch.
@@ -89,13 +89,15 @@ class BiasedMF(Recommender):
 
     Notes
     -----
-    **Algorithm.** Minibatch SGD vectorised with torch on the CPU (float64): the ratings are shuffled each
-    epoch, and each batch of ``batch_size`` ratings applies Surprise's per-rating
+    **Algorithm.** Minibatch SGD vectorised with torch on the CPU (float32): the ratings
+    are shuffled each epoch, and each batch of ``batch_size`` ratings applies Surprise's per-rating
     updates ``b_u += lr (e - reg b_u)``, ``b_i += lr (e - reg b_i)``,
     ``p_u += lr (e q_i - reg p_u)``, ``q_i += lr (e p_u - reg q_i)`` together (gradients
-    summed where a user or item repeats in a batch). With the small default step,
-    batches of 64 to 1,024 gave the same test RMSE to 4 decimals on MovieLens 100K;
-    per-rating SGD in pure Python would be about 100x slower without a compiler.
+    summed where a user or item repeats in a batch). With the small default step the
+    batch size hardly matters: on one MovieLens 100K fold, batches of 64 to 1,024 gave
+    the same test RMSE to 4 decimals (4,096: +0.0001), and 1,024 fitted 1.4x faster
+    than 256 (float32 1.5x faster than float64). Per-rating SGD in pure Python would be
+    about 100x slower without a compiler.
 
     **Scores.** ``recommend`` ranks by the unclipped prediction (clipping would tie
     every item predicted above the top of the scale); :meth:`predict` clips.
@@ -122,7 +124,7 @@ class BiasedMF(Recommender):
     }
 
     def __init__(self, factors: int = 100, epochs: int = 20, learning_rate: float = 0.005,
-                 regularization: float = 0.02, init_std: float = 0.1, batch_size: int = 256,
+                 regularization: float = 0.02, init_std: float = 0.1, batch_size: int = 1024,
                  random_state=None):
         self.factors = factors
         self.epochs = epochs
@@ -151,15 +153,17 @@ class BiasedMF(Recommender):
         t_start = time.perf_counter()
         rng = np.random.default_rng(self.random_state)
         r_np = np.array(data.values, dtype=np.float64)
-        r = torch.from_numpy(r_np)
+        r = torch.from_numpy(r_np.astype(np.float32))
         u = torch.from_numpy(np.array(data.user_indices, dtype=np.int64))
         i = torch.from_numpy(np.array(data.item_indices, dtype=np.int64))
         mu = float(r_np.mean())
         f, lr, reg = int(self.factors), float(self.learning_rate), float(self.regularization)
-        P = torch.from_numpy(rng.normal(0.0, float(self.init_std), (data.n_users, f)))
-        Q = torch.from_numpy(rng.normal(0.0, float(self.init_std), (data.n_items, f)))
-        bu = torch.zeros(data.n_users, dtype=torch.float64)
-        bi = torch.zeros(data.n_items, dtype=torch.float64)
+        P = torch.from_numpy(rng.normal(0.0, float(self.init_std), (data.n_users, f))
+                             .astype(np.float32))
+        Q = torch.from_numpy(rng.normal(0.0, float(self.init_std), (data.n_items, f))
+                             .astype(np.float32))
+        bu = torch.zeros(data.n_users, dtype=torch.float32)
+        bi = torch.zeros(data.n_items, dtype=torch.float32)
         log: dict[str, list] = {"rmse": [], "seconds": []}
         for epoch in range(int(self.epochs)):
             t0 = time.perf_counter()
@@ -176,10 +180,10 @@ class BiasedMF(Recommender):
         r = r_np
         self.global_mean_ = mu
         self.rating_min_, self.rating_max_ = float(r.min()), float(r.max())
-        self.user_bias_ = bu.numpy().astype(np.float32)
-        self.item_bias_ = bi.numpy().astype(np.float32)
-        self.user_factors_ = P.numpy().astype(np.float32)
-        self.item_factors_ = Q.numpy().astype(np.float32)
+        self.user_bias_ = bu.numpy()
+        self.item_bias_ = bi.numpy()
+        self.user_factors_ = P.numpy()
+        self.item_factors_ = Q.numpy()
         log["steps"] = int(self.epochs)
         self.training_log_ = log
         logger.info("BiasedMF: %d epochs over %d ratings in %.2fs (train RMSE %.4f)",
