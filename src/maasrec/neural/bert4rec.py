@@ -1,0 +1,601 @@
+"""``BERT4Rec``: a bidirectional transformer over each user's item sequence, trained as a cloze.
+
+BERT applied to behaviour (Sun et al. 2019): random items of a user's time-ordered
+sequence are replaced by a ``[MASK]`` token, and a transformer whose every position
+attends to the whole sequence (no causal mask) predicts the hidden items from both
+sides -- softmax cross-entropy over the catalogue at the masked positions only (or a
+sampled softmax). To recommend, ``[MASK]`` is appended after the latest items and the
+hidden state there scores every item.
+
+Sequences are left-padded with positions counted back from the end, so the appended
+``[MASK]`` always sits at the last position, as in training windows that end with the
+latest item. The loop (Adam, early stopping on a full-ranking validation metric with
+best-weights restore, NaN/inf checks, seeds, checkpoints) is
+:class:`maasrec.training.Trainer`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validation import check_choice, check_int, check_number
+from ..base import Recommender
+from ..data.interactions import Interactions, as_interactions
+from ..device import resolve_device
+from ..exceptions import DataError, MaasrecWarning
+from ..training import (
+    NonFiniteLossError,
+    sampled_softmax_loss,
+    seed_from,
+    softmax_loss,
+    threads_for,
+    torch_generator,
+)
+from ._holdout import auto_holdout, check_validation_fraction
+from ._implicit import parse_val_metric, train_task
+from ._sequences import append_histories, latest_items
+from .sasrec import INIT_STD
+
+__all__ = ["BERT4REC_LOSSES", "BERT4Rec", "BERT4RecNetwork", "cloze_windows"]
+
+logger = logging.getLogger(__name__)
+
+#: Accepted values of ``loss``.
+BERT4REC_LOSSES = ("ce", "sampled_softmax")
+#: Positions (sequences x length) per forward pass when scoring.
+_INFER_POSITIONS = 2**15
+
+
+class _BidirectionalBlock(nn.Module):
+    """Pre-LayerNorm transformer block; every position attends to every real one."""
+
+    def __init__(self, dim: int, n_heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.attn_dropout = dropout
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
+        b, t, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=keys, dropout_p=self.attn_dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.ln2(x))))))
+
+
+class BERT4RecNetwork(nn.Module):
+    """The bidirectional network of :class:`BERT4Rec`.
+
+    Input index ``n_items`` is ``[MASK]`` and ``n_items + 1`` padding (a zero vector,
+    never attended to). Sequences are left-padded: the position of column ``j`` of a
+    ``[b, t]`` batch is ``max_len - t + j``, so the last column is always position
+    ``max_len - 1``. The output head (dense, GELU, LayerNorm) feeds a dot product with
+    the item embeddings (tied weights) plus a per-item bias.
+
+    Parameters
+    ----------
+    n_items, dim, max_len, n_layers, n_heads, ffn_dim : int
+    dropout : float
+    """
+
+    def __init__(self, n_items: int, dim: int, max_len: int, n_layers: int, n_heads: int,
+                 ffn_dim: int, dropout: float):
+        super().__init__()
+        self.item_emb = nn.Parameter(torch.empty(n_items, dim))
+        self.mask_emb = nn.Parameter(torch.empty(1, dim))
+        self.pos_emb = nn.Parameter(torch.empty(max_len, dim))
+        self.ln_in = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(_BidirectionalBlock(dim, n_heads, ffn_dim, dropout)
+                                    for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, dim)
+        self.ln_head = nn.LayerNorm(dim)
+        self.out_bias = nn.Parameter(torch.zeros(n_items))
+
+    @property
+    def n_items(self) -> int:
+        """int: items in the catalogue (``[MASK]`` and padding not counted)."""
+        return int(self.item_emb.shape[0])
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Normal(0, 0.02) weights and embeddings, zero biases, unit LayerNorm gains."""
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.endswith("bias"):
+                    p.zero_()
+                elif ".ln" in name or name.startswith("ln_"):
+                    p.fill_(1.0)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=generator) * INIT_STD)
+
+    def input_table(self) -> torch.Tensor:
+        """Input vectors ``[n_items + 2, dim]``: the items, ``[MASK]``, zero padding."""
+        pad = torch.zeros_like(self.mask_emb)
+        return torch.cat([self.item_emb, self.mask_emb, pad], 0)
+
+    def hidden(self, seq: torch.Tensor) -> torch.Tensor:
+        """Output states ``[b, t, dim]`` (after the head) of left-padded sequences ``[b, t]``."""
+        t = seq.shape[1]
+        pad = seq == self.n_items + 1
+        keys = (~pad)[:, None, None, :] if bool(pad.any()) else None
+        x = F.embedding(seq, self.input_table()) + self.pos_emb[self.pos_emb.shape[0] - t:]
+        x = self.drop(self.ln_in(x))
+        for block in self.blocks:
+            x = block(x, keys)
+        x = self.ln_f(x)
+        return self.ln_head(F.gelu(self.head(x)))
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Scores of every item ``[..., n_items]`` from output states ``[..., dim]``."""
+        return h @ self.item_emb.T + self.out_bias
+
+    def next_states(self, seqs: list[np.ndarray], device: torch.device) -> torch.Tensor:
+        """Output state at a ``[MASK]`` appended to each sequence, ``[b, dim]``.
+
+        Each sequence must hold at most ``max_len - 1`` items. Sequences of one length
+        run together, unpadded, so a sequence's state does not depend on the others.
+        Inference mode (``eval``, no grad).
+        """
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        self.eval()
+        out = torch.empty((len(seqs), int(self.item_emb.shape[1])), device=device)
+        order = np.argsort(lengths, kind="stable")
+        bounds = np.flatnonzero(np.diff(lengths[order])) + 1
+        mask_col = np.full(1, self.n_items, dtype=np.int64)
+        with torch.no_grad():
+            for group in np.split(order, bounds):
+                if len(group) == 0:
+                    continue
+                n = int(lengths[group[0]]) + 1
+                rows = max(1, _INFER_POSITIONS // n)
+                for a in range(0, len(group), rows):
+                    g = group[a:a + rows]
+                    batch = np.stack([np.concatenate([seqs[i], mask_col]) for i in g])
+                    h = self.hidden(torch.from_numpy(batch).to(device))[:, -1]
+                    out[torch.from_numpy(g).to(device)] = h.float()
+        return out
+
+
+def cloze_windows(indptr: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training windows over flat sequences: (start in the flat array, length).
+
+    Each sequence of 2 or more items is cut, from its end, into windows of at most
+    ``max_len`` consecutive items, so every item is in one window per epoch and the
+    latest window holds the latest items; a leftover window of one item is dropped.
+    """
+    lengths = np.diff(indptr).astype(np.int64)
+    lengths = np.where(lengths >= 2, lengths, 0)
+    n_win = -(-lengths // max_len)
+    total = int(n_win.sum())
+    seq_of = np.repeat(np.arange(len(lengths)), n_win)
+    first = np.cumsum(n_win) - n_win
+    k = np.arange(total) - np.repeat(first, n_win)
+    end = lengths[seq_of] - k * max_len
+    m = np.minimum(end, max_len)
+    start = indptr[seq_of] + end - m
+    keep = m >= 2
+    return start[keep].astype(np.int64), m[keep].astype(np.int64)
+
+
+class ClozeTask:
+    """Batches and loss of cloze (masked-item) training over flat sequences.
+
+    A batch is ``(inputs, targets)``: left-padded windows ``[b, t]`` with the masked
+    items replaced by ``[MASK]``, and ``targets`` holding the hidden item at masked
+    positions and -1 elsewhere (only masked positions enter the loss). Each real item is
+    masked with probability ``mask_prob``; with probability ``mask_last_prob`` a window
+    instead masks only its last item (the recommendation query); a window with nothing
+    masked gets its last item masked.
+
+    Parameters
+    ----------
+    net : BERT4RecNetwork
+    items, indptr : np.ndarray of int64
+    max_len, batch_size : int
+    mask_prob, mask_last_prob : float
+    loss : {"ce", "sampled_softmax"}
+    n_negatives : int
+    seed : int
+        All randomness (window order, masks, negatives) from one CPU generator.
+    """
+
+    def __init__(self, net: BERT4RecNetwork, items: np.ndarray, indptr: np.ndarray, *,
+                 max_len: int, batch_size: int, mask_prob: float, mask_last_prob: float,
+                 loss: str, n_negatives: int, seed: int):
+        start, length = cloze_windows(indptr, int(max_len))
+        self.net = net
+        self.n_items = net.n_items
+        self.n_windows = len(start)
+        self.batch_size = int(batch_size)
+        self.steps_per_epoch = -(-self.n_windows // self.batch_size)
+        self.mask_prob = float(mask_prob)
+        self.mask_last_prob = float(mask_last_prob)
+        self.loss_kind = loss
+        self.n_negatives = int(n_negatives)
+        self._flat = torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64))
+        self._start = torch.from_numpy(start)
+        self._length = torch.from_numpy(length)
+        self._gen = torch_generator(seed + 1)
+        self.generators = [self._gen]
+
+    def batches(self, epoch: int):
+        """``(inputs, targets)`` of the epoch's windows, in a seeded order."""
+        perm = torch.randperm(self.n_windows, generator=self._gen)
+        for a in range(0, self.n_windows, self.batch_size):
+            idx = perm[a:a + self.batch_size]
+            yield self.make_batch(self._start[idx], self._length[idx])
+
+    def make_batch(self, start: torch.Tensor, length: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked, left-padded inputs and targets of the windows ``(start, length)``."""
+        width = int(length.max())
+        col = torch.arange(width)
+        offset = col[None, :] - (width - length)[:, None]  # index inside the window
+        real = offset >= 0
+        idx = (start[:, None] + offset.clamp(min=0)).clamp(max=len(self._flat) - 1)
+        seq = torch.where(real, self._flat[idx], torch.full((), self.n_items + 1))
+        b = len(start)
+        masked = (torch.rand((b, width), generator=self._gen) < self.mask_prob) & real
+        last_only = torch.rand(b, generator=self._gen) < self.mask_last_prob
+        masked[last_only] = False
+        none = ~masked.any(1)
+        masked[:, -1] |= none  # last-only windows and windows with nothing masked
+        targets = torch.where(masked, seq, torch.full((), -1))
+        inputs = torch.where(masked, torch.full((), self.n_items), seq)
+        return inputs, targets
+
+    def loss(self, batch) -> torch.Tensor:
+        """Mean loss over the masked positions of a batch."""
+        inputs, targets = batch
+        net = self.net
+        where = targets >= 0
+        h = net.hidden(inputs)[where]
+        y = targets[where]
+        if self.loss_kind == "ce":
+            return softmax_loss(net.logits(h), y)
+        neg = torch.randint(self.n_items, (self.n_negatives,), generator=self._gen)
+        neg = neg.to(h.device)
+        pos = (h * net.item_emb[y]).sum(-1) + net.out_bias[y]
+        other = h @ net.item_emb[neg].T + net.out_bias[neg]
+        return sampled_softmax_loss(pos.float(), other.float(),
+                                    mask=neg[None, :] != y[:, None])
+
+
+class BERT4Rec(Recommender):
+    """Next-item recommendation with a bidirectional transformer trained as a cloze (BERT4Rec).
+
+    Each user is the time-ordered sequence of items they interacted with. Training hides
+    random items behind a ``[MASK]`` token and predicts them from both sides; a user's
+    recommendations are the scores at a ``[MASK]`` appended after their latest items.
+
+    Parameters
+    ----------
+    max_len : int, default 100
+        Longest window the network reads, the appended ``[MASK]`` included: the latest
+        ``max_len - 1`` items of a history are used to recommend (older ones are still
+        excluded as seen). Training sequences longer than ``max_len`` are cut into
+        consecutive windows of ``max_len`` items.
+    dim : int, default 64
+        Width of item vectors and hidden states.
+    n_layers : int, default 2
+        Transformer blocks.
+    n_heads : int, default 2
+        Attention heads (must divide ``dim``).
+    ffn_dim : int, optional
+        Width of the feed-forward layer (default ``4 * dim``).
+    dropout : float, default 0.2
+        Dropout on embeddings, attention weights, residual branches and the feed-forward
+        layer.
+    mask_prob : float, default 0.2
+        Probability that each item of a training window is masked (the cloze rate).
+    mask_last_prob : float, default 0.1
+        Probability that a training window masks only its last item (the form of a
+        recommendation query) instead of random ones.
+    loss : {"ce", "sampled_softmax"}, default "ce"
+        ``"ce"``: softmax cross-entropy over the whole catalogue at masked positions.
+        ``"sampled_softmax"``: the hidden item against ``n_negatives`` items drawn
+        uniformly per batch (a draw equal to the target is masked), for large catalogues.
+    n_negatives : int, default 256
+        Negatives per batch for ``loss="sampled_softmax"``.
+    epochs : int, default 200
+        Most passes over the training windows.
+    batch_size : int, default 64
+        Windows per step.
+    learning_rate : float, default 0.001
+        Adam step size.
+    weight_decay : float, default 0.0
+        L2 penalty (Adam's coupled form).
+    patience : int, default 10
+        Stop after this many validations without a better ``val_metric`` and restore the
+        best weights.
+    eval_every : int, default 1
+        Epochs between validations.
+    val_metric : str, default "ndcg@10"
+        The full-ranking validation metric, ``"<name>@<k>"`` (``ndcg``, ``hit``,
+        ``recall``, ``precision``, ``map``, ``mrr``).
+    validation_fraction : float or None, default 0.1
+        When :meth:`fit` gets no ``validation``: the last item of a
+        ``validation_fraction`` share of the users with 5 or more interactions (at least
+        1,000 users, or all of them) is held out (leave-last-out,
+        :func:`maasrec.data.split.holdout_validation`, seeded from ``random_state``) for
+        early stopping; the model is kept as trained and the held-out items rejoin the
+        histories it reads. None or 0: train all ``epochs``, without early stopping.
+    device : str or torch.device, optional
+        See :func:`maasrec.resolve_device`.
+    random_state : int, numpy.random.Generator or None, default None
+        Seeds the initial weights, window order, masks, negatives and dropout (torch's
+        global RNG is left as it was).
+    verbose : bool, default False
+        A progress bar over the epochs (:class:`~maasrec.training.ProgressCallback`).
+
+    Attributes
+    ----------
+    network_ : BERT4RecNetwork
+        The trained network (saved in ``weights.safetensors``).
+    history_items_, history_indptr_ : np.ndarray of int64
+        The latest ``max_len - 1`` item indices of every known user, oldest first.
+    training_log_ : dict
+        :meth:`maasrec.training.TrainingHistory.to_dict` of the run plus ``n_windows``
+        (training windows per epoch) and ``holdout`` when a validation slice was held out.
+
+    Notes
+    -----
+    **Ordered histories.** ``recommend(history=[...])`` keeps the given order (oldest
+    first) and repeats (``ordered_history = True``). A history holding an unknown item
+    raises :class:`~maasrec.exceptions.UnknownIdError`; an empty one gets the popular
+    items. :meth:`extend_history` appends new events of known users without retraining
+    (e.g. the validation item before a leave-last-out test).
+
+    **Determinism.** Same seed, data, device and thread count give the same model on the
+    CPU.
+
+    References
+    ----------
+    F. Sun, J. Liu, J. Wu, C. Pei, X. Lin, W. Ou, P. Jiang. BERT4Rec: Sequential
+    Recommendation with Bidirectional Encoder Representations from Transformer. CIKM 2019.
+    """
+
+    ordered_history = True
+
+    def __init__(self, max_len: int = 100, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
+                 ffn_dim: int | None = None, dropout: float = 0.2, mask_prob: float = 0.2,
+                 mask_last_prob: float = 0.1, loss: str = "ce", n_negatives: int = 256,
+                 epochs: int = 200, batch_size: int = 64, learning_rate: float = 0.001,
+                 weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
+                 val_metric: str = "ndcg@10", validation_fraction: float | None = 0.1,
+                 device: Any = None, random_state: Any = None, verbose: bool = False):
+        self.max_len = max_len
+        self.dim = dim
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.ffn_dim = ffn_dim
+        self.dropout = dropout
+        self.mask_prob = mask_prob
+        self.mask_last_prob = mask_last_prob
+        self.loss = loss
+        self.n_negatives = n_negatives
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.eval_every = eval_every
+        self.val_metric = val_metric
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- parameters ---------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        check_int("max_len", self.max_len, low=2)
+        check_int("dim", self.dim, low=1)
+        check_int("n_layers", self.n_layers, low=0)
+        check_int("n_heads", self.n_heads, low=1)
+        if self.dim % self.n_heads:
+            raise DataError(f"n_heads={self.n_heads!r} must divide dim={self.dim!r}")
+        if self.ffn_dim is not None:
+            check_int("ffn_dim", self.ffn_dim, low=1)
+        check_number("dropout", self.dropout, low=0, high=1, high_inclusive=False)
+        check_number("mask_prob", self.mask_prob, low=0, high=1, low_inclusive=False)
+        check_number("mask_last_prob", self.mask_last_prob, low=0, high=1)
+        check_choice("loss", self.loss, BERT4REC_LOSSES)
+        check_int("n_negatives", self.n_negatives, low=1)
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False,
+                     high=float("inf"), high_inclusive=False)
+        check_number("weight_decay", self.weight_decay, low=0, high=float("inf"),
+                     high_inclusive=False)
+        check_int("patience", self.patience, low=1)
+        check_int("eval_every", self.eval_every, low=1)
+        parse_val_metric(self.val_metric)
+        check_validation_fraction(self.validation_fraction)
+
+    def _build_modules(self) -> dict:
+        ffn = int(self.ffn_dim) if self.ffn_dim is not None else 4 * int(self.dim)
+        # nn.Linear initialises from torch's global RNG: leave the caller's alone
+        with torch.random.fork_rng(devices=[]):
+            return {"network_": BERT4RecNetwork(self.n_items_, int(self.dim), int(self.max_len),
+                                                 int(self.n_layers), int(self.n_heads), ffn,
+                                                 float(self.dropout))}
+
+    # -- fitting ------------------------------------------------------------------------
+    def _fit(self, data: Interactions, *, item_features=None, user_features=None,
+             validation=None, checkpoint_dir=None) -> None:
+        if not data.has_timestamps:
+            import warnings
+
+            warnings.warn(
+                "BERT4Rec: the interactions have no timestamps, so each user's rows are "
+                "taken in their stored order (input order; column order for a sparse "
+                "matrix) as time order", MaasrecWarning, stacklevel=3)
+        device = resolve_device(self.device)
+        self._device_obj = device
+        seed = seed_from(self.random_state)
+        fit_data, validation, holdout = auto_holdout(
+            "BERT4Rec", data, validation, self.validation_fraction, ordered=True, seed=seed)
+        net = self._build_modules()["network_"]
+        net.reset_parameters(torch_generator(seed))
+        net.to(device)
+        self.network_ = net
+        # validation reads the train part only
+        self._set_histories(fit_data.item_indices, fit_data.user_indptr)
+        task = ClozeTask(net, fit_data.item_indices.astype(np.int64),
+                         fit_data.user_indptr.astype(np.int64), max_len=int(self.max_len),
+                         batch_size=int(self.batch_size), mask_prob=float(self.mask_prob),
+                         mask_last_prob=float(self.mask_last_prob), loss=self.loss,
+                         n_negatives=int(self.n_negatives), seed=seed)
+        self.training_log_ = {"n_windows": task.n_windows}
+        if task.n_windows == 0:
+            logger.warning("BERT4Rec: no user has 2 or more interactions; nothing to train "
+                           "(scores come from the initial weights)")
+        else:
+            logger.info("BERT4Rec: %d users, %d items, %d windows (max_len %d), loss=%s, "
+                        "device %s", data.n_users, data.n_items, task.n_windows,
+                        int(self.max_len), self.loss, device)
+            try:
+                with threads_for(int(self.batch_size) * int(self.max_len) * int(self.dim),
+                                 device):
+                    hist = train_task(
+                        self, "BERT4Rec", net, task.batches, task.loss, data=fit_data,
+                        validation=validation, score=self._score_users, device=device,
+                        seed=seed, steps_per_epoch=task.steps_per_epoch,
+                        generators=task.generators, checkpoint_dir=checkpoint_dir,
+                        weight_decay=float(self.weight_decay))
+            except NonFiniteLossError as exc:
+                net.eval()
+                self.training_log_ = exc.history.to_dict() if exc.history is not None else {}
+                if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                    self._forget_fit()
+                raise
+            self.training_log_ = {**hist.to_dict(), "n_windows": task.n_windows}
+        if holdout is not None:
+            self.training_log_["holdout"] = holdout
+        # the held-out items are history again
+        self._set_histories(data.item_indices, data.user_indptr)
+        net.eval()
+
+    # -- histories ----------------------------------------------------------------------
+    def _set_histories(self, items: np.ndarray, indptr: np.ndarray) -> None:
+        """Keep the latest ``max_len - 1`` items of every user (oldest first)."""
+        self.history_items_, self.history_indptr_ = latest_items(
+            np.asarray(items, dtype=np.int64), np.asarray(indptr, dtype=np.int64),
+            int(self.max_len) - 1)
+
+    def extend_history(self, X) -> BERT4Rec:
+        """Append new interactions of known users to the histories the model reads.
+
+        Nothing is retrained: recommendations for these users now start from their
+        latest items, and the new items count as seen.
+
+        Parameters
+        ----------
+        X : Interactions, pandas.DataFrame or scipy.sparse matrix
+            Interactions of known users and items, in time order.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        UnknownIdError
+            A user or item the model does not know.
+        """
+        self._check_fitted()
+        X = as_interactions(X).with_vocab(self.user_vocab_, self.item_vocab_, unknown="raise")
+        if X.nnz == 0:
+            return self
+        self._set_histories(*append_histories(self.history_items_, self.history_indptr_,
+                                              X.item_indices, X.user_indices))
+        self.seen_ = (self.seen_ + X.to_csr()).tocsr()
+        self._pop_cache = None
+        return self
+
+    # -- scoring ------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        dev = getattr(self, "_device_obj", None)
+        if dev is None:
+            dev = self._device_obj = resolve_device(self.device)
+        if next(self.network_.parameters()).device != dev:
+            self.network_.to(dev)
+        return dev
+
+    def _states(self, seqs: list[np.ndarray]) -> torch.Tensor:
+        """Output states at ``[MASK]`` after the latest ``max_len - 1`` items ``[b, dim]``."""
+        dev = self._device()
+        keep = int(self.max_len) - 1
+        net = self.network_
+        was_training = net.training
+        try:
+            return net.next_states([np.asarray(s, dtype=np.int64)[-keep:] for s in seqs], dev)
+        finally:
+            net.train(was_training)
+
+    def _scores_from(self, seqs: list[np.ndarray]):
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        nonempty = np.flatnonzero(lengths > 0)
+        net = self.network_
+        if len(nonempty) == len(seqs):
+            with torch.no_grad():
+                out = net.logits(self._states(seqs)).float()
+            return out.cpu().numpy() if out.device.type == "cpu" else out
+        out = np.broadcast_to(self._popularity().astype(np.float32),
+                              (len(seqs), self.n_items_)).copy()
+        if len(nonempty):
+            with torch.no_grad():
+                s = net.logits(self._states([seqs[i] for i in nonempty])).float()
+            out[nonempty] = s.cpu().numpy()
+        return out
+
+    def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
+        ip, it = self.history_indptr_, self.history_items_
+        return [it[ip[u]:ip[u + 1]] for u in np.asarray(user_idx, dtype=np.int64)]
+
+    def _score_users(self, user_idx: np.ndarray):
+        """Scores from each known user's latest items (popularity if none)."""
+        return self._scores_from(self._user_histories(user_idx))
+
+    def _score_sequences(self, sequences: list[np.ndarray]):
+        """Scores from ordered histories (oldest first); see ``ordered_history``."""
+        return self._scores_from(list(sequences))
+
+    def _score_history(self, history: sp.csr_matrix):
+        raise NotImplementedError(
+            "BERT4Rec needs the order of a history, which a sparse matrix does not keep: "
+            "use recommend(history=[item ids, oldest first]) or _score_sequences")
+
+    def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
+        """Cosine similarity of the item embeddings."""
+        v = self.network_.item_emb.detach().float().cpu().numpy()
+        norms = np.linalg.norm(v, axis=1)
+        norms[norms == 0] = 1.0
+        return (v[item_idx] / norms[item_idx, None]) @ (v / norms[:, None]).T
+
+    # -- persistence --------------------------------------------------------------------
+    def _check_loaded(self) -> None:
+        from .._loadcheck import check_stored_histories
+
+        check_stored_histories(self, self._load_where)
+
+    def __getstate__(self):  # copies and pickles carry no device cache
+        state = dict(self.__dict__)
+        state.pop("_device_obj", None)
+        return state
