@@ -83,9 +83,24 @@ def test_class_attribute_wins_over_the_table():
     class MyVAE(MultVAE):
         search_space: ClassVar[dict] = {"dropout": ("float", 0.1, 0.2)}
 
-    assert search_space_of(MultVAE) == dict(vars(MultVAE).get("search_space",
-                                                              DEFAULT_SPACES["MultVAE"]))
+    assert search_space_of(MultVAE) == dict(MultVAE.search_space)
     assert search_space_of(MyVAE) == {"dropout": ("float", 0.1, 0.2)}
+
+
+def test_every_known_model_declares_its_space_next_to_its_class():
+    for name in KNOWN_MODELS:
+        cls = resolve_models([name])[0].cls
+        assert "search_space" in vars(cls), cls.__name__
+
+
+def test_table_registers_a_space_for_a_class_without_one(monkeypatch):
+    from maasrec.models import EASE
+
+    class Mine(EASE):
+        search_space = None
+
+    monkeypatch.setitem(DEFAULT_SPACES, "Mine", {"l2": ("float", 1.0, 2.0)})
+    assert search_space_of(Mine) == {"l2": ("float", 1.0, 2.0)}
 
 
 def test_resolve_models_inputs():

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -253,6 +253,16 @@ class HybridRecommender(Recommender):
 
     **Determinism.** On the CPU the same seed, data and thread count give the same model.
     """
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {
+        "dim": ("choice", [64, 128, 256]),
+        "learning_rate": ("float", 3e-4, 1e-2, "log"),
+        "weight_decay": ("float", 1e-7, 1e-3, "log"),
+        "id_dropout": ("float", 0.0, 0.5),
+        "history_dropout": ("float", 0.0, 0.7),
+        "n_negatives": ("int", 1, 16, "log"),
+    }
 
     def __init__(self, item_encoders: Any = "auto", user_encoders: Any = "auto",
                  fusion: Any = "residual", scorer: Any = "dot", loss: str = "softmax",
@@ -727,6 +737,15 @@ class NeuMF(HybridRecommender):
     HybridRecommender : ``HybridRecommender(scorer="neumf")`` is the same model with the
         hybrid defaults.
     """
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {
+        "dim": ("choice", [16, 32, 64, 128]),
+        "learning_rate": ("float", 3e-4, 1e-2, "log"),
+        "weight_decay": ("float", 1e-7, 1e-3, "log"),
+        "id_dropout": ("float", 0.0, 0.5),
+        "n_negatives": ("int", 1, 16, "log"),
+    }
 
     def __init__(self, mlp_layers: Sequence[int] = (64, 32, 16), item_encoders: Any = ("id",),
                  user_encoders: Any = ("id", "history"), fusion: Any = "gated",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -229,6 +229,15 @@ class LightGCN(Recommender):
     X. He, K. Deng, X. Wang, Y. Li, Y. Zhang, M. Wang. LightGCN: Simplifying and Powering
     Graph Convolution Network for Recommendation. SIGIR 2020.
     """
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {
+        "dim": ("choice", [32, 64, 128]),
+        "n_layers": ("int", 1, 4),
+        "l2": ("float", 1e-6, 1e-2, "log"),
+        "learning_rate": ("float", 1e-3, 5e-2, "log"),
+        "patience": ("fixed", 10),
+    }
 
     def __init__(self, dim: int = 64, n_layers: int = 3, l2: float = 1e-3, epochs: int = 300,
                  batch_size: int = 8192, learning_rate: float = 0.01,

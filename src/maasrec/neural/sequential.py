@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -290,6 +290,16 @@ class SequentialRecommender(Recommender):
     """
 
     ordered_history = True
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {
+        "max_len": ("choice", [50, 100, 200]),
+        "dim": ("choice", [32, 64, 128]),
+        "n_layers": ("int", 1, 3),
+        "dropout": ("float", 0.0, 0.6),
+        "learning_rate": ("float", 1e-4, 1e-2, "log"),
+        "weight_decay": ("float", 1e-6, 1e-2, "log"),
+    }
 
     def __init__(self, max_len: int = 50, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
                  ffn_dim: int | None = None, dropout: float = 0.3, loss: str = "ce",

@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -213,6 +213,18 @@ class MultVAE(Recommender):
     D. Liang, R. G. Krishnan, M. D. Hoffman, T. Jebara. Variational Autoencoders for
     Collaborative Filtering. WWW 2018.
     """
+
+    #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
+    search_space: ClassVar[dict] = {
+        "hidden_dims": ("choice", [(600,), (300,), (600, 200)]),
+        "latent_dim": ("choice", [64, 128, 200]),
+        "dropout": ("float", 0.0, 0.7),
+        "beta_cap": ("float", 0.05, 1.0, "log"),
+        "anneal_steps": ("int", 100, 20000, "log"),
+        "learning_rate": ("float", 1e-4, 1e-2, "log"),
+        "batch_size": ("choice", [64, 128, 256]),
+        "patience": ("fixed", 10),
+    }
 
     def __init__(self, hidden_dims: Sequence[int] = (600,), latent_dim: int = 200,
                  dropout: float = 0.5, beta_cap: float = 0.2, anneal_steps: int = 200,

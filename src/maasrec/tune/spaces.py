@@ -33,50 +33,10 @@ __all__ = ["DEFAULT_SPACES", "Param", "parse_space", "search_space_of"]
 
 _KINDS = ("float", "int", "choice", "fixed")
 
-#: Spaces of the models whose modules this package does not edit, by class name. A class
-#: attribute ``search_space`` wins over an entry here.
-DEFAULT_SPACES: dict[str, dict[str, Any]] = {
-    "MultVAE": {
-        "hidden_dims": ("choice", [(600,), (300,), (600, 200)]),
-        "latent_dim": ("choice", [64, 128, 200]),
-        "dropout": ("float", 0.0, 0.7),
-        "beta_cap": ("float", 0.05, 1.0, "log"),
-        "anneal_steps": ("int", 100, 20000, "log"),
-        "learning_rate": ("float", 1e-4, 1e-2, "log"),
-        "batch_size": ("choice", [64, 128, 256]),
-        "patience": ("fixed", 10),
-    },
-    "LightGCN": {
-        "dim": ("choice", [32, 64, 128]),
-        "n_layers": ("int", 1, 4),
-        "l2": ("float", 1e-6, 1e-2, "log"),
-        "learning_rate": ("float", 1e-3, 5e-2, "log"),
-        "patience": ("fixed", 10),
-    },
-    "HybridRecommender": {
-        "dim": ("choice", [64, 128, 256]),
-        "learning_rate": ("float", 3e-4, 1e-2, "log"),
-        "weight_decay": ("float", 1e-7, 1e-3, "log"),
-        "id_dropout": ("float", 0.0, 0.5),
-        "history_dropout": ("float", 0.0, 0.7),
-        "n_negatives": ("int", 1, 16, "log"),
-    },
-    "NeuMF": {
-        "dim": ("choice", [16, 32, 64, 128]),
-        "learning_rate": ("float", 3e-4, 1e-2, "log"),
-        "weight_decay": ("float", 1e-7, 1e-3, "log"),
-        "id_dropout": ("float", 0.0, 0.5),
-        "n_negatives": ("int", 1, 16, "log"),
-    },
-    "SequentialRecommender": {
-        "max_len": ("choice", [50, 100, 200]),
-        "dim": ("choice", [32, 64, 128]),
-        "n_layers": ("int", 1, 3),
-        "dropout": ("float", 0.0, 0.6),
-        "learning_rate": ("float", 1e-4, 1e-2, "log"),
-        "weight_decay": ("float", 1e-6, 1e-2, "log"),
-    },
-}
+#: Spaces registered by class name for classes that declare none (your own models: add
+#: ``DEFAULT_SPACES["MyModel"] = {...}``). A class attribute ``search_space`` wins; every
+#: maasrec model declares its own next to its class.
+DEFAULT_SPACES: dict[str, dict[str, Any]] = {}
 
 
 @dataclass(frozen=True)
