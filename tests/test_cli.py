@@ -22,7 +22,37 @@ def test_demo_popularity_offline(capsys, monkeypatch, tmp_path):
 def test_demo_default_models(capsys):
     assert main(["demo", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "EASE" in out and "best:" in out
+    assert "best:" in out and "--full" in out
+    table = out.split("\n\n")[1].splitlines()
+    assert "NDCG@10 [95% CI]" in table[0]
+    rows = table[2:]
+    assert {r.split()[0] for r in rows} == {"Popularity", "ItemKNN", "PureSVD", "ALS"}
+    ndcg = [float(r.split()[1]) for r in rows]
+    assert ndcg == sorted(ndcg, reverse=True)  # a leaderboard: best first
+    for r in rows:  # every estimate lies inside its interval
+        est, lo, hi = (float(x.strip("[],")) for x in r.split()[1:4])
+        assert lo <= est <= hi and lo < hi
+    assert rows[-1].startswith("Popularity")  # the floor every model must beat
+    recs = out.split("recommends:\n", 1)[1].splitlines()[:5]
+    assert all("(19" in r or "(20" in r for r in recs)  # titled recommendations
+
+
+def test_demo_model_lists():
+    from maasrec.cli import _DEFAULT_DEMO, _demo_models, _model_zoo
+
+    zoo = _model_zoo("", 0)
+    parse = build_parser().parse_args
+    assert _demo_models(parse(["demo"]), zoo) == list(_DEFAULT_DEMO)
+    full = _demo_models(parse(["demo", "--full"]), zoo)
+    assert set(full) == set(zoo) - {"sequential"} and "ease" in full and "hybrid" in full
+    assert "sequential" in _demo_models(parse(["demo", "--dataset", "beauty"]), zoo)
+    assert "sequential" in _demo_models(parse(["demo", "--full", "--dataset", "beauty"]), zoo)
+    assert _demo_models(parse(["demo", "--models", "EASE, als"]), zoo) == ["ease", "als"]
+
+
+def test_demo_full_and_models_exclude_each_other(capsys):
+    assert main(["demo", "--full", "--models", "ease", "--no-progress"]) == 2
+    assert "--full" in capsys.readouterr().err
 
 
 def test_demo_unknown_model(capsys):

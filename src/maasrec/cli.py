@@ -1,4 +1,4 @@
-"""Command line: ``maasrec demo``, ``fit``, ``recommend``, ``evaluate``, ``serve``, ``bench``.
+"""Command line: ``maasrec demo``, ``fit``, ``split``, ``recommend``, ``evaluate``, ``serve``, ``bench``.
 
 The CLI uses only the public API, so everything it does can be done in Python too.
 """
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import _cli_data
 from ._version import __version__
 from .exceptions import ColdStartWarning, MaasrecError, UnknownIdError
 
@@ -77,10 +78,14 @@ def _text_model_available() -> bool:
 _DEMO_SEQ_EPOCHS = 20
 #: Epoch budget of the demo's HybridRecommender and NeuMF (they early-stop on validation).
 _DEMO_NEURAL_EPOCHS = 30
-#: Models left out of the default demo list unless the data set is time-ordered.
+#: Models left out of the demo unless the data set is time-ordered.
 _SEQUENTIAL_ONLY = {"sequential"}
-#: Models the demo runs only when named (``--models neumf``): slower to train.
-_OPT_IN = {"neumf"}
+#: The default demo (about a minute on 2 cores): the popularity floor every model must
+#: beat, the strong neighbourhood and factor baselines, ALS. ``--full`` adds EASE (an
+#: n_items^2 Gram inverse: minutes at 9.7k items), BPR-MF, the HybridRecommender (item
+#: text through the MiniLM encoder when maasrec[text] is installed: 2 minutes of encoding
+#: on 2 cores the first time) and NeuMF, and on Beauty the SequentialRecommender.
+_DEFAULT_DEMO = ("popularity", "itemknn", "puresvd", "als")
 
 
 def _load(dataset: str, data_home: str | None):
@@ -110,35 +115,102 @@ def _format_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Train and evaluate on a real data set, print metrics and example recommendations."""
-    from tqdm.auto import tqdm
-
-    from . import metrics
-    from .data.split import leave_last_out, random_split
-
-    out = sys.stdout
-    zoo = _model_zoo("", args.seed)
-    names = ([m.strip().lower() for m in args.models.split(",")] if args.models else
-             [m for m in zoo if (m not in _SEQUENTIAL_ONLY or args.dataset == "beauty")
-              and m not in _OPT_IN])
+def _demo_models(args: argparse.Namespace, zoo: dict) -> list[str]:
+    """The model names the demo runs: ``--models``, ``--full`` (all) or the default list."""
+    if args.models and args.full:
+        raise MaasrecError("--models and --full exclude each other: --full runs every model")
+    if args.models:
+        names = [m.strip().lower() for m in args.models.split(",") if m.strip()]
+    elif args.full:
+        names = [m for m in zoo if m not in _SEQUENTIAL_ONLY or args.dataset == "beauty"]
+    else:
+        names = [m for m in _DEFAULT_DEMO if m in zoo]
+        if args.dataset == "beauty":
+            names.append("sequential")
     unknown = [m for m in names if m not in zoo]
     if unknown:
         raise MaasrecError(f"unknown model(s) {unknown}; available: {sorted(zoo)}")
+    return names
 
+
+def _ci(res, key: str) -> str:
+    lo, hi = res.ci.get(key, (float("nan"), float("nan")))
+    return f"{res[key]:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def _demo_row(model, res, k: int, fit_s: float) -> dict:
+    return {"model": type(model).__name__,
+            f"NDCG@{k} [95% CI]": _ci(res, f"ndcg@{k}"),
+            f"Recall@{k} [95% CI]": _ci(res, f"recall@{k}"),
+            f"HR@{k}": f"{res[f'hit@{k}']:.4f}",
+            f"Coverage@{k}": f"{res[f'coverage@{k}']:.3f}",
+            "fit s": f"{fit_s:.1f}",
+            "_ndcg": res[f"ndcg@{k}"]}
+
+
+def _demo_split(args: argparse.Namespace, X):
+    from .data.split import leave_last_out, random_split
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ColdStartWarning)  # summarised below instead
+        if args.dataset == "beauty":
+            return ("leave-last-out (per user: last item test, second-to-last validation)",
+                    leave_last_out(X, n_valid=1, n_test=1))
+        return "per-user random 80/10/10", random_split(X, (0.8, 0.1, 0.1),
+                                                        random_state=args.seed)
+
+
+def _demo_fit_eval(name: str, zoo: dict, ds, train, valid, test, args):
+    """Fit one demo model and evaluate it (full ranking, bootstrap CIs)."""
+    from . import metrics
+
+    model = zoo[name]()
+    t = time.perf_counter()
+    if "item_encoders" in model.get_params(deep=False):  # neural: text, early stopping
+        model.fit(train, item_features=getattr(ds, "item_features", None), validation=valid)
+    else:
+        model.fit(train)
+    fit_s = time.perf_counter() - t
+    if hasattr(model, "extend_history"):  # sequential: the history ends with the
+        model.extend_history(valid)        # validation item (not trained on), as in SASRec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ColdStartWarning)
+        res = metrics.evaluate(model, train, test, k=(args.k,), exclude=valid,
+                               random_state=args.seed, n_bootstrap=200)
+    return model, res, fit_s
+
+
+def _print_examples(ds, X, train, model, out) -> None:
+    """One user's last items and the model's top 5, with titles where the data has them."""
+    titles = _titles(ds)
+    seqs = train.sequences(as_ids=True)
+    counts = train.user_counts()
+    candidates = np.flatnonzero(counts >= 5)
+    user_idx = int(candidates[0]) if len(candidates) else int(np.argmax(counts))
+    user = X.user_vocab.ids[user_idx]
+    user = user.item() if hasattr(user, "item") else user
+    ids, scores = model.recommend(user, k=5)
+    print(f"\nuser {user!r} recently interacted with:", file=out)
+    for i in list(seqs[user_idx][-3:]):
+        print(f"  - {titles.get(i, f'item {i}')}", file=out)
+    print(f"{type(model).__name__} recommends:", file=out)
+    for rank, (i, s) in enumerate(zip(ids, scores), 1):
+        print(f"  {rank}. {titles.get(i, f'item {i}')}  (score {s:.3f})", file=out)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Train and evaluate on a real data set: a leaderboard with 95% CIs, titled examples."""
+    from tqdm.auto import tqdm
+
+    out = sys.stdout
     t0 = time.perf_counter()
+    zoo = _model_zoo("", args.seed)
+    names = _demo_models(args, zoo)
     ds = _load(args.dataset, args.data_home)
     X = ds.interactions
     print(f"maasrec {__version__} demo: {ds.name}: {X.n_users:,} users, {X.n_items:,} items, "
           f"{X.nnz:,} interactions", file=out)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ColdStartWarning)  # summarised below instead
-        if args.dataset == "beauty":
-            protocol = "leave-last-out (per user: last item test, second-to-last validation)"
-            split = leave_last_out(X, n_valid=1, n_test=1)
-        else:
-            protocol = "per-user random 80/10/10"
-            split = random_split(X, (0.8, 0.1, 0.1), random_state=args.seed)
+    protocol, split = _demo_split(args, X)
     train, valid, test = split
     print(f"split: {protocol}, seed {args.seed}: train {train.nnz:,} / valid {valid.nnz:,} / "
           f"test {test.nnz:,}", file=out)
@@ -147,106 +219,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"note: {cold_items:,} test items have no train interaction; they stay in the "
               f"test set (every model here misses them)", file=out)
     print(f"evaluation: full ranking over all {X.n_items:,} items, excluding each user's "
-          f"train and validation items\n", file=out)
+          f"train and validation items; 95% CIs from 200 bootstrap resamples of the test "
+          f"users\n", file=out)
 
     rows, fitted = [], {}
-    ks = (args.k,)
     bar = tqdm(names, desc="models", disable=args.no_progress, file=sys.stderr, leave=False)
     for name in bar:
         bar.set_postfix_str(name)
-        model = zoo[name]()
-        t = time.perf_counter()
-        if "item_encoders" in model.get_params(deep=False):  # neural: text, early stopping
-            model.fit(train, item_features=getattr(ds, "item_features", None), validation=valid)
-        else:
-            model.fit(train)
-        fit_s = time.perf_counter() - t
-        if hasattr(model, "extend_history"):  # sequential: the history ends with the
-            model.extend_history(valid)        # validation item (not trained on), as in SASRec
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ColdStartWarning)
-            res = metrics.evaluate(model, train, test, k=ks, exclude=valid,
-                                   random_state=args.seed, n_bootstrap=200)
+        model, res, fit_s = _demo_fit_eval(name, zoo, ds, train, valid, test, args)
         fitted[name] = (model, res)
-        k = args.k
-        rows.append({
-            "model": type(model).__name__,
-            f"NDCG@{k}": f"{res[f'ndcg@{k}']:.4f}",
-            f"Recall@{k}": f"{res[f'recall@{k}']:.4f}",
-            f"Precision@{k}": f"{res[f'precision@{k}']:.4f}",
-            f"MAP@{k}": f"{res[f'map@{k}']:.4f}",
-            f"HR@{k}": f"{res[f'hit@{k}']:.4f}",
-            f"Coverage@{k}": f"{res[f'coverage@{k}']:.3f}",
-            "fit s": f"{fit_s:.1f}",
-        })
+        rows.append(_demo_row(model, res, args.k, fit_s))
     bar.close()
-    cols = ["model", f"NDCG@{args.k}", f"Recall@{args.k}", f"Precision@{args.k}",
-            f"MAP@{args.k}", f"HR@{args.k}", f"Coverage@{args.k}", "fit s"]
-    print(_format_table(rows, cols), file=out)
+    rows.sort(key=lambda r: -r["_ndcg"])
+    print(_format_table(rows, [c for c in rows[0] if not c.startswith("_")]), file=out)
     best = max(fitted, key=lambda n: fitted[n][1][f"ndcg@{args.k}"])
     model, res = fitted[best]
     lo, hi = res.ci[f"ndcg@{args.k}"]
     print(f"\nbest: {type(model).__name__}, NDCG@{args.k} {res[f'ndcg@{args.k}']:.4f} "
-          f"(95% CI {lo:.4f}-{hi:.4f}, {len(res.users):,} test users)", file=out)
-
-    titles = _titles(ds)
-    seqs = train.sequences(as_ids=True)
-    counts = train.user_counts()
-    candidates = np.flatnonzero(counts >= 5)
-    user_idx = int(candidates[0]) if len(candidates) else int(np.argmax(counts))
-    user = X.user_vocab.ids[user_idx]
-    user = user.item() if hasattr(user, "item") else user
-    liked = list(seqs[user_idx][-3:])
-    ids, scores = model.recommend(user, k=5)
-    print(f"\nuser {user!r} recently interacted with:", file=out)
-    for i in liked:
-        print(f"  - {titles.get(i, f'item {i}')}", file=out)
-    print(f"{type(model).__name__} recommends:", file=out)
-    for rank, (i, s) in enumerate(zip(ids, scores), 1):
-        print(f"  {rank}. {titles.get(i, f'item {i}')}  (score {s:.3f})", file=out)
-    print(f"\ndone in {time.perf_counter() - t0:.1f}s. Benchmarks against implicit, LensKit, "
-          f"Cornac and RecBole: benchmarks/RESULTS.md", file=out)
+          f"(95% CI {lo:.4f}-{hi:.4f}, {len(res.users):,} test users); overlapping intervals "
+          f"are not a significant difference (maasrec.metrics.paired_test tests it)", file=out)
+    _print_examples(ds, X, train, model, out)
+    more = "" if args.full or args.models else (
+        " `maasrec demo --full` adds EASE, BPR-MF and the neural models (minutes).")
+    print(f"\ndone in {time.perf_counter() - t0:.1f}s.{more} Benchmarks against implicit, "
+          f"LensKit, Cornac and RecBole: benchmarks/RESULTS.md", file=out)
     return 0
 
 
-def _parse_params(pairs: Sequence[str]) -> dict:
-    params = {}
-    for p in pairs or []:
-        if "=" not in p:
-            raise MaasrecError(f"--param {p!r} must look like name=value")
-        k, v = p.split("=", 1)
-        try:
-            params[k] = json.loads(v)
-        except ValueError:
-            params[k] = v
-    return params
-
-
-def _read_frame(path: str):
-    import pandas as pd
-
-    sep = "\t" if path.endswith((".tsv", ".tab")) else ","
-    try:
-        return pd.read_csv(path, sep=sep)
-    except (OSError, ValueError) as exc:
-        raise MaasrecError(f"cannot read interactions from {path!r}: {exc}") from exc
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit a model on a CSV of interactions and save it."""
-    from . import models
+    """Fit any registered model on a file of interactions and save it."""
+    from ._cli_data import model_class, parse_params, read_interactions, read_item_features
 
-    cls = getattr(models, args.model, None)
-    if cls is None:
-        raise MaasrecError(f"unknown model {args.model!r}; available: {models.__all__}")
-    params = _parse_params(args.param)
-    unknown = sorted(set(params) - set(cls._get_param_names()))
-    if unknown:
-        raise MaasrecError(f"{args.model} has no parameter {unknown[0]!r}; its parameters are "
-                           f"{cls._get_param_names()}")
+    cls = model_class(args.model)
+    params = parse_params(cls, args.param)
     key = _key_of(args.encryption_key_env) if args.encryption_key_env else None
+    X = read_interactions(args.data, args).interactions
+    fit_kw = {}
+    feats = read_item_features(args, X.item_vocab)
+    if feats is not None:
+        fit_kw["item_features"] = feats
+    if args.validation:
+        fit_kw["validation"] = read_interactions(
+            args.validation, args, user_vocab=X.user_vocab, item_vocab=X.item_vocab,
+            unknown="ignore").interactions
     model = cls(**params)
-    model.fit(_read_frame(args.data))
+    model.fit(X, **fit_kw)
     if key is None:
         model.save(args.output, overwrite=args.overwrite)
     else:
@@ -255,6 +272,50 @@ def cmd_fit(args: argparse.Namespace) -> int:
         save_encrypted(model, args.output, key, overwrite=args.overwrite)
     print(f"saved {model!r} to {args.output}{' (encrypted)' if key is not None else ''}")
     return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    """Split a file of interactions into train/validation/test CSV files (seeded)."""
+    from pathlib import Path
+
+    from ._cli_data import read_interactions, write_interactions
+    from .data import split as splits
+
+    X = read_interactions(args.data, args).interactions
+    ratios = tuple(_ratios(args.ratios))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ColdStartWarning)  # counted in the report below
+        if args.method == "random":
+            parts = splits.random_split(X, ratios, per_user=False, random_state=args.seed)
+        elif args.method == "user-random":
+            parts = splits.random_split(X, ratios, per_user=True, random_state=args.seed)
+        elif args.method == "temporal":
+            parts = splits.temporal_split(X, ratios=ratios)
+        else:
+            parts = splits.leave_last_out(X, n_valid=args.n_valid, n_test=args.n_test)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"train": "train.csv", "valid": "validation.csv", "test": "test.csv"}
+    existing = [f for n, f in files.items() if n in parts.names and (out / f).exists()]
+    if existing and not args.overwrite:
+        raise MaasrecError(f"{out} already holds {existing}; pass --overwrite to replace them")
+    written = {}
+    for name, part in zip(parts.names, parts):
+        write_interactions(part, out / files[name])
+        written[files[name]] = part.nnz
+    report = {"method": args.method, "seed": args.seed, "files": written,
+              "cold_users": parts.report.get("cold_users", {}),
+              "cold_items": parts.report.get("cold_items", {})}
+    print(json.dumps(report, default=int))
+    return 0
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise MaasrecError(f"--ratios {text!r} must be 2 or 3 numbers separated by commas, "
+                           f"e.g. 0.8,0.1,0.1") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -312,16 +373,19 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate a saved model on train/test CSV files with full ranking."""
+    """Evaluate a saved model on train/test files with full ranking."""
     from . import metrics
-    from .data.interactions import Interactions
+    from ._cli_data import read_interactions
 
     model = _load_model(args)
-    train = Interactions.from_pandas(_read_frame(args.train), user_vocab=model.user_vocab_,
-                                     item_vocab=model.item_vocab_, unknown="ignore")
-    test = Interactions.from_pandas(_read_frame(args.test), user_vocab=model.user_vocab_,
-                                    item_vocab=model.item_vocab_, unknown="ignore")
-    res = metrics.evaluate(model, train, test, k=tuple(args.k))
+
+    def read(path):
+        return read_interactions(path, args, user_vocab=model.user_vocab_,
+                                 item_vocab=model.item_vocab_, unknown="ignore").interactions
+
+    train, test = read(args.train), read(args.test)
+    exclude = read(args.exclude) if args.exclude else None
+    res = metrics.evaluate(model, train, test, k=tuple(args.k), exclude=exclude)
     print(res)
     return 0
 
@@ -393,22 +457,66 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", choices=DATASETS, default="latest-small",
                    help="latest-small is embedded; the others come from MAASREC_DATA or --data-home")
     d.add_argument("--data-home", default=None, help="folder holding ml-100k/, ml-1m/, amazon-beauty/")
-    d.add_argument("--models", default=None, help="comma-separated model names (default: all)")
+    d.add_argument("--models", default=None,
+                   help="comma-separated model names (default: popularity, itemknn, "
+                        "puresvd, als; plus sequential on beauty)")
+    d.add_argument("--full", action="store_true",
+                   help="run every model, the neural ones included (minutes)")
     d.add_argument("--k", type=int, default=10, help="cut-off of the metrics (default 10)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the split and models")
     d.add_argument("--no-progress", action="store_true", help="hide progress bars")
     d.set_defaults(func=cmd_demo)
 
-    f = sub.add_parser("fit", help="fit a model on a CSV (user,item[,rating][,timestamp]) and save it")
-    f.add_argument("--model", required=True, help="class name in maasrec.models, e.g. EASE")
-    f.add_argument("--data", required=True, help="CSV/TSV of interactions with a header")
-    f.add_argument("--param", action="append", help="constructor parameter name=value (repeatable)")
+    f = sub.add_parser("fit", help="fit a model on a file of interactions and save it",
+                       description="Fit any maasrec model on a CSV/TSV/Parquet file of "
+                                   "(user, item[, rating][, timestamp]) rows and save it.")
+    f.add_argument("--model", required=True,
+                   help="model class name, any case: Popularity, ItemKNN, EASE, PureSVD, "
+                        "ALS, BPRMF, HybridRecommender, NeuMF, SequentialRecommender, "
+                        "LightGCN, MultVAE, LMRanker")
+    f.add_argument("--data", required=True, help="CSV/TSV/Parquet file of interactions")
+    f.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="constructor parameter, typed by the model's signature "
+                        "(int/float/bool/str, else JSON); repeatable")
+    f.add_argument("--validation", default=None, metavar="FILE",
+                   help="held-out interactions for early stopping (neural models)")
+    f.add_argument("--item-features", default=None, metavar="FILE",
+                   help="item table (one row per item) for models that use text/features")
+    f.add_argument("--text-cols", default=None, metavar="COL,COL",
+                   help="columns of --item-features joined into the item text (default: "
+                        "title/name/description)")
+    f.add_argument("--item-features-id", default=None, metavar="NAME",
+                   help="item id column of --item-features (default: found by name)")
+    f.add_argument("--item-features-sep", default=None, metavar="SEP",
+                   help="separator of --item-features (default: guessed)")
+    _cli_data.add_column_options(f)
     f.add_argument("--overwrite", action="store_true")
     f.add_argument("--encryption-key-env", default=None, metavar="NAME",
                    help="save the model encrypted (AES-256-GCM) with the key held by the "
                         "environment variable NAME (maasrec[privacy])")
     f.add_argument("output", help="model directory to write")
     f.set_defaults(func=cmd_fit)
+
+    sp = sub.add_parser("split", help="split interactions into train/validation/test CSVs",
+                        description="Write OUTPUT/train.csv, validation.csv and test.csv "
+                                    "(columns user,item[,rating][,timestamp]) for `maasrec "
+                                    "fit` and `maasrec evaluate`.")
+    sp.add_argument("--data", required=True, help="CSV/TSV/Parquet file of interactions")
+    sp.add_argument("--method", default="user-random",
+                    choices=["user-random", "random", "temporal", "leave-last-out"],
+                    help="user-random: each user's rows by --ratios (default); random: all "
+                         "rows; temporal: by time (global cut-offs at --ratios); "
+                         "leave-last-out: each user's last rows")
+    sp.add_argument("--ratios", default="0.8,0.1,0.1",
+                    help="train,validation,test shares (or train,test), default 0.8,0.1,0.1")
+    sp.add_argument("--n-valid", type=int, default=1, help="leave-last-out: validation rows "
+                                                           "per user (0: none)")
+    sp.add_argument("--n-test", type=int, default=1, help="leave-last-out: test rows per user")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (random splits)")
+    _cli_data.add_column_options(sp)
+    sp.add_argument("--overwrite", action="store_true")
+    sp.add_argument("output", help="folder to write the files into")
+    sp.set_defaults(func=cmd_split)
 
     r = sub.add_parser("recommend", help="top-k for users of a saved model, as JSON lines")
     r.add_argument("model_dir")
@@ -421,8 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="full-ranking evaluation of a saved model")
     e.add_argument("model_dir")
-    e.add_argument("--train", required=True, help="CSV of the interactions the model was fitted on")
-    e.add_argument("--test", required=True, help="CSV of held-out interactions")
+    e.add_argument("--train", required=True,
+                   help="file of the interactions the model was fitted on (excluded)")
+    e.add_argument("--test", required=True, help="file of held-out interactions")
+    e.add_argument("--exclude", default=None, metavar="FILE",
+                   help="more interactions to exclude from the ranking, e.g. validation.csv")
+    _cli_data.add_column_options(e)
     e.add_argument("-k", type=int, nargs="+", default=[10, 20])
     e.add_argument("--encryption-key-env", default="MAASREC_MODEL_KEY", metavar="NAME",
                    help="environment variable holding the key of an encrypted model (default "

@@ -164,8 +164,8 @@ def test_item_text_template():
 def test_unknown_names():
     with pytest.raises(DataError, match=r"unknown MovieLens data set '10m'.*'100k'"):
         datasets.load_movielens("10m")
-    with pytest.raises(DataError, match="unknown Amazon data set 'sports'"):
-        datasets.load_amazon_sequences("sports")
+    with pytest.raises(DataError, match="unknown Amazon/S3Rec sequence data set 'garden'"):
+        datasets.load_amazon_sequences("garden")
 
 
 # -- local folders ---------------------------------------------------------------------

@@ -196,6 +196,31 @@ DOWNLOADS: dict[str, Archive | dict[str, RemoteFile]] = {
             _ICLREC + "LICENSE.txt",
             "0f3764c856b8d4e6e1aa275bce9f34925a7b0612172c6b57713b5c0f1dab0a6e"),
     },
+    # the other S3Rec/ICLRec sequence files (digests of the pinned ICLRec commit's files)
+    "amazon-sports": {
+        "Sports_and_Outdoors.txt": RemoteFile(
+            _ICLREC + "data/Sports_and_Outdoors.txt",
+            "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2"),
+        "LICENSE-ICLRec.txt": RemoteFile(
+            _ICLREC + "LICENSE.txt",
+            "0f3764c856b8d4e6e1aa275bce9f34925a7b0612172c6b57713b5c0f1dab0a6e"),
+    },
+    "amazon-toys": {
+        "Toys_and_Games.txt": RemoteFile(
+            _ICLREC + "data/Toys_and_Games.txt",
+            "176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f"),
+        "LICENSE-ICLRec.txt": RemoteFile(
+            _ICLREC + "LICENSE.txt",
+            "0f3764c856b8d4e6e1aa275bce9f34925a7b0612172c6b57713b5c0f1dab0a6e"),
+    },
+    "yelp": {
+        "Yelp.txt": RemoteFile(
+            _ICLREC + "data/Yelp.txt",
+            "724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed"),
+        "LICENSE-ICLRec.txt": RemoteFile(
+            _ICLREC + "LICENSE.txt",
+            "0f3764c856b8d4e6e1aa275bce9f34925a7b0612172c6b57713b5c0f1dab0a6e"),
+    },
 }
 
 # files a folder must hold (any one of each tuple), by folder name
@@ -205,11 +230,22 @@ _REQUIRED: dict[str, list[tuple[str, ...]]] = {
     "ml-1m": [("ratings.dat", "ratings.dat.gz", "ratings_complete_no_timestamp.dat.gz"),
               ("movies.dat",)],
     "amazon-beauty": [("Beauty.txt",)],
+    "amazon-sports": [("Sports_and_Outdoors.txt",)],
+    "amazon-toys": [("Toys_and_Games.txt",)],
+    "yelp": [("Yelp.txt",)],
 }
 
 _ML_NAMES = {"latest-small": "ml-latest-small", "ml-latest-small": "ml-latest-small",
              "100k": "ml-100k", "ml-100k": "ml-100k", "1m": "ml-1m", "ml-1m": "ml-1m"}
-_AMAZON_NAMES = {"beauty": "amazon-beauty", "amazon-beauty": "amazon-beauty"}
+#: The S3Rec/ICLRec sequence data sets by folder: (file stem, title, underlying data).
+_SEQUENCE_SETS = {
+    "amazon-beauty": ("Beauty", "Amazon Beauty", "amazon"),
+    "amazon-sports": ("Sports_and_Outdoors", "Amazon Sports and Outdoors", "amazon"),
+    "amazon-toys": ("Toys_and_Games", "Amazon Toys and Games", "amazon"),
+    "yelp": ("Yelp", "Yelp", "yelp"),
+}
+_AMAZON_NAMES = {alias: folder for folder, (stem, _, _) in _SEQUENCE_SETS.items()
+                 for alias in (folder, stem.lower(), folder.split("-")[-1])}
 
 
 def _cache_root() -> Path:
@@ -623,21 +659,109 @@ def load_movielens(name: str = "latest-small", data_home: str | os.PathLike | No
     return Dataset(folder, X, feats, users, desc, lic, item_titles=titles, source=source)
 
 
-# -- Amazon sequences ------------------------------------------------------------------
-def load_amazon_sequences(name: str = "beauty", data_home: str | os.PathLike | None = None, *,
+# -- Amazon / Yelp sequences (S3Rec/ICLRec format) ------------------------------------------
+_YELP_LICENSE = (
+    "Sequences: ICLRec preprocessing of the Yelp Open Dataset (ICLRec repository: "
+    "BSD-3-Clause, Copyright 2021 Salesforce.com; see LICENSE-ICLRec.txt). Underlying data: "
+    "the Yelp Dataset terms of use (https://www.yelp.com/dataset), academic and "
+    "non-commercial use.")
+_PATH_LICENSE = "the file's own terms (read them before publishing results built on it)"
+_NOT_SEQUENCE_FILES = ("license", "readme", "source", "sha256sums", "notice")
+
+
+def _parse_sequences(text: str, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``user item1 item2 ...`` lines -> (users, items, positions), repeats kept.
+
+    Every token must be an integer id; a user may appear on one line only and needs at
+    least one item. Errors name the file, the line and the token.
+    """
+    users_l: list[int] = []
+    seqs: list[np.ndarray] = []
+    first_line: dict[int, int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        tok = line.split()
+        if not tok:
+            continue
+        try:
+            ids = np.asarray([int(t) for t in tok], dtype=np.int64)
+        except (ValueError, OverflowError):
+            bad = next(t for t in tok if not re.fullmatch(r"[+-]?\d{1,18}", t))
+            raise DataError(
+                f"{source}, line {lineno}: {bad!r} is not an integer id; the S3Rec/ICLRec "
+                f"format is one user per line, `user item1 item2 ...` separated by spaces "
+                f"(use maasrec.data.loaders.load_interactions for user,item tables)") from None
+        if len(ids) < 2:
+            raise DataError(f"{source}, line {lineno}: user {ids[0]} has no items; each "
+                            f"line is `user item1 item2 ...`")
+        user = int(ids[0])
+        if user in first_line:
+            raise DataError(f"{source}: user {user} appears on lines {first_line[user]} and "
+                            f"{lineno}; each user's sequence must be on one line")
+        first_line[user] = lineno
+        users_l.append(user)
+        seqs.append(ids[1:])
+    if not seqs:
+        raise DataError(f"{source} holds no sequences (empty file); each line is "
+                        f"`user item1 item2 ...`")
+    lengths = np.fromiter((len(q) for q in seqs), dtype=np.int64, count=len(seqs))
+    users = np.repeat(np.asarray(users_l, dtype=np.int64), lengths)
+    items = np.concatenate(seqs)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return users, items, np.arange(len(items), dtype=np.int64) - starts
+
+
+def _is_path(name: Any) -> bool:
+    if isinstance(name, os.PathLike):
+        return True
+    return isinstance(name, str) and (os.sep in name or "/" in name
+                                      or name.lower().endswith((".txt", ".txt.gz")))
+
+
+def _sequence_file(path: Path) -> tuple[Path, str]:
+    """The sequence file named by a path (a file, or a folder holding exactly one)."""
+    if path.is_file():
+        name = path.name[:-3] if path.name.endswith(".gz") else path.name
+        return path.parent, name
+    if not path.is_dir():
+        raise DataError(f"no such file or folder: {path}; pass a data set name "
+                        f"({sorted(set(_AMAZON_NAMES))}) or the path of a sequence file")
+    for stem, _, _ in _SEQUENCE_SETS.values():
+        if _exists(path, f"{stem}.txt"):
+            return path, f"{stem}.txt"
+    cands = sorted({f.name.removesuffix(".gz") for f in path.iterdir()
+                    if f.name.endswith((".txt", ".txt.gz"))
+                    and not f.name.lower().startswith(_NOT_SEQUENCE_FILES)})
+    if len(cands) != 1:
+        raise DataError(f"{path} holds {len(cands)} candidate sequence files {cands}; pass "
+                        f"the path of the one to load")
+    return path, cands[0]
+
+
+def load_amazon_sequences(name: str | os.PathLike = "beauty",
+                          data_home: str | os.PathLike | None = None, *,
                           download: bool = True) -> Dataset:
-    """Load the S3Rec/ICLRec Amazon Beauty user sequences (implicit, ordered).
+    """Load user sequences in the S3Rec/ICLRec format (implicit, time-ordered).
+
+    The format: one line per user, ``user item1 item2 ...`` (integer ids separated by
+    spaces, items in chronological order), optionally with a
+    ``<Name>_item2attributes.json`` file beside it mapping item ids to attribute ids.
 
     Parameters
     ----------
-    name : {"beauty"}, default "beauty"
-        Also accepted: ``"amazon-beauty"``.
+    name : str or path-like, default "beauty"
+        A data set of the S3Rec/ICLRec papers by name: ``"beauty"``, ``"sports"``
+        (``"sports_and_outdoors"``), ``"toys"`` (``"toys_and_games"``), ``"yelp"``
+        (also ``"amazon-beauty"``, ``"amazon-sports"``, ``"amazon-toys"``; any case);
+        or the path of a file in this format (``.txt`` or ``.txt.gz``) or of a folder
+        holding one. A string counts as a path when it holds a ``/`` or ends in ``.txt``.
     data_home : path, optional
-        A folder holding ``amazon-beauty/Beauty.txt`` (and optionally
-        ``Beauty_item2attributes.json``), or that folder itself. Same search order as
+        For a name: a folder holding the data set folder (``amazon-beauty/Beauty.txt``,
+        ``amazon-sports/Sports_and_Outdoors.txt``, ``amazon-toys/Toys_and_Games.txt``,
+        ``yelp/Yelp.txt``), or that folder itself. Same search order as
         :func:`load_movielens` (there is no embedded copy).
     download : bool, default True
-        Download the files from the pinned GitHub commits (verified) when not found.
+        For a name: download the files from the pinned ICLRec (and, for Beauty's
+        attributes, S3Rec) GitHub commits, verified by SHA-256, when not found.
 
     Returns
     -------
@@ -647,45 +771,63 @@ def load_amazon_sequences(name: str = "beauty", data_home: str | os.PathLike | N
           chronological sequence (0, 1, 2, ...), so time order is explicit and
           :func:`~maasrec.data.split.leave_last_out` holds out the last item(s).
         * ``item_features``: multi-hot ``attributes`` (S3Rec attribute ids, from
-          categories and brand) when the json file is present; there is **no item text**
-          in this release.
+          categories and brand) when the ``*_item2attributes.json`` file is present
+          (downloaded for Beauty); there is **no item text** in this format.
         * ``user_features``: None.
+
+    Raises
+    ------
+    DataError
+        Unknown name; data not found with ``download=False``; a failed or corrupt
+        download; a malformed file (a token that is not an integer, a user without
+        items or on two lines, an empty file: the message names the line).
     """
-    folder = _normalise(name, _AMAZON_NAMES, "Amazon")
-    path, source = _locate(folder, data_home, download, f"Amazon {folder}")
-    logger.info("loading Amazon %s from %s", folder, source)
-    assert path is not None
-    with _open(path, "Beauty.txt") as f:
-        lines = f.read().decode("utf-8").splitlines()
-    users_l, seqs = [], []
-    for line in lines:
-        tok = line.split()
-        if not tok:
-            continue
-        users_l.append(int(tok[0]))
-        seqs.append(np.asarray(tok[1:], dtype=np.int64))
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    users = np.repeat(np.asarray(users_l, dtype=np.int64), lengths)
-    items = np.concatenate(seqs) if seqs else np.empty(0, dtype=np.int64)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    positions = np.arange(len(items), dtype=np.int64) - starts
+    if _is_path(name):
+        folder_path, fname = _sequence_file(Path(name).expanduser())
+        folder, title, kind, source = None, Path(fname).stem, "path", str(folder_path / fname)
+    else:
+        folder = _normalise(name, _AMAZON_NAMES, "Amazon/S3Rec sequence")
+        stem, title, kind = _SEQUENCE_SETS[folder]
+        label = f"Amazon {folder}" if kind == "amazon" else f"{title} ({folder})"
+        found, source = _locate(folder, data_home, download, label)
+        assert found is not None
+        folder_path, fname = found, f"{stem}.txt"
+    logger.info("loading %s sequences from %s", title, source)
+    with _open(folder_path, fname) as f:
+        text = f.read().decode("utf-8", errors="replace")
+    users, items, positions = _parse_sequences(text, str(folder_path / fname))
     X = Interactions.from_arrays(users, items, None, positions, duplicates="keep")
     feats = None
-    if _exists(path, "Beauty_item2attributes.json"):
-        with _open(path, "Beauty_item2attributes.json") as f:
-            attrs = json.loads(f.read().decode("utf-8"))
+    attr_name = fname.removesuffix(".txt") + "_item2attributes.json"
+    if _exists(folder_path, attr_name):
+        with _open(folder_path, attr_name) as f:
+            try:
+                attrs = json.loads(f.read().decode("utf-8"))
+            except ValueError as exc:
+                raise DataError(f"{folder_path / attr_name} is not valid JSON: {exc}") from exc
+        if not isinstance(attrs, dict):
+            raise DataError(f"{folder_path / attr_name} must map item ids to attribute "
+                            f"lists, got {type(attrs).__name__}")
         lists = [attrs.get(str(i), []) for i in X.item_vocab.ids]
         feats = ItemFeatures(X.item_vocab, multi_hot={"attributes": lists})
+    desc = _sequence_description(title, kind, X, feats)
+    lic = {"amazon": _BEAUTY_LICENSE, "yelp": _YELP_LICENSE}.get(kind, _PATH_LICENSE)
+    return Dataset(folder or title, X, feats, None, desc, lic, item_titles=None, source=source)
+
+
+def _sequence_description(title: str, kind: str, X: Interactions,
+                          feats: ItemFeatures | None) -> str:
+    origin = {"amazon": f"{title} (S3Rec/ICLRec preprocessing of the 2014 Amazon reviews, "
+                        f"5-core)",
+              "yelp": "Yelp (ICLRec preprocessing of the Yelp Open Dataset)"}.get(
+        kind, f"{title} (a file in the S3Rec/ICLRec sequence format)")
     n_attr = 0 if feats is None else feats.multi_hot["attributes"][1].size
-    desc = (f"Amazon Beauty (S3Rec preprocessing of the 2014 Amazon reviews, 5-core): "
-            f"{X.nnz:,} interactions of {X.n_users:,} users with {X.n_items:,} items, as "
-            f"chronological sequences (min length 5). No ratings and no real timestamps: the "
+    return (f"{origin}: {X.nnz:,} interactions of {X.n_users:,} users with {X.n_items:,} "
+            f"items, as chronological sequences. No ratings and no real timestamps: the "
             f"timestamp of a row is its position in the user's sequence. "
             + (f"Items have {n_attr} multi-hot attributes; " if feats is not None else "")
-            + "no item text. Standard protocol: leave_last_out (last item test, second-to-last "
-              "validation).")
-    return Dataset(folder, X, feats, None, desc, _BEAUTY_LICENSE, item_titles=None,
-                   source=source)
+            + "no item text. Standard protocol: leave_last_out (last item test, "
+              "second-to-last validation).")
 
 
 # -- synthetic -------------------------------------------------------------------------
