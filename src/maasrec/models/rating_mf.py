@@ -33,12 +33,13 @@ def _sgd_epoch(u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, order: torch.T
     per-rating SGD). ``index_add_`` on the CPU adds in index order: deterministic.
     """
     sse = torch.zeros((), dtype=torch.float64)
+    # index_select, not advanced indexing (aten::index): 3-5x faster gathers on the CPU
+    u, i, r = u.index_select(0, order), i.index_select(0, order), r.index_select(0, order)
     for s in range(0, len(order), batch):
-        b = order[s:s + batch]
-        ub, ib = u[b], i[b]
-        pu, qi = P[ub], Q[ib]
-        bub, bib = bu[ub], bi[ib]
-        err = r[b] - (mu + bub + bib + torch.linalg.vecdot(pu, qi))
+        ub, ib, rb = u[s:s + batch], i[s:s + batch], r[s:s + batch]
+        pu, qi = P.index_select(0, ub), Q.index_select(0, ib)
+        bub, bib = bu.index_select(0, ub), bi.index_select(0, ib)
+        err = rb - (mu + bub + bib + torch.linalg.vecdot(pu, qi))
         sse += (err @ err).double()
         bu.index_add_(0, ub, err - reg * bub, alpha=lr)
         bi.index_add_(0, ib, err - reg * bib, alpha=lr)
