@@ -414,6 +414,76 @@ class Client:
         out = self.request("POST", "/v1/score", {"pairs": pairs})["scores"]
         return out[0] if single else out
 
+    def events(self, events: Any) -> dict:
+        """Post interaction events to the server's event log (needs an admin key).
+
+        The server commits them to its log and folds them into the served model before
+        it answers: the next :meth:`recommend` reflects them. Retrying is safe: an
+        ``event_id`` the server already has is a no-op (counted in ``duplicates``).
+
+        Parameters
+        ----------
+        events : sequence of dict
+            Each ``{"user": id, "item": id}`` with optional ``"value"`` (float),
+            ``"time"`` (float) and ``"event_id"`` (str; a random UUID when absent, kept
+            across this call's retries).
+
+        Returns
+        -------
+        dict
+            ``{"accepted": n, "duplicates": n, "model_version": v}``.
+
+        Raises
+        ------
+        UnknownIdError
+            An item the model does not know (nothing of the call is logged).
+        DataError
+            Malformed events, more than the server accepts per request.
+        NotSupportedError
+            The server has no event log, or its model cannot fold events in.
+        """
+        import uuid
+
+        if isinstance(events, dict) or _is_scalar(events):
+            raise DataError(f"events must be a sequence of event dicts, got {events!r}")
+        body = []
+        for e in events:
+            if not isinstance(e, dict) or "user" not in e or "item" not in e:
+                raise DataError(f"an event is a dict with 'user' and 'item' (and optional "
+                                f"'value', 'time', 'event_id'), got {e!r}")
+            e = {k: _plain(v) for k, v in e.items()}
+            e.setdefault("event_id", uuid.uuid4().hex)
+            body.append(e)
+        if not body:
+            raise DataError("events is empty; give at least one event")
+        return self.request("POST", "/v1/events", {"events": body})
+
+    def explain(self, user: Any = None, item: Any = None, *, history: Any = None,
+                n: int = 5) -> dict:
+        """Why the served model scores ``item`` as it does for a user.
+
+        Parameters
+        ----------
+        user : id, optional
+            A user the model knows (or give ``history``).
+        item : id
+        history : sequence of ids, optional
+            The history of a user the model does not know.
+        n : int, default 5
+
+        Returns
+        -------
+        dict
+            :meth:`maasrec.explain.Explanation.to_dict`: ``item``, ``score``,
+            ``contributions`` (``item``, ``weight``, ``title``), ``method``, ``reason``...
+        """
+        payload: dict[str, Any] = {"item": _plain(item), "n": n}
+        if history is not None:
+            payload["history"] = _plain(list(history))
+        if user is not None:
+            payload["user"] = _plain(user)
+        return self.request("POST", "/v1/explain", payload)
+
     def model_info(self) -> dict:
         """What the server serves: class, params, counts, dates, ``model_version``.
 
@@ -515,6 +585,8 @@ def _raise_for(status: int, body: Any) -> None:
     elif error in ("NotSupportedError",):
         exc = NotSupportedError(detail, status=status, body=body)
     elif status in (400, 413, 422):
+        exc = DataError(detail)
+    elif status == 409 and error == "DataError":
         exc = DataError(detail)
     elif status == 409:
         exc = ModelFormatError(detail)

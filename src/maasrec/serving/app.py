@@ -46,10 +46,13 @@ from ..base import Recommender
 from ..exceptions import DataError, MaasrecError, ModelFormatError, UnknownIdError
 from .auth import KeyChecker
 from .batcher import BatcherClosedError, MicroBatcher
+from .events import EventLogError, EventsNotSupportedError, LiveEvents, open_events
 from .ids import check_known, coerce_ids, to_json_ids
 from .metrics import ServingMetrics
 from .schemas import (
     ErrorResponse,
+    EventsResponse,
+    ExplainResponse,
     HealthResponse,
     ModelInfo,
     RecommendResponse,
@@ -57,6 +60,7 @@ from .schemas import (
     ReloadResponse,
     ScoreResponse,
     SimilarItemsResponse,
+    event_models,
     request_models,
 )
 from .state import ModelHolder, ModelState
@@ -69,7 +73,10 @@ logger = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect",
                         "/redoc"})
 ADMIN_PREFIX = "/v1/admin/"
+#: Endpoints that change what the server serves: they need an admin key, as /v1/admin/* do.
+WRITE_PATHS = frozenset({"/v1/events"})
 ENDPOINTS = frozenset({"/v1/recommend", "/v1/similar-items", "/v1/score", "/v1/model",
+                       "/v1/events", "/v1/explain",
                        "/v1/admin/reload", "/healthz", "/readyz", "/metrics", "/openapi.json",
                        "/docs", "/redoc"})
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -181,6 +188,8 @@ class ServingRuntime:
         self._max_wait_ms = max_wait_ms
         self._model_threads = model_threads
         self._signal_tasks: set[asyncio.Task] = set()
+        #: The event log and live updates (``POST /v1/events``), or None without one.
+        self.events: LiveEvents | None = None
         self._open()
         self._record_model(holder.state)
 
@@ -242,6 +251,9 @@ class ServingRuntime:
             logger.error("reload refused, still serving model version %d: %s",
                          self.holder.state.version, exc)
             raise
+        if self.events is not None:  # the new model gets the logged events too
+            await self.events.after_reload()
+            new = self.holder.state
         self.metrics.reloads.labels(result="ok").inc()
         self._record_model(self.holder.state)  # the latest, should reloads overlap
         return old, new
@@ -355,7 +367,7 @@ class _ServingMiddleware:
                            "logs and caches), and this key should now be considered exposed")
             return _json({"error": "AuthenticationError", "detail": detail}, 401,
                          headers={"WWW-Authenticate": "Bearer"})
-        if path.startswith(ADMIN_PREFIX) and role != "admin":
+        if (path.startswith(ADMIN_PREFIX) or path in WRITE_PATHS) and role != "admin":
             detail = ("this endpoint needs an admin key" if checker.has_admin else
                       "admin endpoints are disabled: no admin key is configured "
                       "(MAASREC_ADMIN_KEYS or --admin-key-file); use SIGHUP to reload")
@@ -455,7 +467,8 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
                max_users: int = 1000, max_pairs: int = 10_000,
                max_body_bytes: int = 1_048_576, model_threads: int = 1,
                max_results: int = 100_000, handle_signals: bool = False,
-               model_root: str | os.PathLike | None = None) -> FastAPI:
+               model_root: str | os.PathLike | None = None,
+               events_db: str | os.PathLike | None = None) -> FastAPI:
     """Build the HTTP app serving one saved model.
 
     Parameters
@@ -498,11 +511,22 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
         directory of ``model_dir``; none for an in-memory model (reloads of a directory
         are then refused). ``GET /v1/model`` names the model by its path relative to
         the root, never by an absolute path.
+    events_db : path, optional
+        The SQLite event log of ``POST /v1/events`` (WAL mode; created when absent).
+        Default: the ``MAASREC_EVENTS_DB`` environment variable; neither: no event log
+        (``/v1/events`` answers 409). Its events are replayed onto the model now and
+        after every reload (see :doc:`/online`).
 
     Returns
     -------
     fastapi.FastAPI
         With ``app.state.maasrec`` the :class:`ServingRuntime`.
+
+    Raises
+    ------
+    maasrec.serving.events.EventLogError
+        ``events_db`` cannot be opened, or holds a record that cannot be read (the
+        message names the file and the record).
     """
     checker = KeyChecker(api_keys, admin_keys)
     holder = ModelHolder(model_dir, model_root=model_root)
@@ -510,6 +534,7 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
                         max_k=max_k, max_users=max_users, max_pairs=max_pairs,
                         max_body_bytes=max_body_bytes, model_threads=model_threads,
                         max_results=max_results)
+    rt.events = open_events(events_db, holder)
     app = FastAPI(
         title="maasrec",
         version=__version__,
@@ -532,6 +557,7 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
     _add_model_routes(app, rt, request_models(max_k=max_k, max_users=max_users,
                                               max_pairs=max_pairs), security)
     _add_ops_routes(app, rt, security)
+    _add_event_routes(app, rt, event_models(max_pairs=max_pairs), security)
     return app
 
 
@@ -608,6 +634,17 @@ def _add_error_handlers(app: FastAPI, rt: ServingRuntime) -> None:
     async def _on_data(request: Request, exc: DataError):
         return _error(request, 422, "DataError", str(exc))
 
+    @app.exception_handler(EventsNotSupportedError)
+    async def _on_events_not_supported(request: Request, exc: EventsNotSupportedError):
+        # a state of the server (no event log, a model without partial_fit), not bad input
+        return _error(request, 409, "NotSupportedError", str(exc))
+
+    @app.exception_handler(EventLogError)
+    async def _on_event_log(request: Request, exc: EventLogError):
+        logger.error("event log: %s", exc)
+        return _error(request, 503, "ServiceUnavailable", f"the event log cannot take the "
+                                                          f"events now: {exc}")
+
     @app.exception_handler(BatcherClosedError)
     async def _on_closed(request: Request, exc: BatcherClosedError):
         return _error(request, 503, "ServiceUnavailable", str(exc))
@@ -666,7 +703,7 @@ def _add_model_routes(app: FastAPI, rt: ServingRuntime, bodies: tuple, security:
                 history=rows if mode == "history" else None, **filters)
         else:
             ids, scores = await rt.batcher.submit(model, rows, body.k, body.exclude_seen, mode,
-                                                  model_key=state.version)
+                                                  model_key=(state.version, id(model)))
         return _json({"results": _rankings("user", labels, ids, scores), "k": body.k,
                       "model_version": state.version})
 
@@ -743,3 +780,65 @@ def _add_ops_routes(app: FastAPI, rt: ServingRuntime, security: list) -> None:
         """Prometheus metrics (needs a key when the server has keys)."""
         body, ctype = rt.metrics.render()
         return Response(body, media_type=ctype)
+
+
+def _add_event_routes(app: FastAPI, rt: ServingRuntime, bodies: tuple, security: list) -> None:
+    """``/v1/events`` (live updates through the event log) and ``/v1/explain``."""
+    EventsRequest, ExplainRequest = bodies
+    errors = _ERRORS
+
+    @app.post("/v1/events", response_model=EventsResponse,
+              responses={**errors, 403: {"model": ErrorResponse,
+                                         "description": "Not an admin key"},
+                         409: {"model": ErrorResponse,
+                               "description": "No event log, or a model that cannot fold "
+                                              "events in"},
+                         503: {"model": ErrorResponse,
+                               "description": "The event log cannot be written"}},
+              dependencies=security, tags=["events"])
+    async def events(body: EventsRequest) -> Response:
+        """Log interaction events durably and fold them into the served model.
+
+        When the answer comes, the events are committed to the event log and the next
+        ``/v1/recommend`` reflects them. An ``event_id`` already logged is a no-op
+        (counted in ``duplicates``). Unknown items (models that cannot add items) are
+        refused with 404 and nothing of the request is logged; 409 when the server has
+        no event log or its model cannot fold events in.
+        """
+        if rt.events is None:
+            raise EventsNotSupportedError(
+                "this server has no event log: start it with create_app(..., events_db=PATH) "
+                "or the MAASREC_EVENTS_DB environment variable")
+        state = rt.holder.state
+        checked = rt.events.check(state.model, body.events)
+        accepted, dups = await rt.events.post(
+            lambda fn, *a: rt.call("/v1/events", fn, *a), checked)
+        return _json({"accepted": accepted, "duplicates": dups,
+                      "model_version": rt.holder.state.version})
+
+    @app.post("/v1/explain", response_model=ExplainResponse,
+              responses={**errors, 409: {"model": ErrorResponse,
+                                         "description": "The item is in the user's history"}},
+              dependencies=security, tags=["recommend"])
+    async def explain(body: ExplainRequest) -> Response:
+        """Why the model scores ``item`` as it does for a user (``Recommender.explain``)."""
+        state = rt.holder.state
+        model = state.model
+        item = coerce_ids([body.item], model.item_vocab_)
+        check_known(item, model.item_vocab_)
+        kwargs = {"n": body.n}
+        if body.history is not None:
+            hist = coerce_ids(body.history, model.item_vocab_)
+            check_known(hist, model.item_vocab_)
+            kwargs["history"] = hist
+            user = None
+        else:
+            user = coerce_ids([body.user], model.user_vocab_)
+            check_known(user, model.user_vocab_)
+            user = user[0]
+        try:
+            out = await rt.call("/v1/explain", model.explain, user, item[0], **kwargs)
+        except DataError as exc:  # the item is in the user's history: a conflict with it
+            rt.metrics.errors.labels(endpoint="/v1/explain", error="DataError").inc()
+            return _json({"error": "DataError", "detail": str(exc)}, 409)
+        return _json(out.to_dict())

@@ -45,6 +45,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "ErrorResponse",
+    "EventsResponse",
+    "ExplainResponse",
     "HealthResponse",
     "Id",
     "JsonInt",
@@ -60,6 +62,7 @@ __all__ = [
     "SimilarItemsRequest",
     "SimilarItemsResponse",
     "SimilarRanking",
+    "event_models",
     "request_models",
 ]
 
@@ -376,3 +379,116 @@ class ErrorResponse(BaseModel):
     ids: list[OutId] | None = Field(None, description="Unknown ids (UnknownIdError)")
     kind: str | None = Field(None, description='"user" or "item" (UnknownIdError)')
     errors: list[dict[str, Any]] | None = Field(None, description="Validation errors")
+
+
+#: Longest accepted ``event_id``.
+MAX_EVENT_ID_LENGTH = 200
+
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _finite_number(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError("a number is required, not a boolean")
+    if isinstance(v, int):
+        return float(v)
+    return v
+
+
+FiniteFloat = Annotated[_Finite, BeforeValidator(_finite_number)]
+
+
+def event_models(*, max_pairs: int = 10_000) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The bodies of ``POST /v1/events`` and ``POST /v1/explain`` (limits in the schema).
+
+    Parameters
+    ----------
+    max_pairs : int
+        Events per request at most (see :func:`maasrec.serving.create_app`).
+
+    Returns
+    -------
+    EventsRequest, ExplainRequest : type
+    """
+
+    class EventIn(BaseModel):
+        """One interaction event."""
+
+        model_config = _STRICT
+
+        event_id: Annotated[StrictStr, Field(min_length=1, max_length=MAX_EVENT_ID_LENGTH)] = \
+            Field(description="Client-chosen unique id: posting it again is a no-op (safe "
+                              "retries)")
+        user: Id
+        item: Id
+        value: FiniteFloat | None = Field(
+            None, description="Interaction value (default 1.0); replaces an earlier value "
+                              "of the same (user, item)")
+        time: FiniteFloat | None = Field(None, description="Event time (e.g. Unix seconds); "
+                                                           "stored in the log")
+
+    class EventsRequest(BaseModel):
+        """Body of ``POST /v1/events``."""
+
+        model_config = _STRICT
+
+        events: Annotated[list[EventIn], Field(min_length=1,
+                                               json_schema_extra={"maxItems": max_pairs}),
+                          _at_most(max_pairs, "events", "max_pairs")]
+
+    class ExplainRequest(BaseModel):
+        """Body of ``POST /v1/explain``: give ``user`` (a known user) or ``history``."""
+
+        model_config = ConfigDict(strict=True, extra="forbid",
+                                  json_schema_extra=_schema_edit(required=["item"],
+                                                                 one_of=[["user"],
+                                                                         ["history"]]))
+
+        user: Id = Field(None, description="A user known to the served model")
+        history: Annotated[list[Id], Field(json_schema_extra={"maxItems": max_pairs}),
+                           _at_most(max_pairs, "ids in the history", "max_pairs")] = \
+            Field(None, description="The history of a user the model does not know")
+        item: Id = Field(description="The item to explain")
+        n: Annotated[int, Strict(), BeforeValidator(_integral), Field(ge=1, le=100),
+                     WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 100})] = \
+            Field(5, description="Contributions returned (1 to 100)")
+
+        @model_validator(mode="after")
+        def _one_of(self) -> ExplainRequest:
+            if (self.user is None) == (self.history is None):
+                raise ValueError("give exactly one of user or history")
+            return self
+
+    return EventsRequest, ExplainRequest
+
+
+class EventsResponse(BaseModel):
+    """Body of a successful ``POST /v1/events``."""
+
+    accepted: int = Field(description="New events, logged and folded into the model")
+    duplicates: int = Field(description="Events whose event_id was already logged (no-op)")
+    model_version: int
+
+
+class ContributionOut(BaseModel):
+    """One history item's part in an explanation."""
+
+    item: OutId
+    weight: float
+    title: str | None = None
+
+
+class ExplainResponse(BaseModel):
+    """Body of ``POST /v1/explain``: :meth:`maasrec.explain.Explanation.to_dict`."""
+
+    item: OutId
+    score: float
+    contributions: list[ContributionOut]
+    method: str
+    reason: str
+    baseline: float | None = None
+    user: OutId | None = None
+    model: str
+    n_history: int
+    modalities: dict[str, float]
+    note: str | None = None

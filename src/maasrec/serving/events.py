@@ -1,0 +1,342 @@
+"""The durable event log of the real-time service (``POST /v1/events``).
+
+Events (user, item, optional value and time, a client-chosen ``event_id``) are appended
+to a SQLite database in WAL mode with ``synchronous=FULL``: an event is acknowledged
+only after its transaction is committed to disk, so a killed server loses no
+acknowledged event. ``event_id`` is UNIQUE: posting the same event again is a no-op
+(reported as a duplicate), which makes client retries safe.
+
+On start (and after every hot reload) the whole log is replayed onto the loaded model
+with :meth:`~maasrec.Recommender.partial_fit` in one call; since the classical models'
+fold-in depends only on each user's history (not on how events were batched), the
+served model after a restart is the one that served before it.
+
+A record that cannot be read back (a damaged database, a row whose ids are not JSON)
+stops the start with :class:`EventLogError` naming the file and the record: events are
+never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..exceptions import DataError, MaasrecError
+from ..online import supports_partial_fit
+from .ids import check_known, coerce_ids
+
+__all__ = ["EVENTS_DB_ENV", "Event", "EventLog", "EventLogError", "LiveEvents", "events_frame"]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable naming the event database when ``create_app`` gets no ``events_db``.
+EVENTS_DB_ENV = "MAASREC_EVENTS_DB"
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    value REAL,
+    time REAL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class EventLogError(MaasrecError):
+    """The event database cannot be opened, or holds a record that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One interaction event, ids as the model's raw ids."""
+
+    event_id: str
+    user: Any
+    item: Any
+    value: float | None = None
+    time: float | None = None
+
+
+def _dump_id(x: Any) -> str:
+    return json.dumps(x.item() if hasattr(x, "item") else x)
+
+
+class EventLog:
+    """An append-only SQLite event log (WAL mode, one writer connection).
+
+    Parameters
+    ----------
+    path : str or Path
+        The database file; created (with its tables) when absent.
+
+    Raises
+    ------
+    EventLogError
+        The file cannot be opened or created, is not a SQLite database, or was written
+        by a newer maasrec.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise EventLogError(f"cannot open the event log {self.path!r}: {exc}") from exc
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise EventLogError(f"the event log {self.path!r} cannot use WAL mode "
+                                    f"(journal_mode is {mode!r})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                             (str(_SCHEMA_VERSION),))
+            elif row[0] != str(_SCHEMA_VERSION):
+                raise EventLogError(f"the event log {self.path!r} has schema version "
+                                    f"{row[0]!r}; this maasrec reads version {_SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise EventLogError(f"cannot use the event log {self.path!r}: {exc}") from exc
+        except EventLogError:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def close(self) -> None:
+        """Close the database (further appends raise)."""
+        with self._lock:
+            self._conn.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def append(self, events: Sequence[Event]) -> list[bool]:
+        """Append events in one committed transaction.
+
+        Returns
+        -------
+        list of bool
+            For each event, True if it was new, False for an ``event_id`` already in the
+            log (the stored event is kept; nothing changes).
+        """
+        rows = [(e.event_id, _dump_id(e.user), _dump_id(e.item), e.value, e.time)
+                for e in events]
+        out = []
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for r in rows:
+                    cur = self._conn.execute(
+                        "INSERT OR IGNORE INTO events (event_id, user_id, item_id, value, time) "
+                        "VALUES (?, ?, ?, ?, ?)", r)
+                    out.append(cur.rowcount == 1)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise EventLogError(f"cannot write to the event log {self.path!r}: "
+                                    f"{exc}") from exc
+        return out
+
+    def read(self) -> list[Event]:
+        """Every event, in the order they were acknowledged.
+
+        Raises
+        ------
+        EventLogError
+            A record that cannot be read (naming the file and the record's ``seq``).
+        """
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT seq, event_id, user_id, item_id, value, time FROM events "
+                    "ORDER BY seq").fetchall()
+            except sqlite3.Error as exc:
+                raise EventLogError(f"cannot read the event log {self.path!r}: {exc}") from exc
+        out = []
+        for seq, event_id, user, item, value, time in rows:
+            try:
+                u, i = json.loads(user), json.loads(item)
+                for x in (u, i):
+                    if isinstance(x, bool) or not isinstance(x, int | str | float) or (
+                            isinstance(x, float) and not math.isfinite(x)):
+                        raise ValueError(f"id {x!r} is not a JSON integer, string or number")
+                for v in (value, time):
+                    if v is not None and not (isinstance(v, int | float) and math.isfinite(v)):
+                        raise ValueError(f"value/time {v!r} is not a finite number")
+                if not isinstance(event_id, str):
+                    raise ValueError(f"event_id {event_id!r} is not text")
+            except (ValueError, TypeError) as exc:
+                raise EventLogError(
+                    f"the event log {self.path!r} holds a bad record (seq {seq}, event_id "
+                    f"{event_id!r}): {exc}; the service will not start on a log it cannot "
+                    f"read in full (repair or move the file)") from exc
+            out.append(Event(event_id, u, i, value, time))
+        return out
+
+
+def events_frame(events: Sequence[Event]) -> pd.DataFrame:
+    """The events as the frame ``partial_fit`` takes (``value`` 1.0 where not given)."""
+    users = pd.Series([e.user for e in events], dtype=object)
+    items = pd.Series([e.item for e in events], dtype=object)
+    if len(events) and all(isinstance(x, int) for x in users):
+        users = users.astype("int64")
+    if len(events) and all(isinstance(x, int) for x in items):
+        items = items.astype("int64")
+    values = [1.0 if e.value is None else float(e.value) for e in events]
+    return pd.DataFrame({"user": users, "item": items, "rating": values})
+
+
+class EventsNotSupportedError(MaasrecError, NotImplementedError):
+    """The served model cannot fold events in, or the server has no event log (409)."""
+
+
+def _swap_model(holder, model) -> None:
+    """Serve ``model`` in place of the current one (same version; readers see either)."""
+    import dataclasses
+
+    with holder._swap_lock:
+        holder._state = dataclasses.replace(holder._state, model=model)
+
+
+class LiveEvents:
+    """The event log of one app and how events reach the served model.
+
+    A request's events are logged (one committed transaction), then folded into a
+    shallow copy of the served model with ``partial_fit`` and the copy is swapped in, so
+    readers never see a half-updated model. Events of requests that arrive while an
+    update runs are folded in together by the next update (one ``partial_fit`` per
+    group). An acknowledged request's events are in the log and in the served model.
+
+    Parameters
+    ----------
+    log : EventLog
+    holder : ModelHolder
+    """
+
+    def __init__(self, log: EventLog, holder):
+        self.log = log
+        self.holder = holder
+        self._lock = asyncio.Lock()
+        self._pending: list[Event] = []
+
+    # -- replay ---------------------------------------------------------------------
+    def replay_onto(self, model):
+        """``model`` (a shallow copy) with every logged event folded in, or ``model``.
+
+        Raises
+        ------
+        EventLogError
+            A record of the log cannot be read.
+        """
+        events = self.log.read()
+        if not events:
+            return model
+        if not supports_partial_fit(model):
+            logger.warning("the served %s cannot fold events in (no partial_fit): the %d "
+                           "events of %s are not applied", type(model).__name__, len(events),
+                           self.log.path)
+            return model
+        if not getattr(model, "_partial_fit_new_items", False):
+            known = [e for e in events if e.item in model.item_vocab_]
+            if len(known) < len(events):
+                logger.warning("%d of the %d logged events name items the served model does "
+                               "not know; they stay in %s but are not applied to this model",
+                               len(events) - len(known), len(events), self.log.path)
+            events = known
+        if not events:
+            return model
+        out = copy.copy(model)
+        out.partial_fit(events_frame(events))
+        logger.info("replayed %d events from %s", len(events), self.log.path)
+        return out
+
+    def replay(self) -> None:
+        """Fold the whole log into the served model (at start)."""
+        _swap_model(self.holder, self.replay_onto(self.holder.state.model))
+
+    # -- live events --------------------------------------------------------------------
+    def check(self, model, raw: Sequence[Any]) -> list[Event]:
+        """Validate request events against ``model`` (ids coerced to its id kind).
+
+        Raises
+        ------
+        EventsNotSupportedError, UnknownIdError
+        """
+        if not supports_partial_fit(model):
+            raise EventsNotSupportedError(
+                f"the served {type(model).__name__} cannot fold events in (no partial_fit); "
+                f"serve a classical model, or refit")
+        users = coerce_ids([e.user for e in raw], model.user_vocab_)
+        items = coerce_ids([e.item for e in raw], model.item_vocab_)
+        if not getattr(model, "_partial_fit_new_items", False):
+            check_known(items, model.item_vocab_)  # 404 naming the items; nothing logged
+        return [Event(e.event_id, u, i, e.value, e.time)
+                for e, u, i in zip(raw, users, items, strict=True)]
+
+    async def post(self, run, events: list[Event]) -> tuple[int, int]:
+        """Log ``events`` and fold the new ones into the served model.
+
+        Parameters
+        ----------
+        run : callable
+            ``await run(fn, *args)`` runs ``fn`` in the model executor.
+
+        Returns
+        -------
+        accepted, duplicates : int
+        """
+        flags = await asyncio.to_thread(self.log.append, events)
+        new = [e for e, f in zip(events, flags, strict=True) if f]
+        if new:
+            self._pending.extend(new)
+            async with self._lock:
+                if self._pending:  # else: folded in by the update before ours
+                    batch, self._pending = self._pending, []
+                    model = copy.copy(self.holder.state.model)
+                    await run(model.partial_fit, events_frame(batch))
+                    _swap_model(self.holder, model)
+        return len(new), len(events) - len(new)
+
+    async def after_reload(self) -> None:
+        """Replay the log onto a newly loaded model (events wait meanwhile)."""
+        async with self._lock:
+            model = await asyncio.to_thread(self.replay_onto, self.holder.state.model)
+            _swap_model(self.holder, model)
+
+
+def open_events(events_db, holder) -> LiveEvents | None:
+    """The app's :class:`LiveEvents` for ``events_db`` (or ``$MAASREC_EVENTS_DB``), replayed.
+
+    Raises
+    ------
+    EventLogError
+        The database cannot be opened or read; a record is bad.
+    """
+    path = events_db if events_db is not None else os.environ.get(EVENTS_DB_ENV) or None
+    if path is None:
+        return None
+    if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
+        raise DataError(f"events_db must be a path, got {path!r}")
+    live = LiveEvents(EventLog(path), holder)
+    live.replay()
+    return live
