@@ -79,6 +79,9 @@ class ServingMetrics:
                                  "model_version"], registry=r)
         self.reloads = Counter("maasrec_model_reloads", "Model reloads by result", ["result"],
                                registry=r)
+        self.model_loaded = Gauge("maasrec_model_loaded_timestamp_seconds",
+                                  "Unix time the served model was loaded (its age: time() "
+                                  "minus this)", registry=r)
 
     def set_model(self, model_class: str, model_name: str | None, maasrec_version: str | None,
                   version: int) -> None:
@@ -90,6 +93,7 @@ class ServingMetrics:
         version : int
         """
         self.model_version.set(version)
+        self.model_loaded.set_to_current_time()
         self.model_info.clear()
         self.model_info.labels(model_class=model_class, model_name=str(model_name or ""),
                                maasrec_version=str(maasrec_version or ""),
