@@ -1,4 +1,4 @@
-"""Command line: ``maasrec demo``, ``fit``, ``split``, ``recommend``, ``evaluate``, ``serve``, ``bench``.
+"""Command line: ``maasrec demo``, ``fit``, ``split``, ``recommend``, ``evaluate``, ``serve``, ``train``, ``bench``, ``compress``, ``tune``.
 
 The CLI uses only the public API, so everything it does can be done in Python too.
 """
@@ -595,6 +595,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("bench_args", nargs=argparse.REMAINDER,
                    help="arguments of `python -m benchmarks` (run SUITE, tune, report, list)")
     b.set_defaults(func=cmd_bench)
+
+    from .compress.cli import add_compress_parser
+    from .tune.cli import add_tune_parser
+
+    add_compress_parser(sub)
+    add_tune_parser(sub)
     return p
 
 
