@@ -531,9 +531,11 @@ class BPRMF(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T + self.item_bias_
 
-    #: Fold-in of partial_fit: Adam steps per touched user, and sampled negatives per positive.
+    #: Fold-in of partial_fit: Adam steps, sampled negatives per positive, and the most
+    #: (positive, negative) pairs one user's fold-in uses.
     _fold_in_steps: ClassVar[int] = 150
     _fold_in_negatives: ClassVar[int] = 16
+    _fold_in_max_pairs: ClassVar[int] = 4096
 
     def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
         # online update (Recommender.partial_fit): fold-in. Each touched (or new) user's
@@ -593,6 +595,7 @@ def _fold_in_bpr(model: BPRMF, user_idx: np.ndarray) -> np.ndarray:
     bias = model.item_bias_.astype(np.float64)
     n_items, f = Q.shape
     n_neg = int(model._fold_in_negatives)
+    max_pairs = int(model._fold_in_max_pairs)
     rs = model.random_state  # None or a Generator: a fixed seed, so replays agree
     base = int(rs) if isinstance(rs, int | np.integer) else 0
     P = np.zeros((len(user_idx), f))
@@ -603,13 +606,17 @@ def _fold_in_bpr(model: BPRMF, user_idx: np.ndarray) -> np.ndarray:
         P[r] = rng.standard_normal(f) * float(model.init_std)
         if len(items) == 0 or len(items) >= n_items:
             continue
-        j = rng.integers(0, n_items, size=len(items) * n_neg)
+        if len(items) * n_neg <= max_pairs:
+            i = np.repeat(items, n_neg)
+        else:  # a long history: a seeded sample of its positives bounds the cost
+            i = rng.choice(items, size=max_pairs)
+        j = rng.integers(0, n_items, size=len(i))
         bad = np.isin(j, items)
         while bad.any():  # redraw the negatives that are positives
             j[bad] = rng.integers(0, n_items, size=int(bad.sum()))
             bad = np.isin(j, items)
         rows.append(np.full(len(j), r))
-        pos.append(np.repeat(items, n_neg))
+        pos.append(i)
         neg.append(j)
     if not rows:
         return P.astype(np.float32)
