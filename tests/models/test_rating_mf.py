@@ -7,7 +7,7 @@ import pytest
 from maasrec.data import Interactions
 from maasrec.exceptions import DataError, NotFittedError, UnknownIdError
 from maasrec.metrics import rmse
-from maasrec.models.rating_mf import BiasedMF
+from maasrec.models.rating_mf import BiasedMF, SVDpp
 from maasrec.testing import iter_checks
 from maasrec.testing.checks import tiny_interactions
 
@@ -145,3 +145,47 @@ def test_interactions_input():
     a = BiasedMF(factors=4, epochs=3, random_state=0).fit(X)
     b = BiasedMF(factors=4, epochs=3, random_state=0).fit(df)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+
+
+# -- SVD++ ------------------------------------------------------------------------------
+
+def _factory_pp():
+    return SVDpp(factors=8, epochs=20, learning_rate=0.02)
+
+
+CASES_PP = list(iter_checks(_factory_pp))
+
+
+@pytest.mark.parametrize("name, check", CASES_PP, ids=[n for n, _ in CASES_PP])
+def test_contract_svdpp(name, check):
+    check()
+
+
+def test_svdpp_learns_planted_ratings():
+    df = _planted()
+    test = df.sample(frac=0.2, random_state=0)
+    train = df.drop(test.index)
+    m = SVDpp(factors=4, epochs=60, learning_rate=0.01, random_state=0).fit(train)
+    pred = m.predict(test["user"].tolist(), test["item"].tolist())
+    baseline = rmse(test["rating"], np.full(len(test), train["rating"].mean()))
+    assert rmse(test["rating"], pred) < 0.8 * baseline
+    assert m.implicit_factors_.shape == (m.n_items_, 4)
+
+
+def test_svdpp_history_closed_form():
+    df = _planted()
+    m = SVDpp(factors=4, epochs=5, random_state=0).fit(df)
+    hist = [int(x) for x in m.item_vocab_.ids[[1, 4, 7]]]
+    ids, scores = m.recommend(history=hist, k=5, exclude_seen=True)
+    z = m.implicit_factors_[[1, 4, 7]].sum(axis=0) / np.sqrt(3)
+    idx = m.item_vocab_.index(list(ids))
+    manual = m.global_mean_ + m.item_bias_[idx] + m.item_factors_[idx] @ z
+    np.testing.assert_allclose(scores, manual, rtol=1e-5, atol=1e-5)
+
+
+def test_svdpp_bad_input():
+    df = _planted()
+    with pytest.raises(DataError, match="rating"):
+        SVDpp().fit(df[["user", "item"]])
+    with pytest.raises(DataError, match="factors"):
+        SVDpp(factors=0).fit(df)

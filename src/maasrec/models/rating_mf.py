@@ -17,7 +17,7 @@ from ..data.vocab import check_ordered_ids
 from ..exceptions import DataError
 from ..training import NonFiniteLossError
 
-__all__ = ["BiasedMF"]
+__all__ = ["BiasedMF", "SVDpp"]
 
 logger = logging.getLogger(__name__)
 
@@ -270,3 +270,134 @@ class BiasedMF(Recommender):
         u = self.user_vocab_.index(users, unknown=policy)
         i = self.item_vocab_.index(items, unknown=policy)
         return np.clip(self._predict_indices(u, i), self.rating_min_, self.rating_max_)
+
+
+class SVDpp(BiasedMF):
+    """SVD++: biased MF plus the implicit feedback of which items each user rated.
+
+    Predicts ``r̂_ui = μ + b_u + b_i + q_iᵀ (p_u + |N(u)|^-1/2 Σ_{j ∈ N(u)} y_j)``
+    (Koren 2008), ``N(u)`` the items ``u`` rated, trained by SGD with Surprise's
+    ``SVDpp`` updates and defaults (20 factors, 20 epochs, lr 0.007, reg 0.02). The
+    parameters are those of :class:`BiasedMF`.
+
+    Attributes
+    ----------
+    implicit_factors_ : np.ndarray of float32, shape (n_items, factors)
+        ``y_j``.
+    user_factors_ : np.ndarray of float32, shape (n_users, factors)
+        The users' *effective* vectors ``p_u + |N(u)|^-1/2 Σ y_j`` (what predictions
+        use), so :meth:`predict`, ``score`` and ``recommend`` are :class:`BiasedMF`'s.
+    (others as in :class:`BiasedMF`)
+
+    Notes
+    -----
+    **Algorithm.** Minibatch SGD over shuffled ratings as in :class:`BiasedMF`; for each
+    batch the implicit term of its users is computed from the current ``y`` (a sparse
+    product), and every rating adds ``lr (e |N(u)|^-1/2 q_i - reg y_j)`` to each
+    ``y_j, j ∈ N(u)``, as Surprise does rating by rating. A batch costs the sum of its
+    users' history lengths, so a fit is several times slower than :class:`BiasedMF`'s.
+    Batching all of a user's ratings together (Koren's per-user accumulation) diverged
+    at this step size: the user's implicit vector moves ``|N(u)|`` times further
+    without the error feedback of sequential updates.
+
+    **Cold users.** ``recommend(history=...)`` places a user with no ratings by the
+    implicit term alone: ``μ + b_i + q_iᵀ |H|^-1/2 Σ_{j ∈ H} y_j`` (an empty history
+    gets ``μ + b_i``).
+
+    References
+    ----------
+    Y. Koren. Factorization meets the neighborhood: a multifaceted collaborative
+    filtering model. KDD 2008.
+    """
+
+    supports_history: ClassVar[bool] = True
+
+    def __init__(self, factors: int = 20, epochs: int = 20, learning_rate: float = 0.007,
+                 regularization: float = 0.02, init_std: float = 0.1, batch_size: int = 1024,
+                 random_state=None):
+        super().__init__(factors=factors, epochs=epochs, learning_rate=learning_rate,
+                         regularization=regularization, init_std=init_std,
+                         batch_size=batch_size, random_state=random_state)
+
+    def _fit(self, data: Interactions, **_) -> None:
+        import scipy.sparse as sp
+
+        if not data.has_values:
+            raise DataError(
+                "SVDpp learns from explicit ratings, but the interactions have no rating "
+                "column (pass a frame with a 'rating' column, or Interactions with values)")
+        t_start = time.perf_counter()
+        rng = np.random.default_rng(self.random_state)
+        r_all = np.array(data.values, dtype=np.float32)
+        u_all = np.array(data.user_indices, dtype=np.int64)
+        i_all = np.array(data.item_indices, dtype=np.int64)
+        nu, ni = data.n_users, data.n_items
+        f, lr, reg = int(self.factors), float(self.learning_rate), float(self.regularization)
+        B = int(self.batch_size)
+        ones = sp.csr_matrix((np.ones(len(u_all), np.float32), (u_all, i_all)), shape=(nu, ni))
+        ones.data[:] = 1.0  # repeated pairs count once in N(u)
+        cnt = np.diff(ones.indptr)
+        norm = np.where(cnt > 0, 1.0 / np.sqrt(np.maximum(cnt, 1)), 0.0).astype(np.float32)
+        N = sp.diags(norm) @ ones  # row u: |N(u)|^-1/2 on the items u rated
+        N = sp.csr_matrix(N, dtype=np.float32)
+        mu = float(r_all.astype(np.float64).mean())
+        std = float(self.init_std)
+        P = rng.normal(0.0, std, (nu, f)).astype(np.float32)
+        Q = rng.normal(0.0, std, (ni, f)).astype(np.float32)
+        Y = rng.normal(0.0, std, (ni, f)).astype(np.float32)
+        bu, bi = np.zeros(nu, np.float32), np.zeros(ni, np.float32)
+        Pt, Qt, but, bit = map(torch.from_numpy, (P, Q, bu, bi))
+        log: dict[str, list] = {"rmse": [], "seconds": []}
+        for epoch in range(int(self.epochs)):
+            t0 = time.perf_counter()
+            o = rng.permutation(len(r_all))
+            uo, io, ro = u_all[o], i_all[o], r_all[o]
+            sse = 0.0
+            for s in range(0, len(o), B):
+                ub, ib = uo[s:s + B], io[s:s + B]
+                Nb = N[ub]
+                pu, qi = P[ub], Q[ib]
+                pe = pu + Nb @ Y
+                bub, bib = bu[ub], bi[ib]
+                err = ro[s:s + B] - (mu + bub + bib + np.einsum("ij,ij->i", pe, qi))
+                sse += float(err.astype(np.float64) @ err)
+                e = err[:, None]
+                tu, ti = torch.from_numpy(ub), torch.from_numpy(ib)
+                but.index_add_(0, tu, torch.from_numpy(err - reg * bub), alpha=lr)
+                bit.index_add_(0, ti, torch.from_numpy(err - reg * bib), alpha=lr)
+                Pt.index_add_(0, tu, torch.from_numpy(e * qi - reg * pu), alpha=lr)
+                Qt.index_add_(0, ti, torch.from_numpy(e * pe - reg * qi), alpha=lr)
+                touched = np.bincount(Nb.indices, minlength=ni).astype(np.float32)
+                Y -= (lr * reg * touched)[:, None] * Y
+                Y += lr * np.asarray(Nb.T @ (e * qi), dtype=np.float32)
+            if not np.isfinite(sse):
+                self._forget_fit()
+                raise NonFiniteLossError(
+                    f"SVDpp diverged: the training error of epoch {epoch + 1} is {sse}; "
+                    f"lower learning_rate={lr!r}. The model is left unfitted",
+                    epoch=epoch + 1, step=0)
+            log["rmse"].append(float(np.sqrt(sse / len(r_all))))
+            log["seconds"].append(time.perf_counter() - t0)
+        self.global_mean_ = mu
+        self.rating_min_, self.rating_max_ = float(r_all.min()), float(r_all.max())
+        self.user_bias_, self.item_bias_ = bu, bi
+        self.item_factors_, self.implicit_factors_ = Q, Y
+        self.user_factors_ = np.asarray(P + N @ Y, dtype=np.float32)
+        log["steps"] = int(self.epochs)
+        self.training_log_ = log
+        logger.info("SVDpp: %d epochs over %d ratings in %.2fs (train RMSE %.4f)",
+                    self.epochs, len(r_all), time.perf_counter() - t_start, log["rmse"][-1])
+
+    def _check_loaded(self) -> None:
+        super()._check_loaded()
+        self._loaded_float("implicit_factors_", (self.n_items_, self.user_factors_.shape[1]))
+
+    def _score_history(self, history) -> np.ndarray:
+        h = history.tocsr().astype(np.float32)
+        h.data[:] = 1.0
+        cnt = np.diff(h.indptr)
+        norm = np.where(cnt > 0, 1.0 / np.sqrt(np.maximum(cnt, 1)), 0.0).astype(np.float32)
+        z = np.asarray(h @ self.implicit_factors_, dtype=np.float32) * norm[:, None]
+        s = z @ self.item_factors_.T
+        s += self.item_bias_[None, :] + np.float32(self.global_mean_)
+        return s
