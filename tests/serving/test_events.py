@@ -188,3 +188,52 @@ def test_client_methods(ease_dir, db):
         thread.join(10)
         sock.close()
     assert len(EventLog(db)) == 2
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_acknowledged_event(ease_dir, tmp_path):
+    """``maasrec serve`` with MAASREC_EVENTS_DB, SIGKILLed after N acknowledged events."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.serving.test_serving_subprocess import _env, _free_port, _wait_until
+
+    from maasrec.client import Client
+
+    db, log = tmp_path / "events.db", tmp_path / "server.log"
+
+    def start():
+        port = _free_port()
+        with open(log, "a") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "maasrec", "serve", str(ease_dir), "--host",
+                 "127.0.0.1", "--port", str(port)],
+                stdout=out, stderr=subprocess.STDOUT, env=_env(MAASREC_EVENTS_DB=str(db)))
+        client = Client(f"http://127.0.0.1:{port}", retries=0, timeout=10)
+        _wait_until(lambda: client.health()["status"] == "ok", 60, proc, log)
+        return proc, client
+
+    users = [2, 3, 4, 5, 6]
+    proc, client = start()
+    try:
+        acked = 0
+        for n in range(30):
+            top = client.recommend(users[n % 5], k=1).items
+            out = client.events([{"user": users[n % 5], "item": top[0], "event_id": f"k{n}"}])
+            acked += out["accepted"]
+        before = [r.items for r in client.recommend(users, k=10)]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert acked == 30
+    assert len(EventLog(db)) == 30  # nothing acknowledged was lost
+    proc, client = start()
+    try:
+        assert [r.items for r in client.recommend(users, k=10)] == before
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
