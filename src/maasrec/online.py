@@ -47,21 +47,53 @@ def _as_new_interactions(new_interactions) -> Interactions:
 
 
 def _merge_seen(seen: sp.csr_matrix, rows, cols, vals, shape) -> sp.csr_matrix:
-    """``seen`` grown to ``shape`` with (rows, cols) set to ``vals`` (replacing old values)."""
-    old = seen.tocoo()
-    r = np.concatenate([old.row.astype(np.int64), rows.astype(np.int64)])
-    c = np.concatenate([old.col.astype(np.int64), cols.astype(np.int64)])
-    v = np.concatenate([old.data.astype(np.float32), vals.astype(np.float32)])
-    pri = np.concatenate([np.zeros(old.nnz, np.int8), np.ones(len(rows), np.int8)])
+    """``seen`` grown to ``shape`` with (rows, cols) set to ``vals`` (replacing old values).
+
+    Only the touched rows are re-sorted; the others are copied in place (O(nnz) copies,
+    no global sort), so one event costs little more than copying the matrix.
+    """
+    n_rows = shape[0]
+    old_ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    old_ptr[:seen.shape[0] + 1] = seen.indptr
+    old_ptr[seen.shape[0] + 1:] = seen.indptr[-1]
+    old_len = np.diff(old_ptr)
+    touched = np.unique(rows)
+    # the touched rows: old entries + new events, the new event winning a repeated pair
+    t_len = old_len[touched]
+    t_src = np.concatenate([np.arange(old_ptr[r], old_ptr[r + 1]) for r in touched]) \
+        if t_len.sum() else np.empty(0, np.int64)
+    r = np.concatenate([np.repeat(touched, t_len), rows.astype(np.int64)])
+    c = np.concatenate([seen.indices[t_src].astype(np.int64), cols.astype(np.int64)])
+    v = np.concatenate([seen.data[t_src].astype(np.float32), vals.astype(np.float32)])
+    pri = np.concatenate([np.zeros(len(t_src), np.int64), np.arange(1, len(rows) + 1)])
     order = np.lexsort((pri, c, r))
     r, c, v = r[order], c[order], v[order]
     last = np.ones(len(r), dtype=bool)
-    last[:-1] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])  # the new event wins a repeated pair
+    last[:-1] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
     r, c, v = r[last], c[last], v[last]
-    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(r, minlength=shape[0]), out=indptr[1:])
-    idx_dtype = seen.indices.dtype if shape[1] < np.iinfo(np.int32).max else np.int64
-    out = sp.csr_matrix((v, c.astype(idx_dtype), indptr.astype(idx_dtype)), shape=shape)
+    new_len = old_len.copy()
+    new_len[touched] = np.bincount(r, minlength=n_rows)[touched]
+    ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(new_len, out=ptr[1:])
+    nnz = int(ptr[-1])
+    idx_dtype = np.int32 if max(nnz, shape[1]) < np.iinfo(np.int32).max else np.int64
+    indices = np.empty(nnz, dtype=idx_dtype)
+    data = np.empty(nnz, dtype=np.float32)
+    # untouched rows keep their entries at the same offset within the row
+    keep_rows = np.ones(n_rows, dtype=bool)
+    keep_rows[touched] = False
+    entry_row = np.repeat(np.arange(n_rows), old_len)
+    keep = keep_rows[entry_row]
+    src = np.flatnonzero(keep)
+    dst = ptr[entry_row[src]] + (src - old_ptr[entry_row[src]])
+    indices[dst] = seen.indices[src]
+    data[dst] = seen.data[src]
+    # touched rows: their merged, sorted entries
+    first = np.searchsorted(r, r, side="left")
+    dst = ptr[r] + (np.arange(len(r)) - first)
+    indices[dst] = c
+    data[dst] = v
+    out = sp.csr_matrix((data, indices, ptr.astype(idx_dtype)), shape=shape)
     for a in (out.data, out.indices, out.indptr):
         a.setflags(write=False)
     return out
