@@ -237,3 +237,31 @@ def test_sigkill_loses_no_acknowledged_event(ease_dir, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def test_concurrent_posters_are_grouped_and_all_applied(ease_dir, ease_model, db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.serving.test_client import _serve_in_thread
+
+    from maasrec.client import Client
+
+    url, server, thread, sock = _serve_in_thread(create_app(ease_dir, events_db=db))
+    users = list(range(2, 18))
+    tops = {u: int(ease_model.recommend(u, k=1)[0][0]) for u in users}
+
+    def post(u):
+        with Client(url, retries=0) as cl:
+            a = cl.events([{"user": u, "item": tops[u], "event_id": f"p{u}"}])
+            b = cl.events([{"user": u, "item": tops[u], "event_id": f"p{u}"}])  # retry
+            return a["accepted"], b["duplicates"], tops[u] in list(cl.recommend(u, k=10).items)
+
+    try:
+        with ThreadPoolExecutor(8) as ex:
+            out = list(ex.map(post, users))
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert out == [(1, 1, False)] * len(users)
+    assert len(EventLog(db)) == len(users)

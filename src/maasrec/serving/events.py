@@ -223,9 +223,9 @@ class LiveEvents:
 
     A request's events are logged (one committed transaction), then folded into a
     shallow copy of the served model with ``partial_fit`` and the copy is swapped in, so
-    readers never see a half-updated model. Events of requests that arrive while an
-    update runs are folded in together by the next update (one ``partial_fit`` per
-    group). An acknowledged request's events are in the log and in the served model.
+    readers never see a half-updated model. Requests that arrive while a write and
+    update run are handled together by the next one (one transaction and one
+    ``partial_fit`` per group). An acknowledged request's events are in the log and in the served model.
 
     Parameters
     ----------
@@ -237,7 +237,7 @@ class LiveEvents:
         self.log = log
         self.holder = holder
         self._lock = asyncio.Lock()
-        self._pending: list[Event] = []
+        self._pending: list[tuple[list[Event], asyncio.Future]] = []
 
     # -- replay ---------------------------------------------------------------------
     def replay_onto(self, model):
@@ -296,6 +296,10 @@ class LiveEvents:
     async def post(self, run, events: list[Event]) -> tuple[int, int]:
         """Log ``events`` and fold the new ones into the served model.
 
+        Requests that arrive while a group is being written and folded in wait for the
+        next group: one committed transaction and one ``partial_fit`` per group (group
+        commit), so concurrent posters share the cost of the disk sync and the update.
+
         Parameters
         ----------
         run : callable
@@ -305,17 +309,35 @@ class LiveEvents:
         -------
         accepted, duplicates : int
         """
-        flags = await asyncio.to_thread(self.log.append, events)
-        new = [e for e, f in zip(events, flags, strict=True) if f]
-        if new:
-            self._pending.extend(new)
-            async with self._lock:
-                if self._pending:  # else: folded in by the update before ours
-                    batch, self._pending = self._pending, []
-                    model = copy.copy(self.holder.state.model)
-                    await run(model.partial_fit, events_frame(batch))
-                    _swap_model(self.holder, model)
-        return len(new), len(events) - len(new)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((events, fut))
+        async with self._lock:
+            if not fut.done():  # else: our events went with the group before ours
+                group, self._pending = self._pending, []
+                await self._write_and_apply(run, group)
+        return await fut
+
+    async def _write_and_apply(self, run, group: list) -> None:
+        try:
+            flat = [e for evs, _ in group for e in evs]
+            flags = await asyncio.to_thread(self.log.append, flat)
+            new = [e for e, f in zip(flat, flags, strict=True) if f]
+            if new:
+                model = copy.copy(self.holder.state.model)
+                await run(model.partial_fit, events_frame(new))
+                _swap_model(self.holder, model)
+        except BaseException as exc:
+            for _, f in group:
+                if not f.done():
+                    f.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        pos = 0
+        for evs, f in group:
+            got = sum(flags[pos:pos + len(evs)])
+            f.set_result((got, len(evs) - got))
+            pos += len(evs)
 
     async def after_reload(self) -> None:
         """Replay the log onto a newly loaded model (events wait meanwhile)."""
