@@ -71,6 +71,8 @@ def main() -> None:
            "ndcg@10": round(float(res["ndcg@10"]), 4), "hit@10": round(float(res["hit@10"]), 4),
            "pop_ndcg@10": round(float(pop["ndcg@10"]), 4),
            "epochs_run": len(log.get("losses", [])), "best_epoch": log.get("best_epoch"),
+           "val_curve": [None if v is None else round(float(v), 4)
+                         for v in log.get("metrics") or []],
            "fit_s": round(fit_s, 1), "threads": os.environ.get("OMP_NUM_THREADS"),
            "load": round(os.getloadavg()[0], 1)}
     print(json.dumps(row))

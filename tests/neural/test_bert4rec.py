@@ -325,3 +325,15 @@ def test_sparse_history_is_refused(cyclic):
 
     with pytest.raises(NotImplementedError, match="order"):
         model._score_history(sp.csr_matrix((1, model.n_items_)))
+
+
+@pytest.mark.cuda
+def test_cuda_device():
+    from maasrec.device import cuda_available
+
+    if not cuda_available():
+        pytest.skip("no CUDA device")
+    X = cyclic_interactions()
+    model = small(device="cuda").fit(X)
+    ids, _ = model.recommend(history=[110, 111, 112], k=1)
+    assert ids[0] == 113
