@@ -215,6 +215,10 @@ class ALS(Recommender):
         A tqdm progress bar over the iterations (:func:`maasrec.training.progress`);
         nothing is printed, the timings go to ``logging`` either way.
 
+    ``partial_fit`` re-solves each touched or new user's factors exactly (least squares
+    against the fixed item factors, from the whole history); item factors are not updated
+    and new items are refused (refit).
+
     Attributes
     ----------
     user_factors_ : np.ndarray of float32, shape (n_users, factors)

@@ -372,6 +372,10 @@ class BPRMF(Recommender):
         A tqdm progress bar over the epochs (:func:`maasrec.training.progress`); nothing
         is printed, the timings go to ``logging`` either way.
 
+    ``partial_fit`` re-learns each touched or new user's factor from their whole history
+    (seeded Adam steps of the BPR loss, item factors and biases fixed: a fold-in); item
+    factors are not updated and new items are refused (refit).
+
     Attributes
     ----------
     user_factors_ : np.ndarray of float32, shape (n_users, factors)

@@ -136,6 +136,9 @@ class EASE(Recommender):
         seen; see :meth:`~maasrec.base.Recommender.fit`). With False, the
         ratings/weights (negative ones included) are the matrix values.
 
+    ``partial_fit`` folds new users and events into the histories (``seen_``) that the
+    scores are computed from; ``B_`` is not refitted and new items are refused (refit).
+
     Attributes
     ----------
     B_ : np.ndarray of float32, shape (n_items, n_items)

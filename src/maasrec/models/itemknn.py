@@ -101,6 +101,9 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
         Binary interactions (ignore ratings; values <= 0 are not interactions, see
         :meth:`~maasrec.base.Recommender.fit`); with False, the values are used.
 
+    ``partial_fit`` folds new users and events into the histories (``seen_``) that the
+    scores are computed from; the similarities are not refitted and new items are refused.
+
     Attributes
     ----------
     similarity_ : scipy.sparse.csr_matrix of float32, shape (n_items, n_items)

@@ -20,6 +20,8 @@ class Popularity(Recommender):
     The baseline every model must beat. Scores are the number of distinct training
     users of each item; ties go to the lower item index.
 
+    ``partial_fit`` updates the counts and adds new items with theirs.
+
     Attributes
     ----------
     item_scores_ : np.ndarray of float32, shape (n_items,)

@@ -100,6 +100,9 @@ class PureSVD(ImplicitMatrixMixin, Recommender):
     random_state : int, numpy.random.Generator or None, default None
         Seed of the randomized solver and of ARPACK's start vector.
 
+    ``partial_fit`` folds new users and events into the histories; a user's vector is the
+    fold-in ``x_u V``; the item subspace is not refitted and new items are refused.
+
     Attributes
     ----------
     item_factors_ : np.ndarray of float32, shape (n_items, factors)
