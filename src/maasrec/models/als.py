@@ -181,6 +181,10 @@ class ALS(Recommender):
     all users at once with torch sparse kernels (SDDMM + SpMM per step), so the same
     code runs multi-threaded on the CPU and on CUDA.
 
+    ``partial_fit`` re-solves each touched or new user's factors exactly (least squares
+    against the fixed item factors, from the whole history); item factors are not updated
+    and new items are refused (refit).
+
     Parameters
     ----------
     factors : int, default 64
@@ -214,10 +218,6 @@ class ALS(Recommender):
     verbose : bool, default False
         A tqdm progress bar over the iterations (:func:`maasrec.training.progress`);
         nothing is printed, the timings go to ``logging`` either way.
-
-    ``partial_fit`` re-solves each touched or new user's factors exactly (least squares
-    against the fixed item factors, from the whole history); item factors are not updated
-    and new items are refused (refit).
 
     Attributes
     ----------

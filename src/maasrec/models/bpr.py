@@ -321,6 +321,10 @@ class BPRMF(Recommender):
     interaction once per epoch, in random order). Interaction values are ignored: BPR
     learns from which items a user chose.
 
+    ``partial_fit`` re-learns each touched or new user's factor from their whole history
+    (seeded Adam steps of the BPR loss, item factors and biases fixed: a fold-in); item
+    factors are not updated and new items are refused (refit).
+
     Parameters
     ----------
     factors : int, default 64
@@ -371,10 +375,6 @@ class BPRMF(Recommender):
     verbose : bool, default False
         A tqdm progress bar over the epochs (:func:`maasrec.training.progress`); nothing
         is printed, the timings go to ``logging`` either way.
-
-    ``partial_fit`` re-learns each touched or new user's factor from their whole history
-    (seeded Adam steps of the BPR loss, item factors and biases fixed: a fold-in); item
-    factors are not updated and new items are refused (refit).
 
     Attributes
     ----------

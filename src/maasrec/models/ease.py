@@ -125,6 +125,9 @@ class EASE(Recommender):
     ``||X - X B||^2 + l2 ||B||^2``; a user's scores are ``x_u B``. Strong on
     implicit-feedback top-n benchmarks, deterministic, no iterations.
 
+    ``partial_fit`` folds new users and events into the histories (``seen_``) that the
+    scores are computed from; ``B_`` is not refitted and new items are refused (refit).
+
     Parameters
     ----------
     l2 : float, default 500.0
@@ -135,9 +138,6 @@ class EASE(Recommender):
         interactions, values <= 0 are left out with a warning (they still count as
         seen; see :meth:`~maasrec.base.Recommender.fit`). With False, the
         ratings/weights (negative ones included) are the matrix values.
-
-    ``partial_fit`` folds new users and events into the histories (``seen_``) that the
-    scores are computed from; ``B_`` is not refitted and new items are refused (refit).
 
     Attributes
     ----------

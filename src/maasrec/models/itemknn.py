@@ -85,6 +85,9 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
     similarities to the items in the user's history, so cold users (``history=``) are
     scored exactly like known ones.
 
+    ``partial_fit`` folds new users and events into the histories (``seen_``) that the
+    scores are computed from; the similarities are not refitted and new items are refused.
+
     Parameters
     ----------
     n_neighbors : int, default 50
@@ -100,9 +103,6 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
     implicit : bool, default True
         Binary interactions (ignore ratings; values <= 0 are not interactions, see
         :meth:`~maasrec.base.Recommender.fit`); with False, the values are used.
-
-    ``partial_fit`` folds new users and events into the histories (``seen_``) that the
-    scores are computed from; the similarities are not refitted and new items are refused.
 
     Attributes
     ----------

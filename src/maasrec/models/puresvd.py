@@ -82,6 +82,9 @@ class PureSVD(ImplicitMatrixMixin, Recommender):
     count as zeros, which is what makes PureSVD a strong top-n baseline despite its
     simplicity.
 
+    ``partial_fit`` folds new users and events into the histories; a user's vector is the
+    fold-in ``x_u V``; the item subspace is not refitted and new items are refused.
+
     Parameters
     ----------
     factors : int, default 32
@@ -99,9 +102,6 @@ class PureSVD(ImplicitMatrixMixin, Recommender):
         see :meth:`~maasrec.base.Recommender.fit`); with False, the values.
     random_state : int, numpy.random.Generator or None, default None
         Seed of the randomized solver and of ARPACK's start vector.
-
-    ``partial_fit`` folds new users and events into the histories; a user's vector is the
-    fold-in ``x_u V``; the item subspace is not refitted and new items are refused.
 
     Attributes
     ----------
