@@ -186,7 +186,8 @@ def freshness(argv=None) -> dict:
            "fresh_ms_p50": round(float(np.percentile(fresh, 50)), 2),
            "fresh_ms_p99": round(float(np.percentile(fresh, 99)), 2),
            "events_per_s": round(len(rows) / wall, 1),
-           "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+           "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+           "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}
     print(res, flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
