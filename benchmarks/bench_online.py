@@ -66,19 +66,22 @@ def ndcg(model, users, test) -> float:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chunks", type=int, default=10)
-    ap.add_argument("--dataset", default="100k", help="MovieLens name: 100k or 1m")
+    ap.add_argument("--dataset", default="100k", help="MovieLens name: 100k or latest-small")
+    ap.add_argument("--base", type=float, default=0.90, help="share of events fitted first")
+    ap.add_argument("--stream", type=float, default=0.05, help="share streamed in")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--out", default="benchmarks/results/online.json")
     args = ap.parse_args(argv)
     df = datasets.load_movielens(args.dataset).interactions.to_pandas()
     df = df[["user", "item", "timestamp"]]
-    base, stream, test = temporal_parts(df)
+    base, stream, test = temporal_parts(df, args.base, args.stream)
     known = set(base["user"]) | set(stream["user"])
     test = test[test["user"].isin(known)]
     users = sorted(set(test["user"]))
     base_items = set(base["item"])
     base_users = sorted(set(test["user"]) & set(base["user"]))
-    out = {"dataset": f"movielens-{args.dataset}", "protocol": "by time: fit 90%, stream 5% via partial_fit, test 5%",
+    out = {"dataset": f"movielens-{args.dataset}", "protocol": f"by time: fit {args.base:.0%}, stream {args.stream:.0%} via "
+                                       f"partial_fit, test the rest",
            "chunks": args.chunks, "n_base": len(base), "n_stream": len(stream),
            "n_test": len(test),
            "n_stream_new_item_events": int((~stream["item"].isin(base["item"])).sum()), "n_test_users": len(users), "n_test_users_in_base": len(base_users),
