@@ -405,6 +405,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise MaasrecError(f"--encryption-key-env {args.encryption_key_env}: that "
                                f"environment variable holds no key")
         os.environ[KEY_ENV] = value
+    if args.events_db:
+        if args.workers != 1:
+            raise MaasrecError("--events-db needs --workers 1 (each worker would fold in only "
+                               "its own events)")
+        os.environ["MAASREC_EVENTS_DB"] = args.events_db
     return run_server(args.model_dir, host=args.host, port=args.port, workers=args.workers,
                       api_key_file=args.api_key_file, admin_key_file=args.admin_key_file,
                       insecure=args.insecure, max_batch=args.max_batch,
@@ -550,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1,
                    help="worker processes; each loads its own copy of the model")
+    s.add_argument("--events-db", default=None, metavar="PATH",
+                   help="SQLite event log of POST /v1/events (WAL; created when absent; "
+                        "default $MAASREC_EVENTS_DB); needs --workers 1")
     s.add_argument("--api-key-file", help="file with one API key per line")
     s.add_argument("--admin-key-file", help="file with one admin key per line (reload)")
     s.add_argument("--insecure", action="store_true",
