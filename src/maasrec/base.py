@@ -383,6 +383,9 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
     #: candidates and set it to False: they answer :meth:`rank_indices` (and ``recommend``)
     #: but have no full-catalogue scores.
     scores_all_items: ClassVar[bool] = True
+    #: Whether :meth:`predict` returns ratings (explicit-feedback rating models such as
+    #: :class:`~maasrec.models.BiasedMF` set it).
+    predicts_ratings: ClassVar[bool] = False
 
     # -- fitting ------------------------------------------------------------
     def fit(self, X, item_features=None, user_features=None, *, validation=None,
@@ -859,6 +862,36 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
 
         return explain(self, user, item, history=history, n=n, item_titles=item_titles,
                        verb=verb)
+
+    def predict(self, users, items, **kwargs) -> np.ndarray:
+        """Predicted ratings of (user, item) pairs; rating models only.
+
+        Models that learn a ranking (every model with ``predicts_ratings`` False) refuse:
+        their :meth:`score` values are not on a rating scale.
+
+        Parameters
+        ----------
+        users, items : array-like
+            Raw ids, one pair per position.
+        **kwargs
+            Options of the rating model's own ``predict``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Predicted ratings (rating models override this method).
+
+        Raises
+        ------
+        NotFittedError
+        DataError
+            The model learns a ranking and cannot predict ratings.
+        """
+        self._check_fitted()
+        raise DataError(
+            f"{type(self).__name__} cannot predict ratings: it learns a ranking and its "
+            f"score() values are not on a rating scale; fit a rating model (BiasedMF, SVDpp) "
+            f"for predict(), or use score()/recommend() to rank")
 
     # -- persistence (the rest is in PersistenceMixin) -------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False,

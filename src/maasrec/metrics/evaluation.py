@@ -1298,7 +1298,7 @@ def evaluate_ratings(model: Any, test: Any, metrics: str | Sequence[str] | None 
                         f"{unknown!r}")
     n_bootstrap, confidence = _check_bootstrap(n_bootstrap, confidence)
     uv, iv = _model_vocabs(model)
-    if not callable(getattr(model, "predict", None)):
+    if not getattr(model, "predicts_ratings", callable(getattr(model, "predict", None))):
         raise DataError(f"{type(model).__name__} cannot predict ratings (it has no "
                         f"predict(users, items)); evaluate_ratings needs a rating model such "
                         f"as BiasedMF; use evaluate() for ranking metrics")

@@ -6,5 +6,6 @@ from .ease import EASE
 from .itemknn import ItemKNN
 from .popularity import Popularity
 from .puresvd import PureSVD
+from .rating_mf import BiasedMF, SVDpp
 
-__all__ = ["ALS", "BPRMF", "EASE", "ItemKNN", "Popularity", "PureSVD"]
+__all__ = ["ALS", "BPRMF", "EASE", "BiasedMF", "ItemKNN", "Popularity", "PureSVD", "SVDpp"]

@@ -124,6 +124,8 @@ class BiasedMF(Recommender):
         "regularization": ("float", 1e-3, 0.2, "log"),
     }
 
+    predicts_ratings: ClassVar[bool] = True
+
     def __init__(self, factors: int = 100, epochs: int = 20, learning_rate: float = 0.005,
                  regularization: float = 0.02, init_std: float = 0.1, batch_size: int = 1024,
                  random_state=None):
