@@ -457,7 +457,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"maasrec {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_demo_parser(sub)
+    _add_data_parsers(sub)
+    _add_model_parsers(sub)
+    _add_serve_parser(sub)
+    _add_run_parsers(sub)
 
+    from .compress.cli import add_compress_parser
+    from .tune.cli import add_tune_parser
+
+    add_compress_parser(sub)
+    add_tune_parser(sub)
+    return p
+
+
+def _add_demo_parser(sub) -> None:
+    """``maasrec demo``."""
     d = sub.add_parser("demo", help="train and evaluate on a real data set (offline by default)")
     d.add_argument("--dataset", choices=DATASETS, default="latest-small",
                    help="latest-small is embedded; the others come from MAASREC_DATA or --data-home")
@@ -472,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="hide progress bars")
     d.set_defaults(func=cmd_demo)
 
+
+def _add_data_parsers(sub) -> None:
+    """``maasrec fit`` and ``maasrec split``."""
     f = sub.add_parser("fit", help="fit a model on a file of interactions and save it",
                        description="Fit any maasrec model on a CSV/TSV/Parquet file of "
                                    "(user, item[, rating][, timestamp]) rows and save it.")
@@ -523,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("output", help="folder to write the files into")
     sp.set_defaults(func=cmd_split)
 
+
+def _add_model_parsers(sub) -> None:
+    """``maasrec recommend`` and ``maasrec evaluate``."""
     r = sub.add_parser("recommend", help="top-k for users of a saved model, as JSON lines")
     r.add_argument("model_dir")
     r.add_argument("users", nargs="+")
@@ -546,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "MAASREC_MODEL_KEY)")
     e.set_defaults(func=cmd_evaluate)
 
+
+def _add_serve_parser(sub) -> None:
+    """``maasrec serve``."""
     s = sub.add_parser("serve", help="serve a saved model over HTTP (extra: maasrec[serve])",
                        description="Keys: $MAASREC_API_KEYS / $MAASREC_ADMIN_KEYS "
                                    "(comma-separated) and/or key files. Without keys the "
@@ -588,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "$MAASREC_SSL_KEYFILE_PASSWORD)")
     s.set_defaults(func=cmd_serve)
 
+
+def _add_run_parsers(sub) -> None:
+    """``maasrec train`` and ``maasrec bench``."""
     t = sub.add_parser("train", help="train a model from a TOML file (under torchrun: "
                                      "data parallel); see python -m maasrec.train",
                        description="Train, save and evaluate a model as CONFIG.toml says; "
@@ -603,13 +630,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("bench_args", nargs=argparse.REMAINDER,
                    help="arguments of `python -m benchmarks` (run SUITE, tune, report, list)")
     b.set_defaults(func=cmd_bench)
-
-    from .compress.cli import add_compress_parser
-    from .tune.cli import add_tune_parser
-
-    add_compress_parser(sub)
-    add_tune_parser(sub)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
