@@ -8,12 +8,15 @@
   sequence (SASRec-style next-item prediction).
 - :class:`MultVAE`: a multinomial variational autoencoder over each user's item set
   (Liang et al. 2018); a new user's history is folded in by the encoder.
+- :class:`BERT4Rec`: a bidirectional transformer trained as a cloze task over each
+  user's item sequence (Sun et al. 2019).
 - :class:`LightGCN`: embeddings smoothed over the user-item graph (He et al. 2020).
 """
 
+from .bert4rec import BERT4Rec
 from .hybrid import HybridRecommender, NeuMF
 from .lightgcn import LightGCN
 from .sequential import SequentialRecommender
 from .vae import MultVAE
 
-__all__ = ["HybridRecommender", "LightGCN", "MultVAE", "NeuMF", "SequentialRecommender"]
+__all__ = ["BERT4Rec", "HybridRecommender", "LightGCN", "MultVAE", "NeuMF", "SequentialRecommender"]
