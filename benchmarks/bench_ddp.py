@@ -39,7 +39,7 @@ RESULTS = HERE.parent / "results" / "ddp.json"
 
 CASES = {
     "hybrid-ml-1m": dict(dataset="ml-1m", cls="HybridRecommender",
-                         params=dict(batch_size=1024), epochs=10),
+                         params=dict(batch_size=1024), epochs=30),
     "sequential-beauty": dict(dataset="beauty", cls="SequentialRecommender",
                               params=dict(batch_size=256)),
 }
