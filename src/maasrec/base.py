@@ -352,6 +352,29 @@ def positive_interactions(data: Interactions, who: str) -> Interactions:
     return data._take(keep)
 
 
+def _positive_validation(validation: Interactions, who: str) -> Interactions:
+    """``validation`` without its rows of value <= 0 (implicit feedback: not interactions).
+
+    Early stopping of an implicit-feedback model must not reward ranking a disliked item
+    high, so those rows leave the validation part as they leave training.
+    """
+    if not validation.has_values:
+        return validation
+    keep = validation.values > 0
+    if keep.all():
+        return validation
+    n_drop = int(len(keep) - np.count_nonzero(keep))
+    if not keep.any():
+        raise DataError(
+            f"validation: every one of its {n_drop} interaction values is <= 0: {who} learns "
+            f"from implicit feedback, where only values > 0 are interactions, so nothing is "
+            f"left to validate on; pass positive values or validation=None")
+    warnings.warn(MaasrecWarning(
+        f"{who}: left {n_drop} of {len(keep)} validation interactions with a value <= 0 out "
+        f"of validation (implicit feedback: only values > 0 are interactions)"), stacklevel=3)
+    return validation._take(keep)
+
+
 class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
     """Base class of every maasrec recommender.
 
@@ -450,6 +473,8 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
                 data.user_vocab, data.item_vocab, unknown="ignore")
         if self._implicit_feedback():
             data = positive_interactions(data, type(self).__name__)
+            if validation is not None:
+                validation = _positive_validation(validation, type(self).__name__)
         self._pop_cache = None
         self._fit(data, item_features=item_features, user_features=user_features,
                   validation=validation, **fit_options)
