@@ -306,7 +306,8 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
 
     Each trial picks a model family and its parameters, fits it on ``train`` and
     measures ``metric`` on ``valid`` by full ranking (``train`` items excluded). Each
-    model's own defaults are tried first, then the TPE sampler (seeded) explores. Neural
+    model's own defaults are tried first (not with ``storage=``, where workers may share
+    the study), then the TPE sampler (seeded) explores. Neural
     models report every epoch's validation value and are pruned when behind the median
     of their own earlier trials at that epoch.
 
@@ -402,7 +403,11 @@ def _search(optuna, candidates, train, valid, metric, k, maximize, budget_, n_tr
     seconds = budget_.seconds
     study = open_study(optuna, storage, study_name, "maximize" if maximize else "minimize",
                        _make_sampler(optuna, seed, storage is not None), pruner_obj)
-    _enqueue_defaults(study, candidates)
+    if storage is None:
+        # Each model's defaults first. Not in a stored study: several workers may share it,
+        # and Optuna's hand-out of an enqueued trial is not atomic on SQLite (two workers ran
+        # the same one; the second could not record it: "Cannot tell a COMPLETE trial").
+        _enqueue_defaults(study, candidates)
     fit_kwargs = {k_: v for k_, v in (("item_features", item_features),
                                       ("user_features", user_features)) if v is not None}
     from ..training.progress import progress
