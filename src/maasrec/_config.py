@@ -88,27 +88,6 @@ class FromConfig(Component):
         """
         return cls(**config)
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Parameters of this block (its constructor arguments).
-
-        Parameters
-        ----------
-        deep : bool, default True
-            Also return the parameters of nested components as ``name__param``.
-
-        Returns
-        -------
-        dict
-        """
-        out = {}
-        for name in self._get_param_names():
-            value = self._param_value(name)
-            out[name] = value
-            if deep and isinstance(value, Component):
-                for k, v in value.get_params(deep=True).items():
-                    out[f"{name}__{k}"] = v
-        return out
-
     def set_params(self, **params) -> FromConfig:
         """Change constructor arguments: the block is rebuilt in place.
 

@@ -176,6 +176,10 @@ class Component:
             names.append(p.name)
         return sorted(names)
 
+    def _param_value(self, name: str) -> Any:
+        """The stored value of constructor argument ``name`` (subclasses may map names)."""
+        return getattr(self, name)
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Parameters of this object.
 
@@ -190,7 +194,7 @@ class Component:
         """
         out = {}
         for name in self._get_param_names():
-            value = getattr(self, name)
+            value = self._param_value(name)
             out[name] = value
             if deep and hasattr(value, "get_params") and not isinstance(value, type):
                 for k, v in value.get_params(deep=True).items():
