@@ -10,7 +10,9 @@ from __future__ import annotations
 __all__ = [
     "ColdStartWarning",
     "DataError",
+    "DecryptionError",
     "DeviceError",
+    "EncryptionKeyError",
     "MaasrecError",
     "MaasrecWarning",
     "ModelFormatError",
@@ -63,6 +65,18 @@ class DeviceError(MaasrecError, RuntimeError):
 
 class ModelFormatError(MaasrecError, ValueError):
     """A directory is not a maasrec model, is corrupt, or was written by a newer format."""
+
+
+class EncryptionKeyError(MaasrecError, ValueError):
+    """An encryption key is malformed (not 32 bytes, or not hex/base64 text of 32 bytes)."""
+
+
+class DecryptionError(ModelFormatError):
+    """An encrypted model cannot be opened: no key, the wrong key, or a damaged file.
+
+    A :class:`~maasrec.exceptions.ModelFormatError`, so code that handles corrupt model
+    directories handles this too.
+    """
 
 
 class MaasrecWarning(UserWarning):

@@ -35,7 +35,7 @@ import secrets
 import struct
 from typing import BinaryIO
 
-from ..exceptions import MaasrecError, ModelFormatError
+from ..exceptions import DecryptionError, EncryptionKeyError, MaasrecError
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "KEY_ENV", "DecryptionError", "EncryptionKeyError",
            "decrypt_stream", "encrypt_stream", "generate_key", "key_from_env", "key_id",
@@ -54,18 +54,6 @@ _MAX_HEADER = 4096
 _MAX_CHUNK = 64 << 20
 _HKDF_INFO = b"maasrec model encryption v1"
 _KEY_ID_LABEL = b"maasrec key id v1"
-
-
-class EncryptionKeyError(MaasrecError, ValueError):
-    """An encryption key is malformed (not 32 bytes, or not hex/base64 text of 32 bytes)."""
-
-
-class DecryptionError(ModelFormatError):
-    """An encrypted model cannot be opened: no key, the wrong key, or a damaged file.
-
-    A :class:`~maasrec.exceptions.ModelFormatError`, so code that handles corrupt model
-    directories handles this too.
-    """
 
 
 def _aead():

@@ -233,8 +233,10 @@ class MicroBatcher:
                 if len(batch.entries) == 1:
                     _set_exception(batch.entries[0].future, exc)
                     return
-                logger.warning("batched call of %d requests failed (%s: %s); retrying them "
-                               "one by one", len(batch.entries), type(exc).__name__, exc)
+                # the message may name a raw user id: only its type at WARNING
+                logger.warning("batched call of %d requests failed (%s); retrying them "
+                               "one by one", len(batch.entries), type(exc).__name__)
+                logger.debug("batched call failed: %s: %s", type(exc).__name__, exc)
                 for e in batch.entries:
                     try:
                         _set_result(e.future, (await self._call(batch, e.rows))[:2])
