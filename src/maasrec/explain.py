@@ -9,7 +9,11 @@ A model explains by implementing one hook,
 ``_explain_history(row, item_idx, user_idx) -> ExplainTerms``, where ``row`` is the
 user's interactions as a 1 x n_items CSR matrix (the training row of a known user, or
 the binary row of a ``history=``) and ``item_idx`` the explained item's index. Models
-without it raise :class:`NotExplainableError`.
+that read a history in order (SequentialRecommender, BERT4Rec, LMRanker) implement
+``_explain_sequence(seq, item_idx, user_idx, **options) -> ExplainTerms`` instead, where
+``seq`` is the history as item indices, oldest first, repeats kept (a known user's stored
+sequence, or a ``history=`` in the given order); their weights are per history
+*position*. Models without either hook raise :class:`NotExplainableError`.
 
 :func:`deletion_test` measures faithfulness: removing the top explanatory history items
 should lower the explained item's score and rank more than removing as many random ones.
@@ -59,12 +63,24 @@ class ExplainTerms:
     weights : np.ndarray of float64
         One signed weight per entry of ``items``.
     method : str
-        ``"exact"`` (``score == baseline + weights.sum()``), ``"approximation"`` or
-        ``"popularity"``.
+        ``"exact"`` (``score == baseline + weights.sum()``), ``"leave-one-out"`` (each
+        weight is the score minus the score without that history item or position),
+        ``"approximation"`` or ``"popularity"``.
     baseline : float or None
-        The part of the score no history item accounts for (None for approximations).
+        The part of the score no history item accounts for (None where the weights do
+        not add up to the score).
     note : str
         What the weights mean, for this model.
+    positions : np.ndarray of int64, optional
+        For sequence explanations: the position of each entry of ``items`` in the
+        history (0 = oldest).
+    modalities : mapping of str to float, optional
+        Contributions of the explained item's modalities (e.g. ``"id"``, ``"text"``).
+    extras : mapping of str to np.ndarray, optional
+        Further per-history-item values aligned with ``items`` (e.g.
+        ``"text_similarity"``).
+    details : mapping, optional
+        Anything else worth returning, JSON-ready (e.g. token attributions).
     """
 
     score: float
@@ -73,6 +89,10 @@ class ExplainTerms:
     method: str
     baseline: float | None
     note: str
+    positions: np.ndarray | None = None
+    modalities: Mapping[str, float] = field(default_factory=dict)
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,15 +107,29 @@ class Contribution:
         Signed weight (positive: pushed the explained item up).
     title : str or None
         Its title, when titles were given.
+    position : int or None
+        Its position in the history (0 = oldest) for models that read the history in
+        order; None otherwise.
+    extras : mapping of str to float
+        Further per-item values of the model (e.g. ``"text_similarity"`` for
+        HybridRecommender); empty for most models.
     """
 
     item: Any
     weight: float
     title: str | None = None
+    position: int | None = None
+    extras: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """``{"item", "weight", "title"}`` with JSON-ready values."""
-        return {"item": _json_id(self.item), "weight": float(self.weight), "title": self.title}
+        """``{"item", "weight", "title"}`` (plus ``"position"`` and ``"extras"`` when
+        set) with JSON-ready values."""
+        out = {"item": _json_id(self.item), "weight": float(self.weight), "title": self.title}
+        if self.position is not None:
+            out["position"] = int(self.position)
+        if self.extras:
+            out["extras"] = {str(k): float(v) for k, v in self.extras.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -112,9 +146,12 @@ class Explanation:
         The ``n`` history items with the largest ``|weight|``, largest first.
     method : str
         ``"exact"``: the weights of *all* history items plus ``baseline`` sum to
-        ``score`` (EASE, ItemKNN, PureSVD, ALS); ``"approximation"``: the weights rank
-        the history items (BPRMF: cosine similarity in factor space) but do not add up to
-        the score; ``"popularity"``: the score does not depend on the history.
+        ``score`` (EASE, ItemKNN, PureSVD, ALS, LightGCN); ``"leave-one-out"``: each
+        weight is the score minus the score with that history item (or position) left
+        out (HybridRecommender, NeuMF, MultVAE, SequentialRecommender, BERT4Rec,
+        LMRanker); ``"approximation"``: the weights rank the history items (BPRMF:
+        cosine similarity in factor space) but do not add up to the score;
+        ``"popularity"``: the score does not depend on the history.
     reason : str
         One line, e.g. ``"Because you watched Alien and Blade Runner"``.
     baseline : float or None
@@ -127,9 +164,13 @@ class Explanation:
     n_history : int
         Number of history items that were weighted (all of them, not only the ``n`` shown).
     modalities : dict
-        Contributions of item modalities (text, features); empty for classical models.
+        Contributions of the explained item's modalities (HybridRecommender: its id
+        embedding, text and features parts, and the bias); empty for other models.
     note : str
         What the weights mean for this model.
+    details : dict
+        Model-specific extras, JSON-ready (LMRanker with ``tokens=True``: token
+        attributions under ``"tokens"``).
     """
 
     item: Any
@@ -143,6 +184,7 @@ class Explanation:
     n_history: int = 0
     modalities: Mapping[str, float] = field(default_factory=dict)
     note: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The explanation as JSON-ready Python values.
@@ -163,6 +205,7 @@ class Explanation:
             "n_history": int(self.n_history),
             "modalities": {str(k): float(v) for k, v in self.modalities.items()},
             "note": self.note,
+            "details": dict(self.details),
         }
 
 
@@ -227,7 +270,12 @@ def _reason(method: str, contributions: tuple[Contribution, ...], score: float,
             n_history: int, verb: str, note: str) -> str:
     if method == "popularity":
         return f"Popular with {score:g} users" if score > 0 else "Not popular: no user had it"
-    support = [c for c in contributions if c.weight > 0][:2]
+    support, named = [], set()
+    for c in contributions:  # a sequence may hold an item twice: name it once
+        if c.weight > 0 and c.item not in named:
+            named.add(c.item)
+            support.append(c)
+    support = support[:2]
     if not support:
         if n_history == 0:
             return "No history to explain from: the score comes from the model alone"
@@ -237,7 +285,7 @@ def _reason(method: str, contributions: tuple[Contribution, ...], score: float,
 
 
 def explain(model, user=None, item=None, *, history=None, n: int = 5, item_titles=None,
-            verb: str = "watched") -> Explanation:
+            verb: str = "watched", options: Mapping[str, Any] | None = None) -> Explanation:
     """Explain ``model``'s score of ``item`` for a user (see :meth:`Recommender.explain`).
 
     Parameters
@@ -245,6 +293,8 @@ def explain(model, user=None, item=None, *, history=None, n: int = 5, item_title
     model : Recommender
     user, item, history, n, item_titles, verb
         As in :meth:`Recommender.explain <maasrec.base.Recommender.explain>`.
+    options : mapping, optional
+        Model-specific keyword options passed to its hook (LMRanker: ``tokens``).
 
     Returns
     -------
@@ -252,11 +302,12 @@ def explain(model, user=None, item=None, *, history=None, n: int = 5, item_title
     """
     model._check_fitted()
     name = type(model).__name__
+    seq_hook = getattr(model, "_explain_sequence", None)
     hook = getattr(model, "_explain_history", None)
-    if hook is None:
+    if hook is None and seq_hook is None:
         raise NotExplainableError(
             f"{name} has no explain(): only models that can attribute a score to history "
-            f"items explain (EASE, ItemKNN, PureSVD, ALS, BPRMF, Popularity)")
+            f"items explain")
     n = check_int("n", n, low=1)
     if not isinstance(verb, str) or not verb.strip():
         raise DataError(f"verb= must be a non-empty string, got {verb!r}")
@@ -267,6 +318,7 @@ def explain(model, user=None, item=None, *, history=None, n: int = 5, item_title
         raise DataError("give exactly one of user=... (a known user id) or history=... "
                         "(a sequence of raw item ids)")
     user_idx = None
+    seq = None
     if history is not None:
         if not model.supports_history:
             raise NotExplainableError(
@@ -274,27 +326,64 @@ def explain(model, user=None, item=None, *, history=None, n: int = 5, item_title
                 f"explain one; explain a user known at fit time with user=...")
         if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
             raise DataError(f"history= must be a sequence of raw item ids, got {history!r}")
-        row = model._history_matrix([list(history)])
+        seqs = model._history_indices([list(history)])
+        row = model._history_matrix([list(history)], seqs)
+        seq = np.asarray(seqs[0], dtype=np.int64)
     else:
         user = _single_id(user, "user")
         user_idx = int(model.user_vocab_.index([user])[0])
         row = sp.csr_matrix(model.seen_[user_idx])
-    if item_idx in set(row.indices.tolist()):
+        if seq_hook is not None:
+            seq = stored_sequence(model, user_idx)
+    if item_idx in set(row.indices.tolist()) or (seq is not None and item_idx in set(
+            seq.tolist())):
         who = f"user {user!r}'s" if user is not None else "the given"
         raise DataError(f"item {item!r} is already in {who} history; explain an item the "
                         f"user has not interacted with")
-    terms = hook(row, item_idx, user_idx)
+    opts = dict(options or {})
+    if seq_hook is not None:
+        terms = seq_hook(seq, item_idx, user_idx, **opts)
+    else:
+        if opts:
+            raise DataError(f"{name}.explain takes no options, got {sorted(opts)}")
+        terms = hook(row, item_idx, user_idx)
+    return _explanation(model, terms, item, user, n, titles, verb.strip())
+
+
+def stored_sequence(model, user_idx: int) -> np.ndarray:
+    """A known user's history as the model stored it (item indices, oldest first).
+
+    Models that keep ordered histories (``history_indptr_``/``history_items_``) give
+    those; others the user's row of ``seen_`` (in index order).
+    """
+    ip = getattr(model, "history_indptr_", None)
+    items = getattr(model, "history_items_", None)
+    if ip is not None and items is not None:
+        return np.asarray(items[ip[user_idx]:ip[user_idx + 1]], dtype=np.int64)
+    R = sp.csr_matrix(model.seen_[user_idx])
+    return np.asarray(R.indices, dtype=np.int64)
+
+
+def _explanation(model, terms: ExplainTerms, item, user, n: int, titles: _Titles,
+                 verb: str) -> Explanation:
     w = np.asarray(terms.weights, dtype=np.float64)
     idx = np.asarray(terms.items, dtype=np.int64)
-    order = np.lexsort((idx, -np.abs(w)))[:n]  # by |weight| descending, ties by index
+    pos = None if terms.positions is None else np.asarray(terms.positions, dtype=np.int64)
+    # by |weight| descending, ties by position (sequences) or index
+    order = np.lexsort((idx if pos is None else pos, -np.abs(w)))[:n]
     ids = model.item_vocab_.ids[idx[order]]
-    contributions = tuple(Contribution(_json_id(i), float(w[o]), titles(_json_id(i)))
-                          for i, o in zip(ids, order))
-    reason = _reason(terms.method, contributions, terms.score, len(idx), verb.strip(),
-                     terms.note)
+    extras = {k: np.asarray(v, dtype=np.float64) for k, v in terms.extras.items()}
+    contributions = tuple(
+        Contribution(_json_id(i), float(w[o]), titles(_json_id(i)),
+                     None if pos is None else int(pos[o]),
+                     {k: float(v[o]) for k, v in extras.items() if math.isfinite(v[o])})
+        for i, o in zip(ids, order))
+    reason = _reason(terms.method, contributions, terms.score, len(idx), verb, terms.note)
     return Explanation(item=_json_id(item), score=float(terms.score), contributions=contributions,
                        method=terms.method, reason=reason, baseline=terms.baseline,
-                       user=_json_id(user), model=name, n_history=len(idx), note=terms.note)
+                       user=_json_id(user), model=type(model).__name__, n_history=len(idx),
+                       modalities={str(k): float(v) for k, v in terms.modalities.items()},
+                       note=terms.note, details=dict(terms.details))
 
 
 # -- faithfulness ---------------------------------------------------------------------
@@ -352,40 +441,88 @@ def _ratio(a: float, b: float) -> float:
     return float("nan") if a == 0 else math.copysign(float("inf"), a)
 
 
-def _history_scores(model, ids: list) -> np.ndarray:
-    """Scores of every item for one history of raw ids (through the public recommend)."""
-    n = model.n_items_
-    got, scores = model.recommend(history=ids, k=n, exclude_seen=False)
-    out = np.full(n, -np.inf)
-    out[model.item_vocab_.index(list(got))] = scores
-    return out
+def _scores_of(model, seqs: list[np.ndarray], items: np.ndarray) -> np.ndarray:
+    """Scores ``[len(seqs), len(items)]`` of ``items`` for users given by histories (item
+    indices; in order for order-aware models), through the model's own history scoring."""
+    hook = getattr(model, "_explain_scores", None)
+    if hook is not None:  # e.g. a two-stage model: its second stage's scores
+        return np.asarray(hook(seqs, items), dtype=np.float64)
+    if model.ordered_history:
+        out = model._score_sequences([np.asarray(s, dtype=np.int64) for s in seqs])
+    else:
+        out = model._score_history(model._history_matrix([None] * len(seqs), list(seqs)))
+    if hasattr(out, "cpu"):
+        out = out.float().cpu().numpy()
+    return np.asarray(out, dtype=np.float64)[:, items]
 
 
-def _rank(scores: np.ndarray, candidates: np.ndarray, target: int) -> int:
-    return 1 + int(np.count_nonzero(scores[candidates] > scores[target]))
+def _terms_of(model, h: np.ndarray, item_idx: int) -> ExplainTerms:
+    """The explanation terms of ``item_idx`` for the history ``h`` (index level)."""
+    if getattr(model, "_explain_sequence", None) is not None:
+        return model._explain_sequence(h, item_idx, None)
+    return model._explain_history(model._history_matrix([None], [h]), item_idx, None)
+
+
+def _rank(scores: np.ndarray, target: int) -> int:
+    return 1 + int(np.count_nonzero(scores > scores[target]))
 
 
 def _deletion_one(model, h: np.ndarray, k_remove: int, n_random: int,
                   rng: np.random.Generator) -> tuple[int, float, float, float]:
     """Rank and relative score drops of one user's top-1 item: top removal, random mean."""
-    ids_of = model.item_vocab_.ids
-    hist = [_json_id(x) for x in ids_of[h]]
-    full = _history_scores(model, hist)
-    cand = np.setdiff1d(np.arange(model.n_items_), h)
-    t = int(cand[np.argmax(full[cand])])
-    exp = model.explain(history=hist, item=_json_id(ids_of[t]), n=len(hist))
-    top = {c.item for c in sorted(exp.contributions, key=lambda c: -c.weight)[:k_remove]}
+    cand_hook = getattr(model, "_explain_candidates", None)
+    cand = (np.asarray(cand_hook(h), dtype=np.int64) if cand_hook is not None
+            else np.setdiff1d(np.arange(model.n_items_), h))
+    full = _scores_of(model, [h], cand)[0]
+    t = int(np.argmax(full))
+    terms = _terms_of(model, h, int(cand[t]))
+    w = np.asarray(terms.weights, dtype=np.float64)
+    top = np.lexsort((np.arange(len(w)), -w))[:k_remove]
+    keep = np.ones(len(h), dtype=bool)
+    if terms.positions is not None:  # weights per position: remove those positions
+        keep[np.asarray(terms.positions, dtype=np.int64)[top]] = False
+    else:  # weights per item: remove every occurrence
+        keep &= ~np.isin(h, np.asarray(terms.items, dtype=np.int64)[top])
+    variants = [h[keep]]
+    for _ in range(n_random):
+        k = np.ones(len(h), dtype=bool)
+        k[rng.choice(len(h), k_remove, replace=False)] = False
+        variants.append(h[k])
+    S = _scores_of(model, variants, cand)
     denom = abs(full[t]) if full[t] != 0 else 1.0
+    ranks = [_rank(s, t) - 1 for s in S]
+    sdrops = [float((full[t] - s[t]) / denom) for s in S]
+    return (ranks[0], float(np.mean(ranks[1:])), sdrops[0], float(np.mean(sdrops[1:])))
 
-    def drops(removed: set) -> tuple[int, float]:
-        s = _history_scores(model, [x for x in hist if x not in removed])
-        return _rank(s, cand, t) - 1, float((full[t] - s[t]) / denom)
 
-    r_top, s_top = drops(top)
-    rand = [drops({hist[j] for j in rng.choice(len(hist), k_remove, replace=False)})
-            for _ in range(n_random)]
-    return (r_top, float(np.mean([r for r, _ in rand])), s_top,
-            float(np.mean([s for _, s in rand])))
+def _histories(model, data) -> list[np.ndarray]:
+    """Each user's history (item indices of the model; in time order for models that
+    explain sequences) from ``data``, or from the model itself when ``data`` is None."""
+    ordered = getattr(model, "_explain_sequence", None) is not None
+    if data is None:
+        if ordered:
+            return [stored_sequence(model, u) for u in range(model.n_users_)]
+        R = sp.csr_matrix(model.seen_)
+        R.sum_duplicates()
+        return [R.indices[R.indptr[u]:R.indptr[u + 1]].astype(np.int64)
+                for u in range(R.shape[0])]
+    from .data.interactions import as_interactions
+
+    data = as_interactions(data)
+    cols_of = model.item_vocab_.index(data.item_vocab.ids, unknown="ignore")
+    if ordered:
+        out = []
+        for s in data.sequences():
+            c = cols_of[s]
+            out.append(c[c >= 0].astype(np.int64))
+        return out
+    C = data.to_csr().tocoo()
+    cols = cols_of[C.col]
+    keep = cols >= 0
+    R = sp.csr_matrix((C.data[keep], (C.row[keep], cols[keep])),
+                      shape=(C.shape[0], model.n_items_))
+    R.sum_duplicates()
+    return [R.indices[R.indptr[u]:R.indptr[u + 1]].astype(np.int64) for u in range(R.shape[0])]
 
 
 def deletion_test(model, data=None, *, n_users: int = 500, k_remove: int = 3,
@@ -400,13 +537,20 @@ def deletion_test(model, data=None, *, n_users: int = 500, k_remove: int = 3,
     against removing ``k_remove`` random history items (``n_random`` draws). A faithful
     explanation makes the first drop larger.
 
+    Models that explain history *positions* (SequentialRecommender, BERT4Rec, LMRanker)
+    are tested on time-ordered histories, and the top and random removals are
+    positions. A two-stage model (LMRanker) is tested on what it explains, its second
+    stage's score: ``t`` and the ranks are taken among the first stage's candidates for
+    the full history, which stay fixed while history items are removed.
+
     Parameters
     ----------
     model : Recommender
         Fitted, with ``explain`` and ``supports_history`` (scores a history).
     data : Interactions, optional
         Where the users' histories come from (items the model does not know are left
-        out). Default: the model's training data (``seen_``).
+        out; in time order for the models above). Default: the model's training data
+        (``seen_``, or the ordered histories the model stored).
     n_users : int, default 500
         Users sampled (without replacement) among those with at least ``min_history``
         items.
@@ -437,7 +581,8 @@ def deletion_test(model, data=None, *, n_users: int = 500, k_remove: int = 3,
         raise NotExplainableError(
             f"{name} cannot score a history (supports_history is False): removing history "
             f"items cannot change its scores, so the deletion test does not apply")
-    if getattr(model, "_explain_history", None) is None:
+    if getattr(model, "_explain_history", None) is None and getattr(
+            model, "_explain_sequence", None) is None:
         raise NotExplainableError(f"{name} has no explain()")
     n_users = check_int("n_users", n_users, low=1)
     k_remove = check_int("k_remove", k_remove, low=1)
@@ -445,26 +590,15 @@ def deletion_test(model, data=None, *, n_users: int = 500, k_remove: int = 3,
     min_history = check_int("min_history", 2 * k_remove if min_history is None else min_history,
                             low=k_remove + 1)
     rng = np.random.default_rng(seed_from(random_state))
-    if data is None:
-        R = sp.csr_matrix(model.seen_)
-    else:
-        from .data.interactions import as_interactions
-
-        data = as_interactions(data)
-        C = data.to_csr().tocoo()
-        cols = model.item_vocab_.index(data.item_vocab.ids, unknown="ignore")[C.col]
-        keep = cols >= 0
-        R = sp.csr_matrix((C.data[keep], (C.row[keep], cols[keep])),
-                          shape=(C.shape[0], model.n_items_))
-    R.sum_duplicates()
-    lengths = np.diff(R.indptr)
+    hists = _histories(model, data)
+    lengths = np.array([len(h) for h in hists], dtype=np.int64)
     eligible = np.flatnonzero(lengths >= min_history)
     if len(eligible) == 0:
         raise DataError(f"no user has at least min_history={min_history} items")
     users = rng.choice(eligible, size=min(n_users, len(eligible)), replace=False)
     rt, rr, st, sr, wins = [], [], [], [], []
     for u in users:
-        h = R.indices[R.indptr[u]:R.indptr[u + 1]]
+        h = hists[u]
         r_top, r_rand, s_top, s_rand = _deletion_one(model, h, k_remove, n_random, rng)
         rt.append(r_top)
         rr.append(r_rand)
