@@ -27,25 +27,29 @@ _INFER_POSITIONS = 2**15
 class _CausalBlock(nn.Module):
     """Pre-LayerNorm transformer block with causal self-attention."""
 
-    def __init__(self, dim: int, n_heads: int, ffn_dim: int, dropout: float):
+    def __init__(self, dim: int, n_heads: int, ffn_dim: int, dropout: float,
+                 head_dim: int | None = None):
         super().__init__()
         self.n_heads = n_heads
+        # head width stays dim // n_heads of the unpruned block when heads are pruned
+        self.head_dim = int(head_dim) if head_dim is not None else dim // n_heads
+        inner = n_heads * self.head_dim
         self.attn_dropout = dropout
         self.ln1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * inner)
+        self.proj = nn.Linear(inner, dim)
         self.ln2 = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        h = self.n_heads
-        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        b, t, _ = x.shape
+        h, hd = self.n_heads, self.head_dim
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, h, hd).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=True)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, d)))
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, h * hd)))
         return x + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.ln2(x))))))
 
 
@@ -69,16 +73,23 @@ class SASRecNetwork(nn.Module):
         Number of side-information labels (``item_side="fuse"``): each item adds the
         mean of its labels' learned vectors (an ``EmbeddingBag``; the item-label lists
         are set with :meth:`set_side`); 0 for none.
+    block_shapes : sequence of (int, int), optional
+        Per block ``(heads, ffn width)`` of a structurally pruned network
+        (:func:`maasrec.compress.prune`); heads keep the width ``dim // n_heads``.
+        None: every block has ``n_heads`` heads and ``ffn_dim`` FFN units.
     """
 
     def __init__(self, n_items: int, dim: int, max_len: int, n_layers: int, n_heads: int,
-                 ffn_dim: int, dropout: float, text_dim: int = 0, side_labels: int = 0):
+                 ffn_dim: int, dropout: float, text_dim: int = 0, side_labels: int = 0,
+                 block_shapes=None):
         super().__init__()
         self.item_emb = nn.Parameter(torch.empty(n_items, dim))
         self.pos_emb = nn.Parameter(torch.empty(max_len, dim))
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(_CausalBlock(dim, n_heads, ffn_dim, dropout)
-                                    for _ in range(n_layers))
+        shapes = ([(n_heads, ffn_dim)] * n_layers if block_shapes is None
+                  else [(int(h), int(f)) for h, f in block_shapes])
+        self.blocks = nn.ModuleList(_CausalBlock(dim, h, f, dropout, head_dim=dim // n_heads)
+                                    for h, f in shapes)
         self.ln_f = nn.LayerNorm(dim)
         self.text_dim = int(text_dim)
         if self.text_dim:

@@ -391,7 +391,8 @@ class SequentialRecommender(Recommender):
         net = SASRecNetwork(self.n_items_, int(self.dim), int(self.max_len), int(self.n_layers),
                             int(self.n_heads), self._ffn(), float(self.dropout),
                             text_dim=int(self.text_dim_) if self.item_text == "fuse" else 0,
-                            side_labels=len(self._side_labels()))
+                            side_labels=len(self._side_labels()),
+                            block_shapes=getattr(self, "block_shapes_", None))
         if net.side_emb is not None:
             net.set_side(self.side_items_)
         return {"network_": net}
@@ -418,6 +419,7 @@ class SequentialRecommender(Recommender):
                 "sparse matrix) as time order", MaasrecWarning, stacklevel=3)
         device = resolve_device(self.device)
         self._device_obj = device
+        self.__dict__.pop("block_shapes_", None)  # set by maasrec.compress.prune only
         untrained = data.item_counts() == 0
         text, mask = self._fit_item_content(data, item_features)
         with seeded(self.random_state, device) as seed:
@@ -616,6 +618,10 @@ class SequentialRecommender(Recommender):
 
         check_stored_histories(self, self._load_where)
         check_loaded_content(self, self._load_where)
+        if getattr(self, "block_shapes_", None) is not None:
+            from ..compress.prune import check_block_shapes
+
+            check_block_shapes(self, self._load_where)
 
     def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
         ip, it = self.history_indptr_, self.history_items_
