@@ -593,6 +593,12 @@ class BERT4Rec(Recommender):
             "BERT4Rec needs the order of a history, which a sparse matrix does not keep: "
             "use recommend(history=[item ids, oldest first]) or _score_sequences")
 
+    def _explain_sequence(self, seq: np.ndarray, item_idx: int, user_idx):
+        # leave-one-out over the positions the model reads (maasrec/neural/_explain.py)
+        from ._explain import sequence_terms
+
+        return sequence_terms(self, seq, item_idx, int(self.max_len) - 1)
+
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
         """Cosine similarity of the item embeddings."""
         v = self.network_.item_emb.detach().float().cpu().numpy()

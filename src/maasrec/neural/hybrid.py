@@ -571,6 +571,12 @@ class HybridRecommender(Recommender):
         q = V[item_idx] / norms[item_idx, None]
         return (q @ (V / norms[:, None]).T).astype(np.float32)
 
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx):
+        # leave-one-out history contributions, text similarity, modality split (maasrec/neural/_explain.py)
+        from ._explain import hybrid_terms
+
+        return hybrid_terms(self, row, item_idx, user_idx)
+
     # -- vectors for approximate retrieval (dot scorer) -----------------------------------
     def _item_vectors(self) -> np.ndarray | None:
         return self._scoring.item_vectors(self)

@@ -388,6 +388,12 @@ class LightGCN(Recommender):
         norms[norms == 0] = 1.0
         return (v[item_idx] / norms[item_idx, None]) @ (v / norms[:, None]).T
 
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx):
+        # exact: the propagated user vector is linear in the history (maasrec/neural/_explain.py)
+        from ._explain import lightgcn_terms
+
+        return lightgcn_terms(self, row, item_idx, user_idx)
+
     def _check_loaded(self) -> None:
         V = self._loaded_float("item_factors_", (self.n_items_, None))
         d = V.shape[1]

@@ -640,6 +640,12 @@ class SequentialRecommender(Recommender):
             "SequentialRecommender needs the order of a history, which a sparse matrix does "
             "not keep: use recommend(history=[item ids, oldest first]) or _score_sequences")
 
+    def _explain_sequence(self, seq: np.ndarray, item_idx: int, user_idx):
+        # leave-one-out over the positions the model reads (maasrec/neural/_explain.py)
+        from ._explain import sequence_terms
+
+        return sequence_terms(self, seq, item_idx, int(self.max_len))
+
     # -- vectors ------------------------------------------------------------------------
     def _item_vectors(self) -> np.ndarray:
         return self._table_numpy()

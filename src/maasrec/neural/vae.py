@@ -388,6 +388,12 @@ class MultVAE(Recommender):
         norms[norms == 0] = 1.0
         return (w[item_idx] / norms[item_idx, None]) @ (w / norms[:, None]).T
 
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx):
+        # leave-one-out history contributions, one batch (maasrec/neural/_explain.py)
+        from ._explain import multvae_terms
+
+        return multvae_terms(self, row, item_idx, user_idx)
+
     def __getstate__(self):  # copies and pickles carry no device cache
         state = dict(self.__dict__)
         state.pop("_device_obj", None)
