@@ -37,7 +37,10 @@ def _split(name: str):
     from maasrec.data.split import random_split
     from maasrec.exceptions import ColdStartWarning
 
-    data = datasets.load_movielens(name, download=False).interactions
+    if name == "beauty":
+        data = datasets.load_amazon_sequences("beauty", download=False).interactions
+    else:
+        data = datasets.load_movielens(name, download=False).interactions
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ColdStartWarning)
         return random_split(data, (0.8, 0.1, 0.1), random_state=0)
@@ -55,16 +58,71 @@ def _test(model, train, valid, test, refit: bool) -> dict:
     return {"test_ndcg@10": float(ev["ndcg@10"]), "test_recall@20": float(ev["recall@20"])}
 
 
+class _LoadSampler:
+    """The 1-minute load average every 15 s while the search runs (mean, min, max)."""
+
+    def __init__(self, every: float = 15.0):
+        import threading
+
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, args=(every,), daemon=True)
+        self._t.start()
+
+    def _loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._t.join()
+        s = self.samples
+        return {"mean": round(sum(s) / len(s), 2), "min": round(min(s), 2),
+                "max": round(max(s), 2), "n_samples": len(s)}
+
+
+def _defaults(res, train, valid, test) -> dict:
+    """Each family's default trial (the first trial of each model) on valid, and the test
+    score of the best of them (fitted again on train with the same parameters)."""
+    lb = res.leaderboard.sort_values("trial")
+    first = lb[lb.state == "COMPLETE"].groupby("model", sort=False).head(1)
+    n_models = lb.model.nunique()
+    first = first[first.trial < n_models]  # the defaults ran first, one per model
+    out = {m: float(v) for m, v in zip(first.model, first["ndcg@10"])}
+    if not out:
+        return {"valid_ndcg@10": out}
+    best = max(out, key=out.get)
+    row = first[first.model == best].iloc[0]
+    import maasrec.tune._models as tm
+
+    cand = next(iter(tm.resolve_models([best])))
+    params = {**row.params}
+    names = set(cand.cls._get_param_names())
+    if "random_state" in names:
+        params["random_state"] = 0
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = cand.cls(**params)
+        model.fit(train, **({"validation": valid} if cand.cls.__module__.startswith(
+            "maasrec.neural") else {}))
+    return {"valid_ndcg@10": out, "best": best, "best_valid_ndcg@10": out[best],
+            "best_test": {**_test(model, train, valid, test, False),
+                          "fit_seconds": round(time.perf_counter() - t, 2)}}
+
+
 def run(data: str, budget: str, models: str, refit: bool) -> dict:
     from maasrec.models import ALS
     from maasrec.tune import tune
 
     train, valid, test = _split(data)
     load0 = os.getloadavg()[0]
+    sampler = _LoadSampler()
     t0 = time.perf_counter()
     res = tune(train, valid, models="auto" if models == "auto" else models.split(","),
                metric="ndcg@10", budget=budget, random_state=0, refit=refit, verbose=True)
     wall = time.perf_counter() - t0
+    load = sampler.stop()
     load1 = os.getloadavg()[0]
     out = {"data": data, "budget": budget, "budget_seconds": res.budget_seconds,
            "models": models, "refit": refit, "best_model": res.best_model_name,
@@ -78,7 +136,10 @@ def run(data: str, budget: str, models: str, refit: bool) -> dict:
            "trials": {f"{m} {s}": n for (m, s), n in sorted(Counter(
                zip(res.leaderboard.model, res.leaderboard.state)).items())},
            "leaderboard_top": res.to_dict()["leaderboard"][:8],
-           "load_1min": [round(load0, 2), round(load1, 2)], "message": res.message}
+           "load_1min": [round(load0, 2), round(load1, 2)], "load_during": load,
+           "trials_per_model": dict(Counter(res.leaderboard.model)),
+           "message": res.message}
+    out["defaults"] = _defaults(res, train, valid, test)
     t = time.perf_counter()
     als = ALS(random_state=0).fit(train)
     out["same_run_ALS_defaults"] = {**_test(als, train, valid, test, False),
@@ -88,7 +149,7 @@ def run(data: str, budget: str, models: str, refit: bool) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="100k", choices=["100k", "latest-small", "1m"])
+    p.add_argument("--data", default="100k", choices=["100k", "latest-small", "1m", "beauty"])
     p.add_argument("--budget", default="3min")
     p.add_argument("--models", default="auto")
     p.add_argument("--refit", action="store_true")

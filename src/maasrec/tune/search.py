@@ -18,6 +18,7 @@ from ..metrics.evaluation import METRICS
 from ._budget import Budget, parse_budget
 from ._models import Candidate, resolve_models
 from ._optuna import import_optuna, open_study, per_model_pruner, redact, storage_url
+from ._schedule import run_spread
 from .callbacks import BudgetExhausted, TrialCallback, trainer_callbacks
 from .result import TuneBudgetError, TuneResult, leaderboard
 
@@ -126,6 +127,10 @@ class _Search:
         self.ran = self.fitted = self.repeats = self.skips = 0
         self.exhausted = False
         self.too_slow: set[str] = set()  # models not started for lack of time
+        # the "spread" strategy (_schedule.py): the family searched now and its share's end
+        self.slice_model: str | None = None
+        self.slice_end: float | None = None
+        self.exhausted_models: set[str] = set()  # families whose space repeats itself
 
     # -- parameters ---------------------------------------------------------------------
     def params_of(self, cand: Candidate, trial_params: dict) -> dict:
@@ -165,6 +170,8 @@ class _Search:
             trial.set_user_attr("fit_seconds", 0.0)
             if self.repeats >= _MAX_REPEATS:
                 self.exhausted = True
+                if self.slice_model is not None:
+                    self.exhausted_models.add(self.slice_model)
                 self.study.stop()
             return float(same.value)
         self.repeats = 0
@@ -188,7 +195,7 @@ class _Search:
         from ..metrics.evaluation import evaluate
 
         classical = _is_classical(cand.cls)
-        cb = TrialCallback(trial, self.budget.deadline, grace=self.budget.grace,
+        cb = TrialCallback(trial, self._deadline(), grace=self.budget.grace,
                            report=self.maximize)
         t0 = time.perf_counter()
         self.fitted += 1
@@ -206,8 +213,12 @@ class _Search:
             raise
         except BudgetExhausted as exc:
             self._record(trial, cand, cb, t0)
-            trial.set_user_attr("budget", True)
-            trial.set_user_attr("note", str(exc))
+            if self._share_only():
+                trial.set_user_attr("note", str(exc).replace("time budget", "time share of "
+                                                              "this family"))
+            else:
+                trial.set_user_attr("budget", True)
+                trial.set_user_attr("note", str(exc))
             raise self.optuna.TrialPruned(str(exc)) from None
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -238,9 +249,69 @@ class _Search:
         if log.get("best_epoch") is not None:
             trial.set_user_attr("best_epoch", int(log["best_epoch"]))
         if cb.stopped_by_budget and model is not None:
-            trial.set_user_attr("budget", True)
-            trial.set_user_attr("note", f"stopped by the budget after epoch {cb.epochs} "
-                                        f"(best epoch {log.get('best_epoch')})")
+            if self._share_only():
+                trial.set_user_attr("note", f"stopped at the end of its family's time share "
+                                            f"after epoch {cb.epochs} (best epoch "
+                                            f"{log.get('best_epoch')})")
+            else:
+                trial.set_user_attr("budget", True)
+                trial.set_user_attr("note", f"stopped by the budget after epoch {cb.epochs} "
+                                            f"(best epoch {log.get('best_epoch')})")
+
+    # -- the "spread" strategy ------------------------------------------------------------
+    def _deadline(self) -> float | None:
+        """When a trial must stop: the budget's end, or its family's share's end."""
+        ends = [d for d in (self.budget.deadline, self.slice_end) if d is not None]
+        return min(ends) if ends else None
+
+    def _share_only(self) -> bool:
+        """A trial stopped by its family's share, not by the end of the whole budget."""
+        return self.slice_end is not None and not self.budget.expired() and (
+            self.budget.deadline is None or self.slice_end < self.budget.deadline)
+
+    def run_slice(self, model: str | None, n_trials: int | None, seconds: float,
+                  base_sampler) -> int:
+        """Up to ``n_trials`` trials of ``model`` (TPE over its parameters only) within
+        ``seconds``; returns the number of trials run."""
+        optuna, study = self.optuna, self.study
+        study.sampler = base_sampler if model is None else \
+            optuna.samplers.PartialFixedSampler({"model": model}, base_sampler)
+        finite = seconds is not None and math.isfinite(seconds)
+        cand = self.cands.get(model) if model is not None else None
+        if cand is not None and finite and _is_classical(cand.cls):
+            expected = self.budget.expected(model, True)
+            if expected is not None and expected > seconds:
+                logger.info("tune: %s not tried in this round: a fit takes about %.0f s, its "
+                            "share is %.0f s", model, expected, seconds)
+                return 0
+        self.slice_model = model
+        self.slice_end = time.monotonic() + max(0.0, seconds) if finite else None
+        self.repeats = 0
+        before = self.ran
+        timeout = None
+        if finite or self.budget.deadline is not None:
+            timeout = max(0.0, min(seconds if finite else math.inf, self.budget.remaining()))
+        try:
+            study.optimize(self, n_trials=n_trials, timeout=timeout, catch=(_Skipped,),
+                           callbacks=[self.on_trial_end], gc_after_trial=False)
+        finally:
+            self.slice_model = self.slice_end = None
+        return self.ran - before
+
+    def _share_spent(self) -> bool:
+        """The next trial of the family searched now would not end within its share."""
+        if self.slice_end is None or self.slice_model is None:
+            return False
+        left = self.slice_end - time.monotonic()
+        cand = self.cands.get(self.slice_model)
+        classical = cand is not None and _is_classical(cand.cls)
+        expected = self.budget.expected(self.slice_model, classical)
+        if left <= 0:
+            return True
+        if expected is None:
+            return False
+        # a classical fit cannot be stopped; a neural one stops at an epoch end
+        return expected > left if classical else 0.5 * expected > left
 
     def on_trial_end(self, study, frozen) -> None:
         """Optuna callback: the progress bar; stop once the budget is spent."""
@@ -254,7 +325,7 @@ class _Search:
                 post["left"] = f"{max(0.0, self.budget.remaining()):.0f}s"
             self.bar.set_postfix(post, refresh=False)
             self.bar.update(1)
-        if self.budget.expired():
+        if self.budget.expired() or self._share_spent():
             study.stop()
 
 
@@ -301,13 +372,16 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
          budget: Any = None, n_trials: int | None = None, storage: Any = None,
          study_name: str | None = None, random_state: Any = None, refit: bool = False, *,
          item_features: Any = None, user_features: Any = None, pruner: Any = "median",
-         verbose: bool = False) -> TuneResult:
+         strategy: str = "auto", verbose: bool = False) -> TuneResult:
     """Choose a model and its parameters on validation data (Optuna's TPE search).
 
     Each trial picks a model family and its parameters, fits it on ``train`` and
     measures ``metric`` on ``valid`` by full ranking (``train`` items excluded). Each
     model's own defaults are tried first (not with ``storage=``, where workers may share
-    the study), then the TPE sampler (seeded) explores. Neural
+    the study), then the TPE sampler (seeded) explores: with several models and no
+    ``storage``, family by family in rounds of successive halving over the leading
+    families (``strategy="spread"``), so that no family crowds out the others; the best
+    trial is returned, never below the best default on ``valid``. Neural
     models report every epoch's validation value and are pruned when behind the median
     of their own earlier trials at that epoch.
 
@@ -355,6 +429,17 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
     pruner : "median", "none", None or optuna pruner, default "median"
         ``"median"``: ``MedianPruner(n_startup_trials=3, n_warmup_steps=5)`` asked with
         the trials of the same model only.
+    strategy : {"auto", "spread", "joint"}, default "auto"
+        How the trials are shared among several models. ``"spread"``: every model's
+        defaults, then the :data:`~maasrec.tune._schedule.LEADERS` best families by
+        their defaults get equal shares of time and trials in rounds, each running TPE
+        over its own parameters, and the better half stays after each round (successive
+        halving; time-aware: a classical fit starts only when it is expected to end
+        within its family's share, a neural one stops at the end of the epoch in which
+        the share ends). ``"joint"``: one TPE sampler over the model and every
+        parameter (the model is a parameter like the others; it tends to settle on one
+        family early). ``"auto"``: ``"spread"`` for several models without ``storage``,
+        else ``"joint"`` (workers sharing a stored study search jointly).
     verbose : bool, default False
         A progress bar over the trials (best value, model, time left).
 
@@ -381,7 +466,14 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
     seconds = parse_budget("10min" if budget is None and n_trials is None else budget)
     if not isinstance(refit, bool):
         raise DataError(f"refit must be True or False, got {refit!r}")
+    if strategy not in ("auto", "spread", "joint"):
+        raise DataError(f"strategy must be 'auto', 'spread' or 'joint', got {strategy!r}")
+    if strategy == "spread" and storage is not None:
+        raise DataError("strategy='spread' runs in one process (storage=None); workers "
+                        "sharing a stored study search with strategy='joint'")
     candidates = resolve_models(models)
+    if strategy == "auto":
+        strategy = "spread" if storage is None and len(candidates) > 1 else "joint"
     train, valid = _data(train, valid)
     pruner_obj = _make_pruner(optuna, pruner)
     seed = seed_from(random_state)
@@ -392,17 +484,18 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
     try:
         return _search(optuna, candidates, train, valid, metric, k, maximize, budget_,
                        n_trials, storage, study_name, seed, pruner_obj, refit,
-                       item_features, user_features, verbose)
+                       item_features, user_features, verbose, strategy)
     finally:
         optuna.logging.set_verbosity(verbosity)
 
 
 def _search(optuna, candidates, train, valid, metric, k, maximize, budget_, n_trials,
             storage, study_name, seed, pruner_obj, refit, item_features, user_features,
-            verbose) -> TuneResult:
+            verbose, strategy="joint") -> TuneResult:
     seconds = budget_.seconds
+    sampler = _make_sampler(optuna, seed, storage is not None)
     study = open_study(optuna, storage, study_name, "maximize" if maximize else "minimize",
-                       _make_sampler(optuna, seed, storage is not None), pruner_obj)
+                       sampler, pruner_obj)
     if storage is None:
         # Each model's defaults first. Not in a stored study: several workers may share it,
         # and Optuna's hand-out of an enqueued trial is not atomic on SQLite (two workers ran
@@ -416,10 +509,14 @@ def _search(optuna, candidates, train, valid, metric, k, maximize, budget_, n_tr
     search = _Search(optuna, study, candidates, train, valid, metric, k, maximize, budget_,
                      seed, fit_kwargs, bar)
     try:
-        study.optimize(search, n_trials=n_trials, timeout=None if seconds is None
-                       else max(0.0, budget_.remaining()), catch=(_Skipped,),
-                       callbacks=[search.on_trial_end], gc_after_trial=False)
+        if strategy == "spread":
+            run_spread(search, n_trials, sampler)
+        else:
+            study.optimize(search, n_trials=n_trials, timeout=None if seconds is None
+                           else max(0.0, budget_.remaining()), catch=(_Skipped,),
+                           callbacks=[search.on_trial_end], gc_after_trial=False)
     finally:
+        study.sampler = sampler
         bar.close()
     return _finish(optuna, search, refit, storage)
 

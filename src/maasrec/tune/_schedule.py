@@ -1,0 +1,122 @@
+"""How :func:`maasrec.tune.tune` spreads its trials over several model families.
+
+One TPE sampler over ``model`` and every family's parameters crowds onto whichever
+family led early: a 3-minute search of MovieLens 100K gave EASE 57 of its 90 trials and
+ALS 7, and ended below ALS's own defaults on the test data. The ``"spread"`` strategy
+instead
+
+1. runs every family's **defaults** first, cheapest first in the order given (a neural
+   default may use at most its share of the time left, ``left / (defaults to go + 1)``,
+   and stops at the end of the epoch in which that share ends, with its best weights);
+2. ranks the families that can be searched (a space with something to try, a completed
+   default) by their best validation value and keeps the :data:`LEADERS` best;
+3. runs **rounds of successive halving** over them: each round has an equal part of what
+   is left (time and trials), shared equally by the families still in it, each running
+   TPE over its own parameters only (Optuna's ``PartialFixedSampler`` fixes ``model``);
+   after each round the better half (rounded up) stays; the last family takes the rest.
+
+Time-aware: the share of a family is recomputed from the time left when its turn comes
+(a family that ended early leaves its time to the next), a classical trial starts only
+when its expected duration (the family's shortest trial so far) fits in what is left of
+its share, and a neural trial is stopped at the end of the epoch in which its share
+ends. The best trial of the study is returned, so the result is never below the best
+default on the validation data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+__all__ = ["LEADERS", "family_best", "run_spread", "searchable"]
+
+#: Families kept after the defaults (the first round of successive halving).
+LEADERS = 4
+
+
+def searchable(cand: Any) -> bool:
+    """Whether a family's space has anything to try besides its defaults."""
+    return any(p.kind != "fixed" for p in cand.params)
+
+
+def family_best(study: Any, optuna: Any, maximize: bool) -> dict[str, float]:
+    """Best completed validation value of each model family of ``study``."""
+    best: dict[str, float] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        m, v = t.params.get("model"), t.value
+        if m is None or v is None or not math.isfinite(float(v)):
+            continue
+        if m not in best or (v > best[m] if maximize else v < best[m]):
+            best[m] = float(v)
+    return best
+
+
+class _Left:
+    """Trials this call may still run (None: no limit)."""
+
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def out(self) -> bool:
+        return self.n is not None and self.n <= 0
+
+    def take(self, k: int) -> None:
+        if self.n is not None:
+            self.n -= k
+
+
+def _ranked(search: Any, names: list[str]) -> list[str]:
+    best = family_best(search.study, search.optuna, search.maximize)
+    names = [n for n in names if n in best]
+    return sorted(names, key=lambda n: best[n], reverse=search.maximize)
+
+
+def run_spread(search: Any, n_trials: int | None, base_sampler: Any) -> None:
+    """Run the search of ``search`` (a ``_Search``) by the ``"spread"`` strategy.
+
+    The caller has enqueued each family's defaults in the study.
+
+    Parameters
+    ----------
+    search : maasrec.tune.search._Search
+    n_trials : int or None
+        Trials this call runs at most.
+    base_sampler : optuna.samplers.BaseSampler
+        The seeded TPE sampler the families' own searches use.
+    """
+    budget = search.budget
+    left = _Left(n_trials)
+    # 1. every family's defaults (the enqueued trials), in the order given
+    pending = [t for t in search.study.get_trials(deepcopy=False)
+               if t.state.name == "WAITING"]
+    for i in range(len(pending)):
+        if left.out() or budget.expired():
+            return
+        share = budget.remaining() / (len(pending) - i + 1)
+        left.take(search.run_slice(None, 1, share, base_sampler))
+    # 2. the leading families, 3. rounds of successive halving
+    names = [c.name for c in search.cands.values() if searchable(c)]
+    alive = _ranked(search, names)[:LEADERS]
+    while alive and not left.out() and not budget.expired():
+        rounds = math.ceil(math.log2(len(alive))) + 1
+        round_end = time.monotonic() + budget.remaining() / rounds
+        round_trials = None if left.n is None else left.n // rounds if rounds > 1 else left.n
+        for j, name in enumerate(alive):
+            if left.out() or budget.expired():
+                return
+            share = (round_end - time.monotonic()) if rounds > 1 else budget.remaining()
+            share = share / (len(alive) - j) if rounds > 1 else share
+            k = None if round_trials is None else round_trials // (len(alive) - j)
+            if k is not None:
+                if k <= 0:
+                    continue
+                round_trials -= k
+            ran = search.run_slice(name, k, share, base_sampler)
+            left.take(ran)
+            if round_trials is not None and k is not None:
+                round_trials += k - ran  # trials a family did not use go to the next
+        if len(alive) == 1:
+            return
+        kept = [n for n in _ranked(search, alive) if n not in search.exhausted_models]
+        alive = kept[:math.ceil(len(alive) / 2)]
