@@ -260,7 +260,8 @@ def prune(model, X=None, *, method: str = "structured", amount: float = 0.5,
                     max_len=int(out.max_len), batch_size=int(out.batch_size), loss=out.loss,
                     n_negatives=int(out.n_negatives),
                     label_smoothing=float(getattr(out, "label_smoothing", 0.0)),
-                    step_amp=None, seed=seed, device=out._device())
+                    step_amp=out._amp_dtype(out._device()) if out.amp == "bf16" else None,
+                    seed=seed, device=out._device())
                 if task.n_windows:
                     lr = out.learning_rate if learning_rate is None else learning_rate
                     log = train_network(out, task, data, val, epochs=int(epochs),
