@@ -8,8 +8,13 @@ is used, saved, loaded and served like any other: see ``docs/compression.rst``.
   ``HybridRecommender`` (:class:`QuantizedRecommender`).
 - :func:`quantize_encoder`: int8 weights and activations for the Linear layers of a
   :class:`~maasrec.encoders.TextEncoder` (:class:`QuantizedTextEncoder`).
-- :func:`export_onnx` / :class:`OnnxTextEncoder`: a TextEncoder exported to ONNX and run
-  with ONNX Runtime (extra ``onnx``; onnxruntime is imported only when a graph runs).
+- :func:`quantize_network`: int8 Linear layers for the network of a fitted ``LMRanker``
+  (its cross-encoder) or ``SequentialRecommender`` (its transformer)
+  (:class:`Int8Recommender`).
+- :func:`export_onnx` / :class:`OnnxTextEncoder` / :class:`OnnxRecommender`: a
+  TextEncoder, or the network of a fitted ``LMRanker`` or ``SequentialRecommender``,
+  exported to ONNX and run with ONNX Runtime (extra ``onnx``; onnxruntime is imported
+  only when a graph runs).
 """
 
 import importlib
@@ -23,6 +28,8 @@ _LAZY = {
     "QuantizedTextEncoder": "encoders", "quantize_encoder": "encoders",
     "Int8Linear": "linear", "quantize_linear_layers": "linear",
     "OnnxTextEncoder": "onnx", "export_onnx": "onnx",
+    "Int8Recommender": "networks", "quantize_network": "networks",
+    "OnnxRecommender": "onnx_models",
 }
 
 __all__ = sorted(_LAZY)

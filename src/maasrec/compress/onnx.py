@@ -85,38 +85,60 @@ def _describe(encoder: TextEncoder) -> dict[str, Any]:
             "normalize": key["normalize"]}
 
 
-def export_onnx(encoder: TextEncoder, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
-                overwrite: bool = False) -> OnnxTextEncoder:
-    """Export a frozen BERT-style TextEncoder to ONNX.
+def export_onnx(encoder, path: str | os.PathLike | None = None, *, opset: int = DEFAULT_OPSET,
+                overwrite: bool = False, n_threads: int | None = None):
+    """Export a frozen BERT-style TextEncoder, or a fitted model's network, to ONNX.
 
     Parameters
     ----------
-    encoder : TextEncoder
-        Frozen (``trainable=False``), without a projection head, named by a model name
-        or path (an in-memory pair cannot be found again by the ONNX encoder).
+    encoder : TextEncoder, LMRanker or SequentialRecommender
+        A TextEncoder: frozen (``trainable=False``), without a projection head, named by
+        a model name or path (an in-memory pair cannot be found again by the ONNX
+        encoder). A fitted ``LMRanker`` (BERT-style; its cross-encoder is exported) or
+        ``SequentialRecommender`` (its transformer): see
+        :func:`maasrec.compress.onnx_models.export_model`.
     path : str or Path
-        The ``.onnx`` file to write; the sidecar goes to ``<path>.json``.
+        The ``.onnx`` file to write; the sidecar goes to ``<path>.json``. Required for a
+        TextEncoder; optional for a model (which keeps the graph and saves it in its own
+        directory).
     opset : int, default 17
         ONNX opset.
     overwrite : bool, default False
         Replace an existing file.
+    n_threads : int, optional
+        ONNX Runtime intra-op threads of the returned model (models only; an
+        OnnxTextEncoder takes ``n_threads`` through ``set_params``).
 
     Returns
     -------
-    OnnxTextEncoder
-        Reading ``path``, with the encoder's settings.
+    OnnxTextEncoder or OnnxRecommender
+        Reading ``path``, with the encoder's settings; or the fitted model running its
+        network on ONNX Runtime.
 
     Raises
     ------
     DataError
         An encoder that cannot be exported (trainable, projection head, in-memory model,
-        GPT-style), or an existing file without ``overwrite``.
+        GPT-style), a model it does not apply to, or an existing file without
+        ``overwrite``.
+    NotFittedError
+        An unfitted model.
     """
+    from ..base import Recommender
     from .encoders import QuantizedTextEncoder
+
+    if isinstance(encoder, Recommender):
+        from .onnx_models import export_model
+
+        return export_model(encoder, path, opset=opset, overwrite=overwrite,
+                            n_threads=n_threads)
+    if path is None:
+        raise DataError("export_onnx of a TextEncoder needs path=, the .onnx file to write")
 
     if not isinstance(encoder, TextEncoder) or isinstance(encoder, (OnnxTextEncoder,
                                                                     QuantizedTextEncoder)):
-        raise DataError(f"export_onnx takes a float TextEncoder, got {type(encoder).__name__}")
+        raise DataError(f"export_onnx takes a float TextEncoder or a fitted LMRanker or "
+                        f"SequentialRecommender, got {type(encoder).__name__}")
     if encoder.trainable or encoder.projection_dim is not None:
         raise DataError("export_onnx exports frozen encoders without a projection head "
                         f"(got trainable={encoder.trainable!r}, "
@@ -334,7 +356,8 @@ class OnnxTextEncoder(TextEncoder):
         return self._frozen.module(ids, mask)
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
+def _read_sidecar(path: Path, kind: str = "TextEncoder") -> dict[str, Any]:
+    """The checked sidecar of an export of ``kind`` (a TextEncoder or a model class)."""
     side = sidecar_path(path)
     if not side.is_file():
         raise ModelFormatError(f"{str(path)!r} has no sidecar {side.name!r}: only files "
@@ -351,9 +374,13 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
             f"{str(side)!r} describes export format {version!r} (maasrec "
             f"{meta.get('maasrec_version')}); this maasrec ({__version__}) runs format "
             f"{FORMAT_VERSION}: export the encoder again with this version")
-    if meta.get("kind") != "TextEncoder":
+    if meta.get("kind") != kind:
         raise ModelFormatError(f"{str(side)!r} describes a {meta.get('kind')!r} export, not "
-                               f"a TextEncoder")
+                               f"a {kind}")
+    if kind != "TextEncoder":
+        from .onnx_models import check_model_sidecar
+
+        return check_model_sidecar(side, meta)
     want = {"model": str, "fingerprint": str, "pooling": str, "max_length": int,
             "normalize": bool, "hidden_size": int, "inputs": list, "outputs": list,
             "sha256": str}

@@ -1,0 +1,388 @@
+"""LMRanker and SequentialRecommender networks on ONNX Runtime.
+
+``export_onnx(fitted_model)`` (:func:`export_model`) writes the network that runs at
+scoring time as one ONNX graph with dynamic batch and sequence axes and returns an
+:class:`OnnxRecommender`, a fitted model whose network pass runs in an ONNX Runtime
+session; everything else (tokenization and pair building, candidates, histories, the item
+table, ranking) is the original model's.
+
+* ``LMRanker``: the cross-encoder; inputs ``input_ids``, ``attention_mask`` (and
+  ``token_type_ids`` for BERT-family models), output ``logit`` ``[batch]``.
+* ``SequentialRecommender``: the causal transformer; inputs ``items`` ``[batch,
+  length]`` (int64) and ``item_table`` ``[n_items, dim]``, output ``hidden`` ``[batch,
+  dim]`` (the state after the last item); scores are ``hidden @ item_table.T``.
+
+The graph's JSON sidecar (as for :class:`~maasrec.compress.OnnxTextEncoder`) names the
+model class, the SHA-256 fingerprint of the float weights it was exported from, the
+inputs and outputs and the file's hash; it is checked before a session starts, so a graph
+exported from another model, another version of the export or a changed file is refused.
+
+Needs the ``onnx`` extra (onnx and onnxruntime).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..base import Recommender
+from ..exceptions import DataError, ModelFormatError
+from ._proxy import NetworkProxy, adapter_for, fingerprint
+from .onnx import DEFAULT_OPSET, FORMAT_NAME, FORMAT_VERSION, _onnxruntime, _sha256, sidecar_path
+
+__all__ = ["OnnxRecommender", "export_model"]
+
+_FILE = "network.onnx"
+#: Positions (rows x length) per session run when scoring sequences.
+_POSITIONS = 2**15
+
+
+# -- graphs ---------------------------------------------------------------------------------
+class _SeqGraph(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, items: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
+        return self.net.hidden(items, item_table)[:, -1]
+
+
+class _CrossGraph(nn.Module):
+    def __init__(self, enc: nn.Module):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        return self.enc(input_ids=input_ids, attention_mask=attention_mask,
+                        token_type_ids=token_type_ids)
+
+
+def _graph(adapter, inner) -> tuple[nn.Module, tuple, list[str], list[str], dict]:
+    """The module to trace, example inputs, input/output names and dynamic axes."""
+    if adapter.name == "SequentialRecommender":
+        net = copy.deepcopy(inner.network_).cpu().eval()
+        table = inner._table().detach().cpu().float()
+        n = min(3, int(inner.max_len))
+        items = torch.arange(2 * n, dtype=torch.int64).reshape(2, n) % max(1, table.shape[0])
+        axes = {"items": {0: "batch", 1: "sequence"}, "item_table": {0: "items"},
+                "hidden": {0: "batch"}}
+        return _SeqGraph(net), (items, table), ["items", "item_table"], ["hidden"], axes
+    inner._check_lm()
+    enc = copy.deepcopy(inner._lm).cpu().eval()
+    if enc.is_decoder:
+        raise DataError("export_onnx supports BERT-style (encoder) LMRanker models; this "
+                        "one is GPT-style (use maasrec.compress.quantize_network instead)")
+    pairs = inner._pairs
+    parts = inner._user_parts_known(np.arange(min(2, inner.n_users_)))
+    seqs = [inner._builder.pair(parts[0], 0), inner._builder.pair(parts[-1], 1 % inner.n_items_)]
+    if len(seqs[0][0]) == len(seqs[1][0]):  # trace with padding: keep the mask path
+        seqs[1] = (seqs[1][0][:-1], seqs[1][1][:-1])
+    batch = pairs.collate(seqs)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if pairs.types else [])
+    args = tuple(batch[k].cpu() for k in names)
+    axes = {k: {0: "batch", 1: "sequence"} for k in names}
+    axes["logit"] = {0: "batch"}
+    return _CrossGraph(enc), args, names, ["logit"], axes
+
+
+def _export_bytes(adapter, inner, opset: int) -> tuple[bytes, dict[str, Any]]:
+    module, args, inputs, outputs, axes = _graph(adapter, inner)
+    with tempfile.TemporaryDirectory(prefix="maasrec-onnx-") as tmp:
+        path = Path(tmp) / _FILE
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(path), dynamo=False, input_names=inputs,
+                              output_names=outputs, opset_version=int(opset),
+                              dynamic_axes=axes)
+        data = path.read_bytes()
+        digest = _sha256(path)
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": adapter.name,
+            "maasrec_version": __version__, "torch_version": torch.__version__,
+            "opset": int(opset), "fingerprint": fingerprint(adapter.module(inner)),
+            "inputs": inputs, "outputs": outputs, "sha256": digest}
+    return data, meta
+
+
+def check_model_sidecar(side: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Types of the keys of a model export's sidecar (called by ``onnx._read_sidecar``)."""
+    for key, kind in {"fingerprint": str, "inputs": list, "outputs": list,
+                      "sha256": str}.items():
+        if not isinstance(meta.get(key), kind):
+            raise ModelFormatError(f"{str(side)!r}: {key} is {meta.get(key)!r}, not a "
+                                   f"{kind.__name__}")
+    return meta
+
+
+# -- runners --------------------------------------------------------------------------------
+def _session(data: bytes, n_threads: int | None, where: str):
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    if n_threads is not None:
+        options.intra_op_num_threads = int(n_threads)
+        options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own error types
+        raise ModelFormatError(f"onnxruntime cannot read {where}: {exc}") from exc
+
+
+class _OrtCrossEncoder(nn.Module):
+    """The cross-encoder's place in :class:`~maasrec.lm_ranker._scoring.PairScorer`."""
+
+    is_decoder = False
+
+    def __init__(self, session, inputs: list[str], config):
+        super().__init__()
+        self.session, self.inputs, self.config = session, inputs, config
+
+    def accepts_token_types(self) -> bool:
+        return "token_type_ids" in self.inputs
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask,
+                "token_type_ids": token_type_ids}
+        out = self.session.run(None, {k: feed[k].cpu().numpy().astype(np.int64, copy=False)
+                                      for k in self.inputs})[0]
+        return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+
+
+def _sequence_runner(session, inner):
+    """``_last_hidden(seqs)`` of a SequentialRecommender, on the session: sequences of
+    one length run together, unpadded, as the torch network runs them."""
+    max_len = int(inner.max_len)
+
+    def run(seqs: list[np.ndarray]) -> torch.Tensor:
+        table = inner._table().detach().cpu().float().numpy()
+        seqs = [np.asarray(s, dtype=np.int64)[-max_len:] for s in seqs]
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        out = np.empty((len(seqs), table.shape[1]), dtype=np.float32)
+        order = np.argsort(lengths, kind="stable")
+        for group in np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1):
+            if not len(group):
+                continue
+            rows = max(1, _POSITIONS // max(1, int(lengths[group[0]])))
+            for a in range(0, len(group), rows):
+                g = group[a:a + rows]
+                batch = np.stack([seqs[i] for i in g])
+                out[g] = session.run(None, {"items": batch, "item_table": table})[0]
+        return torch.from_numpy(out)
+    return run
+
+
+# -- the public entry point -----------------------------------------------------------------
+def export_model(model: Recommender, path: str | os.PathLike | None = None, *,
+                 opset: int = DEFAULT_OPSET, overwrite: bool = False,
+                 n_threads: int | None = None) -> OnnxRecommender:
+    """Export the network of a fitted LMRanker or SequentialRecommender to ONNX.
+
+    Called by :func:`maasrec.compress.export_onnx` for a recommender.
+
+    Parameters
+    ----------
+    model : LMRanker or SequentialRecommender
+        Fitted; not modified. An LMRanker must be BERT-style (an encoder).
+    path : str or Path, optional
+        Also write the graph there (and its sidecar to ``<path>.json``); the returned
+        model holds the graph in memory and saves it in its own directory either way.
+    opset : int, default 17
+    overwrite : bool, default False
+        Replace an existing ``path``.
+    n_threads : int, optional
+        ONNX Runtime intra-op threads (default: its own choice, all cores).
+
+    Returns
+    -------
+    OnnxRecommender
+
+    Raises
+    ------
+    NotFittedError
+        ``model`` is not fitted.
+    DataError
+        A model this does not apply to (the message names what does), a GPT-style
+        LMRanker, or an existing ``path`` without ``overwrite``.
+    MaasrecError
+        onnxruntime is not installed (the ``onnx`` extra).
+    """
+    out = OnnxRecommender(model=None, opset=opset, n_threads=n_threads)
+    adapter = out._adopt_checked(model)
+    if path is not None and Path(path).exists() and not overwrite:
+        raise DataError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+    _onnxruntime()
+    data, meta = _export_bytes(adapter, model, opset)
+    if path is not None:
+        _write_export(Path(path), data, meta)
+    out._attach(copy.copy(model), adapter, data, meta, "the exported graph")
+    out.fitted_at_ = getattr(model, "fitted_at_", None)
+    return out
+
+
+def _write_export(path: Path, data: bytes, meta: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        sidecar_path(tmp).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        os.replace(sidecar_path(tmp), sidecar_path(path))
+    finally:
+        for p in (tmp, sidecar_path(tmp)):
+            if p.exists():
+                p.unlink()
+
+
+class OnnxRecommender(NetworkProxy):
+    """A fitted LMRanker or SequentialRecommender whose network runs on ONNX Runtime.
+
+    Made by :func:`maasrec.compress.export_onnx` from a fitted model, by
+    :meth:`from_file` from a fitted model and a graph exported from it, or by ``fit``
+    (fits a clone of ``model``, then exports it). Used, saved, loaded and served
+    (``maasrec serve``) like any model; it runs on the CPU.
+
+    Parameters
+    ----------
+    model : LMRanker or SequentialRecommender, optional
+        The (unfitted) model to fit and export (``None`` for a loaded one).
+    opset : int, default 17
+    n_threads : int, optional
+        ONNX Runtime intra-op threads (default: its own choice, all cores).
+
+    Attributes
+    ----------
+    model_ : Recommender
+        The inner fitted model, scoring through the session.
+    onnx_meta_ : dict
+        The sidecar: model class, fingerprint of the float weights, inputs, outputs,
+        SHA-256 of the graph, versions.
+
+    Notes
+    -----
+    The directory holds the inner model with its float weights (``model/``), the graph
+    (``network.onnx``) and its sidecar (``network.onnx.json``); on load the graph is
+    checked against the sidecar and the sidecar against the float weights.
+    """
+
+    _what = "ONNX export"
+
+    def __init__(self, model: Recommender | None = None, opset: int = DEFAULT_OPSET,
+                 n_threads: int | None = None):
+        self.model = model
+        self.opset = opset
+        self.n_threads = n_threads
+
+    def _validate_params(self) -> None:
+        from .._validation import check_int
+
+        super()._validate_params()
+        check_int("opset", self.opset, low=9)
+        if self.n_threads is not None:
+            check_int("n_threads", self.n_threads, low=1)
+
+    def set_params(self, **params) -> OnnxRecommender:
+        super().set_params(**params)
+        if "n_threads" in params and self._inner_or_none() is not None:
+            self._attach(self._inner, adapter_for(self._inner, self._what), self._onnx_bytes,
+                         self.onnx_meta_, "the graph")
+        return self
+
+    @classmethod
+    def from_file(cls, model: Recommender, path: str | os.PathLike, *,
+                  n_threads: int | None = None) -> OnnxRecommender:
+        """An OnnxRecommender from a fitted model and a graph exported from it.
+
+        Parameters
+        ----------
+        model : LMRanker or SequentialRecommender
+            Fitted: the model the graph was exported from.
+        path : str or Path
+            A file written by ``export_onnx(model, path)``, its sidecar beside it.
+        n_threads : int, optional
+
+        Returns
+        -------
+        OnnxRecommender
+
+        Raises
+        ------
+        ModelFormatError
+            No or a malformed sidecar, a changed file, another export format or version,
+            or a graph exported from another model class or other weights.
+        """
+        from .onnx import _read_sidecar
+
+        out = cls(model=None, n_threads=n_threads)
+        adapter = out._adopt_checked(model)
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFormatError(f"ONNX file {str(path)!r} does not exist")
+        meta = _read_sidecar(path, kind=adapter.name)
+        out.opset = int(meta.get("opset", DEFAULT_OPSET))
+        out._attach(copy.copy(model), adapter, path.read_bytes(), meta, repr(str(path)))
+        out.fitted_at_ = getattr(model, "fitted_at_", None)
+        return out
+
+    def _compress(self, inner: Recommender) -> None:
+        adapter = adapter_for(inner, self._what)
+        _onnxruntime()
+        data, meta = _export_bytes(adapter, inner, int(self.opset))
+        self._attach(inner, adapter, data, meta, "the exported graph")
+
+    def _attach(self, inner, adapter, data: bytes, meta: dict[str, Any], where: str) -> None:
+        import hashlib
+
+        if meta.get("kind") != adapter.name:
+            raise ModelFormatError(f"{where} was exported from a {meta.get('kind')!r}, not a "
+                                   f"{adapter.name}")
+        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            raise ModelFormatError(f"{where}: the graph's SHA-256 differs from its sidecar's "
+                                   f"(changed after export, or another export)")
+        if fingerprint(adapter.module(inner)) != meta.get("fingerprint"):
+            raise ModelFormatError(f"{where} was exported from another {adapter.name} (other "
+                                   f"weights): export this model again "
+                                   f"(maasrec.compress.export_onnx)")
+        session = _session(data, self.n_threads, where)
+        names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+        if names != (meta.get("inputs"), meta.get("outputs")):
+            raise ModelFormatError(f"{where} has inputs {names[0]} and outputs {names[1]}; "
+                                   f"its sidecar says {meta.get('inputs')} and "
+                                   f"{meta.get('outputs')}")
+        if adapter.name == "LMRanker":
+            runner = _OrtCrossEncoder(session, names[0], inner._lm.config)
+        else:
+            runner = _sequence_runner(session, inner)
+        adapter.attach(inner, runner)
+        self._onnx_bytes = data
+        self.onnx_meta_ = dict(meta)
+        self._inner = inner
+        self._pop_cache = None
+
+    @property
+    def onnx_bytes_(self) -> int:
+        """int: size of the graph file."""
+        self._check_fitted()
+        return len(self._onnx_bytes)
+
+    def _save_runtime(self, tmp) -> None:
+        Path(tmp, _FILE).write_bytes(self._onnx_bytes)
+        sidecar_path(Path(tmp, _FILE)).write_text(json.dumps(self.onnx_meta_, indent=1) + "\n",
+                                                  encoding="utf-8")
+
+    def _load_extra_files(self, path) -> None:
+        from .onnx import _read_sidecar
+
+        inner, adapter, where = self._load_inner(path)
+        file = Path(path, _FILE)
+        if not file.is_file():
+            raise ModelFormatError(f"{where}: {_FILE} is missing")
+        meta = _read_sidecar(file, kind=adapter.name)
+        self._attach(inner, adapter, file.read_bytes(), meta, repr(str(file)))
+        super()._load_extra_files(path)
