@@ -1,8 +1,11 @@
-"""The ``maasrec compress`` command: quantize a saved model, export a text encoder to ONNX.
+"""The ``maasrec compress`` command: quantize a saved model, export to ONNX.
 
 ``maasrec compress tables MODEL_DIR OUT_DIR --tables int8`` writes the quantized model
-(:func:`maasrec.compress.quantize`); ``maasrec compress onnx MODEL OUT.onnx`` exports a
-text encoder (:func:`maasrec.compress.export_onnx`). Each prints one JSON line.
+(:func:`maasrec.compress.quantize`); ``maasrec compress int8 MODEL_DIR OUT_DIR`` the
+model with an int8 network (:func:`maasrec.compress.quantize_network`);
+``maasrec compress onnx MODEL OUT.onnx`` exports a text encoder, and ``maasrec compress
+onnx MODEL_DIR OUT_DIR`` a saved LMRanker or SequentialRecommender
+(:func:`maasrec.compress.export_onnx`). Each prints one JSON line.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -39,20 +43,30 @@ def add_compress_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("out_dir", help="where the quantized model is saved")
     t.add_argument("--tables", default="int8", choices=["int8", "float16", "bfloat16"])
     t.add_argument("--overwrite", action="store_true", help="replace OUT_DIR")
-    o = how.add_parser("onnx", help="export a BERT-style text encoder to ONNX (extra: onnx)")
+    n = how.add_parser("int8", help="int8 Linear layers for the network of a saved LMRanker "
+                                    "or SequentialRecommender")
+    n.add_argument("model_dir", help="a saved LMRanker or SequentialRecommender")
+    n.add_argument("out_dir", help="where the quantized model is saved")
+    n.add_argument("--overwrite", action="store_true", help="replace OUT_DIR")
+    o = how.add_parser("onnx", help="export a BERT-style text encoder, or the network of a "
+                                    "saved LMRanker or SequentialRecommender, to ONNX "
+                                    "(extra: onnx)")
     o.add_argument("model", help="model name or folder, e.g. "
-                                 "sentence-transformers/all-MiniLM-L6-v2")
-    o.add_argument("out", help="the .onnx file (its sidecar goes to OUT.json)")
+                                 "sentence-transformers/all-MiniLM-L6-v2, or a saved model "
+                                 "directory (LMRanker, SequentialRecommender)")
+    o.add_argument("out", help="the .onnx file (its sidecar goes to OUT.json); for a saved "
+                               "model, the directory of the ONNX Runtime model")
     o.add_argument("--pooling", default="auto", choices=["auto", "mean", "cls"])
     o.add_argument("--max-length", type=int, default=128)
     o.add_argument("--no-normalize", action="store_true", help="keep unnormalised vectors")
+    o.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     o.add_argument("--overwrite", action="store_true", help="replace OUT")
     c.set_defaults(func=cmd_compress)
     return c
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    """Run ``maasrec compress tables|onnx`` and print one JSON line.
+    """Run ``maasrec compress tables|int8|onnx`` and print one JSON line.
 
     Parameters
     ----------
@@ -73,12 +87,31 @@ def cmd_compress(args: argparse.Namespace) -> int:
                           "model": type(q.model_).__name__, **{
                               f"{k}_bytes": v for k, v in q.table_bytes_.items()}}))
         return 0
+    if args.compress_command == "int8":
+        from ..base import Recommender
+        from .networks import quantize_network
+
+        q = quantize_network(Recommender.load(args.model_dir))
+        path = q.save(args.out_dir, overwrite=args.overwrite)
+        print(json.dumps({"path": path, "model": type(q.model_).__name__,
+                          "layers": len(q.int8_layers_), **{
+                              f"{k}_bytes": v for k, v in q.network_bytes_.items()}}))
+        return 0
     from ..encoders.text import TextEncoder
     from .onnx import export_onnx, sidecar_path
 
+    if os.path.isfile(os.path.join(args.model, "maasrec.json")):
+        from ..base import Recommender
+
+        out = export_onnx(Recommender.load(args.model), opset=args.opset)
+        path = out.save(args.out, overwrite=args.overwrite)
+        print(json.dumps({"path": path, "model": out.onnx_meta_["kind"],
+                          "onnx_bytes": out.onnx_bytes_, "sha256": out.onnx_meta_["sha256"]}))
+        return 0
+
     enc = TextEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
                       normalize=not args.no_normalize, cache_dir=False)
-    out = export_onnx(enc, args.out, overwrite=args.overwrite)
+    out = export_onnx(enc, args.out, overwrite=args.overwrite, opset=args.opset)
     meta = json.loads(sidecar_path(out.path).read_text(encoding="utf-8"))
     print(json.dumps({"path": str(out.path), "sidecar": str(sidecar_path(out.path)),
                       "model": meta["model"], "sha256": meta["sha256"]}))
