@@ -258,7 +258,7 @@ def test_int8_codes_of_another_network_are_refused(seq, data, tmp_path):
     (tmp_path / "q" / "int8.safetensors").write_bytes(
         (tmp_path / "o" / "int8.safetensors").read_bytes())
     craft(meta)
-    with pytest.raises(ModelFormatError, match="int8.safetensors"):
+    with pytest.raises(ModelFormatError, match=r"int8\.safetensors"):
         Recommender.load(tmp_path / "q")
 
 
