@@ -194,6 +194,7 @@ def validate_params(model) -> None:
     if not isinstance(model.tie_history, (bool, np.bool_)):
         raise DataError(f"tie_history must be True or False, got {model.tie_history!r}")
     check_choice("history_activation", model.history_activation, HISTORY_ACTIVATIONS)
+    _dp_spec(model)
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ class TrainSettings:
     eval_every: int
     patience: int | None
     verbose: bool
+    dp: Any = None  # a checked maasrec.privacy.dp.DPSpec, or None
 
     @classmethod
     def of(cls, model) -> TrainSettings:
@@ -244,7 +246,16 @@ class TrainSettings:
             weight_decay=float(model.weight_decay), clip_grad_norm=model.clip_grad_norm,
             lr_schedule=model.lr_schedule, warmup=float(model.warmup),
             eval_every=int(model.eval_every), patience=model.patience,
-            verbose=bool(model.verbose))
+            verbose=bool(model.verbose), dp=_dp_spec(model))
+
+
+def _dp_spec(model):
+    """The checked ``dp`` of ``model`` (None: no differential privacy)."""
+    if getattr(model, "dp", None) is None:
+        return None
+    from ..privacy.dp import dp_model_check
+
+    return dp_model_check(model)
 
 
 def fit_config(spec: HybridSpec, scoring, item_cfg: dict, user_cfg: dict, *,

@@ -93,6 +93,7 @@ class HybridTraining:
         self.indices = torch.from_numpy(R.indices.astype(np.int64)).to(device)
         self.values: torch.Tensor | None = None
         self.sampler = self.member = None
+        self.privacy = None  # the DP-SGD engine of a dp=... fit
 
     # -- vectors ------------------------------------------------------------------------
     def contexts(self, V: torch.Tensor, rows: torch.Tensor | None = None, *,
@@ -149,9 +150,16 @@ class HybridTraining:
         logger.info("HybridRecommender: %d users x %d items, %d interactions; items %s, users "
                     "%s, scorer %s, loss %s, %d steps/epoch", n_users, n_items, self.R.nnz,
                     self.modalities["item"], self.modalities["user"], self.scoring.kind, s.loss, n_batches)
-        return TrainingTask(modules, batches, step, validate=validate,
-                            steps_per_epoch=n_batches, generators=[g],
-                            fingerprint=fingerprint), work
+        task = TrainingTask(modules, batches, step, validate=validate,
+                            steps_per_epoch=n_batches, generators=[g], fingerprint=fingerprint)
+        if s.dp is not None:  # DP-SGD: Poisson-sampled users, one clipped gradient each
+            from ..privacy.dp import hybrid_private_task
+
+            name = str(fingerprint.get("model", "HybridRecommender")).rpartition(".")[2]
+            task, self.privacy = hybrid_private_task(
+                self, task, active, seed, name=name,
+                by_interaction=s.loss != "softmax" and not self.users.pools_history())
+        return task, work
 
     def _user_plan(self, g, active):
         """Full softmax: batches of users."""

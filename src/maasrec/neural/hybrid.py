@@ -207,6 +207,17 @@ class HybridRecommender(Recommender):
         ``training_log_["holdout"]`` (and the log) says how many interactions were held out, the best epoch and the
         held-out fit's curve (``first_fit``). None or 0, and ``loss="mse"`` (the validation metric ranks; a rating
         fit stopped on it fit the ratings worse): train all ``epochs`` on everything.
+        Ignored under ``dp``.
+    dp : dict, optional
+        Train with user-level differential privacy (DP-SGD through Opacus, extra
+        ``privacy``): ``{"epsilon": 8}`` (the noise is calibrated for ``epochs``) or
+        ``{"noise_multiplier": 1.0}``, plus optional ``"delta"`` (default
+        ``1 / n_users``), ``"max_grad_norm"`` (per-user clipping, default 1.0),
+        ``"batch_size"`` (expected users per step) and ``"accountant"`` (``"rdp"`` or
+        ``"prv"``). All of one user's interactions are one unit; no validation slice is
+        held out; the spent epsilon per epoch is in ``training_log_["privacy"]`` and is
+        saved with the model. What this protects and what it does not:
+        :mod:`maasrec.privacy.dp`.
 
     Attributes
     ----------
@@ -275,7 +286,8 @@ class HybridRecommender(Recommender):
                  item_bias: bool = True, patience: int | None = 10, eval_every: int = 1,
                  max_history: int | None = None, tie_history: bool = False,
                  history_activation: str = "tanh", random_state: int | None = None, device: Any = None, verbose: bool = False,
-                 validation_fraction: float | None = 0.1):
+                 validation_fraction: float | None = 0.1, dp: dict | None = None):
+        self.dp = dp
         self.validation_fraction = validation_fraction
         self.item_encoders = item_encoders
         self.user_encoders = user_encoders
@@ -414,7 +426,9 @@ class HybridRecommender(Recommender):
         seed = seed_from(self.random_state)
         run = getattr(self, "_run", None) or _FitRun()
         # early stopping follows a ranking metric: not a fit of rating values
-        fraction = None if self.loss == "mse" or run.refit else self.validation_fraction
+        # under dp no slice is held out (early stopping on it would not be accounted)
+        fraction = (None if self.loss == "mse" or run.refit or self.dp is not None
+                    else self.validation_fraction)
         data, validation, holdout = auto_holdout(type(self).__name__, data, validation,
                                                  fraction, ordered=False, seed=seed)
         spec = parse_spec(self)
@@ -459,6 +473,8 @@ class HybridRecommender(Recommender):
             self.training_log_ = hist.to_dict()
             if holdout is not None:
                 self.training_log_["holdout"] = holdout
+            if training.privacy is not None:
+                self.training_log_["privacy"] = training.privacy.record()
             self._finalize(training)
         except NonFiniteLossError as exc:
             self.training_log_ = exc.history.to_dict() if exc.history is not None else {}
@@ -727,6 +743,8 @@ class NeuMF(HybridRecommender):
         (latest-small) while their validation curves were still rising.
     dim, n_negatives, epochs, ... :
         As :class:`HybridRecommender` (``dim`` 64 = 32 GMF + 32 MLP coordinates).
+    dp : dict, optional
+        User-level DP-SGD, as :class:`HybridRecommender`'s ``dp``.
     verbose : bool, default False
         A tqdm progress bar over the training epochs with the loss and the validation
         metric (:class:`~maasrec.training.ProgressCallback`); nothing is printed, the
@@ -763,7 +781,7 @@ class NeuMF(HybridRecommender):
                  id_dropout: float = 0.2, history_pooling: str = "sqrt",
                  item_bias: bool = False, patience: int | None = 10, eval_every: int = 1,
                  random_state: int | None = None, device: Any = None, verbose: bool = False,
-                 validation_fraction: float | None = 0.1):
+                 validation_fraction: float | None = 0.1, dp: dict | None = None):
         self.mlp_layers = mlp_layers
         super().__init__(item_encoders=item_encoders, user_encoders=user_encoders,
                          fusion=fusion, scorer="neumf", loss=loss, dim=dim,
@@ -776,7 +794,7 @@ class NeuMF(HybridRecommender):
                          patience=patience, eval_every=eval_every, tie_history=True,
                          history_activation="linear", random_state=random_state,
                          device=device, verbose=verbose,
-                         validation_fraction=validation_fraction)
+                         validation_fraction=validation_fraction, dp=dp)
 
     @property
     def scorer(self):  # type: ignore[override]

@@ -191,7 +191,15 @@ class SequentialRecommender(Recommender):
         seeded from ``random_state``), the model trains on the rest and stops early on it
         (``patience``); the held-out items then rejoin the histories the model reads.
         ``training_log_["holdout"]`` and the log say how many were held out. None or 0:
-        train all ``epochs`` on everything, without early stopping.
+        train all ``epochs`` on everything, without early stopping. Ignored under ``dp``.
+    dp : dict, optional
+        Train with user-level differential privacy (DP-SGD through Opacus, extra
+        ``privacy``): ``{"epsilon": 8}`` or ``{"noise_multiplier": 1.0}``, optional
+        ``"delta"`` (default ``1 / n_users``), ``"max_grad_norm"`` (default 1.0),
+        ``"batch_size"`` (expected users per step; ``batch_size`` above is then unused) and
+        ``"accountant"``. All of one user's windows form one unit; no validation slice is
+        held out; ``training_log_["privacy"]`` has the spent epsilon per epoch and is
+        saved with the model. See :mod:`maasrec.privacy.dp`.
 
     Attributes
     ----------
@@ -309,7 +317,8 @@ class SequentialRecommender(Recommender):
                  device: Any = None, amp: str = "auto", random_state: Any = None,
                  verbose: bool = False, val_metric: str = "ndcg@10",
                  label_smoothing: float = 0.0, item_side: str = "none",
-                 validation_fraction: float | None = 0.1):
+                 validation_fraction: float | None = 0.1, dp: dict | None = None):
+        self.dp = dp
         self.validation_fraction = validation_fraction
         self.val_metric = val_metric
         self.item_side = item_side
@@ -364,6 +373,10 @@ class SequentialRecommender(Recommender):
         check_validation_fraction(self.validation_fraction)
         check_int("eval_every", self.eval_every, low=1)
         check_choice("amp", self.amp, AMP_MODES)
+        if self.dp is not None:
+            from ..privacy.dp import dp_model_check
+
+            dp_model_check(self)
 
     def _amp_dtype(self, device: torch.device) -> torch.dtype | None:
         """Autocast dtype of training and scoring on ``device`` (None: float32)."""
@@ -431,9 +444,11 @@ class SequentialRecommender(Recommender):
             net.to(device)
             self.network_ = net
             self._invalidate()
+            # under dp no slice is held out (early stopping on it would not be accounted)
             fit_data, validation, holdout = auto_holdout(
-                "SequentialRecommender", data, validation, self.validation_fraction,
-                ordered=True, seed=seed)
+                "SequentialRecommender", data, validation,
+                self.validation_fraction if self.dp is None else None, ordered=True,
+                seed=seed)
             # validation reads the train part only
             self._set_histories(fit_data.item_indices.astype(np.int64),
                                 fit_data.user_indptr.astype(np.int64))
@@ -496,6 +511,13 @@ class SequentialRecommender(Recommender):
             opt = torch.optim.AdamW(groups, lr=float(self.learning_rate))
         logger.info("SequentialRecommender: %d users, %d items, %d windows (max_len %d), "
                     "loss=%s", data.n_users, data.n_items, task.n_windows, max_len, self.loss)
+        private = None
+        if self.dp is not None:  # DP-SGD: Poisson-sampled users, one clipped gradient each
+            from ..privacy.dp import SequentialPrivacy, dp_model_check
+
+            private = SequentialPrivacy(dp_model_check(self), data.item_indices,
+                                        data.user_indptr, max_len=max_len, seed=seed,
+                                        epochs=int(self.epochs))
         try:
             with threads_for(bs * max_len * int(self.dim), device):
                 hist = fit_loop(net, task.step, task.batches, epochs=int(self.epochs),
@@ -506,12 +528,14 @@ class SequentialRecommender(Recommender):
                                 device=device, amp=self.amp == "auto",
                                 random_state=seed, verbose=bool(self.verbose),
                                 name="SequentialRecommender", generators=task.generators,
-                                checkpoint_dir=checkpoint_dir,
+                                checkpoint_dir=checkpoint_dir, wrap_task=private,
                                 fingerprint=checkpoint_fingerprint(self, data))
         finally:
             self._invalidate()
         log = hist.to_dict()
         log.update(n_windows=task.n_windows, epochs_run=hist.epochs)
+        if private is not None and private.engine is not None:
+            log["privacy"] = private.engine.record()
         self.training_log_ = log
 
     def _validator(self, data: Interactions, validation):

@@ -211,6 +211,10 @@ class TrainingTask:
     fingerprint : dict, optional
         What a checkpoint must match to be resumed (model class, parameters, data
         shape: :func:`~maasrec.training.checkpoint_fingerprint`).
+    privacy : maasrec.privacy.dp.PrivateSGD, optional
+        Train with DP-SGD: each batch is a tensor of Poisson-sampled users and the
+        engine sets the parameters' gradients (per-user clipping plus noise) instead of
+        one ``loss(batch).backward()``; the spent epsilon goes into every epoch's logs.
     """
 
     module: torch.nn.Module
@@ -224,6 +228,7 @@ class TrainingTask:
     state_dict: Callable[[], dict] | None = None
     load_state_dict: Callable[[dict], None] | None = None
     fingerprint: dict | None = None
+    privacy: Any = None
 
 
 def _shifted(f: Callable[[int], float], offset: int) -> Callable[[int], float]:
@@ -359,6 +364,9 @@ class Trainer:
                          else None)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp_type == torch.float16
                        else None)
+        self.privacy = task.privacy
+        if self.privacy is not None:  # refuses DDP, accumulation, global clipping
+            self.privacy.attach(self)
         validate = task.validate
         self.metric_name = getattr(validate, "name", "metric") if validate is not None else None
         self.history = TrainingHistory(metric_name=self.metric_name)
@@ -541,20 +549,26 @@ class Trainer:
                 batch = shard(batch, _rank(), world_size())
             done += 1
             batch = to_device(batch, device)
-            # DDP all-reduces the gradients on the last batch of an accumulation only
-            with (ddp.no_sync() if ddp is not None and pending + 1 < k and done < n_batches
-                  else nullcontext()):
-                if self.amp_type is not None:
-                    with torch.autocast(device_type="cuda", dtype=self.amp_type):
-                        loss = forward(batch)
-                else:
-                    loss = forward(batch)
+            if self.privacy is not None:  # DP-SGD: per-user clipped, noised gradients
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.privacy.backward(batch, self.params)
                 if not bool(torch.isfinite(loss.detach())):
                     self._non_finite(loss, epoch, done)
-                if pending == 0:
-                    self.optimizer.zero_grad(set_to_none=True)
-                scaled = loss / k if k > 1 else loss
-                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            else:
+                # DDP all-reduces the gradients on the last batch of an accumulation only
+                with (ddp.no_sync() if ddp is not None and pending + 1 < k and done < n_batches
+                      else nullcontext()):
+                    if self.amp_type is not None:
+                        with torch.autocast(device_type="cuda", dtype=self.amp_type):
+                            loss = forward(batch)
+                    else:
+                        loss = forward(batch)
+                    if not bool(torch.isfinite(loss.detach())):
+                        self._non_finite(loss, epoch, done)
+                    if pending == 0:
+                        self.optimizer.zero_grad(set_to_none=True)
+                    scaled = loss / k if k > 1 else loss
+                    (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             pending += 1
             n = _batch_len(batch)
             step_samples += n or 0
@@ -712,6 +726,8 @@ class Trainer:
                 self.bad_rounds += 1
             logs[name] = value
         hist.metrics.append(value)
+        if self.privacy is not None:  # the epsilon spent so far
+            logs.update(self.privacy.end_epoch(self.step))
         dt = time.perf_counter() - t0
         hist.seconds.append(dt)
         logs["seconds"] = dt
@@ -754,6 +770,8 @@ class Trainer:
         out = dict(self.task.fingerprint or {})
         out.setdefault("model", f"{type(self.task.module).__module__}."
                                 f"{type(self.task.module).__qualname__}")
+        if self.privacy is not None:
+            out["privacy"] = self.privacy.fingerprint()
         out.update(trainer=_plain(cfg), steps_per_epoch=self.task.steps_per_epoch,
                    parameters={k: list(v.shape)
                                for k, v in self.task.module.state_dict().items()})
@@ -893,7 +911,9 @@ def fit_loop(module: torch.nn.Module, step_fn: Callable[[Any], torch.Tensor],
              on_step: Callable[[], None] | None = None,
              generators: Sequence[torch.Generator] = (), fingerprint: dict | None = None,
              checkpoint_dir: str | os.PathLike | None = None,
-             checkpoint_every: int | str = 1, grad_accumulation: int = 1) -> TrainingHistory:
+             checkpoint_every: int | str = 1, grad_accumulation: int = 1,
+             wrap_task: Callable[[TrainingTask], TrainingTask] | None = None
+             ) -> TrainingHistory:
     """Train ``module`` by mini-batches: a :class:`Trainer` in one call.
 
     Parameters
@@ -932,6 +952,9 @@ def fit_loop(module: torch.nn.Module, step_fn: Callable[[Any], torch.Tensor],
         See :class:`TrainingTask` (needed for an exact resume).
     checkpoint_dir, checkpoint_every, grad_accumulation
         See :class:`TrainerConfig`.
+    wrap_task : callable, optional
+        ``wrap_task(task) -> task`` applied to the task before training (e.g. DP-SGD:
+        :mod:`maasrec.privacy.dp`).
 
     Returns
     -------
@@ -951,6 +974,8 @@ def fit_loop(module: torch.nn.Module, step_fn: Callable[[Any], torch.Tensor],
                         optimizer=optimizer if isinstance(optimizer, torch.optim.Optimizer)
                         else None, steps_per_epoch=steps_per_epoch, generators=generators,
                         fingerprint=fingerprint)
+    if wrap_task is not None:
+        task = wrap_task(task)
     config = TrainerConfig(
         epochs=int(epochs),
         optimizer=optimizer if isinstance(optimizer, str) else "adam",
