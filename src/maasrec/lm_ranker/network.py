@@ -464,6 +464,8 @@ def save_cross_encoder(encoder: CrossEncoder, tokenizer, folder: str | os.PathLi
         tokenizer.save_pretrained(str(folder))
     meta = {"format": "maasrec-cross-encoder", "version": 1, "kind": encoder.kind,
             "is_decoder": encoder.is_decoder}
+    if getattr(encoder, "pruned", None) is not None:  # per-layer sizes (compress.prune)
+        meta["pruned"] = encoder.pruned
     if encoder.kind != "sequence_classification":
         save_file({k: v.detach().cpu().contiguous() for k, v in encoder.head.state_dict().items()},
                   str(folder / _HEAD))
@@ -471,6 +473,16 @@ def save_cross_encoder(encoder: CrossEncoder, tokenizer, folder: str | os.PathLi
     with open(folder / _META, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
     _refuse_pickles(folder)
+
+
+def _from_pretrained(klass, folder: Path, meta: dict):
+    """``klass.from_pretrained``, or the per-layer shapes of a pruned model
+    (:func:`maasrec.compress.prune` records them in ``meta["pruned"]``)."""
+    if meta.get("pruned") is not None:
+        from ..compress._prune_lm import load_pruned
+
+        return load_pruned(folder, meta["kind"], meta["pruned"])
+    return klass.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
 
 
 def load_cross_encoder(folder: str | os.PathLike, device: torch.device):
@@ -506,15 +518,15 @@ def load_cross_encoder(folder: str | os.PathLike, device: torch.device):
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             if kind == "sequence_classification":
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    str(folder), local_files_only=True, dtype=torch.float32)
+                model = _from_pretrained(AutoModelForSequenceClassification, folder, meta)
                 enc = CrossEncoder(model, kind, is_decoder=bool(meta.get("is_decoder")))
             else:
-                model = AutoModel.from_pretrained(str(folder), local_files_only=True,
-                                                  dtype=torch.float32)
+                model = _from_pretrained(AutoModel, folder, meta)
                 enc = CrossEncoder(model, kind, is_decoder=bool(meta.get("is_decoder")),
                                    dropout=float(meta.get("dropout", 0.1)))
                 enc.head.load_state_dict(load_file(str(folder / _HEAD)))
+            if meta.get("pruned") is not None:
+                enc.pruned = meta["pruned"]
     except Exception as exc:  # tokenizers and transformers raise many types
         raise ModelFormatError(f"cannot load the language model in {str(folder)!r}: "
                                f"{type(exc).__name__}: {exc}") from exc
