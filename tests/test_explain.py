@@ -10,8 +10,7 @@ import pytest
 from maasrec.data import datasets
 from maasrec.exceptions import DataError, NotFittedError, UnknownIdError
 from maasrec.explain import Explanation, NotExplainableError, deletion_test
-from maasrec.models import ALS, BPRMF, EASE, ItemKNN, Popularity, PureSVD
-from maasrec.neural import NeuMF
+from maasrec.models import ALS, BPRMF, EASE, BiasedMF, ItemKNN, Popularity, PureSVD
 
 
 @pytest.fixture(scope="module")
@@ -182,11 +181,13 @@ def test_bprmf_is_an_approximation_for_known_users_only(data):
         model.explain(history=[item], item=next(i for i in data.item_vocab.ids if i != item))
 
 
-@pytest.mark.slow
 def test_a_model_that_cannot_explain_names_its_class(data):
-    model = NeuMF(epochs=1, random_state=0).fit(data)
-    user, item = _user_and_top(model, data)
-    with pytest.raises(NotExplainableError, match="NeuMF"):
+    rated = data.to_pandas().assign(rating=4.0)
+    model = BiasedMF(factors=4, epochs=1, random_state=0).fit(rated)
+    user = data.user_vocab.ids[0]
+    seen = set(model.seen_[0].indices.tolist())
+    item = model.item_vocab_.ids[next(i for i in range(model.n_items_) if i not in seen)]
+    with pytest.raises(NotExplainableError, match="BiasedMF"):
         model.explain(user, item)
 
 

@@ -337,7 +337,7 @@ def explain(model, user=None, item=None, *, history=None, n: int = 5, item_title
             seq = stored_sequence(model, user_idx)
     if item_idx in set(row.indices.tolist()) or (seq is not None and item_idx in set(
             seq.tolist())):
-        who = f"user {user!r}'s" if user is not None else "the given"
+        who = f"user {_json_id(user)!r}'s" if user is not None else "the given"
         raise DataError(f"item {item!r} is already in {who} history; explain an item the "
                         f"user has not interacted with")
     opts = dict(options or {})

@@ -621,6 +621,56 @@ class LMRanker(CandidateReranker):
         i = self.item_vocab_.index([item])
         return self._builder.pair_text(self._user_parts_known(u)[0], int(i[0]))
 
+    # -- explanations (maasrec/lm_ranker/_explain.py) --------------------------------------
+    def explain(self, user=None, item=None, *, history=None, n: int = 5, item_titles=None,
+                verb: str = "watched", tokens: bool = False):
+        """Why the language model scores ``item`` as it does: the prompt's history items.
+
+        Leave-one-out over the history positions in the prompt: each weight is the LM
+        logit minus the logit with that history item left out of the prompt (positions
+        older than ``history_len`` are not read and weigh 0). The score explained is the
+        LM logit of the pair, whichever items the first stage proposes.
+
+        Parameters
+        ----------
+        user, item, history, n, item_titles, verb
+            As in :meth:`maasrec.base.Recommender.explain` (``history`` oldest first).
+        tokens : bool, default False
+            Also attribute the logit to the prompt's tokens with Captum's
+            ``LayerIntegratedGradients`` (``details["tokens"]``: ``[token, attribution]``
+            pairs); needs the ``captum`` extra.
+
+        Returns
+        -------
+        maasrec.explain.Explanation
+
+        Raises
+        ------
+        NotFittedError, UnknownIdError, DataError
+            As :meth:`maasrec.base.Recommender.explain`; ``tokens`` not a bool.
+        ImportError
+            ``tokens=True`` without Captum installed (names the extra).
+        """
+        from ..explain import explain
+
+        return explain(self, user, item, history=history, n=n, item_titles=item_titles,
+                       verb=verb, options={"tokens": tokens} if tokens is not False else None)
+
+    def _explain_sequence(self, seq: np.ndarray, item_idx: int, user_idx, tokens=False):
+        from ._explain import lm_terms
+
+        return lm_terms(self, seq, item_idx, user_idx, tokens=tokens)
+
+    def _explain_candidates(self, seq: np.ndarray) -> np.ndarray:
+        from ._explain import candidates
+
+        return candidates(self, seq)
+
+    def _explain_scores(self, seqs: list[np.ndarray], items: np.ndarray) -> np.ndarray:
+        from ._explain import pair_scores
+
+        return pair_scores(self, seqs, items)
+
     # -- persistence --------------------------------------------------------------------------
     def _params_for_save(self) -> dict[str, Any]:
         # an in-memory (model, tokenizer) pair is not JSON: its weights and tokenizer are
