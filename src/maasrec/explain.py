@@ -187,7 +187,7 @@ class Explanation:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """The explanation as JSON-ready Python values.
+        """The explanation as JSON-ready Python values (``details`` only when not empty).
 
         Returns
         -------
@@ -205,8 +205,7 @@ class Explanation:
             "n_history": int(self.n_history),
             "modalities": {str(k): float(v) for k, v in self.modalities.items()},
             "note": self.note,
-            "details": dict(self.details),
-        }
+        } | ({"details": dict(self.details)} if self.details else {})
 
 
 def _json_id(x: Any) -> Any:
