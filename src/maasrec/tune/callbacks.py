@@ -44,6 +44,10 @@ class TrialCallback(Callback):
     report : bool, default True
         Report intermediate values and ask the pruner (False when the tuned metric is
         minimised: the trainer's validation metric is always maximised).
+    abort_deadline : float, optional
+        ``time.monotonic()`` past which (plus ``grace``) an epoch is aborted; default
+        ``deadline``. Later than ``deadline`` when ``deadline`` is a model family's share
+        of the budget (``strategy="spread"``) rather than the end of the budget.
 
     Attributes
     ----------
@@ -56,9 +60,10 @@ class TrialCallback(Callback):
     """
 
     def __init__(self, trial: Any, deadline: float | None, *, grace: float = 0.0,
-                 report: bool = True):
+                 report: bool = True, abort_deadline: float | None = None):
         self.trial = trial
         self.deadline = deadline
+        self.abort_deadline = deadline if abort_deadline is None else abort_deadline
         self.grace = float(grace)
         self.report = bool(report)
         self.epochs = 0
@@ -66,7 +71,8 @@ class TrialCallback(Callback):
         self.stopped_by_budget = False
 
     def on_step_end(self, trainer, step, logs):
-        if self.deadline is not None and time.monotonic() > self.deadline + self.grace:
+        if self.abort_deadline is not None and \
+                time.monotonic() > self.abort_deadline + self.grace:
             self.stopped_by_budget = True
             raise BudgetExhausted(
                 f"the time budget ended during epoch {self.epochs + 1} (step {step}); the "

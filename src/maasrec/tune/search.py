@@ -196,7 +196,7 @@ class _Search:
 
         classical = _is_classical(cand.cls)
         cb = TrialCallback(trial, self._deadline(), grace=self.budget.grace,
-                           report=self.maximize)
+                           report=self.maximize, abort_deadline=self.budget.deadline)
         t0 = time.perf_counter()
         self.fitted += 1
         try:
@@ -213,12 +213,8 @@ class _Search:
             raise
         except BudgetExhausted as exc:
             self._record(trial, cand, cb, t0)
-            if self._share_only():
-                trial.set_user_attr("note", str(exc).replace("time budget", "time share of "
-                                                              "this family"))
-            else:
-                trial.set_user_attr("budget", True)
-                trial.set_user_attr("note", str(exc))
+            trial.set_user_attr("budget", True)
+            trial.set_user_attr("note", str(exc))
             raise self.optuna.TrialPruned(str(exc)) from None
         except (KeyboardInterrupt, SystemExit):
             raise

@@ -1,0 +1,158 @@
+"""tune(strategy="spread"): defaults first, then successive halving over the leading
+families, each searched by its own TPE; bad input of the strategy and the budget."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from maasrec.data.datasets import make_synthetic
+from maasrec.data.split import random_split
+from maasrec.exceptions import ColdStartWarning, DataError, MaasrecError
+from maasrec.models import EASE, ItemKNN, Popularity, PureSVD
+from maasrec.tune import TuneBudgetError, tune
+from maasrec.tune._schedule import LEADERS, family_best
+
+optuna = pytest.importorskip("optuna")
+
+
+@pytest.fixture(scope="module")
+def split():
+    X = make_synthetic(300, 120, density=0.05, n_factors=4, seed=1, with_text=False,
+                       with_timestamps=False).interactions
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ColdStartWarning)
+        return random_split(X, (0.8, 0.1, 0.1), random_state=0)
+
+
+def _blocks(models: list[str]) -> list[str]:
+    """Consecutive runs of the same model: ['A', 'A', 'B'] -> ['A', 'B']."""
+    return [m for i, m in enumerate(models) if i == 0 or models[i - 1] != m]
+
+
+def test_defaults_then_rounds_of_halving(split):
+    train, valid, _ = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = tune(train, valid, models=[Popularity, PureSVD, ItemKNN, EASE], n_trials=16,
+                   random_state=0)
+    lb = res.leaderboard.sort_values("trial")
+    assert len(lb) == 16 and res.n_trials == 16
+    models = lb.model.tolist()
+    assert models[:4] == ["Popularity", "PureSVD", "ItemKNN", "EASE"]  # the defaults
+    defaults = dict(zip(lb.model[:4], lb["ndcg@10"][:4], strict=True))
+    # round 1: each searchable family in turn, best default first (Popularity has no space)
+    ranked = sorted(["PureSVD", "ItemKNN", "EASE"], key=defaults.get, reverse=True)
+    blocks = _blocks(models[4:])
+    assert blocks[:3] == ranked
+    # every family searches its own parameters: never a trial of a family outside its turn
+    assert len(blocks) == len(set(blocks)) + (len(blocks) - 3)
+    # the last round belongs to one family, the best after the round before it
+    assert len(set(models[-3:])) == 1
+    assert res.best_value >= max(defaults.values())
+    assert res.best_value == max(family_best(res.study, optuna, True).values())
+
+
+def test_leaders_only_and_never_below_the_best_default(split):
+    from maasrec.models import ALS, BPRMF
+
+    train, valid, _ = split
+    models = [Popularity, PureSVD, ItemKNN, EASE, ALS(iterations=3), BPRMF(epochs=3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = tune(train, valid, models=models, n_trials=14, random_state=0)
+    lb = res.leaderboard.sort_values("trial")
+    defaults = dict(zip(lb.model[:6], lb["ndcg@10"][:6], strict=True))
+    searched = {m: v for m, v in defaults.items() if m != "Popularity"}
+    leaders = sorted(searched, key=searched.get, reverse=True)[:LEADERS]
+    assert set(lb.model[6:]) <= set(leaders)
+    assert res.best_value >= max(defaults.values())
+
+
+def test_joint_keeps_one_sampler_over_all(split):
+    train, valid, _ = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = tune(train, valid, models=[PureSVD, EASE], n_trials=6, random_state=0,
+                 strategy="joint")
+        b = tune(train, valid, models=[PureSVD, EASE], n_trials=6, random_state=0,
+                 strategy="joint")
+    assert a.leaderboard.sort_values("trial")["params"].tolist() == \
+        b.leaderboard.sort_values("trial")["params"].tolist()
+    assert a.leaderboard.sort_values("trial").model.tolist()[:2] == ["PureSVD", "EASE"]
+
+
+@pytest.mark.slow
+def test_a_neural_default_stops_at_its_share(split):
+    from maasrec.neural.vae import MultVAE
+
+    train, valid, _ = split
+    vae = MultVAE(hidden_dims=(16,), latent_dim=8, batch_size=64, epochs=100000,
+                  patience=100000)
+    res = tune(train, valid, models=[Popularity, vae], budget=20, random_state=0)
+    lb = res.leaderboard.sort_values("trial")
+    first_vae = lb[lb.model == "MultVAE"].iloc[0]
+    assert first_vae.state == "COMPLETE"
+    assert first_vae.note.startswith("stopped at the end of its family's time share")
+    assert res.best_model is not None and res.elapsed_seconds < 20 + 20
+
+
+def test_budget_too_small_for_any_family(split, monkeypatch):
+    from maasrec.tune import _budget
+
+    train, valid, _ = split
+    monkeypatch.setattr(_budget, "predicted_seconds", lambda *a: 1e9)
+    with pytest.raises(TuneBudgetError, match=r"no trial completed within the budget of "
+                                              r"30 s") as e:
+        tune(train, valid, models=[EASE, ItemKNN], budget=30, random_state=0,
+             strategy="spread")
+    r = e.value.result
+    assert r.best_model is None and r.budget_exhausted
+    assert r.leaderboard.note.str.startswith("not started: expected 1000000000 s").all()
+
+
+def test_best_so_far_when_the_budget_ends(split, monkeypatch):
+    from maasrec.tune import _budget
+
+    train, valid, _ = split
+    monkeypatch.setattr(_budget, "predicted_seconds",
+                        lambda model, *a: 1e9 if model == "EASE" else None)
+    res = tune(train, valid, models=[Popularity, EASE, PureSVD], budget=30, n_trials=6,
+               random_state=0)
+    assert res.best_model_name in ("Popularity", "PureSVD")
+    ease = res.leaderboard[res.leaderboard.model == "EASE"]
+    assert len(ease) == 1 and ease.note.iloc[0].startswith("not started: expected")
+
+
+@pytest.mark.parametrize("kw, error, words", [
+    ({"strategy": "halving"}, DataError, "strategy must be 'auto', 'spread' or 'joint'"),
+    ({"strategy": "spread", "storage": "sqlite:///x.db"}, DataError,
+     "strategy='spread' runs in one process"),
+    ({"models": {EASE: {"l2": ("float", 100.0, 10.0)}, Popularity: None}}, DataError, "l2"),
+    ({"models": {ItemKNN: {"n_neighbors": ("int", 5, "many")}}}, DataError, "n_neighbors"),
+    ({"models": {EASE: {"no_such_param": ("float", 1.0, 2.0)}}}, DataError,
+     "no_such_param"),
+    ({"metric": "ndcg"}, None, None),  # a metric without cut-off: @10
+    ({"metric": "rmse@10"}, DataError, "unknown metric 'rmse@10'"),
+    ({"budget": 0}, DataError, "budget must be a positive duration"),
+])
+def test_bad_input_of_a_spread_search(split, kw, error, words):
+    train, valid, _ = split
+    args = {"models": [Popularity, PureSVD], "n_trials": 2, **kw}
+    if error is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert tune(train, valid, **args).metric == "ndcg@10"
+        return
+    with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
+        tune(train, valid, **args)
+
+
+def test_storage_that_cannot_be_opened_names_it(split, tmp_path):
+    train, valid, _ = split
+    target = tmp_path / "a_file"
+    target.write_text("not a database")
+    with pytest.raises(MaasrecError, match="cannot open the tuning storage"):
+        tune(train, valid, models=[Popularity, PureSVD], n_trials=2,
+             storage=f"sqlite:///{target}/tune.db")
