@@ -17,7 +17,7 @@ from .exceptions import MaasrecError
 #: Modules whose public Recommender classes ``maasrec fit --model`` knows. The first is
 #: imported always; the others only when a name is not found there (they import torch).
 _MODEL_MODULES = ("maasrec.models", "maasrec.neural", "maasrec.neural.lightgcn",
-                  "maasrec.neural.vae", "maasrec.lm_ranker")
+                  "maasrec.neural.vae", "maasrec.neural.recvae", "maasrec.lm_ranker")
 #: Recommenders built from other fitted models (Python only: they take model objects).
 _COMPOSITES = {"CandidateReranker", "TwoStage"}
 

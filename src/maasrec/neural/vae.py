@@ -115,7 +115,61 @@ def _dense_rows(indptr: torch.Tensor, indices: torch.Tensor, users: torch.Tensor
     return x
 
 
-class MultVAE(Recommender):
+class _RowScoring:
+    """Scoring shared by the autoencoders over a user's interaction row (MultVAE, RecVAE).
+
+    The class has ``network_`` (a module whose ``forward`` maps dense binary rows to item
+    logits) and ``_output_item_weights()`` (the decoder's ``[n_items, d]`` output weights,
+    for ``similar_items``). A user is only their row, so ``recommend(history=...)`` is
+    exact fold-in.
+    """
+
+    # -- scoring ------------------------------------------------------------------------
+    def _net_device(self) -> torch.device:
+        dev = getattr(self, "_device_obj", None)
+        if dev is None:
+            dev = self._device_obj = resolve_device(self.device)
+        if next(self.network_.parameters()).device != dev:
+            self.network_.to(dev)
+        return dev
+
+    def _decode_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Scores ``[b, n_items]`` (float32 logits) of binary interaction rows."""
+        dev = self._net_device()
+        net = self.network_
+        was_training = net.training
+        net.eval()
+        rows = sp.csr_matrix(rows)
+        out = np.empty((rows.shape[0], rows.shape[1]), dtype=np.float32)
+        try:
+            with torch.no_grad():
+                for a in range(0, rows.shape[0], _SCORE_USERS):
+                    x = torch.from_numpy(rows[a:a + _SCORE_USERS].toarray()).to(dev)
+                    out[a:a + len(x)] = net(x).float().cpu().numpy()
+        finally:
+            net.train(was_training)
+        return out
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return self._decode_rows(binary_csr(history))
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        return self._score_history(self.seen_[user_idx])
+
+    def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
+        """Cosine similarity of the decoder's output item vectors."""
+        w = self._output_item_weights()
+        norms = np.linalg.norm(w, axis=1)
+        norms[norms == 0] = 1.0
+        return (w[item_idx] / norms[item_idx, None]) @ (w / norms[:, None]).T
+
+    def __getstate__(self):  # copies and pickles carry no device cache
+        state = dict(self.__dict__)
+        state.pop("_device_obj", None)
+        return state
+
+
+class MultVAE(_RowScoring, Recommender):
     """Variational autoencoder with a multinomial likelihood (Mult-VAE).
 
     Each user's binary interaction row is encoded (L2-normalised, dropout on the input,
@@ -349,52 +403,11 @@ class MultVAE(Recommender):
             log["holdout"] = holdout
         self.training_log_ = log
 
-    # -- scoring ------------------------------------------------------------------------
-    def _net_device(self) -> torch.device:
-        dev = getattr(self, "_device_obj", None)
-        if dev is None:
-            dev = self._device_obj = resolve_device(self.device)
-        if next(self.network_.parameters()).device != dev:
-            self.network_.to(dev)
-        return dev
-
-    def _decode_rows(self, rows: sp.csr_matrix) -> np.ndarray:
-        """Scores ``[b, n_items]`` (float32 logits) of binary interaction rows."""
-        dev = self._net_device()
-        net = self.network_
-        was_training = net.training
-        net.eval()
-        rows = sp.csr_matrix(rows)
-        out = np.empty((rows.shape[0], rows.shape[1]), dtype=np.float32)
-        try:
-            with torch.no_grad():
-                for a in range(0, rows.shape[0], _SCORE_USERS):
-                    x = torch.from_numpy(rows[a:a + _SCORE_USERS].toarray()).to(dev)
-                    out[a:a + len(x)] = net(x).float().cpu().numpy()
-        finally:
-            net.train(was_training)
-        return out
-
-    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
-        return self._decode_rows(binary_csr(history))
-
-    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
-        return self._score_history(self.seen_[user_idx])
-
-    def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
-        """Cosine similarity of the decoder's output item vectors."""
-        w = self.network_.to_items.weight.detach().float().cpu().numpy()
-        norms = np.linalg.norm(w, axis=1)
-        norms[norms == 0] = 1.0
-        return (w[item_idx] / norms[item_idx, None]) @ (w / norms[:, None]).T
+    def _output_item_weights(self) -> np.ndarray:
+        return self.network_.to_items.weight.detach().float().cpu().numpy()
 
     def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx):
         # leave-one-out history contributions, one batch (maasrec/neural/_explain.py)
         from ._explain import multvae_terms
 
         return multvae_terms(self, row, item_idx, user_idx)
-
-    def __getstate__(self):  # copies and pickles carry no device cache
-        state = dict(self.__dict__)
-        state.pop("_device_obj", None)
-        return state

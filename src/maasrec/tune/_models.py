@@ -26,7 +26,7 @@ KNOWN_MODELS = {
     "PureSVD": "maasrec.models", "ALS": "maasrec.models", "BPRMF": "maasrec.models",
     "HybridRecommender": "maasrec.neural", "NeuMF": "maasrec.neural",
     "SequentialRecommender": "maasrec.neural", "MultVAE": "maasrec.neural.vae",
-    "LightGCN": "maasrec.neural.lightgcn",
+    "LightGCN": "maasrec.neural.lightgcn", "RecVAE": "maasrec.neural.recvae",
 }
 
 
