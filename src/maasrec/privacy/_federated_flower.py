@@ -107,7 +107,7 @@ class SeededFedAvg(FedAvgM):
     """
 
     def __init__(self, node_of: dict[int, int], clients_per_round: int, seed: int,
-                 server_learning_rate: float):
+                 server_learning_rate: float, on_round=None):
         super().__init__(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1,
                          min_evaluate_nodes=0, min_available_nodes=1,
                          server_learning_rate=server_learning_rate, server_momentum=0.0)
@@ -116,6 +116,7 @@ class SeededFedAvg(FedAvgM):
         self.clients_per_round = clients_per_round
         self.seed = seed
         self.rounds: list[dict] = []
+        self.on_round = on_round
         self._t0 = time.perf_counter()
 
     def sampled(self, server_round: int) -> list[int]:
@@ -151,6 +152,10 @@ class SeededFedAvg(FedAvgM):
         loss = sum(float(m.content["metrics"]["loss"]) for m in replies)
         self.rounds[-1].update(bytes_up=up, interactions=n, loss=loss / max(n, 1),
                                seconds=time.perf_counter() - self._t0)
+        if self.on_round is not None:
+            extra = self.on_round(server_round, {k: arrays[k].numpy() for k in ITEM_KEYS})
+            if extra:
+                self.rounds[-1]["metrics"] = dict(extra)
         return arrays, metrics
 
 
@@ -177,7 +182,7 @@ def _node_map(grid: Grid, nodes: list[int], timeout: float) -> dict[int, int]:
 
 def make_server_app(initial: dict[str, np.ndarray], *, n_clients: int, clients_per_round: int,
                     rounds: int, seed: int, server_learning_rate: float, out: dict,
-                    timeout: float = 3600.0) -> ServerApp:
+                    on_round=None, timeout: float = 3600.0) -> ServerApp:
     """The server app; the final arrays and per-round records are written into ``out``."""
     app = ServerApp()
 
@@ -185,7 +190,8 @@ def make_server_app(initial: dict[str, np.ndarray], *, n_clients: int, clients_p
     def main(grid: Grid, context: Context) -> None:
         nodes = _wait_for_nodes(grid, n_clients, timeout=120.0)
         node_of = _node_map(grid, nodes, timeout)
-        strategy = SeededFedAvg(node_of, clients_per_round, seed, server_learning_rate)
+        strategy = SeededFedAvg(node_of, clients_per_round, seed, server_learning_rate,
+                                on_round)
         start = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in initial.items()})
         result = strategy.start(grid=grid, initial_arrays=start, num_rounds=rounds,
                                 timeout=timeout)

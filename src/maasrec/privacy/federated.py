@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int, check_number
-from ..base import as_interactions, positive_interactions
+from ..base import as_interactions, clone, positive_interactions
 from ..exceptions import DataError, MaasrecError
 
 __all__ = ["FederatedResult", "train_federated"]
@@ -34,12 +34,19 @@ logger = logging.getLogger(__name__)
 
 
 def _import_flwr():
-    """Import Flower (telemetry off unless the caller set it) or say which extra to install."""
+    """Import Flower or say which extra to install.
+
+    Unless the caller set them: Flower's telemetry is off (``FLWR_TELEMETRY_ENABLED=0``; it
+    would post events to flower.ai) and Ray keeps the accelerator variables of CPU-only
+    actors as they are (``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=0``, its future default,
+    which silences its FutureWarning; clients train on the CPU either way).
+    """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     try:
         import flwr  # noqa: F401
         from flwr.simulation import run_simulation
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise MaasrecError("federated training needs Flower with its simulation engine: "
                            "pip install 'maasrec[federated]' (flwr[simulation])") from exc
     return run_simulation
@@ -123,7 +130,7 @@ def train_federated(X, *, n_clients: int = 100, rounds: int = 50,
                     factors: int = 64, learning_rate: float = 0.003,
                     regularization: float = 0.01, batch_size: int = 64,
                     init_std: float = 0.01, server_learning_rate: float = 1.0,
-                    n_workers: int = 1, random_state=None) -> FederatedResult:
+                    n_workers: int = 1, on_round=None, random_state=None) -> FederatedResult:
     """Train a BPR matrix factorisation federatedly, simulated with Flower.
 
     The users are shuffled (seeded) and cut into ``n_clients`` groups; each group is one
@@ -157,6 +164,12 @@ def train_federated(X, *, n_clients: int = 100, rounds: int = 50,
         without momentum).
     n_workers : int, default 1
         Clients trained at once (Ray actors, one CPU each).
+    on_round : callable, optional
+        ``on_round(round, model)`` after each round's aggregation, with a fitted
+        ``BPRMF`` of the current state: the aggregated item side and each client's user
+        factors as last stored (read from the clients' storage: a simulation-only view,
+        e.g. to evaluate every round). A returned mapping is kept in that round's record
+        under ``"metrics"``.
     random_state : int, numpy.random.Generator or None
         Seeds the partition, the client sampling, every start and every negative.
 
@@ -203,9 +216,21 @@ def train_federated(X, *, n_clients: int = 100, rounds: int = 50,
     t0 = time.perf_counter()
     try:
         client = fl.make_client_app(R, groups, cfg, store)
+        def gather() -> np.ndarray:
+            P = np.zeros((n_users, int(factors)), dtype=np.float32)
+            for c, users in enumerate(groups):
+                P[users] = load_user_factors(store, c, len(users), cfg)
+            return P
+
+        def watch(rnd: int, arrays: dict):
+            current = clone(model)
+            _assemble(current, raw, gather(), arrays)
+            return on_round(rnd, current)
+
         server = fl.make_server_app(initial, n_clients=int(n_clients),
                                     clients_per_round=per_round, rounds=int(rounds), seed=seed,
-                                    server_learning_rate=float(server_learning_rate), out=out)
+                                    server_learning_rate=float(server_learning_rate), out=out,
+                                    on_round=None if on_round is None else watch)
         backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                    "init_args": {"num_cpus": int(n_workers), "num_gpus": 0,
                                  "include_dashboard": False}}
@@ -214,9 +239,7 @@ def train_federated(X, *, n_clients: int = 100, rounds: int = 50,
                            num_supernodes=int(n_clients), backend_config=backend)
         if "arrays" not in out:
             raise MaasrecError("the Flower simulation ended without a result (see its log)")
-        P = np.zeros((n_users, int(factors)), dtype=np.float32)
-        for c, users in enumerate(groups):
-            P[users] = load_user_factors(store, c, len(users), cfg)
+        P = gather()
     finally:
         shutil.rmtree(store, ignore_errors=True)
     seconds = time.perf_counter() - t0
@@ -247,12 +270,13 @@ def _assemble(model, data, P: np.ndarray, arrays: dict) -> None:
 
 
 class _quiet_flower:
-    """Flower's INFO lines (several per round) down to WARNING while the simulation runs."""
+    """Flower's INFO lines (several per round) and warnings (``run_simulation`` is deprecated
+    in favour of ``flwr run``) silenced while the simulation runs; errors still show."""
 
     def __enter__(self):
         self.log = logging.getLogger("flwr")
         self.level = self.log.level
-        self.log.setLevel(logging.WARNING)
+        self.log.setLevel(logging.ERROR)
         return self
 
     def __exit__(self, *exc):
