@@ -202,12 +202,17 @@ def check_dp(dp: Any) -> DPSpec | None:
     return DPSpec(**out)
 
 
-def dp_model_check(model: Any) -> DPSpec | None:
-    """Check ``model.dp`` and the model settings DP-SGD cannot honour.
+_FROM_MODEL = object()
+
+
+def dp_model_check(model: Any, dp: Any = _FROM_MODEL) -> DPSpec | None:
+    """Check a ``dp`` parameter for ``model`` and the model settings DP-SGD cannot honour.
 
     Parameters
     ----------
     model : Recommender
+    dp : None or mapping, optional
+        Default: ``model.dp``.
 
     Returns
     -------
@@ -219,7 +224,8 @@ def dp_model_check(model: Any) -> DPSpec | None:
         A model type without DP-SGD support, a bad ``dp``, or a setting that breaks the
         user-level guarantee (named).
     """
-    dp = getattr(model, "dp", None)
+    if dp is _FROM_MODEL:
+        dp = getattr(model, "dp", None)
     if dp is None:
         return None
     name = type(model).__name__
