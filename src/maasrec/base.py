@@ -489,13 +489,13 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
         """Fold new interactions into the fitted model without a full refit.
 
         New users and new events of known users are folded in; what each model updates
-        is listed in :doc:`/online` (ALS: the exact least-squares solve of each touched
-        user's factors with the item factors fixed; EASE, ItemKNN, PureSVD: the users'
-        histories, from which their scores are computed; Popularity: the counts; BPRMF:
-        the touched users' factors re-learned from their whole history with the item
-        factors fixed). Item-side parameters are never refitted: refit on all the data
-        from time to time. The update of each user depends only on their history, so
-        folding events in one call or in many gives the same model.
+        is listed in :doc:`/online` and its class docstring (EASE: the exact refit, by a
+        low-rank update of its inverse Gram matrix; ALS: exact solves of the touched
+        users, of the items that got events, then of those users again; BPRMF: new users
+        folded in, then seeded epochs on the new events mixed with replayed old ones;
+        ItemKNN, PureSVD: the users' histories, from which their scores are computed;
+        Popularity: the counts). Folding events in one call or in many gives the same
+        model (EASE: up to rounding); refit on all the data from time to time.
 
         Parameters
         ----------

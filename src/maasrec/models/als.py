@@ -181,9 +181,13 @@ class ALS(Recommender):
     all users at once with torch sparse kernels (SDDMM + SpMM per step), so the same
     code runs multi-threaded on the CPU and on CUDA.
 
-    ``partial_fit`` re-solves each touched or new user's factors exactly (least squares
-    against the fixed item factors, from the whole history); item factors are not updated
-    and new items are refused (refit).
+    ``partial_fit`` runs one ALS sweep restricted to what changed: every touched or new
+    user's factors solved exactly (least squares against the item factors), then the
+    factors of every item that got an event solved exactly against all users' factors,
+    then those users again. It starts each time from the factors the model had at its
+    first ``partial_fit`` (after ``fit`` or ``load``) over everything folded in since, so
+    batching never changes the result and a call costs at most about one full sweep.
+    Other users' and items' factors are kept; new items are refused (refit).
 
     Parameters
     ----------
@@ -389,19 +393,13 @@ class ALS(Recommender):
                           tol=1e-10)
         return X.numpy()
 
-    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
-        # online update (Recommender.partial_fit): the exact least-squares solve of each
-        # touched (or new) user's factors against the fixed item factors, from the user's
-        # whole history (recalculate_users); the item factors are not updated
-        from ..online import positive_rows
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int,
+                     previous_seen: sp.csr_matrix, event_items: np.ndarray) -> None:
+        # online update (Recommender.partial_fit): exact user solves, the items that got
+        # events, the users again (maasrec.models._online.als_fold_in)
+        from ._online import als_fold_in
 
-        X = self.user_factors_
-        if n_new_users:
-            X = np.vstack([X, np.zeros((n_new_users, X.shape[1]), dtype=X.dtype)])
-        else:
-            X = X.copy()
-        X[user_idx] = self.recalculate_users(positive_rows(self, self.seen_[user_idx]))
-        self.user_factors_ = X
+        als_fold_in(self, user_idx, event_items, previous_seen)
 
     def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
         """implicit's ``ALS.explain`` decomposition, exact for the re-solved user factor.

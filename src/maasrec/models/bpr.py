@@ -321,9 +321,14 @@ class BPRMF(Recommender):
     interaction once per epoch, in random order). Interaction values are ignored: BPR
     learns from which items a user chose.
 
-    ``partial_fit`` re-learns each touched or new user's factor from their whole history
-    (seeded Adam steps of the BPR loss, item factors and biases fixed: a fold-in); item
-    factors are not updated and new items are refused (refit).
+    ``partial_fit`` learns each new user's factor from their history (seeded Adam steps
+    of the BPR loss, item factors and biases fixed: a fold-in), then runs ten seeded
+    epochs of the BPR step over the new positives mixed with a replay
+    sample of old ones, which moves the factors of the users and items in those triples
+    and the item biases. It starts each time from the factors the model had at its first
+    ``partial_fit`` (after ``fit`` or ``load``) over everything folded in since, so
+    batching never changes the result; the cost of a call grows with the events folded
+    in since then (refit from time to time). New items are refused (refit).
 
     Parameters
     ----------
@@ -541,18 +546,13 @@ class BPRMF(Recommender):
     _fold_in_negatives: ClassVar[int] = 16
     _fold_in_max_pairs: ClassVar[int] = 4096
 
-    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
-        # online update (Recommender.partial_fit): fold-in. Each touched (or new) user's
-        # factor is re-learned from scratch on their whole history with the item factors
-        # and biases fixed (seeded start, seeded negatives, full-batch Adam): a function
-        # of the history and random_state only, so batching does not change it
-        P = self.user_factors_
-        if n_new_users:
-            P = np.vstack([P, np.zeros((n_new_users, P.shape[1]), dtype=P.dtype)])
-        else:
-            P = P.copy()
-        P[user_idx] = _fold_in_bpr(self, user_idx)
-        self.user_factors_ = P
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int,
+                     previous_seen: sp.csr_matrix, event_items: np.ndarray) -> None:
+        # online update (Recommender.partial_fit): per-user fold-in, then seeded epochs on
+        # the new positives mixed with replayed old ones (maasrec.models._online.bpr_fold_in)
+        from ._online import bpr_fold_in
+
+        bpr_fold_in(self, user_idx, event_items, previous_seen)
 
     def _check_loaded(self) -> None:
         Q = self._loaded_float("item_factors_", (self.n_items_, None))

@@ -46,8 +46,17 @@ def _gram(X: sp.csr_matrix, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return G
 
 
-def _ease_weights(X: sp.csr_matrix, l2: float, dtype: torch.dtype = torch.float64) -> np.ndarray:
+#: Up to this many items ``fit`` also keeps the float64 inverse ``P`` (8 bytes per item
+#: pair, not saved) that ``partial_fit`` updates; above it the first ``partial_fit``
+#: computes it (about the cost of a fit).
+KEEP_INVERSE_MAX_ITEMS = 5000
+
+
+def _ease_weights(X: sp.csr_matrix, l2: float, dtype: torch.dtype = torch.float64,
+                  inverse: np.ndarray | None = None) -> np.ndarray:
     """EASE's ``B = I - P diagMat(1 / diag(P))`` with ``P = (X.T X + l2 I)^-1``, float32.
+
+    With ``inverse`` (a float64 array of shape (n, n)), ``P`` itself is written into it.
 
     The inversion runs on torch's LAPACK: the Cholesky factor in place in the Gram
     matrix's buffer, then triangular solves a block of columns at a time, so the only
@@ -112,6 +121,8 @@ def _ease_weights(X: sp.csr_matrix, l2: float, dtype: torch.dtype = torch.float6
                 f"EASE: the inverse of X^T X + l2 I is not finite with l2={l2!r}; "
                 "use a larger l2"
             )
+        if inverse is not None:
+            inverse[:, start:stop] = Y.numpy()
         Y /= -d
         Y[start + cols, cols] = 0.0
         B[:, start:stop] = Y.numpy()
@@ -125,8 +136,15 @@ class EASE(Recommender):
     ``||X - X B||^2 + l2 ||B||^2``; a user's scores are ``x_u B``. Strong on
     implicit-feedback top-n benchmarks, deterministic, no iterations.
 
-    ``partial_fit`` folds new users and events into the histories (``seen_``) that the
-    scores are computed from; ``B_`` is not refitted and new items are refused (refit).
+    ``partial_fit`` folds new users and events in exactly: the change of the Gram matrix
+    ``X^T X`` (two rank-one terms per touched user: the old row out, the new row in) is
+    applied to its inverse by the Woodbury identity in float64, and ``B_`` is recomputed
+    from it, so the model equals a refit on all the data up to rounding (about 1e-12 of
+    the inverse; in any batching). A call costs ``O(n_items^2 * rank)`` with ``rank``
+    twice the touched users (a refit inverts from scratch when that is cheaper); the
+    float64 inverse is kept in memory beside ``B_`` (not saved: the first ``partial_fit``
+    after ``load``, or after a fit of more than 5,000 items, computes it, about the
+    cost of a fit). New items are refused (refit).
 
     Parameters
     ----------
@@ -181,14 +199,18 @@ class EASE(Recommender):
         X = self._matrix(data.to_csr()).astype(np.float64)
         n = X.shape[1]
         logger.info("EASE: Gram matrix of %d items (%.0f MB)", n, n * n * 8 / 2**20)
-        self.B_ = _ease_weights(X, self.l2)
+        P = np.empty((n, n)) if n <= KEEP_INVERSE_MAX_ITEMS else None
+        self.B_ = _ease_weights(X, self.l2, inverse=P)
+        self._inverse = None if P is None else (self.B_, P)  # for partial_fit (not saved)
         logger.info("EASE: fitted in %.2fs", time.perf_counter() - t0)
 
-    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
-        # online update (Recommender.partial_fit): scores are computed from the user's
-        # history, which partial_fit has already merged into seen_; the item-item matrix B_ is not refitted
-        # and new items are refused (refit to add items)
-        return None
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int,
+                     previous_seen: sp.csr_matrix) -> None:
+        # online update (Recommender.partial_fit): the exact refit by a low-rank update of
+        # the inverse Gram matrix (maasrec.models._online.ease_fold_in)
+        from ._online import ease_fold_in
+
+        ease_fold_in(self, user_idx, previous_seen)
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return np.asarray(self._matrix(history) @ self.B_, dtype=np.float32)
