@@ -1,4 +1,4 @@
-"""Defaults and standing of the implicit-feedback neural models MultVAE and LightGCN.
+"""Defaults and standing of the implicit-feedback neural models MultVAE, RecVAE and LightGCN.
 
 Two commands, on per-user random 8:1:1 splits (seed 0) of MovieLens 100K and latest-small
 (``maasrec.data.split.random_split``, as ``bench_classical.py``):
@@ -38,6 +38,7 @@ GRIDS = {
     "MultVAE": [{"batch_size": b, "anneal_steps": a} for b in (64, 128, 500)
                 for a in (200, 2000, 20000)],
     "LightGCN": [{"n_layers": n, "l2": r} for n in (2, 3) for r in (1e-4, 1e-3)],
+    "RecVAE": [{"batch_size": b} for b in (128, 500)],
 }
 
 
@@ -55,7 +56,8 @@ def _split(name: str):
 def _model(name: str, params: dict):
     import importlib
 
-    where = {"MultVAE": "maasrec.neural.vae", "LightGCN": "maasrec.neural.lightgcn"}
+    where = {"MultVAE": "maasrec.neural.vae", "LightGCN": "maasrec.neural.lightgcn",
+             "RecVAE": "maasrec.neural.recvae"}
     m = getattr(importlib.import_module(where.get(name, "maasrec.models")), name)(**params)
     if "random_state" in m.get_params():
         m.set_params(random_state=0)

@@ -156,3 +156,27 @@ def test_storage_that_cannot_be_opened_names_it(split, tmp_path):
     with pytest.raises(MaasrecError, match="cannot open the tuning storage"):
         tune(train, valid, models=[Popularity, PureSVD], n_trials=2,
              storage=f"sqlite:///{target}/tune.db")
+
+
+def test_cli_strategy(split, tmp_path, capsys):
+    import json
+
+    from maasrec.tune import cli_main
+
+    train, valid, _ = split
+    paths = tmp_path / "train.csv", tmp_path / "valid.csv"
+    train.to_pandas().to_csv(paths[0], index=False)
+    valid.to_pandas().to_csv(paths[1], index=False)
+    lb = tmp_path / "lb.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = cli_main(["--train", str(paths[0]), "--valid", str(paths[1]), "--models",
+                         "PureSVD,EASE", "--n-trials", "5", "--no-progress", "--strategy",
+                         "joint", "--leaderboard", str(lb)])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["n_trials"] == 5
+    assert cli_main(["--train", str(paths[0]), "--valid", str(paths[1]), "--strategy",
+                     "spread", "--storage", str(tmp_path / "s.db"), "--n-trials", "1",
+                     "--no-progress"]) == 2
+    assert "strategy='spread' runs in one process" in capsys.readouterr().err

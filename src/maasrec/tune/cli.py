@@ -57,6 +57,9 @@ def add_tune_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--study-name", default=None, help="study to create or join in --storage")
     t.add_argument("--seed", type=int, default=0, help="seed of the sampler, models, split")
     t.add_argument("--refit", action="store_true", help="refit the best on train + valid")
+    t.add_argument("--strategy", default="auto", choices=["auto", "spread", "joint"],
+                   help="share trials family by family (spread) or one TPE over all (joint); "
+                        "auto: spread for several models without --storage")
     t.add_argument("--output", default=None, help="save the best model to this directory")
     t.add_argument("--overwrite", action="store_true", help="replace --output")
     t.add_argument("--leaderboard", default=None, metavar="CSV",
@@ -112,7 +115,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         m.strip() for m in args.models.split(",") if m.strip()]
     res = tune(train, valid, models=models, metric=args.metric, budget=args.budget,
                n_trials=args.n_trials, storage=args.storage, study_name=args.study_name,
-               random_state=args.seed, refit=args.refit, verbose=not args.no_progress)
+               random_state=args.seed, refit=args.refit, strategy=args.strategy,
+               verbose=not args.no_progress)
     out = res.to_dict()
     out["leaderboard"] = out["leaderboard"][:10]
     if test is not None:
