@@ -621,7 +621,8 @@ class Trainer:
             _LossModule(self.task.module, self.task.loss),
             device_ids=[dev.index if dev.index is not None else torch.cuda.current_device()]
             if dev.type == "cuda" else None,
-            find_unused_parameters=True)
+            # grads live in DDP's all-reduce buckets: no copy in and out each step
+            find_unused_parameters=True, gradient_as_bucket_view=True)
         logger.debug("%s: DistributedDataParallel over %d ranks", self.config.name,
                      world_size())
 
