@@ -5,8 +5,9 @@ vocabulary for new users (and the item vocabulary for models that can take new i
 merges the events into ``seen_`` (an event for a pair already there replaces its value,
 as ``fit``'s default ``duplicates="last"`` does) and hands the touched users to the
 model's ``_partial_fit(user_idx, n_new_users, n_new_items)`` hook. A hook that also
-declares ``previous_seen`` (the ``seen_`` before the update) or ``event_items`` (the
-distinct item indices of the events) as keyword parameters gets them too.
+declares ``previous_seen`` (the ``seen_`` before the update), ``event_items`` (the
+distinct item indices of the events) or ``events`` (the events' user and item indices,
+in time order within each user, repeats kept) as keyword parameters gets them too.
 
 What each model does is said in its class docstring and in :doc:`/online`. Two kinds:
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .data.interactions import Interactions, as_interactions
@@ -56,7 +58,7 @@ def positive_rows(model, m: sp.csr_matrix) -> sp.csr_matrix:
 def _hook_extras(cls) -> frozenset:
     """The optional keyword parameters the class's ``_partial_fit`` hook declares."""
     params = inspect.signature(cls._partial_fit).parameters
-    return frozenset(n for n in ("previous_seen", "event_items") if n in params)
+    return frozenset(n for n in ("previous_seen", "event_items", "events") if n in params)
 
 
 def _as_new_interactions(new_interactions) -> Interactions:
@@ -170,6 +172,12 @@ def partial_fit(model, new_interactions) -> np.ndarray:
         extra["previous_seen"] = old[2]
     if "event_items" in wanted:
         extra["event_items"] = np.unique(cols).astype(np.int64)
+    if "events" in wanted:  # (user, item) indices in time order within each user
+        ev = data
+        if isinstance(new_interactions, pd.DataFrame):  # repeats kept: a re-watch counts
+            ev = Interactions.from_pandas(new_interactions, duplicates="keep")
+        extra["events"] = (user_vocab.index(ev.user_vocab.ids_of(ev.user_indices)),
+                           item_vocab.index(ev.item_vocab.ids_of(ev.item_indices)))
     try:
         model._partial_fit(touched, n_new_users=n_new_users, n_new_items=n_new_items,
                            **extra)

@@ -263,6 +263,13 @@ class HybridRecommender(Recommender):
     history gets the most popular items.
 
     **Determinism.** On the CPU the same seed, data and thread count give the same model.
+
+    **Online updates.** ``partial_fit`` recomputes the stored representations of the
+    touched users from their merged histories with the trained towers (known users keep
+    their learned id rows; new users are represented like ``history=`` users). Nothing
+    is trained: item vectors, towers and scorer stay as fitted, and new items come in
+    through :meth:`add_items`. Dot and NeuMF scorers with a "history" user modality only
+    (the attention scorer, and new users of a model with ``user_bias``, are refused).
     """
 
     #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
@@ -604,6 +611,13 @@ class HybridRecommender(Recommender):
         if not self.supports_history:
             return None
         return self._scoring.history_vectors(self, history)
+
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int) -> None:
+        # online update (Recommender.partial_fit): users re-represented from their
+        # histories (maasrec.neural._online.hybrid_fold_in)
+        from ._online import hybrid_fold_in
+
+        hybrid_fold_in(self, user_idx, n_new_users)
 
     # -- cold items ---------------------------------------------------------------------
     def add_items(self, item_features: ItemFeatures) -> HybridRecommender:

@@ -95,6 +95,13 @@ class SequentialRecommender(Recommender):
     reads it left to right and scores every item as the next one. Recommendations for a
     user come from the hidden state after their latest item.
 
+    ``partial_fit`` appends new events to the histories (new users too; items must be
+    known: announce new ones with :meth:`add_items` first), then fine-tunes the network
+    for two seeded epochs of its next-item task on the sequences of the users touched
+    since its first ``partial_fit`` plus as many replayed other users, starting each time
+    from the weights of that first call (batching does not change the result); the
+    validation hold-out, early stopping and ``dp`` are not applied (refit for those).
+
     Parameters
     ----------
     max_len : int, default 50
@@ -556,6 +563,14 @@ class SequentialRecommender(Recommender):
         """Keep the latest ``max_len`` items of every user (oldest first)."""
         self.history_items_, self.history_indptr_ = latest_items(items, indptr,
                                                                  int(self.max_len))
+
+    def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int,
+                     events) -> None:
+        # online update (Recommender.partial_fit): histories + seeded fine-tuning from the
+        # anchor (maasrec.neural._online.sequential_fold_in)
+        from ._online import sequential_fold_in
+
+        sequential_fold_in(self, user_idx, n_new_users, events)
 
     def extend_history(self, X) -> SequentialRecommender:
         """Append new interactions of known users to the histories the model reads.
