@@ -717,10 +717,41 @@ def write_model_dir(tmp: Path, *, class_name: str, params: dict, attributes: dic
 
         save_torch({k: v.detach().cpu().contiguous() for k, v in weights.items()},
                    str(tmp / WEIGHTS_FILE))
+    _honour_umask(tmp)
     # the manifest of every other file (nested models, retriever/, lm/ included), then
     # maasrec.json, written last: its presence marks a complete model
     meta["files"] = build_manifest(tmp)
     _write_json(tmp / META_FILE, meta)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the platform allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(root: Path) -> None:
+    """Give every file under ``root`` the mode a plain ``open()`` would have given it.
+
+    safetensors (0.8) writes its files with mode 0o600 whatever the umask, so a model
+    saved by one user could not be read by another: a server running as another uid (the
+    container image's), or a read-only model volume shared by several pods.
+    """
+    mode = 0o666 & ~_current_umask()
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+                os.chmod(full, mode)
 
 
 def read_model_dir(path: str | os.PathLike, *, verify: bool = True) -> dict:
