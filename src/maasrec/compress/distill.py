@@ -39,7 +39,7 @@ from ..neural._sequences import NextItemTask, latest_items
 from ..training import seeded, softmax_loss, torch_generator
 from ._seqtrain import check_fitted, prepare_data, train_network
 
-__all__ = ["DISTILL_MODES", "DistillTask", "distill", "teacher_lists"]
+__all__ = ["DISTILL_MODES", "distill"]
 
 #: Accepted values of ``mode``.
 DISTILL_MODES = ("auto", "positions", "lists")

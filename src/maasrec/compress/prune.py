@@ -33,7 +33,7 @@ from ..exceptions import DataError, ModelFormatError
 from ..training import seeded
 from ._seqtrain import check_fitted, prepare_data, train_network
 
-__all__ = ["PRUNE_METHODS", "check_block_shapes", "prune", "sparsity"]
+__all__ = ["PRUNE_METHODS", "prune", "sparsity"]
 
 #: Accepted values of ``method``.
 PRUNE_METHODS = ("magnitude", "structured")
