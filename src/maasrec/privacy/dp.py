@@ -317,6 +317,9 @@ class PrivateSGD:
         self.generators = [self._sample_gen, self._noise_gen]
         self.epsilons: list[float] = []
         self.steps_at_epoch: list[int] = []
+        self.clipped_fraction: list[float] = []  # per epoch: users whose norm > C
+        self.median_norm: list[float] = []  # per epoch: median per-user gradient norm
+        self._epoch_norms: list[float] = []
         self._trainer = None
         self.last_norms: list[float] = []
         logger.info("%s: DP-SGD over %d users, %d expected per step (q=%.4g), noise "
@@ -367,6 +370,7 @@ class PrivateSGD:
             sq = [g.detach().double().pow(2).sum() for g in grads if g is not None]
             norm = float(torch.stack(sq).sum().sqrt()) if sq else 0.0
             self.last_norms.append(norm)
+            self._epoch_norms.append(norm)
             factor = min(1.0, c / (norm + 1e-6))
             for s, g in zip(summed, grads):
                 if g is not None:
@@ -397,6 +401,15 @@ class PrivateSGD:
         eps = self.epsilon(steps)
         self.epsilons.append(eps)
         self.steps_at_epoch.append(int(steps))
+        norms = np.asarray(self._epoch_norms, dtype=np.float64)
+        self._epoch_norms = []
+        clipped = float((norms > self.max_grad_norm).mean()) if len(norms) else 0.0
+        median = float(np.median(norms)) if len(norms) else 0.0
+        self.clipped_fraction.append(clipped)
+        self.median_norm.append(median)
+        logger.info("%s: epsilon %.4g spent after %d steps; %.0f%% of the users clipped "
+                    "(median gradient norm %.3g, max_grad_norm %g)", self.name, eps, steps,
+                    100 * clipped, median, self.max_grad_norm)
         return {"epsilon": eps}
 
     def fingerprint(self) -> dict[str, Any]:
@@ -407,12 +420,16 @@ class PrivateSGD:
 
     def state_dict(self) -> dict[str, Any]:
         """The per-epoch record (for a checkpoint)."""
-        return {"epsilons": list(self.epsilons), "steps_at_epoch": list(self.steps_at_epoch)}
+        return {"epsilons": list(self.epsilons), "steps_at_epoch": list(self.steps_at_epoch),
+                "clipped_fraction": list(self.clipped_fraction),
+                "median_norm": list(self.median_norm)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.epsilons = [float(x) for x in state.get("epsilons", [])]
         self.steps_at_epoch = [int(x) for x in state.get("steps_at_epoch", [])]
+        self.clipped_fraction = [float(x) for x in state.get("clipped_fraction", [])]
+        self.median_norm = [float(x) for x in state.get("median_norm", [])]
 
     def record(self) -> dict[str, Any]:
         """The privacy record kept in ``training_log_["privacy"]`` (JSON-ready)."""
@@ -426,6 +443,8 @@ class PrivateSGD:
             "sample_rate": self.sample_rate, "expected_batch_users": self.expected_batch,
             "n_users": self.n_units,
             "steps": self.steps_at_epoch[-1] if self.steps_at_epoch else 0,
+            "clipped_fraction_per_epoch": list(self.clipped_fraction),
+            "median_grad_norm_per_epoch": list(self.median_norm),
             "opacus": _opacus_version(),
         }
 
