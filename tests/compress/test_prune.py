@@ -200,3 +200,17 @@ def test_tampered_block_shapes_are_refused(fitted, tmp_path):
     (path / "maasrec.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFormatError, match="block_shapes_"):
         Recommender.load(path)
+
+
+def test_attached_retriever_is_rebuilt_over_the_pruned_vectors(fitted):
+    pytest.importorskip("faiss")
+    from maasrec.rankers import FaissRetriever
+
+    X, model = fitted
+    with_index = copy.deepcopy(model).set_retriever(FaissRetriever("flat"))
+    pruned = prune(with_index, X, amount=0.5, epochs=1)
+    assert pruned._retriever is not None and pruned._retriever is not with_index._retriever
+    users = list(X.user_vocab.ids[:10])
+    exact = pruned.recommend(users, k=5, retriever="exact")
+    approx = pruned.recommend(users, k=5)
+    np.testing.assert_array_equal(exact[0], approx[0])

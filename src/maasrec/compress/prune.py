@@ -240,7 +240,12 @@ def prune(model, X=None, *, method: str = "structured", amount: float = 0.5,
     data = val = None
     if epochs:
         data, val = prepare_data(model, X, validation, "prune")
-    out = copy.deepcopy(model)
+    retriever = getattr(model, "_retriever", None)
+    model._retriever = None  # the original's index stays the original's, not copied
+    try:
+        out = copy.deepcopy(model)
+    finally:
+        model._retriever = retriever
     net = out.network_
     before = sum(p.numel() for p in net.parameters())
     log: dict = {}
@@ -271,6 +276,8 @@ def prune(model, X=None, *, method: str = "structured", amount: float = 0.5,
             _unmask(net)
     net.eval()
     out._invalidate()
+    if retriever is not None:  # the same kind of index over the new item vectors
+        out.set_retriever(type(retriever)(**retriever.get_params()))
     out.compression_ = {"method": "prune", "prune": method, "amount": float(amount),
                         "heads": heads, "ffn": ffn, "scope": scope,
                         "parameters_before": int(before),
