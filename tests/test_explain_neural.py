@@ -57,10 +57,10 @@ def _active(X, r=0):
 def _history(model, X, user):
     """The user's history as the model reads it (ordered for the sequence models)."""
     u = int(model.user_vocab_.index([user])[0])
-    from maasrec.explain import stored_sequence
+    from maasrec.explain import _stored_sequence
 
     if getattr(model, "_explain_sequence", None) is not None:
-        return list(model.item_vocab_.ids[stored_sequence(model, u)])
+        return list(model.item_vocab_.ids[_stored_sequence(model, u)])
     return list(model.item_vocab_.ids[model.seen_[u].indices])
 
 

@@ -333,7 +333,7 @@ def explain(model, user=None, item=None, *, history=None, n: int = 5, item_title
         user_idx = int(model.user_vocab_.index([user])[0])
         row = sp.csr_matrix(model.seen_[user_idx])
         if seq_hook is not None:
-            seq = stored_sequence(model, user_idx)
+            seq = _stored_sequence(model, user_idx)
     if item_idx in set(row.indices.tolist()) or (seq is not None and item_idx in set(
             seq.tolist())):
         who = f"user {_json_id(user)!r}'s" if user is not None else "the given"
@@ -349,7 +349,7 @@ def explain(model, user=None, item=None, *, history=None, n: int = 5, item_title
     return _explanation(model, terms, item, user, n, titles, verb.strip())
 
 
-def stored_sequence(model, user_idx: int) -> np.ndarray:
+def _stored_sequence(model, user_idx: int) -> np.ndarray:
     """A known user's history as the model stored it (item indices, oldest first).
 
     Models that keep ordered histories (``history_indptr_``/``history_items_``) give
@@ -500,7 +500,7 @@ def _histories(model, data) -> list[np.ndarray]:
     ordered = getattr(model, "_explain_sequence", None) is not None
     if data is None:
         if ordered:
-            return [stored_sequence(model, u) for u in range(model.n_users_)]
+            return [_stored_sequence(model, u) for u in range(model.n_users_)]
         R = sp.csr_matrix(model.seen_)
         R.sum_duplicates()
         return [R.indices[R.indptr[u]:R.indptr[u + 1]].astype(np.int64)
