@@ -50,7 +50,8 @@ def _weights_from_inverse(P: np.ndarray) -> np.ndarray:
     if not (np.isfinite(d).all() and (d > 0).all()):
         raise MaasrecError("EASE: the updated inverse of X^T X + l2 I is not positive "
                            "definite (rounding); refit the model")
-    B = (P / -d).astype(np.float32)
+    B = np.empty(P.shape, dtype=np.float32)
+    np.divide(P, -d, out=B, casting="unsafe")  # one pass, straight into float32
     np.fill_diagonal(B, 0.0)
     return B
 
@@ -94,8 +95,7 @@ def ease_fold_in(model, user_idx: np.ndarray, previous_seen: sp.csr_matrix) -> N
     K[np.diag_indices_from(K)] += c  # C + U P Uᵀ
     with threads_for(n * n * r):
         M = np.linalg.solve(K, W)
-        P = P - W.T @ M
-    P = 0.5 * (P + P.T)  # keep it symmetric to rounding (as refit's inverse is)
+        P = P - W.T @ M  # symmetric up to rounding (Wᵀ K⁻¹ W with K symmetric)
     model.B_ = _weights_from_inverse(P)
     model._inverse = (model.B_, P)
 
