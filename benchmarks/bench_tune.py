@@ -3,14 +3,20 @@
 On a per-user random 8:1:1 split (seed 0) of MovieLens 100K and latest-small
 (``maasrec.data.split.random_split``, as ``bench_new_models.py`` and
 ``bench_classical.py``), ``tune(train, valid, models="auto", budget=B, random_state=0)``
-searches on train/valid; the chosen model (as returned: fitted on train, or on train +
-valid with ``--refit``) is scored by NDCG@10 and Recall@20 on test, full ranking, train
-and validation items excluded. Beside it, in the same run, ALS with its defaults (fitted
-on train) is scored the same way, so the gain of tuning is read at equal load; the other
-defaults' test scores are in ``results/new_models_test.json``.
+searches on train/valid (``strategy="auto"``: every family's defaults, then successive
+halving over the leading families); the chosen model (as returned: fitted on train, or on
+train + valid with ``--refit``) is scored by NDCG@10 and Recall@20 on test, full
+ranking, train and validation items excluded. Beside it, in the same run: ALS with its
+defaults (fitted on train, or on train + valid with ``--refit``) scored the same way, and
+the best default of the search by validation (``defaults``: every family's default
+trial on validation, the best one fitted again on train and scored on test), so the
+gain of tuning is read at equal load; the other defaults' test scores are in
+``results/new_models_test.json``. ``--data beauty``: Amazon Beauty, the same per-user
+random split.
 
 Reports the chosen model and parameters, trials per model and state, the budget held
-(elapsed, overrun, trials stopped by it) and the 1-minute load average before and after.
+(elapsed, overrun, trials stopped by it) and the 1-minute load average before, after and
+every 15 s during the search (``load_during``: mean, min, max).
 Results are merged into ``benchmarks/results/tune.json`` under ``<data>@<budget>``.
 
 Run with one thread: ``OMP_NUM_THREADS=1 python benchmarks/bench_tune.py --data 100k
@@ -141,8 +147,14 @@ def run(data: str, budget: str, models: str, refit: bool) -> dict:
            "message": res.message}
     out["defaults"] = _defaults(res, train, valid, test)
     t = time.perf_counter()
-    als = ALS(random_state=0).fit(train)
-    out["same_run_ALS_defaults"] = {**_test(als, train, valid, test, False),
+    if refit:  # the same protocol as the tuned model: fitted on train + valid
+        from maasrec.tune.search import _union
+
+        als = ALS(random_state=0).fit(_union(train, valid))
+    else:
+        als = ALS(random_state=0).fit(train)
+    out["same_run_ALS_defaults"] = {**_test(als, train, valid, test, refit),
+                                    "fitted_on": "train+valid" if refit else "train",
                                     "fit_seconds": round(time.perf_counter() - t, 2)}
     return out
 

@@ -180,3 +180,12 @@ def test_cli_strategy(split, tmp_path, capsys):
                      "spread", "--storage", str(tmp_path / "s.db"), "--n-trials", "1",
                      "--no-progress"]) == 2
     assert "strategy='spread' runs in one process" in capsys.readouterr().err
+
+
+def test_no_experimental_warning_reaches_the_user(split):
+    train, valid, _ = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
+        res = tune(train, valid, models=[PureSVD, EASE], n_trials=5, random_state=0)
+    assert res.n_trials == 5

@@ -7,6 +7,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -270,8 +271,13 @@ class _Search:
         """Up to ``n_trials`` trials of ``model`` (TPE over its parameters only) within
         ``seconds``; returns the number of trials run."""
         optuna, study = self.optuna, self.study
-        study.sampler = base_sampler if model is None else \
-            optuna.samplers.PartialFixedSampler({"model": model}, base_sampler)
+        if model is None:
+            study.sampler = base_sampler
+        else:
+            with warnings.catch_warnings():  # experimental in Optuna (stable since 2.4)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.sampler = optuna.samplers.PartialFixedSampler({"model": model},
+                                                                    base_sampler)
         finite = seconds is not None and math.isfinite(seconds)
         cand = self.cands.get(model) if model is not None else None
         if cand is not None and finite and _is_classical(cand.cls):
