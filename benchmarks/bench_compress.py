@@ -286,14 +286,222 @@ def bench_encoder(n_speed: int) -> dict:
     return out
 
 
+# -- networks: LMRanker and SequentialRecommender, float32 / ONNX Runtime / int8 ------------
+NET_VARIANTS = ("float32", "onnx", "int8")
+
+
+def _net_variants(model, tmp: Path) -> dict:
+    """Save the float model and its compressed forms; the directory and network sizes."""
+    from maasrec.compress import export_onnx, quantize_network
+
+    out = {}
+    model.save(tmp / "float32")
+    q8 = quantize_network(model)
+    q8.save(tmp / "int8")
+    t0 = time.perf_counter()
+    onnx = export_onnx(model)
+    export_s = time.perf_counter() - t0
+    onnx.save(tmp / "onnx")
+    nb = q8.network_bytes_
+    out["float32"] = {"dir_bytes": _dir_bytes(tmp / "float32"), "network_bytes": nb["float32"]}
+    out["int8"] = {"dir_bytes": _dir_bytes(tmp / "int8"), "network_bytes": nb["int8"],
+                   "int8_layers": len(q8.int8_layers_)}
+    out["onnx"] = {"dir_bytes": _dir_bytes(tmp / "onnx"), "network_bytes": onnx.onnx_bytes_,
+                   "export_s": round(export_s, 1)}
+    return out
+
+
+def _net_worker(args) -> int:
+    """Child process: load one saved variant, time a workload at 1 and 2 threads
+    (alternating, ``rounds`` times), print JSON with medians and the peak RSS."""
+    import resource
+
+    import torch
+
+    from maasrec import Recommender
+
+    job = json.loads(Path(args.worker).read_text())
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    model = Recommender.load(job["dir"])
+    load_s = time.perf_counter() - t0
+    inner = getattr(model, "model_", model)
+
+    def work():
+        if job["kind"] == "lmranker":
+            inner.decision_function(job["users"], job["items"])
+        else:
+            model.recommend(job["users"], k=10)
+
+    runs = {1: [], 2: []}
+    for t in (1, 2):  # warm-up at each thread count
+        torch.set_num_threads(t)
+        if "n_threads" in model.get_params():
+            model.set_params(n_threads=t)
+        work()
+    for _ in range(job["rounds"]):
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            if "n_threads" in model.get_params():
+                model.set_params(n_threads=t)
+            a = time.perf_counter()
+            work()
+            runs[t].append(len(job["users"]) / (time.perf_counter() - a))
+    print(json.dumps({"per_s": {t: float(np.median(r)) for t, r in runs.items()},
+                      "all": runs, "load_s": round(load_s, 2),
+                      "peak_rss_mb": round(resource.getrusage(
+                          resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "rss_after_import_mb": round(rss0 / 1024, 1)}))
+    return 0
+
+
+def _net_speed(kind: str, tmp: Path, users: list, items: list | None, rounds: int,
+               reps: int) -> dict:
+    """Each variant in its own process (peak memory per variant); ``reps`` passes over the
+    variants, interleaved, so that load changes hit every variant alike."""
+    import subprocess
+
+    res = {v: [] for v in NET_VARIANTS}
+    loads = []
+    for _ in range(reps):
+        for v in NET_VARIANTS:
+            job = tmp / f"job-{v}.json"
+            job.write_text(json.dumps({"dir": str(tmp / v), "kind": kind, "users": users,
+                                       "items": items, "rounds": rounds}))
+            env = {**os.environ, "OMP_NUM_THREADS": "2"}
+            p = subprocess.run([sys.executable, __file__, "--worker", str(job)], env=env,
+                               capture_output=True, text=True, check=False)
+            if p.returncode:
+                raise RuntimeError(f"worker {v} failed: {p.stderr[-2000:]}")
+            res[v].append(json.loads(p.stdout.strip().splitlines()[-1]))
+            loads.append(loadavg())
+    unit = "pairs_per_s" if kind == "lmranker" else "users_per_s"
+    out = {"loadavg_per_run": loads}
+    for v, runs in res.items():
+        row = {f"{unit}_{t}t": round(float(np.median([r["per_s"][str(t)] for r in runs])), 1)
+               for t in (1, 2)}
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+        row["load_s"] = float(np.median([r["load_s"] for r in runs]))
+        out[v] = row
+    for v in NET_VARIANTS:
+        for t in (1, 2):
+            out[v][f"speedup_{t}t"] = round(out[v][f"{unit}_{t}t"] /
+                                            out["float32"][f"{unit}_{t}t"], 2)
+    return out
+
+
+def _net_quality(tmp: Path, train, test, users: np.ndarray) -> dict:
+    from maasrec import Recommender
+
+    out, base = {}, None
+    for v in NET_VARIANTS:
+        m = Recommender.load(tmp / v)
+        r = evaluate(m, train, test, k=10, metrics=["ndcg", "hit"], users=users,
+                     n_bootstrap=0)
+        row = {k: round(float(x), 5) for k, x in r.items() if k.endswith("@10")}
+        base = base or row
+        row["ndcg_change_rel"] = round(row["ndcg@10"] / base["ndcg@10"] - 1, 5)
+        out[v] = row
+    return out
+
+
+def bench_sequential_net(args) -> dict:
+    import torch
+
+    from maasrec.data.split import leave_last_out
+    from maasrec.datasets import load_amazon_sequences, load_movielens
+    from maasrec.neural import SequentialRecommender
+
+    torch.set_num_threads(1)
+    if args.seq_data == "beauty":
+        X = load_amazon_sequences("beauty", download=False).interactions
+    else:
+        X = load_movielens(args.seq_data.removeprefix("ml-"), download=False).interactions
+    train, valid, test = leave_last_out(X, n_valid=1, n_test=1)
+    params = dict(dim=64, n_layers=2, n_heads=2, max_len=50, dropout=0.5,
+                  epochs=args.seq_epochs, random_state=0, verbose=False)
+    t0 = time.perf_counter()
+    model = SequentialRecommender(**params).fit(train, validation=valid)
+    fit_s = time.perf_counter() - t0
+    tmp = Path(tempfile.mkdtemp(prefix="bench-net-"))
+    try:
+        sizes = _net_variants(model, tmp)
+        rng = np.random.default_rng(0)
+        pool = np.unique(test.user_indices)
+        q_users = np.sort(rng.choice(pool, min(args.seq_users, len(pool)), replace=False))
+        quality = _net_quality(tmp, train, test, q_users)
+        s_users = [int(u) if isinstance(u, (np.integer,)) else u for u in
+                   rng.choice(model.user_vocab_.ids, min(args.seq_speed_users, model.n_users_),
+                              replace=False).tolist()]
+        speed = _net_speed("sequential", tmp, s_users, None, rounds=3, reps=2)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows = {v: {**sizes[v], **quality[v], **{k: x for k, x in speed[v].items()}}
+            for v in NET_VARIANTS}
+    return {"data": f"{args.seq_data}, leave-last-out (valid: early stopping)", "params": params,
+            "fit_s": round(fit_s, 1), "quality_users": len(q_users),
+            "speed_workload": f"recommend(k=10) for {len(s_users)} known users",
+            "rows": rows, "loadavg_per_run": speed["loadavg_per_run"]}
+
+
+def bench_lmranker_net(args) -> dict:
+    import torch
+
+    from maasrec.data.split import leave_last_out
+    from maasrec.datasets import load_movielens
+    from maasrec.lm_ranker import LMRanker
+    from maasrec.models import EASE
+
+    torch.set_num_threads(1)
+    ds = load_movielens("100k", download=False)
+    X = ds.interactions
+    train, _valid, test = leave_last_out(X, n_valid=1, n_test=1)
+    params = dict(model="sentence-transformers/all-MiniLM-L6-v2", head="mean",
+                  n_candidates=20, history_len=3, max_length=96, max_item_tokens=20,
+                  epochs=1, batch_size=32, max_positives=args.lm_positives, random_state=0,
+                  alpha=0.0, verbose=False)
+    t0 = time.perf_counter()
+    model = LMRanker(first_stage=EASE(l2=100.0), **params).fit(
+        train, item_features=ds.item_features)
+    fit_s = time.perf_counter() - t0
+    tmp = Path(tempfile.mkdtemp(prefix="bench-net-"))
+    try:
+        sizes = _net_variants(model, tmp)
+        rng = np.random.default_rng(0)
+        q_users = np.sort(rng.choice(np.unique(test.user_indices), args.lm_users, replace=False))
+        quality = _net_quality(tmp, train, test, q_users)
+        n = args.lm_pairs
+        users = [int(u) for u in rng.choice(model.user_vocab_.ids, n)]
+        items = [int(i) for i in rng.choice(model.item_vocab_.ids, n)]
+        speed = _net_speed("lmranker", tmp, users, items, rounds=2, reps=2)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows = {v: {**sizes[v], **quality[v], **speed[v]} for v in NET_VARIANTS}
+    p = {k: v for k, v in params.items()}
+    return {"data": "MovieLens 100K, leave-last-out; first stage EASE(l2=100)", "params": p,
+            "fit_s": round(fit_s, 1), "quality_users": len(q_users),
+            "speed_workload": f"decision_function over {n} random (user, item) pairs",
+            "rows": rows, "loadavg_per_run": speed["loadavg_per_run"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--parts", default="tables,faiss,encoder")
     p.add_argument("--datasets", default="ml-1m,beauty")
     p.add_argument("--n-random", type=int, default=100_000)
     p.add_argument("--n-speed", type=int, default=400)
+    p.add_argument("--seq-data", default="beauty", help="beauty, ml-100k or ml-1m")
+    p.add_argument("--seq-epochs", type=int, default=20)
+    p.add_argument("--seq-users", type=int, default=5000, help="quality users (Beauty)")
+    p.add_argument("--seq-speed-users", type=int, default=2000)
+    p.add_argument("--lm-positives", type=int, default=300)
+    p.add_argument("--lm-users", type=int, default=300, help="quality users (ML-100K)")
+    p.add_argument("--lm-pairs", type=int, default=256)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(RESULTS / "compress.json"))
     args = p.parse_args(argv)
+    if args.worker:
+        return _net_worker(args)
     import platform
 
     import torch
@@ -311,6 +519,12 @@ def main(argv=None) -> int:
         results["faiss"] = bench_faiss(args.n_random)
     if "encoder" in parts:
         results["encoder"] = bench_encoder(args.n_speed)
+    for name, fn in (("sequential", bench_sequential_net), ("lmranker", bench_lmranker_net)):
+        if name in parts:
+            results[name] = fn(args)
+            results[name]["loadavg_end"] = loadavg()
+            print(f"[{name}] " + json.dumps(results[name]["rows"]), flush=True)
+            out_path.write_text(json.dumps(results, indent=1) + "\n")  # keep what is done
     results["machine"]["loadavg_end"] = loadavg()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=1) + "\n")
