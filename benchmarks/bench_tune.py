@@ -140,10 +140,10 @@ def run(data: str, budget: str, models: str, refit: bool) -> dict:
            "budget_exhausted": res.budget_exhausted,
            "stopped_by_budget": res.stopped_by_budget, "n_trials": res.n_trials,
            "trials": {f"{m} {s}": n for (m, s), n in sorted(Counter(
-               zip(res.leaderboard.model, res.leaderboard.state)).items())},
+               zip(res.leaderboard.model.astype(str), res.leaderboard.state)).items())},
            "leaderboard_top": res.to_dict()["leaderboard"][:8],
            "load_1min": [round(load0, 2), round(load1, 2)], "load_during": load,
-           "trials_per_model": dict(Counter(res.leaderboard.model)),
+           "trials_per_model": dict(Counter(res.leaderboard.model.astype(str))),
            "message": res.message}
     out["defaults"] = _defaults(res, train, valid, test)
     t = time.perf_counter()

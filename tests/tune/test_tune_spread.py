@@ -189,3 +189,13 @@ def test_no_experimental_warning_reaches_the_user(split):
         warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
         res = tune(train, valid, models=[PureSVD, EASE], n_trials=5, random_state=0)
     assert res.n_trials == 5
+
+
+def test_defaults_not_reached_are_named_in_the_leaderboard(split):
+    train, valid, _ = split
+    res = tune(train, valid, models=[Popularity, PureSVD, EASE], n_trials=1, random_state=0)
+    lb = res.leaderboard
+    waiting = lb[lb.state == "WAITING"]
+    assert sorted(waiting.model) == ["EASE", "PureSVD"]
+    assert (waiting.note == "not run: the search ended first").all()
+    assert res.best_model_name == "Popularity" and res.n_trials == 1

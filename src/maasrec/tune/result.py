@@ -25,6 +25,8 @@ def _note(t: Any) -> str:
         return f"pruned at epoch {step}" if step is not None else "pruned"
     if t.state.name == "FAIL":
         return str(a.get("error", "failed"))
+    if t.state.name == "WAITING":
+        return "not run: the search ended first"
     return ""
 
 
@@ -55,11 +57,14 @@ def leaderboard(study: Any, metric: str, maximize: bool = True) -> pd.DataFrame:
         trial: its best epoch's validation value, in ``note`` why it stopped),
         ``fit_seconds`` (fit and validation), ``epochs`` (neural models), ``state``
         (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING`` for another worker's trial in
-        progress), ``note`` and ``worker`` (host:pid that ran it).
+        progress, ``WAITING`` for a model's defaults queued but not reached), ``note``
+        and ``worker`` (host:pid that ran it).
     """
     rows = []
     for t in study.get_trials(deepcopy=False):
-        model = t.params.get("model", t.user_attrs.get("model"))
+        # a queued default trial the search ended before: its model is in the queue entry
+        queued = t.system_attrs.get("fixed_params", {}) if t.state.name == "WAITING" else {}
+        model = t.params.get("model", t.user_attrs.get("model", queued.get("model")))
         prefix = f"{model}."
         params = {k[len(prefix):]: v for k, v in t.params.items() if k.startswith(prefix)}
         params.update(t.user_attrs.get("decoded", {}))
