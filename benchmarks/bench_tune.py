@@ -106,6 +106,12 @@ def _defaults(res, train, valid, test) -> dict:
     names = set(cand.cls._get_param_names())
     if "random_state" in names:
         params["random_state"] = 0
+    if res.best_model_name == best and not res.refit and all(
+            res.best_params.get(k) == v for k, v in params.items() if k != "random_state"):
+        # the best default is the search's answer: the same fitted model
+        return {"valid_ndcg@10": out, "best": best, "best_valid_ndcg@10": out[best],
+                "best_test": {**_test(res.best_model, train, valid, test, False),
+                              "same_as_tuned": True}}
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
