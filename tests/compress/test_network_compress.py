@@ -277,3 +277,19 @@ def test_cli_int8_and_onnx_of_a_saved_model(seq, tmp_path, capsys):
     EASE().fit(tiny_interactions()).save(tmp_path / "ease")
     assert cli_main(["int8", str(tmp_path / "ease"), str(tmp_path / "x")]) == 2
     assert "not EASE" in capsys.readouterr().err
+
+
+@needs_onnx
+def test_fit_fits_a_clone_then_compresses(data):
+    params = dict(dim=16, n_heads=2, max_len=12, epochs=1, random_state=0, verbose=False)
+    base = SequentialRecommender(**params).fit(data)
+    for klass, kw in ((Int8Recommender, {}), (OnnxRecommender, {"n_threads": 1})):
+        m = klass(model=SequentialRecommender(**params), **kw)
+        with pytest.raises(NotFittedError):
+            m.recommend([0], k=3)
+        m.fit(data)
+        assert not m.model.is_fitted  # the parameter is left unfitted
+        ids, _ = m.recommend(list(data.user_vocab.ids[:5]), k=5)
+        assert ids.shape == (5, 5)
+        if klass is OnnxRecommender:  # the same weights as a plain fit: the same top-k
+            assert np.array_equal(ids, base.recommend(list(data.user_vocab.ids[:5]), k=5)[0])

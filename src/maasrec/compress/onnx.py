@@ -95,8 +95,7 @@ def export_onnx(encoder, path: str | os.PathLike | None = None, *, opset: int = 
         A TextEncoder: frozen (``trainable=False``), without a projection head, named by
         a model name or path (an in-memory pair cannot be found again by the ONNX
         encoder). A fitted ``LMRanker`` (BERT-style; its cross-encoder is exported) or
-        ``SequentialRecommender`` (its transformer): see
-        :func:`maasrec.compress.onnx_models.export_model`.
+        ``SequentialRecommender`` (its transformer): see :class:`OnnxRecommender`.
     path : str or Path
         The ``.onnx`` file to write; the sidecar goes to ``<path>.json``. Required for a
         TextEncoder; optional for a model (which keeps the graph and saves it in its own

@@ -40,7 +40,7 @@ from ..exceptions import DataError, ModelFormatError
 from ._proxy import NetworkProxy, adapter_for, fingerprint
 from .onnx import DEFAULT_OPSET, FORMAT_NAME, FORMAT_VERSION, _onnxruntime, _sha256, sidecar_path
 
-__all__ = ["OnnxRecommender", "export_model"]
+__all__ = ["OnnxRecommender"]
 
 _FILE = "network.onnx"
 #: Positions (rows x length) per session run when scoring sequences.
