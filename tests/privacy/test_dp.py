@@ -219,3 +219,26 @@ def test_sequential_dp_groups_a_users_windows(tiny):
     assert rec["n_users"] == int((tiny.user_counts() >= 2).sum())
     assert m.training_log_["n_windows"] > rec["n_users"]
     assert all(np.isfinite(m.training_log_["losses"]))
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_checkpoint_resume_keeps_the_budget_and_the_weights(tiny, tmp_path, monkeypatch):
+    full = _neumf(epochs=3).fit(tiny)
+    orig = Trainer.train_epoch
+
+    def crashing(self):
+        logs = orig(self)
+        if self.epoch == 2:
+            raise _Crash
+        return logs
+
+    monkeypatch.setattr(Trainer, "train_epoch", crashing)
+    with pytest.raises(_Crash):
+        _neumf(epochs=3).fit(tiny, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(Trainer, "train_epoch", orig)
+    resumed = _neumf(epochs=3).fit(tiny, checkpoint_dir=tmp_path)
+    np.testing.assert_array_equal(full.item_repr_, resumed.item_repr_)
+    assert resumed.training_log_["privacy"] == full.training_log_["privacy"]
