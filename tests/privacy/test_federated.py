@@ -29,12 +29,17 @@ def _data(n_users=24, n_items=30, seed=0):
 def fitted():
     X = _data()
 
+    seen = {}
+
     def on_round(rnd, model):
         # a fitted BPRMF of the state after each round's aggregation
+        seen[rnd] = model
         return {"top_u0": float(model.recommend("u0", k=1)[1][0]), "n_users": model.n_users_}
 
-    return X, train_federated(X, n_clients=4, rounds=3, clients_per_round=3, factors=8,
-                              learning_rate=0.05, on_round=on_round, random_state=7)
+    result = train_federated(X, n_clients=4, rounds=3, clients_per_round=3, factors=8,
+                             learning_rate=0.05, on_round=on_round, random_state=7)
+    result.seen = seen
+    return X, result
 
 
 @pytest.mark.slow
@@ -72,6 +77,10 @@ def test_rounds_and_bytes_are_reported(fitted):
     assert result.model.training_log_["federated"]["n_clients"] == 4
     assert [r["metrics"]["n_users"] for r in result.rounds] == [24, 24, 24]
     assert all(np.isfinite(r["metrics"]["top_u0"]) for r in result.rounds)
+    # the last round's view is what the clients' final fit produced, outside Flower
+    last = result.seen[3]
+    np.testing.assert_array_equal(last.item_factors_, result.model.item_factors_)
+    np.testing.assert_array_equal(last.user_factors_, result.model.user_factors_)
 
 
 @pytest.mark.slow

@@ -36,7 +36,13 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvgM
 
-from ._federated_local import LocalConfig, load_user_factors, local_train, save_user_factors
+from ._federated_local import (
+    LocalConfig,
+    load_user_factors,
+    local_train,
+    personalise,
+    save_user_factors,
+)
 
 logger = logging.getLogger("maasrec.privacy.federated")
 
@@ -81,14 +87,14 @@ def make_client_app(R: sp.csr_matrix, groups: list[np.ndarray], cfg: LocalConfig
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()
-    def personalise(msg: Message, context: Context) -> Message:
+    def final_fit(msg: Message, context: Context) -> Message:
         pid = int(context.node_config["partition-id"])
         Q, b = _received(msg)
         Rc = _client_rows(R, groups, pid)
         P = load_user_factors(store, pid, Rc.shape[0], cfg)
-        P, _, _, loss, n = local_train(Rc, P, Q, b, cfg, pid, 0)
+        P = personalise(Rc, P, {"item_factors": Q, "item_bias": b}, cfg, pid)
         save_user_factors(store, pid, P)
-        metrics = MetricRecord({"num-examples": n, "loss": loss * n, "partition-id": pid})
+        metrics = MetricRecord({"num-examples": Rc.nnz, "partition-id": pid})
         return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
     return app

@@ -30,6 +30,7 @@ class LocalConfig:
     batch_size: int
     init_std: float
     seed: int
+    optimizer: str = "adam"
 
 
 def _user_file(store: Path, client: int) -> Path:
@@ -97,7 +98,8 @@ def local_train(R: sp.csr_matrix, P: np.ndarray, Q: np.ndarray, b: np.ndarray,
     users = torch.from_numpy(np.repeat(np.arange(R.shape[0], dtype=np.int64), np.diff(R.indptr)))
     pos = torch.from_numpy(R.indices.astype(np.int64))
     sampler = UniformNegativeSampler(R, exclude_positives=True)
-    step = _BPRStep(Pt, Qt, bt, float(cfg.learning_rate), float(cfg.regularization), "adam")
+    step = _BPRStep(Pt, Qt, bt, float(cfg.learning_rate), float(cfg.regularization),
+                    cfg.optimizer)
     bs = int(cfg.batch_size)
     loss = 0.0
     with torch.no_grad():
@@ -108,3 +110,11 @@ def local_train(R: sp.csr_matrix, P: np.ndarray, Q: np.ndarray, b: np.ndarray,
                 total += float(step(u, torch.index_select(pos, 0, sel), sampler.sample(u, g)))
             loss = total / n
     return Pt.numpy(), Qt.numpy(), bt.numpy(), loss, n
+
+
+def personalise(R: sp.csr_matrix, P: np.ndarray, arrays: dict, cfg: LocalConfig,
+                client: int) -> np.ndarray:
+    """The client's user factors fitted to a received item side (its changes dropped)."""
+    P, _, _, _, _ = local_train(R, P, arrays["item_factors"], arrays["item_bias"], cfg,
+                                client, 0)
+    return P
