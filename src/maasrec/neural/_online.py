@@ -10,13 +10,17 @@ again from the anchor's weights, so folding events in one call or in many gives 
 network; the cost of a call grows with the users touched since the anchor. The weights
 are trained on a copy of the network (a served model is never changed in place).
 
-:func:`hybrid_fold_in` (``HybridRecommender``): users are represented from their
-history, so the touched users' representations are recomputed from their merged
-histories with the trained towers (their learned id rows kept; new users have none, as
-cold users). Nothing is trained: item vectors and towers stay as fitted. Only the
-pooled scorers (dot, NeuMF) store user representations; the attention scorer, models
-without a "history" user modality, and new users of a model with per-user biases are
-refused (refit).
+:func:`hybrid_fold_in` (``HybridRecommender``): copies of the towers and scorer are
+fine-tuned for ``HYB_FOLD_EPOCHS`` seeded epochs of the model's own training task on the
+known users touched since the anchor plus ``HYB_REPLAY`` times as many replayed known
+users, from the
+anchor's weights (batching-invariant, as above); then the item vectors and every known
+user's representation are recomputed on the merged data, and new users are represented
+from their history with the trained towers (as ``history=`` users: no id row). A model
+with a text modality is not trained (its fit-time text vectors are not kept): only the
+touched users' representations are recomputed. Only the pooled scorers (dot, NeuMF)
+store user representations; the attention scorer, models without a "history" user
+modality, and new users of a model with per-user biases are refused (refit).
 """
 
 from __future__ import annotations
@@ -95,17 +99,89 @@ def sequential_fold_in(model, user_idx: np.ndarray, n_new_users: int, events) ->
     model._fold_anchor = rec
 
 
+#: Fine-tuning epochs of a Hybrid fold-in, and replayed users per touched user.
+HYB_FOLD_EPOCHS = 5
+HYB_REPLAY = 2
+
+_HYB_MODULES = (("item", "item_tower_"), ("scorer", "scorer_"), ("user", "user_tower_"),
+                ("history", "history_tower_"))
+
+
+def _hybrid_positive(model, H):
+    from ..online import positive_rows
+
+    H = positive_rows(model, H) if model._implicit_feedback() else H.astype(np.float32)
+    H = H.tocsr()
+    H.sort_indices()
+    return H
+
+
+def _hybrid_train(model, rec: dict, n_fit: int) -> None:
+    """Seeded fine-tuning of copies of the towers and scorer, from the anchor's weights.
+
+    Trained on the rows of the known users touched since the anchor plus ``HYB_REPLAY``
+    times as many other known users (a seeded replay sample); then the item vectors and every known user's
+    representation are recomputed (the fit's ``fitted_state``) on the merged data.
+    """
+    import dataclasses
+
+    import scipy.sparse as sp
+    from torch import nn
+
+    from ._hybrid_config import TrainSettings
+    from ._hybrid_task import HybridTraining
+
+    R = _hybrid_positive(model, model.seen_[:n_fit])
+    U = rec["users"][rec["users"] < n_fit]
+    U = U[np.diff(R.indptr)[U] > 0]
+    modules = nn.ModuleDict()
+    for name, attr in _HYB_MODULES:
+        m = getattr(model, attr, None)
+        if m is not None:
+            m = copy.deepcopy(m)
+            m.load_state_dict(rec["state"][attr])
+            setattr(model, attr, m)
+            modules[name] = m
+    if len(U):
+        seed = seed_from(seed_from(model.random_state) if model.random_state is not None
+                         else 0) ^ 0x4B1D
+        rng = np.random.default_rng(seed)
+        others = np.setdiff1d(np.flatnonzero(np.diff(R.indptr) > 0), U)
+        k = min(len(others), HYB_REPLAY * len(U))
+        rows = np.sort(np.r_[U, rng.choice(others, size=k, replace=False)
+                             if k else np.empty(0, np.int64)])
+        keep = sp.diags(np.isin(np.arange(n_fit), rows).astype(np.float32))
+        R_train = (keep @ R).tocsr()
+        R_train.eliminate_zeros()
+        R_train.sort_indices()
+        settings = dataclasses.replace(TrainSettings.of(model), epochs=HYB_FOLD_EPOCHS,
+                                       patience=None, verbose=False, dp=None)
+        training = HybridTraining(
+            model.item_tower_, model.history_tower_, model._users(), model.scorer_,
+            model._scoring, R_train, None, settings, torch.device("cpu"),
+            modalities=model.modalities_, has_id=model.item_has_id_, text=None)
+        training.fit(modules, seed=seed, data=None, validation=None, callbacks=[],
+                     fingerprint={"model": "HybridRecommender.partial_fit"})
+    modules.eval()
+    full = HybridTraining(
+        model.item_tower_, model.history_tower_, model._users(), model.scorer_,
+        model._scoring, R, None, TrainSettings.of(model), torch.device("cpu"),
+        modalities=model.modalities_, has_id=model.item_has_id_, text=None)
+    for name, value in full.fitted_state().items():
+        setattr(model, name, value)
+    model._vectors_cache = None
+
+
 def hybrid_fold_in(model, user_idx: np.ndarray, n_new_users: int) -> None:
     """Recompute the touched users' stored representations from their histories."""
     from ..exceptions import DataError
-    from ..online import positive_rows
     from ._hybrid_towers import csr_rows
 
     rep = getattr(model, "user_repr_", None)
     if rep is None:
         raise DataError("partial_fit: this HybridRecommender's scorer "
-                        f"({model.config_['scorer'].get('kind', '?')!r}) reads the "
-                        "fit-time history order at scoring time; refit it on all the data")
+                        f"({type(model.scorer_).__name__}) reads the fit-time history "
+                        "order at scoring time; refit it on all the data")
     if not model.supports_history:
         raise DataError("partial_fit: this HybridRecommender has no 'history' user "
                         "modality, so events cannot change its users; add 'history' to "
@@ -113,12 +189,26 @@ def hybrid_fold_in(model, user_idx: np.ndarray, n_new_users: int) -> None:
     if n_new_users and getattr(model.scorer_, "user_bias", None) is not None:
         raise DataError("partial_fit: this HybridRecommender learned a bias per user "
                         "(user_bias=True), which new users do not have; refit to add users")
-    n_fit = len(rep)
-    H = model.seen_[user_idx]
-    if model._implicit_feedback():
-        H = positive_rows(model, H)
-    H = H.tocsr()
-    H.sort_indices()
+    rec = getattr(model, "_fold_anchor", None)
+    if rec is None or rec["out"] is not model.item_repr_:
+        rec = {"state": {attr: {k: v.detach().clone() for k, v in m.state_dict().items()}
+                         for _, attr in _HYB_MODULES
+                         if (m := getattr(model, attr, None)) is not None},
+               "users": np.empty(0, np.int64), "n_fit": len(rep)}
+    rec = dict(rec, users=np.union1d(rec["users"], user_idx).astype(np.int64))
+    n_fit = rec["n_fit"]
+    if HYB_FOLD_EPOCHS and "text" not in model.modalities_["item"]:
+        _hybrid_train(model, rec, n_fit)  # item vectors and known users recomputed
+        rep = model.user_repr_
+        user_idx = rec["users"][rec["users"] >= n_fit]  # the new users, below
+    rec["out"] = model.item_repr_
+    model._fold_anchor = rec
+    out = np.zeros((model.n_users_, rep.shape[1]), dtype=rep.dtype)
+    out[:len(rep)] = rep
+    if len(user_idx) == 0:
+        model.user_repr_ = out
+        return
+    H = _hybrid_positive(model, model.seen_[user_idx])
     C = getattr(model, "history_repr_", None)
     V = model._V() if C is None else torch.from_numpy(C)
     rows, cols = csr_rows(H)
@@ -126,7 +216,5 @@ def hybrid_fold_in(model, user_idx: np.ndarray, n_new_users: int) -> None:
     ids = torch.from_numpy(np.where(user_idx < n_fit, user_idx, -1).astype(np.int64))
     with torch.no_grad():
         u = model._scoring.user_repr(model._users(), V, rows, cols, H.shape[0], ids)
-    out = np.zeros((model.n_users_, rep.shape[1]), dtype=rep.dtype)
-    out[:n_fit] = rep
     out[user_idx] = u.float().cpu().numpy()
     model.user_repr_ = out

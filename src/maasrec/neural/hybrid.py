@@ -264,10 +264,12 @@ class HybridRecommender(Recommender):
 
     **Determinism.** On the CPU the same seed, data and thread count give the same model.
 
-    **Online updates.** ``partial_fit`` recomputes the stored representations of the
-    touched users from their merged histories with the trained towers (known users keep
-    their learned id rows; new users are represented like ``history=`` users). Nothing
-    is trained: item vectors, towers and scorer stay as fitted, and new items come in
+    **Online updates.** ``partial_fit`` fine-tunes the towers and scorer for five seeded
+    epochs on the known users touched since its first call plus twice as many replayed
+    users (from the weights of that first call, so batching does not change the result;
+    not for models with item text, whose fit-time text vectors are not kept), then
+    recomputes the item vectors and the users' representations from the merged
+    histories; new users are represented like ``history=`` users, new items come in
     through :meth:`add_items`. Dot and NeuMF scorers with a "history" user modality only
     (the attention scorer, and new users of a model with ``user_bias``, are refused).
     """
