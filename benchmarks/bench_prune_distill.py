@@ -15,7 +15,10 @@ Two commands; each stores its section in ``benchmarks/results/prune_distill.json
     scoring speed -- top-10 for ``--users`` users (``recommend``) and the network alone
     (last hidden states) -- as users/s at one thread, the models alternating
     ``--repeats`` times (best of each) so the ratio pruned / unpruned comes from the
-    same moments of a shared machine; the load average is recorded.
+    same moments of a shared machine; the load average is recorded. The quality control
+    is ``unpruned+fine-tune``: the unpruned network fine-tuned exactly as the pruned
+    ones (pruning with amount 0), so the extra epochs are not credited to pruning; the
+    magnitude row (same dense shapes) shows the timing noise.
 ``distill-lm``
     MovieLens 100K, leave-last-out by timestamp (implicit). Teacher: an ``LMRanker``
     two-stage -- EASE(l2=100) proposes ``--candidates`` items, the all-MiniLM-L6-v2
@@ -132,7 +135,10 @@ def cmd_prune(args) -> int:
     print(f"base fitted in {fit_s:.0f} s, best epoch {base.training_log_['best_epoch']}",
           flush=True)
     variants = {"unpruned": (base, None)}
-    for label, kw in (("structured-50%", dict(method="structured", amount=0.5)),
+    # the control: the same fine-tune of the unpruned network (0% removed), so that the
+    # pruned rows are compared with a model trained as long
+    for label, kw in (("unpruned+fine-tune", dict(method="structured", amount=0.0)),
+                      ("structured-50%", dict(method="structured", amount=0.5)),
                       ("structured-75%", dict(method="structured", amount=0.75)),
                       ("magnitude-50%", dict(method="magnitude", amount=0.5, scope="global"))):
         t0 = time.perf_counter()
@@ -154,19 +160,20 @@ def cmd_prune(args) -> int:
                             replace=False))
     load_before = loadavg()
     speed = _speed({k: v[0] for k, v in variants.items()}, users, args.repeats)
-    base_ndcg = rows["unpruned"]["test"]["ndcg@10"]
+    base_ndcg = rows["unpruned+fine-tune"]["test"]["ndcg@10"]
     for label, row in rows.items():
         row["speed"] = speed[label]
-        row["ndcg@10_relative_change"] = row["test"]["ndcg@10"] / base_ndcg - 1
+        row["ndcg@10_relative_change_vs_control"] = row["test"]["ndcg@10"] / base_ndcg - 1
         for k in ("recommend_users_per_s", "network_users_per_s"):
             row[f"{k}_ratio"] = speed[label][k] / speed["unpruned"][k]
     s = rows["structured-50%"]
     goal = {"goal": "50% structured pruning after fine-tune: <= 2% relative NDCG@10 loss, "
                     "and faster",
-            "ndcg@10_relative_change": s["ndcg@10_relative_change"],
+            "compared_with": "unpruned+fine-tune (the same fine-tune, nothing removed)",
+            "ndcg@10_relative_change": s["ndcg@10_relative_change_vs_control"],
             "recommend_speed_ratio": s["recommend_users_per_s_ratio"],
             "network_speed_ratio": s["network_users_per_s_ratio"],
-            "met": bool(s["ndcg@10_relative_change"] >= -0.02
+            "met": bool(s["ndcg@10_relative_change_vs_control"] >= -0.02
                         and s["recommend_users_per_s_ratio"] > 1)}
     _store("prune", {"dataset": "amazon-beauty leave-last-out",
                      "users": X.n_users, "items": X.n_items, "interactions": X.nnz,
@@ -333,7 +340,7 @@ def main(argv=None) -> int:
     p.add_argument("--users", type=int, default=4000, help="users timed")
     p.add_argument("--max-users", type=int, default=None,
                    help="train and test on a seeded sample of this many users")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-home", default=os.environ.get("MAASREC_DATA"))
