@@ -1,4 +1,4 @@
-"""Faithfulness and latency of ``Recommender.explain`` for the classical models (issue 20).
+"""Faithfulness and latency of ``Recommender.explain`` (issue 20): classical and neural.
 
 The deletion test (:func:`maasrec.explain.deletion_test`): MovieLens 1M, per-user random
 8:1:1 split (seed 0), every model fitted on train with its defaults; for each of
@@ -15,9 +15,24 @@ BPRMF cannot score a history (``supports_history`` is False): removing history i
 cannot change its scores, so it has no deletion test; only its latency is measured.
 Popularity's scores do not depend on the history: its drops are 0 by construction.
 
+The neural models (``--neural``; results in ``benchmarks/results/explain_neural.json``)
+are fitted on the same split with their defaults except a capped number of epochs
+(``--epochs``, default 10; MultVAE and LightGCN 5x that), no held-out validation
+(``validation_fraction=None``: one fit of the capped epochs) and the CPU. Hybrid is the
+default ``HybridRecommender()`` without item text (MovieLens has titles and genres; the
+default "auto" encoders use ids when no item features are given). SequentialRecommender,
+BERT4Rec and LMRanker are tested on time-ordered histories and remove history
+*positions*. LMRanker (MiniLM-L6 cross-encoder, ``head="mean"``, listwise, one epoch
+over ``--lm-positives`` training groups, ``n_candidates=--lm-candidates``,
+``history_len=5``, over EASE; ``--lm-users`` users) explains its LM logit: the deletion
+test ranks among the first stage's candidates of the full history. Its latency is
+measured with and without ``tokens=True`` (Captum, 10 users).
+
 Run (CPU; the numbers go to ``benchmarks/results/explain.json``)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_explain --users 500
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_explain --neural --data 100k --users 300 \
+        --models Hybrid,NeuMF,MultVAE,LightGCN,Sequential,BERT4Rec,LMRanker
 """
 
 from __future__ import annotations
@@ -47,7 +62,41 @@ def _models(bpr_epochs: int) -> dict:
     }
 
 
-def _latency(model, train, n_users: int, seed: int) -> dict:
+def _neural_models(epochs: int) -> dict:
+    from maasrec.neural import (
+        BERT4Rec,
+        HybridRecommender,
+        LightGCN,
+        MultVAE,
+        NeuMF,
+        SequentialRecommender,
+    )
+
+    common = dict(random_state=0, device="cpu", validation_fraction=None)
+    return {
+        "Hybrid": lambda: HybridRecommender(epochs=epochs, **common),
+        "NeuMF": lambda: NeuMF(epochs=epochs, **common),
+        "MultVAE": lambda: MultVAE(epochs=5 * epochs, **common),
+        "LightGCN": lambda: LightGCN(epochs=5 * epochs, **common),
+        "Sequential": lambda: SequentialRecommender(epochs=epochs, **common),
+        "BERT4Rec": lambda: BERT4Rec(epochs=epochs, **common),
+        "LMRanker": None,  # built in _fit_lmranker (needs the item texts)
+    }
+
+
+def _fit_lmranker(ds, train, args):
+    from maasrec.lm_ranker import LMRanker
+    from maasrec.models import EASE
+
+    model = LMRanker(first_stage=EASE(), model="sentence-transformers/all-MiniLM-L6-v2",
+                     head="mean", loss="listwise", n_candidates=args.lm_candidates,
+                     history_len=5, max_length=96, epochs=1, max_positives=args.lm_positives,
+                     negatives_per_positive=4,
+                     random_negatives=1, random_state=0, verbose=False)
+    return model.fit(train, item_features=ds.item_features)
+
+
+def _latency(model, train, n_users: int, seed: int, **kwargs) -> dict:
     """p50/p99 milliseconds of ``explain(user, top-1 item)`` for sampled known users."""
     rng = np.random.default_rng(seed)
     users = rng.choice(train.user_vocab.ids, size=min(n_users, train.n_users), replace=False)
@@ -55,7 +104,7 @@ def _latency(model, train, n_users: int, seed: int) -> dict:
     times = []
     for u, item in zip(users, ids[:, 0]):
         t0 = time.perf_counter()
-        model.explain(u, item, n=5)
+        model.explain(u, item, n=5, **kwargs)
         times.append(time.perf_counter() - t0)
     ms = np.asarray(times) * 1e3
     return {"explain_ms_p50": float(np.percentile(ms, 50)),
@@ -67,10 +116,20 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="1m", help="MovieLens variant (default 1m)")
     ap.add_argument("--data-home", default=os.environ.get("MAASREC_DATA"))
     ap.add_argument("--users", type=int, default=500)
-    ap.add_argument("--models", default="EASE,ItemKNN,PureSVD,ALS,BPRMF,Popularity")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated (default: all of the chosen family)")
     ap.add_argument("--bpr-epochs", type=int, default=20,
                     help="BPRMF epochs (latency only; its default is 100)")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--neural", action="store_true",
+                    help="the neural models and LMRanker (default names below)")
+    ap.add_argument("--epochs", type=int, default=10, help="epoch cap of the neural models")
+    ap.add_argument("--latency-users", type=int, default=200)
+    ap.add_argument("--lm-users", type=int, default=30,
+                    help="LMRanker: users of the deletion test and the latency")
+    ap.add_argument("--lm-candidates", type=int, default=20, help="LMRanker n_candidates")
+    ap.add_argument("--lm-positives", type=int, default=300,
+                    help="LMRanker max_positives (training groups)")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
     import warnings
@@ -82,34 +141,44 @@ def main(argv=None) -> int:
 
     from .bench_classical import machine
 
-    X = datasets.load_movielens(args.data, data_home=args.data_home,
-                                download=False).interactions
+    ds = datasets.load_movielens(args.data, data_home=args.data_home, download=False)
+    X = ds.interactions
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ColdStartWarning)
         train, _, _ = random_split(X, (0.8, 0.1, 0.1), random_state=0)
-    factories = _models(args.bpr_epochs)
+    factories = _neural_models(args.epochs) if args.neural else _models(args.bpr_epochs)
+    models = args.models or ",".join(factories)
+    out_path = args.out or str(RESULTS if not args.neural
+                               else RESULTS.with_name("explain_neural.json"))
     out = {"machine": machine(), "data": f"movielens-{args.data} train (per-user 8:1:1, seed 0)",
            "users": args.users, "k_remove": 3, "n_random": 3,
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "models": {}}
-    for name in args.models.split(","):
+    if args.neural:
+        out["epochs_cap"] = args.epochs
+    for name in models.split(","):
         t0 = time.perf_counter()
-        model = factories[name]().fit(train)
+        model = (_fit_lmranker(ds, train, args) if name == "LMRanker"
+                 else factories[name]().fit(train))
         row: dict = {"fit_s": round(time.perf_counter() - t0, 2)}
-        row.update(_latency(model, train, min(args.users, 200), seed=1))
+        n_users = args.lm_users if name == "LMRanker" else args.users
+        row.update(_latency(model, train, min(n_users, args.latency_users), seed=1))
+        if name == "LMRanker":
+            tok = _latency(model, train, min(n_users, 10), seed=1, tokens=True)
+            row.update({f"tokens_{k}": v for k, v in tok.items()})
         t0 = time.perf_counter()
         try:
-            res = deletion_test(model, n_users=args.users, k_remove=3, n_random=3,
-                                random_state=0)
+            res = deletion_test(model, train if args.neural else None, n_users=n_users,
+                                k_remove=3, n_random=3, random_state=0)
             row.update(res.to_dict())
         except NotExplainableError as exc:
             row["deletion_test"] = f"not applicable: {exc}"
         row["deletion_s"] = round(time.perf_counter() - t0, 1)
         out["models"][name] = row
         print(name, json.dumps(row), file=sys.stderr, flush=True)
-    with open("/proc/loadavg") as fh:
-        out["loadavg_at_end"] = fh.read().split()[:3]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        with open("/proc/loadavg") as fh:
+            out["loadavg_at_end"] = fh.read().split()[:3]
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(json.dumps(out, indent=1) + "\n")  # after every model
     print(json.dumps(out, indent=1))
     return 0
 
