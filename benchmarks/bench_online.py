@@ -160,9 +160,14 @@ def freshness(argv=None) -> dict:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=20, help="events per client thread")
     ap.add_argument("--out", default="benchmarks/results/online_freshness.json")
+    ap.add_argument("--history-only", action="store_true",
+                    help="baseline: EASE's item-side update switched off (events only "
+                         "change the histories, as before the exact fold-in)")
     args = ap.parse_args(argv)
     data = datasets.load_movielens("100k").interactions
     model = EASE().fit(data)
+    if args.history_only:
+        model._partial_fit = lambda *a, **k: None  # seen_ is merged by online.partial_fit
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(model, events_db=os.path.join(tmp, "events.db"))
         sock = socket.socket()
@@ -196,6 +201,7 @@ def freshness(argv=None) -> dict:
     ack = np.array([r[0] for r in rows]) * 1000
     fresh = np.array([r[1] for r in rows]) * 1000
     res = {"model": "EASE() on MovieLens 100K", "concurrency": args.concurrency,
+           "item_side_update": not args.history_only,
            "events": len(rows), "all_reflected": bool(all(r[2] for r in rows)),
            "ack_ms_p50": round(float(np.percentile(ack, 50)), 2),
            "ack_ms_p99": round(float(np.percentile(ack, 99)), 2),
