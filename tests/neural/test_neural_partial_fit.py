@@ -143,3 +143,18 @@ def test_hybrid_attention_scorer_is_refused(hyb_parts):
     with pytest.raises(DataError, match="refit"):
         model.partial_fit(new)
     assert model.n_users_ == n
+
+
+def test_hybrid_does_not_change_the_served_model(hyb_parts):
+    import copy
+
+    base, new = hyb_parts
+    model = HybridRecommender(dim=16, epochs=2, random_state=0).fit(base)
+    before = model.recommend([100, 101], k=5)
+    weights = {k: v.clone() for k, v in model.item_tower_.state_dict().items()}
+    copy.copy(model).partial_fit(new)  # what the service does: a shallow copy
+    after = model.recommend([100, 101], k=5)
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    for k, v in model.item_tower_.state_dict().items():
+        assert torch.equal(v, weights[k]), k
