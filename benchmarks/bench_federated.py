@@ -11,8 +11,8 @@ run, the rounds, the serialized bytes per round and per client, the wall time an
 ratio of federated to centralised test NDCG@10; ``rounds_to_90`` is the first evaluated
 round whose validation NDCG@10 reached 90% of the centralised validation NDCG@10.
 
-Run: ``python benchmarks/bench_federated.py`` (ML-1M, about 15-25 minutes on 2 busy
-cores: Ray's start, about 5-10 s per round of 100 clients); writes
+Run: ``python benchmarks/bench_federated.py`` (ML-1M, about 30-40 minutes on 2 busy
+cores); writes
 ``benchmarks/results/federated.json``.
 """
 
@@ -78,7 +78,7 @@ def run(args) -> dict:
 
             params = {"n_clients": n, "clients_per_round": k, "rounds": args.rounds,
                       "learning_rate": args.lr, "batch_size": bs or args.batch_size,
-                      "local_epochs": 1, "factors": 64}
+                      "local_epochs": args.local_epochs, "factors": 64}
             res = train_federated(train, random_state=seed, on_round=on_round, **params)
             test_v = _ndcg(res.model, train, test)
             valid_v = _ndcg(res.model, train, valid)
@@ -100,6 +100,8 @@ def run(args) -> dict:
                  "valid_ratio_to_centralised": valid_v / c["valid_ndcg@10"]}
             print("federated", {k_: v for k_, v in f.items() if k_ != "valid_curve"}, flush=True)
             out["runs"].append({"centralised": c, "federated": f})
+            if args.out:  # after every run, so a long suite keeps what it measured
+                Path(args.out).write_text(json.dumps({**out, "args": vars(args)}, indent=1) + "\n")
     return out
 
 
@@ -109,7 +111,8 @@ def main(argv=None) -> None:
     p.add_argument("--clients", nargs="+", default=["100", "1000/100@64"],
                    help="N (all N clients every round) or N/K (K of N per round), then "
                         "optionally @B: local batch size B for this setting")
-    p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--local-epochs", type=int, default=3)
     p.add_argument("--every", type=int, default=5)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=256)
