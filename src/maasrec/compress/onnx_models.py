@@ -23,7 +23,9 @@ Needs the ``onnx`` extra (onnx and onnxruntime).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -38,9 +40,11 @@ from .._version import __version__
 from ..base import Recommender
 from ..exceptions import DataError, ModelFormatError
 from ._proxy import NetworkProxy, adapter_for, fingerprint
-from .onnx import DEFAULT_OPSET, FORMAT_NAME, FORMAT_VERSION, _onnxruntime, _sha256, sidecar_path
+from .onnx import DEFAULT_OPSET, FORMAT_NAME, FORMAT_VERSION, _onnxruntime, sidecar_path
 
 __all__ = ["OnnxRecommender"]
+
+logger = logging.getLogger(__name__)
 
 _FILE = "network.onnx"
 #: Positions (rows x length) per session run when scoring sequences.
@@ -95,7 +99,8 @@ def _graph(adapter, inner) -> tuple[nn.Module, tuple, list[str], list[str], dict
     return _CrossGraph(enc), args, names, ["logit"], axes
 
 
-def _export_bytes(adapter, inner, opset: int) -> tuple[bytes, dict[str, Any]]:
+def _export_bytes(adapter, inner, opset: int, optimize: bool = True
+                  ) -> tuple[bytes, dict[str, Any]]:
     module, args, inputs, outputs, axes = _graph(adapter, inner)
     with tempfile.TemporaryDirectory(prefix="maasrec-onnx-") as tmp:
         path = Path(tmp) / _FILE
@@ -104,13 +109,44 @@ def _export_bytes(adapter, inner, opset: int) -> tuple[bytes, dict[str, Any]]:
             torch.onnx.export(module, args, str(path), dynamo=False, input_names=inputs,
                               output_names=outputs, opset_version=int(opset),
                               dynamic_axes=axes)
+            want = module(*args).float().numpy()
         data = path.read_bytes()
-        digest = _sha256(path)
+        fused = _fused_bert(path, inner, args, inputs, want) if (
+            optimize and adapter.name == "LMRanker") else None
+        data = data if fused is None else fused
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": adapter.name,
             "maasrec_version": __version__, "torch_version": torch.__version__,
-            "opset": int(opset), "fingerprint": fingerprint(adapter.module(inner)),
-            "inputs": inputs, "outputs": outputs, "sha256": digest}
+            "opset": int(opset), "optimized": fused is not None,
+            "fingerprint": fingerprint(adapter.module(inner)),
+            "inputs": inputs, "outputs": outputs, "sha256": hashlib.sha256(data).hexdigest()}
     return data, meta
+
+
+def _fused_bert(path: Path, inner, args, inputs: list[str], want: np.ndarray) -> bytes | None:
+    """The graph with ONNX Runtime's BERT fusions (attention, skip-LayerNorm, GELU), kept
+    only if it gives the torch outputs within 1e-5 on the trace batch; else None."""
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        cfg = inner._lm.config
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = optimize_model(str(path), model_type="bert",
+                                 num_heads=int(getattr(cfg, "num_attention_heads", 0) or 0),
+                                 hidden_size=int(getattr(cfg, "hidden_size", 0) or 0))
+            out = path.with_name("fused.onnx")
+            opt.save_model_to_file(str(out))
+        data = out.read_bytes()
+        got = _session(data, 1, "the fused graph").run(
+            None, {k: a.numpy() for k, a in zip(inputs, args)})[0]
+    except Exception as exc:  # the optimizer does not know every architecture
+        logger.info("ONNX Runtime BERT fusions not applied: %s", exc)
+        return None
+    if got.shape != want.shape or not np.allclose(got, want, rtol=0, atol=1e-5):
+        logger.info("ONNX Runtime BERT fusions not applied: outputs differ from torch by %.3g",
+                    float(np.abs(got - want).max()) if got.shape == want.shape else np.inf)
+        return None
+    return data
 
 
 def check_model_sidecar(side: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +218,7 @@ def _sequence_runner(session, inner):
 # -- the public entry point -----------------------------------------------------------------
 def export_model(model: Recommender, path: str | os.PathLike | None = None, *,
                  opset: int = DEFAULT_OPSET, overwrite: bool = False,
-                 n_threads: int | None = None) -> OnnxRecommender:
+                 n_threads: int | None = None, optimize: bool = True) -> OnnxRecommender:
     """Export the network of a fitted LMRanker or SequentialRecommender to ONNX.
 
     Called by :func:`maasrec.compress.export_onnx` for a recommender.
@@ -199,6 +235,11 @@ def export_model(model: Recommender, path: str | os.PathLike | None = None, *,
         Replace an existing ``path``.
     n_threads : int, optional
         ONNX Runtime intra-op threads (default: its own choice, all cores).
+    optimize : bool, default True
+        LMRanker: apply ONNX Runtime's BERT fusions (fused attention, skip-LayerNorm,
+        GELU: ``onnxruntime.transformers.optimizer``), kept only if the fused graph gives
+        the torch logits within 1e-5 on the trace batch (the sidecar's ``optimized``
+        says whether they were).
 
     Returns
     -------
@@ -214,12 +255,12 @@ def export_model(model: Recommender, path: str | os.PathLike | None = None, *,
     MaasrecError
         onnxruntime is not installed (the ``onnx`` extra).
     """
-    out = OnnxRecommender(model=None, opset=opset, n_threads=n_threads)
+    out = OnnxRecommender(model=None, opset=opset, n_threads=n_threads, optimize=optimize)
     adapter = out._adopt_checked(model)
     if path is not None and Path(path).exists() and not overwrite:
         raise DataError(f"{str(path)!r} exists; pass overwrite=True to replace it")
     _onnxruntime()
-    data, meta = _export_bytes(adapter, model, opset)
+    data, meta = _export_bytes(adapter, model, opset, optimize)
     if path is not None:
         _write_export(Path(path), data, meta)
     out._attach(copy.copy(model), adapter, data, meta, "the exported graph")
@@ -255,6 +296,8 @@ class OnnxRecommender(NetworkProxy):
     opset : int, default 17
     n_threads : int, optional
         ONNX Runtime intra-op threads (default: its own choice, all cores).
+    optimize : bool, default True
+        LMRanker: ONNX Runtime's BERT fusions, kept when exact (see ``export_onnx``).
 
     Attributes
     ----------
@@ -274,10 +317,11 @@ class OnnxRecommender(NetworkProxy):
     _what = "ONNX export"
 
     def __init__(self, model: Recommender | None = None, opset: int = DEFAULT_OPSET,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, optimize: bool = True):
         self.model = model
         self.opset = opset
         self.n_threads = n_threads
+        self.optimize = optimize
 
     def _validate_params(self) -> None:
         from .._validation import check_int
@@ -333,7 +377,7 @@ class OnnxRecommender(NetworkProxy):
     def _compress(self, inner: Recommender) -> None:
         adapter = adapter_for(inner, self._what)
         _onnxruntime()
-        data, meta = _export_bytes(adapter, inner, int(self.opset))
+        data, meta = _export_bytes(adapter, inner, int(self.opset), bool(self.optimize))
         self._attach(inner, adapter, data, meta, "the exported graph")
 
     def _attach(self, inner, adapter, data: bytes, meta: dict[str, Any], where: str) -> None:
