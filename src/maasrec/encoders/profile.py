@@ -14,7 +14,6 @@ from .._config import FromConfig
 from ..data.features import Features
 from ..data.vocab import IdVocab
 from ..exceptions import DataError
-from ..fusion import make_fusion
 from ._utils import as_index, check_int, check_seed
 from .features import FeatureEncoder
 from .precomputed import PrecomputedEncoder
@@ -92,6 +91,8 @@ class ProfileEncoder(FromConfig, nn.Module):
         if not encoders:
             raise DataError("a profile needs at least one of features, text_dim or vectors")
         self.encoders = nn.ModuleDict(encoders)
+        from ..fusion import make_fusion  # here: maasrec.fusion imports maasrec.encoders
+
         self.fusion_module = make_fusion(fusion, {k: self.dim for k in encoders}, self.dim,
                                          random_state=self.random_state, **self.fusion_options)
 
