@@ -7,5 +7,7 @@ from .itemknn import ItemKNN
 from .popularity import Popularity
 from .puresvd import PureSVD
 from .rating_mf import BiasedMF, SVDpp
+from .text_ease import TextEASE
 
-__all__ = ["ALS", "BPRMF", "EASE", "BiasedMF", "ItemKNN", "Popularity", "PureSVD", "SVDpp"]
+__all__ = ["ALS", "BPRMF", "EASE", "BiasedMF", "ItemKNN", "Popularity", "PureSVD", "SVDpp",
+           "TextEASE"]

@@ -41,7 +41,7 @@ def _ease_inverse(model, previous_seen: sp.csr_matrix) -> np.ndarray:
     X = model._matrix(previous_seen).astype(np.float64)
     n = X.shape[1]
     P = np.empty((n, n))
-    _ease_weights(X, model.l2, inverse=P)
+    _ease_weights(X, model.l2, inverse=P, side=model._ease_side())
     return P
 
 
@@ -86,7 +86,7 @@ def ease_fold_in(model, user_idx: np.ndarray, previous_seen: sp.csr_matrix) -> N
     if r > n:  # the inversion from scratch is cheaper
         P = np.empty((n, n))
         model.B_ = _ease_weights(model._matrix(model.seen_).astype(np.float64), model.l2,
-                                 inverse=P)
+                                 inverse=P, side=model._ease_side())
         model._inverse = (model.B_, P)
         return
     P = _ease_inverse(model, previous_seen)

@@ -53,10 +53,14 @@ KEEP_INVERSE_MAX_ITEMS = 5000
 
 
 def _ease_weights(X: sp.csr_matrix, l2: float, dtype: torch.dtype = torch.float64,
-                  inverse: np.ndarray | None = None) -> np.ndarray:
+                  inverse: np.ndarray | None = None,
+                  side: np.ndarray | None = None) -> np.ndarray:
     """EASE's ``B = I - P diagMat(1 / diag(P))`` with ``P = (X.T X + l2 I)^-1``, float32.
 
     With ``inverse`` (a float64 array of shape (n, n)), ``P`` itself is written into it.
+    With ``side`` (an array of shape (n, d), e.g. scaled item text vectors), the Gram
+    matrix is ``X.T X + side side.T``: the side vectors' dimensions act as extra users
+    (:class:`~maasrec.models.TextEASE`).
 
     The inversion runs on torch's LAPACK: the Cholesky factor in place in the Gram
     matrix's buffer, then triangular solves a block of columns at a time, so the only
@@ -87,6 +91,9 @@ def _ease_weights(X: sp.csr_matrix, l2: float, dtype: torch.dtype = torch.float6
             f"use l2 > {1e3 * eps * trace:.3g}"
         )
     G = _gram(X, dtype)
+    if side is not None:
+        S = torch.from_numpy(np.ascontiguousarray(side, dtype=np.float64)).to(dtype)
+        G.addmm_(S, S.mT)
     G.diagonal().add_(float(l2))  # finite: |G_ij| <= sqrt(G_ii G_jj) <= trace + l2
     # G is symmetric, so its row-major buffer is also G in the column-major layout
     # that LAPACK wants: factor and invert in place, no copy
@@ -211,6 +218,10 @@ class EASE(Recommender):
         from ._online import ease_fold_in
 
         ease_fold_in(self, user_idx, previous_seen)
+
+    def _ease_side(self) -> np.ndarray | None:
+        """Side vectors whose Gram matrix joins ``X^T X`` (None; :class:`TextEASE`)."""
+        return None
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return np.asarray(self._matrix(history) @ self.B_, dtype=np.float32)

@@ -1,0 +1,148 @@
+"""TextEASE: EASE whose Gram matrix also sees the items' text, embedded by a language model."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._validation import check_number
+from ..data.interactions import Interactions
+from ..exceptions import ColdStartWarning, DataError
+from .ease import EASE, KEEP_INVERSE_MAX_ITEMS, _ease_weights
+
+__all__ = ["TextEASE"]
+
+logger = logging.getLogger(__name__)
+
+
+class TextEASE(EASE):
+    """EASE with item text as side information: a closed-form, language-model-aware model.
+
+    The items' texts (title, description, categories...) are embedded by a
+    :class:`~maasrec.encoders.TextEncoder` (MiniLM by default: the ``text`` extra),
+    normalised to unit length, and their dimensions join the interaction matrix as
+    extra "users" with weight ``sqrt(text_weight)`` (collective EASE, Jeunen et al.
+    2020): the Gram matrix becomes ``X^T X + text_weight * T T^T``, where ``T T^T`` is
+    the items' text cosine similarity, and EASE's closed form is solved on it. Two
+    items with similar text then support each other even when few users have both,
+    which matters for sparse and long-tail items; with ``text_weight=0`` the model is
+    exactly :class:`EASE`. Scores, persistence, ``explain`` (exact history
+    contributions) and ``partial_fit`` (the exact Woodbury update; the text term does
+    not change) are EASE's.
+
+    Parameters
+    ----------
+    l2 : float, default 500.0
+        EASE's L2 regularisation (> 0).
+    text_weight : float, default 200.0
+        Weight of the text similarity in the Gram matrix (>= 0). The default was chosen
+        on validation splits (``benchmarks/bench_text_ease.py``); tune it with
+        :func:`maasrec.tune.tune` (``search_space``) on data of a very different
+        density.
+    text_encoder : TextEncoder or str, optional
+        The encoder, or a model name for :class:`~maasrec.encoders.TextEncoder`;
+        None: ``TextEncoder()`` (MiniLM, offline from the ``text`` extra).
+    implicit : bool, default True
+        As for :class:`EASE`.
+
+    Attributes
+    ----------
+    B_ : np.ndarray of float32, shape (n_items, n_items)
+        Item-item weights.
+    side_ : np.ndarray of float32, shape (n_items, d)
+        The scaled, unit-length text vectors (zeros for items without text), kept so
+        that ``partial_fit`` solves the same problem as a refit.
+
+    Notes
+    -----
+    ``fit`` needs ``item_features`` with text (:class:`~maasrec.data.ItemFeatures`);
+    items without text get no text term (a :class:`~maasrec.exceptions.ColdStartWarning`
+    says how many). Cost: EASE's, plus encoding each item text once (cached on disk by
+    the encoder) and one ``n_items x n_items x d`` product.
+
+    References
+    ----------
+    O. Jeunen, J. Van Balen, B. Goethals. Closed-Form Models for Collaborative Filtering
+    with Side-Information. RecSys 2020 (late-breaking results).
+    """
+
+    #: What :func:`maasrec.tune.tune` searches: EASE's regulariser and the text weight.
+    search_space: ClassVar[dict] = {"l2": ("float", 10.0, 1e5, "log"),
+                                    "text_weight": ("float", 1.0, 1e4, "log")}
+
+    def __init__(self, l2: float = 500.0, text_weight: float = 200.0,
+                 text_encoder: Any = None, implicit: bool = True):
+        self.l2 = l2
+        self.text_weight = text_weight
+        self.text_encoder = text_encoder
+        self.implicit = implicit
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        check_number("text_weight", self.text_weight, low=0, high=float("inf"),
+                     high_inclusive=False)
+
+    def _params_for_save(self) -> dict:
+        # the text is encoded in fit only: a saved model keeps the encoder's model name
+        # when it has one (in-memory language models are not saved)
+        params = super()._params_for_save()
+        enc = params.get("text_encoder")
+        if enc is not None and not isinstance(enc, str):
+            name = getattr(enc, "model", None)
+            params["text_encoder"] = name if isinstance(name, str) else None
+        return params
+
+    def _encoder(self):
+        from ..encoders import TextEncoder
+
+        spec = self.text_encoder
+        if spec is None:
+            return TextEncoder()
+        if isinstance(spec, TextEncoder):
+            return spec
+        if isinstance(spec, str):
+            return TextEncoder(spec)
+        raise DataError(f"text_encoder must be a TextEncoder or a model name, got {spec!r}")
+
+    def _side_vectors(self, data: Interactions, item_features) -> np.ndarray:
+        from ..data.features import ItemFeatures
+
+        if not isinstance(item_features, ItemFeatures) or not item_features.has_text:
+            raise DataError(
+                f"TextEASE needs item_features with text (ItemFeatures.from_pandas(frame, "
+                f"'item', text='title')); got {item_features!r}")
+        f = item_features.align(data.item_vocab)
+        mask = np.asarray(f.text_mask, dtype=bool)
+        if not mask.any():
+            raise DataError(f"none of the {len(mask)} items has text in item_features")
+        texts = [t for t, m in zip(f.texts(), mask) if m]
+        vec = np.asarray(self._encoder().encode(texts), dtype=np.float64)
+        norms = np.linalg.norm(vec, axis=1, keepdims=True)
+        vec = np.divide(vec, norms, out=np.zeros_like(vec), where=norms > 0)
+        if (~mask).any():
+            warnings.warn(f"TextEASE: {int((~mask).sum())} of {len(mask)} items have no "
+                          "text (EASE alone for them)", ColdStartWarning, stacklevel=4)
+        side = np.zeros((len(mask), vec.shape[1]), dtype=np.float32)
+        side[mask] = np.sqrt(float(self.text_weight)) * vec
+        return side
+
+    def _fit(self, data: Interactions, *, item_features=None, **_) -> None:
+        t0 = time.perf_counter()
+        self.side_ = self._side_vectors(data, item_features)
+        X = self._matrix(data.to_csr()).astype(np.float64)
+        n = X.shape[1]
+        P = np.empty((n, n)) if n <= KEEP_INVERSE_MAX_ITEMS else None
+        self.B_ = _ease_weights(X, self.l2, inverse=P, side=self.side_)
+        self._inverse = None if P is None else (self.B_, P)  # for partial_fit (not saved)
+        logger.info("TextEASE: fitted in %.2fs", time.perf_counter() - t0)
+
+    def _ease_side(self) -> np.ndarray | None:
+        return self.side_
+
+    def _check_loaded(self) -> None:
+        super()._check_loaded()
+        self._loaded_float("side_", (self.n_items_, None))
