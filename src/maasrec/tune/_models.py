@@ -27,6 +27,7 @@ KNOWN_MODELS = {
     "HybridRecommender": "maasrec.neural", "NeuMF": "maasrec.neural",
     "SequentialRecommender": "maasrec.neural", "MultVAE": "maasrec.neural.vae",
     "LightGCN": "maasrec.neural.lightgcn", "RecVAE": "maasrec.neural.recvae",
+    "TextEASE": "maasrec.models",
 }
 
 
