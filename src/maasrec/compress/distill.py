@@ -253,10 +253,10 @@ def distill(teacher: Recommender, student, X, *, validation=None, item_features=
     items = data.item_indices.astype(np.int64)
     indptr = data.user_indptr.astype(np.int64)
     lists = None
-    if mode == "lists":
+    if mode == "lists" and alpha > 0:  # alpha 0: plain next-item training, no teacher
         n_c = n_candidates or int(getattr(teacher, "n_candidates", 50) or 50)
         lists = teacher_lists(teacher, items, indptr, s.seen_, n_c, int(s.max_len))
-    else:
+    elif mode == "positions":
         teacher.network_.eval()
     from ..neural._item_content import embed_cold_from_text, init_item_rows
 
@@ -273,7 +273,8 @@ def distill(teacher: Recommender, student, X, *, validation=None, item_features=
         task = DistillTask(net, items, indptr, max_len=int(s.max_len),
                            batch_size=int(s.batch_size), seed=seed, device=device,
                            alpha=float(alpha), temperature=float(temperature),
-                           teacher=teacher if mode == "positions" else None, lists=lists)
+                           teacher=teacher if mode == "positions" and alpha > 0 else None,
+                           lists=lists)
         if task.n_windows == 0:
             raise DataError("distill: no user of X has 2 or more interactions; nothing to "
                             "train")
