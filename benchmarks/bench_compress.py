@@ -311,17 +311,24 @@ def _net_variants(model, tmp: Path) -> dict:
     return out
 
 
+def _vm_hwm_mb() -> float:
+    """Peak resident memory of this process (VmHWM: unlike ru_maxrss, not inherited from
+    the parent across fork + exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def _net_worker(args) -> int:
     """Child process: load one saved variant, time a workload at 1 and 2 threads
     (alternating, ``rounds`` times), print JSON with medians and the peak RSS."""
-    import resource
-
     import torch
 
     from maasrec import Recommender
 
     job = json.loads(Path(args.worker).read_text())
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = _vm_hwm_mb()
     t0 = time.perf_counter()
     model = Recommender.load(job["dir"])
     load_s = time.perf_counter() - t0
@@ -349,9 +356,7 @@ def _net_worker(args) -> int:
             runs[t].append(len(job["users"]) / (time.perf_counter() - a))
     print(json.dumps({"per_s": {t: float(np.median(r)) for t, r in runs.items()},
                       "all": runs, "load_s": round(load_s, 2),
-                      "peak_rss_mb": round(resource.getrusage(
-                          resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                      "rss_after_import_mb": round(rss0 / 1024, 1)}))
+                      "peak_rss_mb": _vm_hwm_mb(), "rss_after_import_mb": rss0}))
     return 0
 
 
