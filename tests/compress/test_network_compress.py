@@ -100,6 +100,7 @@ def test_int8_sequential_close_and_exact_round_trip(seq, tmp_path):
     assert sizes["int8"] < sizes["float32"]
     users = np.arange(seq.n_users_)
     a, b = seq.score_indices(users), q.score_indices(users)
+    assert not np.array_equal(a, b)  # the int8 layers run
     assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
     top_a, top_b = np.argsort(-a, 1)[:, :10], np.argsort(-b, 1)[:, :10]
     overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(top_a, top_b)])
@@ -144,6 +145,7 @@ def test_int8_lmranker_close_and_exact_round_trip(ranker, tmp_path):
     assert q.int8_layers_ and not any("head" in n for n in q.int8_layers_)
     users, items = _pairs(ranker)
     a, b = ranker.decision_function(users, items), q.model_.decision_function(users, items)
+    assert not np.array_equal(a, b)  # the int8 layers run
     assert np.abs(a - b).max() < 0.05 * max(1e-3, np.abs(a).max())
     q.save(tmp_path / "q")
     loaded = Recommender.load(tmp_path / "q")
