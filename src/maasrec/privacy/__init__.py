@@ -6,6 +6,12 @@
   ids, with a mapping the data owner keeps apart from any model.
 - :mod:`~maasrec.privacy.masking`: e-mail addresses, phone numbers and URLs masked in text
   features before they reach a language model.
+- :mod:`~maasrec.privacy.dp`: user-level DP-SGD (``dp=`` of HybridRecommender, NeuMF and
+  SequentialRecommender; Opacus, extra ``privacy``).
+- :mod:`~maasrec.privacy.attacks`: :func:`membership_inference` (ROC-AUC of a
+  loss-threshold attack on training vs held-out users).
+- :mod:`~maasrec.privacy.federated`: :func:`train_federated` (Flower simulation, extra
+  ``federated``).
 
 See ``docs/privacy.rst``.
 """
@@ -23,6 +29,22 @@ from .masking import TextMasker, find_pii, mask_features, mask_text
 from .pseudonymise import Pseudonymiser, PseudonymMap
 from .sealed import is_encrypted, load_encrypted, save_encrypted
 
-__all__ = ["KEY_ENV", "DecryptionError", "EncryptionKeyError", "PseudonymMap", "Pseudonymiser",
-           "TextMasker", "find_pii", "generate_key", "is_encrypted", "key_from_env", "key_id",
-           "load_encrypted", "mask_features", "mask_text", "parse_key", "save_encrypted"]
+# imported on first use: they pull in the models and, when run, their extras
+_LAZY = {"MembershipInferenceResult": "attacks", "membership_inference": "attacks",
+         "FederatedResult": "federated", "train_federated": "federated"}
+
+__all__ = ["KEY_ENV", "DecryptionError", "EncryptionKeyError", "FederatedResult",
+           "MembershipInferenceResult", "PseudonymMap", "Pseudonymiser", "TextMasker",
+           "find_pii", "generate_key", "is_encrypted", "key_from_env", "key_id",
+           "load_encrypted", "mask_features", "mask_text", "membership_inference",
+           "parse_key", "save_encrypted", "train_federated"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
