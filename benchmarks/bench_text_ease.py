@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_ease.json"
-GRID = (0.0, 50.0, 200.0, 800.0)
+GRID = (0.0, 0.25, 1.0, 4.0)  # relative to the mean interactions per item
 
 
 def _ndcg(model, train, part, exclude=None) -> float:

@@ -25,9 +25,11 @@ class TextEASE(EASE):
     The items' texts (title, description, categories...) are embedded by a
     :class:`~maasrec.encoders.TextEncoder` (MiniLM by default: the ``text`` extra),
     normalised to unit length, and their dimensions join the interaction matrix as
-    extra "users" with weight ``sqrt(text_weight)`` (collective EASE, Jeunen et al.
-    2020): the Gram matrix becomes ``X^T X + text_weight * T T^T``, where ``T T^T`` is
-    the items' text cosine similarity, and EASE's closed form is solved on it. Two
+    extra "users" (collective EASE, Jeunen et al. 2020): the Gram matrix becomes
+    ``X^T X + text_weight * c * T T^T``, where ``T T^T`` is the items' text cosine
+    similarity and ``c`` the mean number of interactions per item (the mean diagonal of
+    ``X^T X``, so that ``text_weight`` means the same on small and large data), and
+    EASE's closed form is solved on it. Two
     items with similar text then support each other even when few users have both,
     which matters for sparse and long-tail items; with ``text_weight=0`` the model is
     exactly :class:`EASE`. Scores, persistence, ``explain`` (exact history
@@ -38,11 +40,14 @@ class TextEASE(EASE):
     ----------
     l2 : float, default 500.0
         EASE's L2 regularisation (> 0).
-    text_weight : float, default 200.0
-        Weight of the text similarity in the Gram matrix (>= 0). The default was chosen
-        on validation splits (``benchmarks/bench_text_ease.py``); tune it with
-        :func:`maasrec.tune.tune` (``search_space``) on data of a very different
-        density.
+    text_weight : float, default 1.0
+        Weight of the text similarity in the Gram matrix (>= 0), relative to the mean
+        number of interactions per item: 1.0 weighs a pair of identical texts like an
+        item pair that the average item's users all share. Chosen on the validation
+        parts of MovieLens 100K and 1M (``benchmarks/bench_text_ease.py``: the best
+        absolute weights there, 50 and 200, are 1.04 and 0.92 times their mean item
+        counts); tune it with :func:`maasrec.tune.tune` (``search_space``) on data
+        unlike these.
     text_encoder : TextEncoder or str, optional
         The encoder, or a model name for :class:`~maasrec.encoders.TextEncoder`;
         None: ``TextEncoder()`` (MiniLM, offline from the ``text`` extra).
@@ -54,8 +59,9 @@ class TextEASE(EASE):
     B_ : np.ndarray of float32, shape (n_items, n_items)
         Item-item weights.
     side_ : np.ndarray of float32, shape (n_items, d)
-        The scaled, unit-length text vectors (zeros for items without text), kept so
-        that ``partial_fit`` solves the same problem as a refit.
+        The unit-length text vectors times ``sqrt(text_weight * c)`` (zeros for items
+        without text), kept so that ``partial_fit`` solves the same problem as a refit.
+        ``c`` is fixed at ``fit``: ``partial_fit`` keeps the text term of the fit.
 
     Notes
     -----
@@ -72,9 +78,9 @@ class TextEASE(EASE):
 
     #: What :func:`maasrec.tune.tune` searches: EASE's regulariser and the text weight.
     search_space: ClassVar[dict] = {"l2": ("float", 10.0, 1e5, "log"),
-                                    "text_weight": ("float", 1.0, 1e4, "log")}
+                                    "text_weight": ("float", 0.01, 100.0, "log")}
 
-    def __init__(self, l2: float = 500.0, text_weight: float = 200.0,
+    def __init__(self, l2: float = 500.0, text_weight: float = 1.0,
                  text_encoder: Any = None, implicit: bool = True):
         self.l2 = l2
         self.text_weight = text_weight
@@ -108,7 +114,7 @@ class TextEASE(EASE):
             return TextEncoder(spec)
         raise DataError(f"text_encoder must be a TextEncoder or a model name, got {spec!r}")
 
-    def _side_vectors(self, data: Interactions, item_features) -> np.ndarray:
+    def _side_vectors(self, data: Interactions, item_features, X) -> np.ndarray:
         from ..data.features import ItemFeatures
 
         if not isinstance(item_features, ItemFeatures) or not item_features.has_text:
@@ -127,13 +133,14 @@ class TextEASE(EASE):
             warnings.warn(f"TextEASE: {int((~mask).sum())} of {len(mask)} items have no "
                           "text (EASE alone for them)", ColdStartWarning, stacklevel=4)
         side = np.zeros((len(mask), vec.shape[1]), dtype=np.float32)
-        side[mask] = np.sqrt(float(self.text_weight)) * vec
+        mean_count = float(X.multiply(X).sum()) / max(X.shape[1], 1)
+        side[mask] = np.sqrt(float(self.text_weight) * mean_count) * vec
         return side
 
     def _fit(self, data: Interactions, *, item_features=None, **_) -> None:
         t0 = time.perf_counter()
-        self.side_ = self._side_vectors(data, item_features)
         X = self._matrix(data.to_csr()).astype(np.float64)
+        self.side_ = self._side_vectors(data, item_features, X)
         n = X.shape[1]
         P = np.empty((n, n)) if n <= KEEP_INVERSE_MAX_ITEMS else None
         self.B_ = _ease_weights(X, self.l2, inverse=P, side=self.side_)
