@@ -6,7 +6,9 @@
   1 thread, training samples/s of HybridRecommender on ML-1M and SequentialRecommender on
   Amazon Beauty (the same global batch B, i.e. B/2 rows per rank: strong scaling; and,
   reported apart, the same B per rank, a global 2B: weak scaling, half the all-reduces
-  per sample; training only, no validation), measured in one
+  per sample; and the machine's ceiling: two independent one-process fits at once, no
+  communication, their summed samples/s over one alone; training only, no validation),
+  measured in one
   run (samples/s = training interactions x epochs / the trainer's epoch seconds; fit set-up
   excluded), and the gloo all-reduce time of one step's gradients (a flat float32 tensor of
   the model's parameter count, the bytes DDP's buckets all-reduce per step).
@@ -164,6 +166,18 @@ def _launch(ranks: int, args: list[str], timeout: int = 3600) -> None:
     subprocess.run(cmd, env=env, check=True, timeout=timeout)
 
 
+def _launch_together(arg_lists: list[list[str]], timeout: int = 3600) -> None:
+    """One-process workers started at the same time (no process group between them)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    procs = [subprocess.Popen([sys.executable, str(HERE), *args], env=env)
+             for args in arg_lists]
+    for p in procs:
+        if p.wait(timeout=timeout) != 0:
+            raise RuntimeError(f"worker {p.args} failed with exit code {p.returncode}")
+
+
 def throughput(epochs: int, tmp: Path, cases: list[str] | None = None) -> list[dict]:
     rows = []
     for case in cases or list(CASES):
@@ -173,6 +187,12 @@ def throughput(epochs: int, tmp: Path, cases: list[str] | None = None) -> list[d
             _launch(ranks, ["worker", case, str(epochs), str(out)])
             pair[ranks] = json.loads(out.read_text())
             print(json.dumps(pair[ranks]), flush=True)
+        # the machine's ceiling for this workload: two independent one-process fits at
+        # once (no communication at all); their summed samples/s over one alone
+        outs = [tmp / f"{case}-solo-{i}.json" for i in range(2)]
+        _launch_together([["worker", case, str(epochs), str(o)] for o in outs])
+        solo = [json.loads(o.read_text()) for o in outs]
+        ceiling = sum(r["samples_per_second"] for r in solo) / pair[1]["samples_per_second"]
         # weak scaling: each rank keeps the one-process batch (the global batch doubles)
         out = tmp / f"{case}-2-weak.json"
         _launch(2, ["worker", case, str(epochs), str(out),
@@ -184,11 +204,13 @@ def throughput(epochs: int, tmp: Path, cases: list[str] | None = None) -> list[d
                      "cpu_speedup": pair[2]["cpu_samples_per_second"]
                      / pair[1]["cpu_samples_per_second"],
                      "weak_speedup": weak["samples_per_second"]
-                     / pair[1]["samples_per_second"]})
+                     / pair[1]["samples_per_second"],
+                     "two_independent": solo, "ceiling": ceiling})
         print(f"{case}: 2x1 vs 1x1 threads: {rows[-1]['speedup']:.2f}x wall-clock, "
               f"{rows[-1]['cpu_speedup']:.2f}x in CPU time at the same global batch; "
-              f"{rows[-1]['weak_speedup']:.2f}x with the same batch per rank (load average "
-              f"{_loads([*pair.values(), weak])})", flush=True)
+              f"{rows[-1]['weak_speedup']:.2f}x with the same batch per rank; two "
+              f"independent processes at once: {ceiling:.2f}x (load average "
+              f"{_loads([*pair.values(), weak, *solo])})", flush=True)
     return rows
 
 
