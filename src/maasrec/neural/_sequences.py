@@ -12,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.interactions import as_interactions
+from ..device import resolve_device
 from ..training import sampled_softmax_loss, softmax_loss, torch_generator
 
-__all__ = ["NextItemTask", "append_histories", "latest_items"]
+__all__ = ["NextItemTask", "StoredSequences", "append_histories", "latest_items"]
 
 #: Windows per chunk (in batches) inside which training windows are sorted by length.
 _BUCKET_BATCHES = 64
@@ -212,3 +214,94 @@ class NextItemTask:
         other = h @ table[neg].T
         return sampled_softmax_loss(pos.float(), other.float(),
                                     mask=neg[None, :] != y[:, None])
+
+
+class StoredSequences:
+    """The stored histories of the order-aware models (SequentialRecommender, BERT4Rec).
+
+    A mixin placed before :class:`~maasrec.base.Recommender`: the model keeps each user's
+    latest ``max_len - _history_trim`` items, oldest first, in ``history_items_`` /
+    ``history_indptr_``, scores known users from them, scores ordered ``history=``
+    sequences, extends them with new events (:meth:`extend_history`) and explains by
+    leave-one-out over the positions it reads. The class provides ``network_``,
+    ``max_len``, ``device`` and ``_scores_from(list of index arrays)``.
+    """
+
+    ordered_history = True
+    #: items of ``max_len`` the history does not use (1 for BERT4Rec's appended [MASK])
+    _history_trim = 0
+
+    def _history_keep(self) -> int:
+        return int(self.max_len) - int(self._history_trim)
+
+    def _set_histories(self, items: np.ndarray, indptr: np.ndarray) -> None:
+        """Keep the latest :meth:`_history_keep` items of every user (oldest first)."""
+        self.history_items_, self.history_indptr_ = latest_items(
+            np.asarray(items, dtype=np.int64), np.asarray(indptr, dtype=np.int64),
+            self._history_keep())
+
+    def extend_history(self, X):
+        """Append new interactions of known users to the histories the model reads.
+
+        Nothing is retrained: recommendations for these users now start from their
+        latest items, and the new items count as seen (``exclude_seen``). This is how
+        the validation item enters the history before testing (leave-last-out), and how
+        a deployed model follows users between refits (:meth:`partial_fit` also
+        fine-tunes where the model supports it).
+
+        Parameters
+        ----------
+        X : Interactions, pandas.DataFrame or scipy.sparse matrix
+            Interactions of users and items the model knows, in time order (by
+            timestamp, then input order); appended after each user's current history.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        UnknownIdError
+            A user or item the model does not know.
+        """
+        self._check_fitted()
+        X = as_interactions(X).with_vocab(self.user_vocab_, self.item_vocab_, unknown="raise")
+        if X.nnz == 0:
+            return self
+        self._set_histories(*append_histories(self.history_items_, self.history_indptr_,
+                                              X.item_indices, X.user_indices))
+        self.seen_ = (self.seen_ + X.to_csr()).tocsr()
+        self._pop_cache = None
+        return self
+
+    def _device(self) -> torch.device:
+        dev = getattr(self, "_device_obj", None)
+        if dev is None:
+            dev = self._device_obj = resolve_device(self.device)
+        if next(self.network_.parameters()).device != dev:
+            self.network_.to(dev)
+        return dev
+
+    def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
+        ip, it = self.history_indptr_, self.history_items_
+        return [it[ip[u]:ip[u + 1]] for u in np.asarray(user_idx, dtype=np.int64)]
+
+    def _score_users(self, user_idx: np.ndarray):
+        """Scores from each known user's latest items (popularity if none)."""
+        return self._scores_from(self._user_histories(user_idx))
+
+    def _score_sequences(self, sequences: list[np.ndarray]):
+        """Scores from ordered histories (oldest first); see ``ordered_history``."""
+        return self._scores_from(list(sequences))
+
+    def _score_history(self, history):
+        raise NotImplementedError(
+            f"{type(self).__name__} needs the order of a history, which a sparse matrix "
+            "does not keep: use recommend(history=[item ids, oldest first]) or "
+            "_score_sequences")
+
+    def _explain_sequence(self, seq: np.ndarray, item_idx: int, user_idx):
+        # leave-one-out over the positions the model reads (maasrec/neural/_explain.py)
+        from ._explain import sequence_terms
+
+        return sequence_terms(self, seq, item_idx, self._history_keep())

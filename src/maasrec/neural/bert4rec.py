@@ -20,14 +20,13 @@ import logging
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
-from ..data.interactions import Interactions, as_interactions
+from ..data.interactions import Interactions
 from ..device import resolve_device
 from ..exceptions import DataError, MaasrecWarning
 from ..training import (
@@ -40,7 +39,7 @@ from ..training import (
 )
 from ._holdout import auto_holdout, check_validation_fraction
 from ._implicit import parse_val_metric, train_task
-from ._sequences import append_histories, latest_items
+from ._sequences import StoredSequences
 from .sasrec import INIT_STD
 
 __all__ = ["BERT4REC_LOSSES", "BERT4Rec", "BERT4RecNetwork", "cloze_windows"]
@@ -277,7 +276,7 @@ class ClozeTask:
                                     mask=neg[None, :] != y[:, None])
 
 
-class BERT4Rec(Recommender):
+class BERT4Rec(StoredSequences, Recommender):
     """Next-item recommendation with a bidirectional transformer trained as a cloze (BERT4Rec).
 
     Each user is the time-ordered sequence of items they interacted with. Training hides
@@ -382,7 +381,7 @@ class BERT4Rec(Recommender):
     Recommendation with Bidirectional Encoder Representations from Transformer. CIKM 2019.
     """
 
-    ordered_history = True
+    _history_trim = 1  # the last position is the appended [MASK]
 
     def __init__(self, max_len: int = 100, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
                  ffn_dim: int | None = None, dropout: float = 0.2, mask_prob: float = 0.2,
@@ -504,51 +503,7 @@ class BERT4Rec(Recommender):
         net.eval()
 
     # -- histories ----------------------------------------------------------------------
-    def _set_histories(self, items: np.ndarray, indptr: np.ndarray) -> None:
-        """Keep the latest ``max_len - 1`` items of every user (oldest first)."""
-        self.history_items_, self.history_indptr_ = latest_items(
-            np.asarray(items, dtype=np.int64), np.asarray(indptr, dtype=np.int64),
-            int(self.max_len) - 1)
-
-    def extend_history(self, X) -> BERT4Rec:
-        """Append new interactions of known users to the histories the model reads.
-
-        Nothing is retrained: recommendations for these users now start from their
-        latest items, and the new items count as seen.
-
-        Parameters
-        ----------
-        X : Interactions, pandas.DataFrame or scipy.sparse matrix
-            Interactions of known users and items, in time order.
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        UnknownIdError
-            A user or item the model does not know.
-        """
-        self._check_fitted()
-        X = as_interactions(X).with_vocab(self.user_vocab_, self.item_vocab_, unknown="raise")
-        if X.nnz == 0:
-            return self
-        self._set_histories(*append_histories(self.history_items_, self.history_indptr_,
-                                              X.item_indices, X.user_indices))
-        self.seen_ = (self.seen_ + X.to_csr()).tocsr()
-        self._pop_cache = None
-        return self
-
     # -- scoring ------------------------------------------------------------------------
-    def _device(self) -> torch.device:
-        dev = getattr(self, "_device_obj", None)
-        if dev is None:
-            dev = self._device_obj = resolve_device(self.device)
-        if next(self.network_.parameters()).device != dev:
-            self.network_.to(dev)
-        return dev
-
     def _states(self, seqs: list[np.ndarray]) -> torch.Tensor:
         """Output states at ``[MASK]`` after the latest ``max_len - 1`` items ``[b, dim]``."""
         dev = self._device()
@@ -575,29 +530,6 @@ class BERT4Rec(Recommender):
                 s = net.logits(self._states([seqs[i] for i in nonempty])).float()
             out[nonempty] = s.cpu().numpy()
         return out
-
-    def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
-        ip, it = self.history_indptr_, self.history_items_
-        return [it[ip[u]:ip[u + 1]] for u in np.asarray(user_idx, dtype=np.int64)]
-
-    def _score_users(self, user_idx: np.ndarray):
-        """Scores from each known user's latest items (popularity if none)."""
-        return self._scores_from(self._user_histories(user_idx))
-
-    def _score_sequences(self, sequences: list[np.ndarray]):
-        """Scores from ordered histories (oldest first); see ``ordered_history``."""
-        return self._scores_from(list(sequences))
-
-    def _score_history(self, history: sp.csr_matrix):
-        raise NotImplementedError(
-            "BERT4Rec needs the order of a history, which a sparse matrix does not keep: "
-            "use recommend(history=[item ids, oldest first]) or _score_sequences")
-
-    def _explain_sequence(self, seq: np.ndarray, item_idx: int, user_idx):
-        # leave-one-out over the positions the model reads (maasrec/neural/_explain.py)
-        from ._explain import sequence_terms
-
-        return sequence_terms(self, seq, item_idx, int(self.max_len) - 1)
 
     def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
         """Cosine similarity of the item embeddings."""

@@ -34,7 +34,7 @@ import torch
 from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
 from ..data.features import ItemFeatures
-from ..data.interactions import Interactions, as_interactions
+from ..data.interactions import Interactions
 from ..device import amp_dtype, resolve_device
 from ..exceptions import DataError, MaasrecWarning
 from ..training import (
@@ -58,7 +58,7 @@ from ._item_content import (
     text_encoder,
     text_vectors,
 )
-from ._sequences import NextItemTask, append_histories, latest_items
+from ._sequences import NextItemTask, StoredSequences
 from .sasrec import SASRecNetwork
 
 __all__ = ["AMP_MODES", "ITEM_SIDE_MODES", "ITEM_TEXT_MODES", "SEQUENTIAL_LOSSES", "NonFiniteLossError", "SASRecNetwork",
@@ -88,7 +88,7 @@ def _parse_val_metric(spec: Any) -> tuple[str, int]:
                     f"and k >= 1 (e.g. 'ndcg@10', 'hit@10'), got {spec!r}")
 
 
-class SequentialRecommender(Recommender):
+class SequentialRecommender(StoredSequences, Recommender):
     """Next-item recommendation with a GPT-style causal transformer (SASRec).
 
     Each user is the time-ordered sequence of items they interacted with; the model
@@ -304,7 +304,6 @@ class SequentialRecommender(Recommender):
     W.-C. Kang, J. McAuley. Self-Attentive Sequential Recommendation. ICDM 2018.
     """
 
-    ordered_history = True
 
     #: What :func:`maasrec.tune.tune` searches (docs/tuning.rst).
     search_space: ClassVar[dict] = {
@@ -559,11 +558,6 @@ class SequentialRecommender(Recommender):
                                  k=k, metric=metric)
 
     # -- histories ----------------------------------------------------------------------
-    def _set_histories(self, items: np.ndarray, indptr: np.ndarray) -> None:
-        """Keep the latest ``max_len`` items of every user (oldest first)."""
-        self.history_items_, self.history_indptr_ = latest_items(items, indptr,
-                                                                 int(self.max_len))
-
     def _partial_fit(self, user_idx: np.ndarray, *, n_new_users: int, n_new_items: int,
                      events) -> None:
         # online update (Recommender.partial_fit): histories + seeded fine-tuning from the
@@ -572,48 +566,7 @@ class SequentialRecommender(Recommender):
 
         sequential_fold_in(self, user_idx, n_new_users, events)
 
-    def extend_history(self, X) -> SequentialRecommender:
-        """Append new interactions of known users to the histories the model reads.
-
-        Nothing is retrained: recommendations for these users now start from their
-        latest items, and the new items count as seen (``exclude_seen``). This is how
-        the validation item enters the history before testing (leave-last-out), and how
-        a deployed model follows users between refits.
-
-        Parameters
-        ----------
-        X : Interactions, pandas.DataFrame or scipy.sparse matrix
-            Interactions of users and items the model knows, in time order (by
-            timestamp, then input order); appended after each user's current history.
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        UnknownIdError
-            A user or item the model does not know.
-        """
-        self._check_fitted()
-        X = as_interactions(X).with_vocab(self.user_vocab_, self.item_vocab_, unknown="raise")
-        if X.nnz == 0:
-            return self
-        self._set_histories(*append_histories(self.history_items_, self.history_indptr_,
-                                              X.item_indices, X.user_indices))
-        self.seen_ = (self.seen_ + X.to_csr()).tocsr()
-        self._pop_cache = None
-        return self
-
     # -- scoring ------------------------------------------------------------------------
-    def _device(self) -> torch.device:
-        dev = getattr(self, "_device_obj", None)
-        if dev is None:
-            dev = self._device_obj = resolve_device(self.device)
-        if next(self.network_.parameters()).device != dev:
-            self.network_.to(dev)
-        return dev
-
     def _invalidate(self) -> None:
         self._table_cache = None
 
@@ -661,29 +614,6 @@ class SequentialRecommender(Recommender):
             from ..compress.prune import check_block_shapes
 
             check_block_shapes(self, self._load_where)
-
-    def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
-        ip, it = self.history_indptr_, self.history_items_
-        return [it[ip[u]:ip[u + 1]] for u in np.asarray(user_idx, dtype=np.int64)]
-
-    def _score_users(self, user_idx: np.ndarray):
-        """Scores from each known user's latest ``max_len`` items (popularity if none)."""
-        return self._scores_from(self._user_histories(user_idx))
-
-    def _score_sequences(self, sequences: list[np.ndarray]):
-        """Scores from ordered histories (oldest first); see ``ordered_history``."""
-        return self._scores_from(list(sequences))
-
-    def _score_history(self, history: sp.csr_matrix):
-        raise NotImplementedError(
-            "SequentialRecommender needs the order of a history, which a sparse matrix does "
-            "not keep: use recommend(history=[item ids, oldest first]) or _score_sequences")
-
-    def _explain_sequence(self, seq: np.ndarray, item_idx: int, user_idx):
-        # leave-one-out over the positions the model reads (maasrec/neural/_explain.py)
-        from ._explain import sequence_terms
-
-        return sequence_terms(self, seq, item_idx, int(self.max_len))
 
     # -- vectors ------------------------------------------------------------------------
     def _item_vectors(self) -> np.ndarray:
