@@ -59,6 +59,22 @@ _ST_POOLING = {
 
 # -- functions ------------------------------------------------------------------------
 
+def resolve_text_encoder(spec: Any, param: str = "text_encoder") -> TextEncoder:
+    """A :class:`TextEncoder` from a model's ``text_encoder`` parameter.
+
+    None: ``TextEncoder()`` (MiniLM, offline from the ``text`` extra); a TextEncoder as
+    is; a string: ``TextEncoder(spec)``. Anything else is a
+    :class:`~maasrec.exceptions.DataError` naming ``param``.
+    """
+    if spec is None:
+        return TextEncoder()
+    if isinstance(spec, TextEncoder):
+        return spec
+    if isinstance(spec, str):
+        return TextEncoder(spec)
+    raise DataError(f"{param} must be a TextEncoder or a model name, got {spec!r}")
+
+
 def is_decoder_config(config) -> bool:
     """Whether a ``transformers`` config describes a decoder-only (GPT-style) model.
 

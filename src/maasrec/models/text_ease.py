@@ -103,16 +103,9 @@ class TextEASE(EASE):
         return params
 
     def _encoder(self):
-        from ..encoders import TextEncoder
+        from ..encoders.text import resolve_text_encoder
 
-        spec = self.text_encoder
-        if spec is None:
-            return TextEncoder()
-        if isinstance(spec, TextEncoder):
-            return spec
-        if isinstance(spec, str):
-            return TextEncoder(spec)
-        raise DataError(f"text_encoder must be a TextEncoder or a model name, got {spec!r}")
+        return resolve_text_encoder(self.text_encoder)
 
     def _side_vectors(self, data: Interactions, item_features, X) -> np.ndarray:
         from ..data.features import ItemFeatures

@@ -27,15 +27,9 @@ __all__ = ["add_item_content", "append_item_rows", "check_loaded_content",
 
 def text_encoder(spec: Any):
     """A :class:`~maasrec.encoders.TextEncoder` from ``text_encoder`` (None: the default)."""
-    from ..encoders import TextEncoder
+    from ..encoders.text import resolve_text_encoder
 
-    if spec is None:
-        return TextEncoder()
-    if isinstance(spec, TextEncoder):
-        return spec
-    if isinstance(spec, str):
-        return TextEncoder(spec)
-    raise DataError(f"text_encoder must be a TextEncoder or a model name, got {spec!r}")
+    return resolve_text_encoder(spec)
 
 
 def text_vectors(encoder, features: ItemFeatures | None, vocab, what: str, mode: str,
