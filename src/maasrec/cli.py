@@ -200,8 +200,9 @@ def _print_examples(ds, X, train, model, out) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train and evaluate on a real data set: a leaderboard with 95% CIs, titled examples."""
-    from tqdm.auto import tqdm
+    from .training.progress import tqdm_class
 
+    tqdm = tqdm_class()
     out = sys.stdout
     t0 = time.perf_counter()
     zoo = _model_zoo("", args.seed)

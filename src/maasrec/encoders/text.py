@@ -673,8 +673,9 @@ class TextEncoder(Component, nn.Module):
         bs = int(self.batch_size)
         starts = range(0, len(order), bs)
         if progress:
-            from tqdm.auto import tqdm
+            from ..training.progress import tqdm_class
 
+            tqdm = tqdm_class()
             starts = tqdm(starts, desc="encoding", unit="batch")
         if grad:
             pieces = [self._forward_batch([seqs[i] for i in order[s:s + bs]], device)

@@ -733,8 +733,9 @@ def _rank_targets(scorer: _Scorer, t: _Targets, *, protocol: str, ranks_only: bo
     logger.debug("evaluate: %d users in chunks of %d, %d items", n_eval, chunk, scorer.n_items)
     bar = None
     if show_progress:
-        from tqdm.auto import tqdm
+        from ..training.progress import tqdm_class
 
+        tqdm = tqdm_class()
         bar = tqdm(total=n_eval, desc="evaluate", unit="user")
     try:
         for a in range(0, n_eval, chunk):

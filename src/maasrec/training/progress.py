@@ -29,10 +29,24 @@ def progress(iterable=None, *, total: int | None = None, desc: str | None = None
     -------
     tqdm.tqdm
     """
-    from tqdm.auto import tqdm
-
+    tqdm = tqdm_class()
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not verbose, leave=False,
                 dynamic_ncols=True)
+
+
+def tqdm_class():
+    """tqdm's notebook bar where Jupyter widgets are installed, its text bar otherwise.
+
+    ``tqdm.auto`` picks the widget bar in any notebook and, without ``ipywidgets``, prints
+    a ``TqdmWarning`` ("IProgress not found") into the notebook before falling back.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm
 
 
 def run_epochs(epoch_fn: Callable[[int], float | None], n_epochs: int, *, verbose: bool = True,
