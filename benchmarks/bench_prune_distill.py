@@ -110,7 +110,7 @@ def cmd_prune(args) -> int:
     import torch
 
     from maasrec import datasets
-    from maasrec.compress.prune import prune, sparsity
+    from maasrec.compress.pruning import prune, sparsity
     from maasrec.data.split import leave_last_out
     from maasrec.exceptions import ColdStartWarning
     from maasrec.neural import SequentialRecommender
@@ -225,7 +225,7 @@ def cmd_distill_lm(args) -> int:
     import torch
 
     from benchmarks.bench_lmranker import MODEL
-    from maasrec.compress.distill import distill
+    from maasrec.compress.distillation import distill
     from maasrec.lm_ranker import LMRanker
     from maasrec.models import EASE
     from maasrec.neural import SequentialRecommender
@@ -295,7 +295,7 @@ def cmd_distill_lm(args) -> int:
 def cmd_distill_seq(args) -> int:
     import torch
 
-    from maasrec.compress.distill import distill
+    from maasrec.compress.distillation import distill
     from maasrec.neural import SequentialRecommender
 
     torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maasrec import Interactions, Recommender
-from maasrec.compress.distill import distill, kl_to_teacher, teacher_lists
+from maasrec.compress.distillation import distill, kl_to_teacher, teacher_lists
 from maasrec.exceptions import DataError, NotFittedError
 from maasrec.models import EASE, Popularity
 from maasrec.neural import SequentialRecommender

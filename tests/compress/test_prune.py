@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from maasrec import Interactions, Recommender
-from maasrec.compress.prune import prune, sparsity
+from maasrec.compress.pruning import prune, sparsity
 from maasrec.exceptions import DataError, ModelFormatError, NotFittedError
 from maasrec.models import EASE, Popularity
 from maasrec.neural import SequentialRecommender

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from maasrec import load
-from maasrec.compress.distill import distill
-from maasrec.compress.prune import prune, sparsity
+from maasrec.compress.distillation import distill
+from maasrec.compress.pruning import prune, sparsity
 from maasrec.data import Interactions, ItemFeatures
 from maasrec.exceptions import DataError
 from maasrec.lm_ranker import LMRanker

@@ -30,8 +30,8 @@ _LAZY = {
     "OnnxTextEncoder": "onnx", "export_onnx": "onnx",
     "Int8Recommender": "networks", "quantize_network": "networks",
     "OnnxRecommender": "onnx_models",
-    "prune": "prune", "sparsity": "prune", "PRUNE_METHODS": "prune",
-    "distill": "distill", "DISTILL_MODES": "distill",
+    "prune": "pruning", "sparsity": "pruning", "PRUNE_METHODS": "pruning",
+    "distill": "distillation", "DISTILL_MODES": "distillation",
 }
 
 __all__ = sorted(_LAZY)

@@ -147,7 +147,7 @@ def prune_lm(model, X, *, method: str, amount: float, heads: float, ffn: float, 
     from ..lm_ranker._training import fine_tune
     from ..lm_ranker.network import own_aligned_storage
     from ._seqtrain import prepare_data
-    from .prune import _keep, sparsity
+    from .pruning import _keep, sparsity
 
     model._check_lm()
     if getattr(model._lm, "pruned", None) is not None and method == "structured":

@@ -611,7 +611,7 @@ class SequentialRecommender(StoredSequences, Recommender):
         check_stored_histories(self, self._load_where)
         check_loaded_content(self, self._load_where)
         if getattr(self, "block_shapes_", None) is not None:
-            from ..compress.prune import check_block_shapes
+            from ..compress.pruning import check_block_shapes
 
             check_block_shapes(self, self._load_where)
 
