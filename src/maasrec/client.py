@@ -351,7 +351,7 @@ class Client:
         Ranking or list of Ranking
             One per user; lists may be shorter than ``k`` (no padding).
         """
-        single = False
+        single, labels = False, None
         payload: dict[str, Any] = {"k": k, "exclude_seen": exclude_seen}
         if history is not None:
             hist = _plain(history)
@@ -363,13 +363,20 @@ class Client:
         if users is not None:
             if _is_scalar(users):
                 users, single = [users], True
-            payload["users"] = _plain(users)
+            if history is None:
+                payload["users"] = _plain(users)
+            else:  # labels of the histories' results, kept here (the server takes one)
+                labels = list(_plain(users))
+                if len(labels) != len(payload["history"]):
+                    raise DataError(f"{len(labels)} users but {len(payload['history'])} "
+                                    f"histories: give one label per history")
         if items is not None:
             payload["items"] = _plain(items)
         if exclude is not None:
             payload["exclude"] = _plain(exclude)
         out = self.request("POST", "/v1/recommend", payload)
-        res = [Ranking(r.get("user"), r["items"], r["scores"]) for r in out["results"]]
+        res = [Ranking(r.get("user") if labels is None else labels[i], r["items"],
+                       r["scores"]) for i, r in enumerate(out["results"])]
         return res[0] if single else res
 
     def similar_items(self, items: Any, k: int = 10) -> Ranking | list[Ranking]:

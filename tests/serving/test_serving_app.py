@@ -90,9 +90,11 @@ def test_recommend_options_match_model(client, ease_model):
 def test_history_for_cold_users(client, ease_model):
     hist = [[1000, 1003, 1010], []]
     r = client.post("/v1/recommend", json={"history": hist, "k": 5, "users": ["new", 99]})
+    assert r.status_code == 422 and "not both" in r.text  # the schema's oneOf, enforced
+    r = client.post("/v1/recommend", json={"history": hist, "k": 5})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert [x["user"] for x in body["results"]] == ["new", 99]
+    assert [x["user"] for x in body["results"]] == [None, None]
     ids, scores = ease_model.recommend(None, k=5, history=hist)
     assert body["results"][0]["items"] == ids[0].tolist()
     assert body["results"][1]["scores"] == scores[1].astype(np.float64).tolist()

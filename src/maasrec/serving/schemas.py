@@ -114,16 +114,21 @@ def _k_at_most(limit: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _schema_edit(required: Sequence[str] = (), one_of: Sequence[Sequence[str]] = ()):
-    """A ``json_schema_extra`` that states which fields are required (no null defaults)."""
+def _schema_edit(required: Sequence[str] = (), one_of: Sequence[Sequence[str]] = (),
+                 any_of: Sequence[Sequence[str]] = ()):
+    """A ``json_schema_extra`` that states which fields are required (no null defaults):
+    all of ``required``, exactly one group of ``one_of``, at least one group of ``any_of``."""
     def edit(schema: dict) -> None:
         props = schema.get("properties", {})
-        for name in list(required) + [n for group in one_of for n in group]:
+        groups = [n for group in [*one_of, *any_of] for n in group]
+        for name in list(required) + groups:
             props.get(name, {}).pop("default", None)
         if required:
             schema["required"] = list(required)
         if one_of:
             schema["oneOf"] = [{"required": list(g)} for g in one_of]
+        if any_of:
+            schema["anyOf"] = [{"required": list(g)} for g in any_of]
     return edit
 
 
@@ -167,12 +172,9 @@ def _recommend_request(K: Any, max_users: int, max_pairs: int) -> type[BaseModel
         """Body of ``POST /v1/recommend``.
 
         Give exactly one of ``users`` (users known to the model) or ``history`` (one list
-        of item ids per user the model has not seen: cold users).
-
-        Compatibility: a request with ``history`` may also give ``users`` of the same
-        length to label the results (it may name unknown users). This older form is
-        still accepted but no longer part of the schema (the schema cannot say "same
-        length"); the labels are then echoed in ``results[].user``.
+        of item ids per user the model has not seen: cold users; ``results[].user`` is
+        then null). Both at once is a 422, as the schema says (:class:`maasrec.Client`
+        labels history results with its ``users`` argument itself).
         """
 
         model_config = ConfigDict(strict=True, extra="forbid",
@@ -199,10 +201,10 @@ def _recommend_request(K: Any, max_users: int, max_pairs: int) -> type[BaseModel
             if self.users is None and self.history is None:
                 raise ValueError("give users (known user ids) or history (one list of item "
                                  "ids per cold user)")
-            if (self.history is not None and self.users is not None
-                    and len(self.users) != len(self.history)):
-                raise ValueError(f"{len(self.users)} users but {len(self.history)} "
-                                 f"histories; give users or history, not both")
+            if self.history is not None and self.users is not None:
+                raise ValueError(f"{len(self.users)} users and {len(self.history)} "
+                                 f"histories; give users or history, not both (label the "
+                                 f"histories' results on the client side)")
             return self
 
     return RecommendRequest
