@@ -146,7 +146,9 @@ def check_recommend_output(factory: Factory) -> None:
     one_ids, one_scores = model.recommend(users[0], k=5)
     assert one_ids.shape == (5,), "a single user id must give 1-d arrays"
     np.testing.assert_array_equal(one_ids, ids[0])
-    np.testing.assert_allclose(one_scores, scores[0], rtol=1e-5, atol=1e-6)
+    # a network scores a batch of other shapes (padding, blocking): float32 rounding of
+    # about 1e-5 (an LMRanker's cross-encoder over pairs padded to another length)
+    np.testing.assert_allclose(one_scores, scores[0], rtol=1e-5, atol=1e-5)
     ids2, _ = model.recommend(users, k=5, batch_size=2)
     np.testing.assert_array_equal(ids2, ids)
 
