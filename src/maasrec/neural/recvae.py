@@ -37,11 +37,9 @@ from torch import nn
 from .._validation import check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
-from ..device import resolve_device
-from ..exceptions import DataError
-from ..training import NonFiniteLossError, seed_from, threads_for, torch_generator
-from ._holdout import auto_holdout, check_validation_fraction
-from ._implicit import binary_csr, parse_val_metric, train_task
+from ..training import NonFiniteLossError, threads_for, torch_generator
+from ._holdout import check_validation_fraction
+from ._implicit import parse_val_metric, train_task
 from .vae import _dense_rows, _RowScoring
 
 __all__ = ["RecVAE", "RecVAENetwork"]
@@ -323,22 +321,9 @@ class RecVAE(_RowScoring, Recommender):
 
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
              validation=None, checkpoint_dir=None) -> None:
-        device = resolve_device(self.device)
-        self._device_obj = device
-        seed = seed_from(self.random_state)
-        fit_data, validation, holdout = auto_holdout(
-            "RecVAE", data, validation, self.validation_fraction, ordered=False, seed=seed)
-        X = binary_csr(fit_data.to_csr(copy=False))
+        (device, seed, fit_data, validation, holdout, X, net, indptr, indices,
+         active) = self._start_fit(data, validation)
         n_users, n_items = X.shape
-        net = self._build_modules()["network_"]
-        net.reset_parameters(torch_generator(seed))
-        net.to(device)
-        self.network_ = net
-        indptr = torch.from_numpy(X.indptr.astype(np.int64)).to(device)
-        indices = torch.from_numpy(X.indices.astype(np.int64)).to(device)
-        active = torch.nonzero(indptr[1:] > indptr[:-1]).squeeze(1)
-        if len(active) == 0:
-            raise DataError("RecVAE: no user has a positive interaction to train on")
         bs = int(self.batch_size)
         g = torch_generator(seed + 1, device=device)
         n_enc, n_dec = int(self.n_enc_epochs), int(self.n_dec_epochs)

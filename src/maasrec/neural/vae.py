@@ -168,6 +168,28 @@ class _RowScoring:
         state.pop("_device_obj", None)
         return state
 
+    def _start_fit(self, data: Interactions, validation):
+        """What MultVAE's and RecVAE's ``fit`` begin with: device, seed, the held-out
+        validation slice, the binary training rows (CSR on the device), a freshly seeded
+        network as ``network_``, and the users with at least one positive row."""
+        name = type(self).__name__
+        device = resolve_device(self.device)
+        self._device_obj = device
+        seed = seed_from(self.random_state)
+        fit_data, validation, holdout = auto_holdout(
+            name, data, validation, self.validation_fraction, ordered=False, seed=seed)
+        X = binary_csr(fit_data.to_csr(copy=False))
+        net = self._build_modules()["network_"]
+        net.reset_parameters(torch_generator(seed))
+        net.to(device)
+        self.network_ = net
+        indptr = torch.from_numpy(X.indptr.astype(np.int64)).to(device)
+        indices = torch.from_numpy(X.indices.astype(np.int64)).to(device)
+        active = torch.nonzero(indptr[1:] > indptr[:-1]).squeeze(1)
+        if len(active) == 0:
+            raise DataError(f"{name}: no user has a positive interaction to train on")
+        return device, seed, fit_data, validation, holdout, X, net, indptr, indices, active
+
 
 class MultVAE(_RowScoring, Recommender):
     """Variational autoencoder with a multinomial likelihood (Mult-VAE).
@@ -336,22 +358,9 @@ class MultVAE(_RowScoring, Recommender):
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
              validation=None, checkpoint_dir=None) -> None:
-        device = resolve_device(self.device)
-        self._device_obj = device
-        seed = seed_from(self.random_state)
-        fit_data, validation, holdout = auto_holdout(
-            "MultVAE", data, validation, self.validation_fraction, ordered=False, seed=seed)
-        X = binary_csr(fit_data.to_csr(copy=False))
+        (device, seed, fit_data, validation, holdout, X, net, indptr, indices,
+         active) = self._start_fit(data, validation)
         n_users, n_items = X.shape
-        net = self._build_modules()["network_"]
-        net.reset_parameters(torch_generator(seed))
-        net.to(device)
-        self.network_ = net
-        indptr = torch.from_numpy(X.indptr.astype(np.int64)).to(device)
-        indices = torch.from_numpy(X.indices.astype(np.int64)).to(device)
-        active = torch.nonzero(indptr[1:] > indptr[:-1]).squeeze(1)
-        if len(active) == 0:
-            raise DataError("MultVAE: no user has a positive interaction to train on")
         bs = int(self.batch_size)
         g = torch_generator(seed + 1, device=device)
         n_batches = -(-len(active) // bs)
