@@ -103,7 +103,23 @@ def _test(model, train, valid, test, seed: int) -> dict:
 
     res = evaluate(model, train, test, k=10, metrics=["ndcg", "hit"], exclude=valid,
                    n_bootstrap=0)
-    return {k: float(v) for k, v in dict(res).items()}
+    out = {k: float(v) for k, v in dict(res).items()}
+    nd = np.asarray(res.per_user["ndcg@10"], dtype=np.float64)
+    out["ndcg@10_se"] = float(nd.std(ddof=1) / np.sqrt(len(nd))) if len(nd) > 1 else None
+    out["hits@10"] = round(out["hit@10"] * len(nd)) if "hit@10" in out else None
+    out["_per_user"] = dict(zip(res.users.tolist(), nd.tolist()))
+    return out
+
+
+def _paired(a: dict, b: dict) -> dict:
+    """Relative change of mean NDCG@10 of ``a`` vs ``b`` over their common users, with
+    the standard error of the paired per-user difference (divided by b's mean)."""
+    users = sorted(set(a) & set(b), key=str)
+    x = np.array([a[u] for u in users])
+    y = np.array([b[u] for u in users])
+    d = x - y
+    return {"users": len(users), "relative_change": float(d.mean() / y.mean()),
+            "relative_change_se": float(d.std(ddof=1) / np.sqrt(len(d)) / y.mean())}
 
 
 def cmd_prune(args) -> int:
@@ -154,16 +170,21 @@ def cmd_prune(args) -> int:
                        "parameters": sparsity(m)["parameters"], **_size(m),
                        "prune_fine_tune_s": seconds,
                        "fine_tune": (getattr(m, "compression_", {}) or {}).get("fine_tune")}
-        print(label, rows[label]["test"], flush=True)
+        print(label, {k: v for k, v in rows[label]["test"].items() if k != "_per_user"},
+              flush=True)
     rng = np.random.default_rng(args.seed)
     users = list(rng.choice(base.user_vocab_.ids, size=min(args.users, base.n_users_),
                             replace=False))
     load_before = loadavg()
     speed = _speed({k: v[0] for k, v in variants.items()}, users, args.repeats)
     base_ndcg = rows["unpruned+fine-tune"]["test"]["ndcg@10"]
+    control = rows["unpruned+fine-tune"]["test"]["_per_user"]
     for label, row in rows.items():
         row["speed"] = speed[label]
         row["ndcg@10_relative_change_vs_control"] = row["test"]["ndcg@10"] / base_ndcg - 1
+        row["paired_vs_control"] = _paired(row["test"]["_per_user"], control)
+    for row in rows.values():
+        del row["test"]["_per_user"]
         for k in ("recommend_users_per_s", "network_users_per_s"):
             row[f"{k}_ratio"] = speed[label][k] / speed["unpruned"][k]
     s = rows["structured-50%"]
@@ -171,6 +192,7 @@ def cmd_prune(args) -> int:
                     "and faster",
             "compared_with": "unpruned+fine-tune (the same fine-tune, nothing removed)",
             "ndcg@10_relative_change": s["ndcg@10_relative_change_vs_control"],
+            "ndcg@10_relative_change_se": s["paired_vs_control"]["relative_change_se"],
             "recommend_speed_ratio": s["recommend_users_per_s_ratio"],
             "network_speed_ratio": s["network_users_per_s_ratio"],
             "met": bool(s["ndcg@10_relative_change_vs_control"] >= -0.02
