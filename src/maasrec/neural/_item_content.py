@@ -21,7 +21,7 @@ from ..exceptions import ColdStartWarning, DataError, ModelFormatError
 from .sasrec import INIT_STD, SASRecNetwork
 
 __all__ = ["add_item_content", "append_item_rows", "check_loaded_content",
-           "embed_cold_from_text", "init_item_rows", "side_rows", "text_encoder",
+           "embed_cold_from_text", "fit_content", "init_item_rows", "side_rows", "text_encoder",
            "text_vectors"]
 
 
@@ -56,6 +56,29 @@ def text_vectors(encoder, features: ItemFeatures | None, vocab, what: str, mode:
         warnings.warn(f"{int((~mask).sum())} of {len(vocab)} items of {what} have no text",
                       ColdStartWarning, stacklevel=stacklevel)
     return out, mask
+
+
+def fit_content(model, data, item_features, stacklevel: int = 4
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Set ``text_dim_``, ``text_map_``, ``side_labels_``, ``side_items_`` of ``model`` at fit
+    time; return the text vectors of the training items and their has-text mask (None
+    without ``item_text``). ``stacklevel`` is the missing-text warning's, counted from here.
+    """
+    text = mask = None
+    model.text_dim_ = 0
+    model.text_map_ = None
+    if model.item_text != "none":
+        text, mask = text_vectors(model._encoder(), item_features, data.item_vocab, "fit",
+                                  model.item_text, stacklevel=stacklevel + 1)
+        model.text_dim_ = int(text.shape[1])
+    model.side_labels_ = []
+    model.side_items_ = None
+    if model.item_side == "fuse":
+        model.side_items_, model.side_labels_ = side_rows(item_features, data.item_vocab, "fit")
+        if not model.side_labels_:
+            raise DataError("item_side='fuse': no item of fit has a categorical or "
+                            "multi-hot label")
+    return text, mask
 
 
 def side_rows(features: ItemFeatures | None, vocab, what: str,

@@ -53,10 +53,9 @@ from ._item_content import (
     add_item_content,
     check_loaded_content,
     embed_cold_from_text,
+    fit_content,
     init_item_rows,
-    side_rows,
     text_encoder,
-    text_vectors,
 )
 from ._sequences import NextItemTask, StoredSequences
 from .sasrec import SASRecNetwork
@@ -253,42 +252,10 @@ class SequentialRecommender(StoredSequences, Recommender):
     network then holds the best validated checkpoint (or the last good step without
     validation).
 
-    **Defaults.** The architecture is SASRec's (2 blocks, 2 heads, ``max_len`` 50 as for
-    the Amazon data, width 64 as in RecBole, Adam at 0.001, batch 128); full
-    cross-entropy rather than SASRec's one sampled negative (much better ranking, as in
-    "gSASRec", Petrov & Macdonald 2023); dropout 0.3. On the Amazon Beauty validation
-    item dropout 0.3 learns faster, 0.5 (RecBole's setting) ends slightly higher after
-    about 40 epochs (NDCG@10 0.0619 vs 0.0600) and is the benchmarked Beauty setting;
-    width 128 trailed width 64 there (0.0486 vs 0.0574 at epoch 28). Item attributes
-    help where they exist: with Beauty's S3Rec attributes (categories, brand) fused,
-    ``item_side="fuse"``, and ``label_smoothing=0.1``, validation NDCG@10 reached 0.0665
-    (ID only, best of six settings: 0.0629) in 20-26 epochs instead of 38-40, and test
-    NDCG@10 / HR@10 0.0505 / 0.0855 (mean of 3 seeds, each HR@10 >= 0.0851; ID only,
-    seed 0: 0.0500 / 0.0822). Long-history data
-    such as MovieLens do better with ``max_len=200`` and ``dropout=0.2`` (validation
-    NDCG@10 on MovieLens 100K); ``benchmarks/bench_sequential.py`` has the measured
-    settings.
-
-    **Fitted without validation** (``fit(train)``, the defaults): the held-out last items
-    stop training early, and the model is kept (not refitted on all the data): on
-    leave-last-out MovieLens 100K it scored test NDCG@10 / HR@10 0.0993 / 0.2004 against
-    Popularity's 0.0449 / 0.0859 (seed 0, capped at 60 epochs, best 59); on a validation
-    split, keeping scored NDCG@10 0.1161 against 0.1093 for a refit on all the data for
-    the best 48 epochs, which also costs a second fit (``benchmarks/bench_defaults.py``).
-
-    **Random splits are not its protocol.** On a per-user random 80/20 split of
-    MovieLens 100K the defaults score test NDCG@10 0.171 (early-stopped at epoch 35,
-    best 25; the 200 epochs without early stopping scored 0.127), below Popularity's
-    0.220. The model answers "which item comes next after the latest ``max_len``
-    items"; a random split asks "which items of the whole history are missing": 97.7%
-    of the test items lie before the user's last training item, and 54% are older than
-    the 50 latest training items the model reads, while the gaps left in the training
-    sequences distort the next-item targets. Reading the whole history helps but does
-    not close the gap: on a validation split of that train part (12.5% per user, 60
-    epochs at most), NDCG@10 0.0883 with the defaults, 0.0956 with ``max_len=200,
-    dropout=0.2``, 0.1077 for Popularity. For set-style (random-split) evaluation use
-    :class:`~maasrec.neural.HybridRecommender` (0.409 there) or EASE; use this model
-    where the next item matters (leave-last-out, sessions).
+    **Settings and measurements.** Where the defaults come from (SASRec, gSASRec, the
+    Amazon Beauty and MovieLens runs), what fitting without validation scores, and why
+    random splits are not this model's protocol: :doc:`/neural` ("Sequential model:
+    defaults and measured results").
 
     **Approximate retrieval.** Scores are inner products of the last hidden state and
     the item vectors, so ``_user_vectors``/``_item_vectors`` serve a
@@ -473,24 +440,8 @@ class SequentialRecommender(StoredSequences, Recommender):
 
     def _fit_item_content(self, data: Interactions, item_features
                           ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Set ``text_dim_``, ``side_labels_``, ``side_items_``; return the text vectors of
-        the training items and their has-text mask (None without ``item_text``)."""
-        text = mask = None
-        self.text_dim_ = 0
-        self.text_map_ = None
-        if self.item_text != "none":
-            text, mask = text_vectors(self._encoder(), item_features, data.item_vocab, "fit",
-                                      self.item_text, stacklevel=4)
-            self.text_dim_ = int(text.shape[1])
-        self.side_labels_ = []
-        self.side_items_ = None
-        if self.item_side == "fuse":
-            self.side_items_, self.side_labels_ = side_rows(item_features, data.item_vocab,
-                                                            "fit")
-            if not self.side_labels_:
-                raise DataError("item_side='fuse': no item of fit has a categorical or "
-                                "multi-hot label")
-        return text, mask
+        """Set ``text_dim_``, ``side_labels_``, ``side_items_`` (:func:`_item_content.fit_content`)."""
+        return fit_content(self, data, item_features, stacklevel=5)
 
     def _train(self, net: SASRecNetwork, data: Interactions, validation, device: torch.device,
                seed: int, checkpoint_dir=None) -> None:
