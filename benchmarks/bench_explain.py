@@ -28,11 +28,25 @@ over ``--lm-positives`` training groups, ``n_candidates=--lm-candidates``,
 test ranks among the first stage's candidates of the full history. Its latency is
 measured with and without ``tokens=True`` (Captum, 10 users).
 
+MovieLens 1M as stored in the shared data folder has timestamps for 250,440 of its
+1,000,209 ratings (``ratings_partial_with_timestamps.dat.gz``: the latest 200,042 ratings
+of the whole set, ts >= 975768738, plus 10 random rows per user). The models that read
+order (SequentialRecommender, BERT4Rec, LMRanker) get each user's ratings in the order
+available: the ratings without a timestamp first, in file order (by MovieID), then the
+timestamped ones by time (ties by MovieID), since 200,042 of the timestamped ratings
+are later than any untimed one. It is the order of ``_ordered_interactions``: order
+keys, not real times. The other models get the interactions as loaded (no order). When
+the interactions have real timestamps throughout (ML-100K, a full ML-1M
+``ratings.dat``) they are used as they are. ``--fit-users N`` fits and tests on a seeded
+sample of ``N`` training users (all their training rows) to keep a fit affordable.
+
 Run (CPU; the numbers go to ``benchmarks/results/explain.json``)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_explain --users 500
     OMP_NUM_THREADS=1 python -m benchmarks.bench_explain --neural --data 100k --users 300 \
         --models Hybrid,NeuMF,MultVAE,LightGCN,Sequential,BERT4Rec,LMRanker
+    OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.bench_explain --neural --data 1m \
+        --users 300 --epochs 10 --fit-users 2000 --models Sequential --merge
 """
 
 from __future__ import annotations
@@ -47,6 +61,8 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "explain.json"
+#: Models that read each user's history in time order.
+ORDERED = ("Sequential", "BERT4Rec", "LMRanker")
 
 
 def _models(bpr_epochs: int) -> dict:
@@ -69,6 +85,7 @@ def _neural_models(epochs: int) -> dict:
         LightGCN,
         MultVAE,
         NeuMF,
+        RecVAE,
         SequentialRecommender,
     )
 
@@ -78,6 +95,7 @@ def _neural_models(epochs: int) -> dict:
         "NeuMF": lambda: NeuMF(epochs=epochs, **common),
         "MultVAE": lambda: MultVAE(epochs=5 * epochs, **common),
         "LightGCN": lambda: LightGCN(epochs=5 * epochs, **common),
+        "RecVAE": lambda: RecVAE(epochs=epochs, **common),  # an epoch: 3 + 1 passes
         "Sequential": lambda: SequentialRecommender(epochs=epochs, **common),
         "BERT4Rec": lambda: BERT4Rec(epochs=epochs, **common),
         "LMRanker": None,  # built in _fit_lmranker (needs the item texts)
@@ -94,6 +112,54 @@ def _fit_lmranker(ds, train, args):
                      negatives_per_positive=4,
                      random_negatives=1, random_state=0, verbose=False)
     return model.fit(train, item_features=ds.item_features)
+
+
+def _ordered_interactions(ds, data: str, data_home):
+    """``ds.interactions`` in the order available (module docstring): unchanged when
+    they have timestamps; for MovieLens 1M without them, order keys from the timestamped
+    subset (untimed ratings first in file order, then the timed ones by time)."""
+    import pandas as pd
+
+    from maasrec.data.interactions import Interactions
+
+    X = ds.interactions
+    if X.has_timestamps:
+        return X, "timestamps"
+    if data != "1m":
+        return X, "file order (no timestamps)"
+    path = Path(data_home) / "ml-1m" / "ratings_partial_with_timestamps.dat.gz"
+    ts = pd.read_csv(path, sep="::", engine="python", names=["user", "item", "rating", "ts"])
+    df = X.to_pandas().merge(ts[["user", "item", "ts"]], on=["user", "item"], how="left")
+    timed = df["ts"].notna().to_numpy()
+    pos = np.arange(len(df), dtype=np.int64)
+    key = np.where(timed, df["ts"].fillna(0).to_numpy(np.int64),
+                   int(ts["ts"].min()) - len(df) + pos)  # before every real time
+    out = Interactions.from_arrays(df["user"].to_numpy(), df["item"].to_numpy(),
+                                   df["rating"].to_numpy(), key)
+    return out, (f"timestamps where present ({int(timed.sum()):,} of {len(df):,} ratings); "
+                 "the others first, in file order (MovieID)")
+
+
+def _user_sample(train, n: int | None, seed: int = 0):
+    """A seeded sample of ``n`` users of ``train`` with all their rows (None: all)."""
+    if n is None or n >= train.n_users:
+        return train
+    from maasrec.data.interactions import Interactions
+
+    rng = np.random.default_rng(seed)
+    users = set(rng.choice(train.user_vocab.ids, size=n, replace=False).tolist())
+    df = train.to_pandas()
+    df = df[df["user"].isin(users)]
+    return Interactions.from_pandas(df, user_col="user", item_col="item",
+                                    rating_col="rating" if "rating" in df else None,
+                                    timestamp_col="timestamp" if "timestamp" in df else None)
+
+
+def _merge(path: Path, key: str, name: str, run: dict) -> None:
+    """Put one model's run under ``key`` / ``name`` of the results file at ``path``."""
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    doc.setdefault(key, {})[name] = run
+    path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 def _latency(model, train, n_users: int, seed: int, **kwargs) -> dict:
@@ -129,6 +195,11 @@ def main(argv=None) -> int:
     ap.add_argument("--lm-candidates", type=int, default=20, help="LMRanker n_candidates")
     ap.add_argument("--lm-positives", type=int, default=300,
                     help="LMRanker max_positives (training groups)")
+    ap.add_argument("--fit-users", type=int, default=None,
+                    help="fit and test on a seeded sample of this many training users")
+    ap.add_argument("--merge", action="store_true",
+                    help="merge each model's run into explain_neural.json under "
+                         "'ml-<data>' / model (with --neural)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -143,9 +214,18 @@ def main(argv=None) -> int:
 
     ds = datasets.load_movielens(args.data, data_home=args.data_home, download=False)
     X = ds.interactions
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ColdStartWarning)
-        train, _, _ = random_split(X, (0.8, 0.1, 0.1), random_state=0)
+    splits = {}
+
+    def split_for(name: str):
+        ordered = args.neural and name in ORDERED
+        if ordered not in splits:
+            data, order = _ordered_interactions(ds, args.data, args.data_home) if ordered \
+                else (X, None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ColdStartWarning)
+                tr, _, _ = random_split(data, (0.8, 0.1, 0.1), random_state=0)
+            splits[ordered] = (_user_sample(tr, args.fit_users), order)
+        return splits[ordered]
     factories = _neural_models(args.epochs) if args.neural else _models(args.bpr_epochs)
     models = args.models or ",".join(factories)
     out_path = args.out or str(RESULTS if not args.neural
@@ -155,7 +235,10 @@ def main(argv=None) -> int:
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "models": {}}
     if args.neural:
         out["epochs_cap"] = args.epochs
+    if args.fit_users is not None:
+        out["fit_users"] = args.fit_users
     for name in models.split(","):
+        train, order = split_for(name)
         t0 = time.perf_counter()
         model = (_fit_lmranker(ds, train, args) if name == "LMRanker"
                  else factories[name]().fit(train))
@@ -173,12 +256,19 @@ def main(argv=None) -> int:
         except NotExplainableError as exc:
             row["deletion_test"] = f"not applicable: {exc}"
         row["deletion_s"] = round(time.perf_counter() - t0, 1)
+        if order is not None:
+            row["history_order"] = order
+        row["train_users"], row["train_interactions"] = train.n_users, train.nnz
         out["models"][name] = row
         print(name, json.dumps(row), file=sys.stderr, flush=True)
         with open("/proc/loadavg") as fh:
             out["loadavg_at_end"] = fh.read().split()[:3]
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_path).write_text(json.dumps(out, indent=1) + "\n")  # after every model
+        if args.merge and args.neural:
+            _merge(Path(out_path), f"ml-{args.data}", name,
+                   {**out, "models": {name: row}})
+        else:
+            Path(out_path).write_text(json.dumps(out, indent=1) + "\n")  # after every model
     print(json.dumps(out, indent=1))
     return 0
 

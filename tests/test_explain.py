@@ -199,6 +199,7 @@ def test_deletion_top_beats_random_for_ease(fitted, data):
     assert res.rank_drop_top > res.rank_drop_random >= 0
     assert res.rank_ratio == pytest.approx(res.rank_drop_top / res.rank_drop_random)
     assert res.top_wins > 0.5
+    assert 0 < res.rank_ratio_se < res.rank_ratio and 0 < res.score_ratio_se
     again = deletion_test(model, n_users=40, k_remove=3, random_state=0)
     assert again == res  # seeded
     json.dumps(res.to_dict())
@@ -215,3 +216,21 @@ def test_deletion_test_on_other_data_and_bad_inputs(fitted, data):
     bpr = BPRMF(factors=4, epochs=1, random_state=0).fit(data)
     with pytest.raises(NotExplainableError, match="BPRMF"):
         deletion_test(bpr, n_users=5)
+
+
+def test_ratio_standard_error_matches_a_bootstrap():
+    """The delta-method SE of mean(top) / mean(random) over paired users agrees with a
+    seeded bootstrap of the same users; degenerate samples give nan."""
+    from maasrec.explain import _ratio_se
+
+    rng = np.random.default_rng(0)
+    rand = rng.poisson(0.5, size=400).astype(float)
+    top = 2.0 * rand + rng.poisson(1.5, size=400)  # correlated with the random drops
+    se = _ratio_se(list(top), list(rand))
+    boot = []
+    for _ in range(2000):
+        i = rng.integers(0, 400, size=400)
+        boot.append(top[i].mean() / rand[i].mean())
+    assert se == pytest.approx(np.std(boot), rel=0.1)
+    assert np.isnan(_ratio_se([1.0, 2.0], [0.0, 0.0]))
+    assert np.isnan(_ratio_se([1.0], [1.0]))

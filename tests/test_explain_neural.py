@@ -18,6 +18,7 @@ from maasrec.neural import (
     LightGCN,
     MultVAE,
     NeuMF,
+    RecVAE,
     SequentialRecommender,
 )
 from maasrec.testing.components import tiny_text_model
@@ -37,6 +38,8 @@ FACTORIES = {
                                                  dim=16, epochs=3, random_state=0,
                                                  device="cpu"),
     "MultVAE": lambda: MultVAE(epochs=10, random_state=0, device="cpu"),
+    "RecVAE": lambda: RecVAE(hidden_dim=100, latent_dim=32, epochs=10, learning_rate=0.003,
+                             random_state=0, device="cpu"),
     "LightGCN": lambda: LightGCN(epochs=10, dim=16, random_state=0, device="cpu"),
     "Sequential": lambda: SequentialRecommender(epochs=4, max_len=12, dim=16, random_state=0,
                                                 device="cpu"),
@@ -119,7 +122,7 @@ def test_lightgcn_known_user_is_exact(fitted, synth):
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["LightGCN", "MultVAE", "Hybrid"])
+@pytest.mark.parametrize("name", ["LightGCN", "MultVAE", "RecVAE", "Hybrid"])
 def test_same_cluster_history_items_weigh_more(fitted, synth, name):
     """Planted clusters: history items of the explained item's cluster support it more."""
     model, X = fitted[name], synth.interactions
@@ -135,7 +138,7 @@ def test_same_cluster_history_items_weigh_more(fitted, synth, name):
     assert np.mean(same) > np.mean(other)
 
 
-@pytest.mark.parametrize("name", ["LightGCN", "MultVAE", "Hybrid", "NeuMF"])
+@pytest.mark.parametrize("name", ["LightGCN", "MultVAE", "RecVAE", "Hybrid", "NeuMF"])
 def test_deletion_test_beats_random(fitted, name):
     res = deletion_test(fitted[name], n_users=40, k_remove=3, random_state=0)
     assert res.rank_drop_top > res.rank_drop_random

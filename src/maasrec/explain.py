@@ -409,6 +409,10 @@ class DeletionResult:
         Share of users whose rank fell more with the top items removed than with the
         random ones (ties count half).
     median_rank_drop_top, median_rank_drop_random : float
+    rank_ratio_se, score_ratio_se : float
+        Standard errors of the ratios over the sampled users (delta method for a ratio
+        of two means of paired per-user drops; nan with fewer than 2 users or a random
+        drop of 0).
     """
 
     model: str
@@ -423,6 +427,8 @@ class DeletionResult:
     top_wins: float
     median_rank_drop_top: float
     median_rank_drop_random: float
+    rank_ratio_se: float = float("nan")
+    score_ratio_se: float = float("nan")
 
     def to_dict(self) -> dict:
         """The result as JSON-ready values (inf/nan as strings)."""
@@ -438,6 +444,20 @@ def _ratio(a: float, b: float) -> float:
     if b > 0:
         return a / b
     return float("nan") if a == 0 else math.copysign(float("inf"), a)
+
+
+def _ratio_se(top: list[float], rand: list[float]) -> float:
+    """Delta-method standard error of ``mean(top) / mean(rand)`` over paired users."""
+    x = np.asarray(top, dtype=np.float64)
+    y = np.asarray(rand, dtype=np.float64)
+    n = len(x)
+    b = float(y.mean()) if n else 0.0
+    if n < 2 or b <= 0:
+        return float("nan")
+    a = float(x.mean())
+    c = np.cov(x, y, ddof=1)
+    var = (c[0, 0] / b**2 - 2 * a * c[0, 1] / b**3 + a**2 * c[1, 1] / b**4) / n
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def _scores_of(model, seqs: list[np.ndarray], items: np.ndarray) -> np.ndarray:
@@ -610,4 +630,5 @@ def deletion_test(model, data=None, *, n_users: int = 500, k_remove: int = 3,
         rank_drop_top=m["rt"], rank_drop_random=m["rr"], rank_ratio=_ratio(m["rt"], m["rr"]),
         score_drop_top=m["st"], score_drop_random=m["sr"], score_ratio=_ratio(m["st"], m["sr"]),
         top_wins=float(np.mean(wins)), median_rank_drop_top=float(np.median(rt)),
-        median_rank_drop_random=float(np.median(rr)))
+        median_rank_drop_random=float(np.median(rr)), rank_ratio_se=_ratio_se(rt, rr),
+        score_ratio_se=_ratio_se(st, sr))

@@ -16,8 +16,10 @@ What each model returns, and why:
   is ``id + W text (+ features)`` (residual fusion), and each part's share of the score
   is the score minus the score without that part (``u . part`` for the dot scorer,
   where the parts and the bias add up to the score).
-- :class:`~maasrec.neural.MultVAE`: leave-one-out; the encoder's first layer is linear in
-  the normalised row, so the ``n`` variants cost one column sum each.
+- :class:`~maasrec.neural.MultVAE` and :class:`~maasrec.neural.RecVAE`: leave-one-out;
+  the encoder's first layer is linear in the normalised row (``x / sqrt(n)`` for a binary
+  row, both models), so the ``n`` variants cost one column sum each; the rest of the
+  encoder and the decoder run once on the ``n + 1`` first-layer outputs.
 - :class:`~maasrec.neural.SequentialRecommender` and :class:`~maasrec.neural.BERT4Rec`:
   leave-one-out over history *positions* (one forward pass for all variants). Positions
   older than the model's window weigh exactly 0 (removing them leaves the window
@@ -61,9 +63,18 @@ def lightgcn_terms(model, row: sp.csr_matrix, item_idx: int, user_idx) -> Explai
                         "embedding")
 
 
-# -- MultVAE: leave-one-out ---------------------------------------------------------------
+# -- MultVAE / RecVAE: leave-one-out ------------------------------------------------------
 def multvae_terms(model, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
     """Leave-one-out contributions of a MultVAE history, in one batch."""
+    return _row_vae_terms(model, row, item_idx, _vae_loo)
+
+
+def recvae_terms(model, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
+    """Leave-one-out contributions of a RecVAE history, in one batch."""
+    return _row_vae_terms(model, row, item_idx, _recvae_loo)
+
+
+def _row_vae_terms(model, row: sp.csr_matrix, item_idx: int, loo) -> ExplainTerms:
     h = binary_csr(row).indices.astype(np.int64)
     net = model.network_
     dev = model._net_device()
@@ -71,24 +82,29 @@ def multvae_terms(model, row: sp.csr_matrix, item_idx: int, user_idx) -> Explain
     net.eval()
     try:
         with torch.no_grad():
-            s = _vae_loo(net, torch.from_numpy(h).to(dev), int(item_idx))
+            s = loo(net, torch.from_numpy(h).to(dev), int(item_idx))
     finally:
         net.train(was)
     s = s.double().cpu().numpy()
     return ExplainTerms(float(s[0]), h, s[0] - s[1:], "leave-one-out", None, LOO_NOTE)
 
 
-def _vae_loo(net, h: torch.Tensor, item: int) -> torch.Tensor:
-    """Logit of ``item`` for the row ``h`` and each row with one entry of ``h`` left out."""
-    layers = [*net.encoder, net.to_latent]
-    first = layers[0]
+def _first_layer_loo(first: torch.nn.Linear, h: torch.Tensor) -> torch.Tensor:
+    """``first(x / sqrt(|x|))`` for the binary row ``x`` of ``h`` and, below it, each row
+    with one entry of ``h`` left out ``[n + 1, width]`` (an empty row gives the bias)."""
     n = len(h)
     cols = first.weight[:, h].T.float()                          # [n, width]
     total = cols.sum(0, keepdim=True)
     sums = torch.cat([total, total - cols], 0)                  # full, then without j
     counts = torch.cat([torch.tensor([float(n)]), torch.full((n,), float(n - 1))]).to(
         sums.device)
-    a = sums / counts.clamp(min=1.0).sqrt().unsqueeze(1) + first.bias
+    return sums / counts.clamp(min=1.0).sqrt().unsqueeze(1) + first.bias
+
+
+def _vae_loo(net, h: torch.Tensor, item: int) -> torch.Tensor:
+    """Logit of ``item`` for the row ``h`` and each row with one entry of ``h`` left out."""
+    layers = [*net.encoder, net.to_latent]
+    a = _first_layer_loo(layers[0], h)
     if len(layers) == 1:
         z = a.chunk(2, dim=1)[0]
     else:
@@ -99,6 +115,13 @@ def _vae_loo(net, h: torch.Tensor, item: int) -> torch.Tensor:
     for lin in net.decoder:
         z = torch.tanh(lin(z))
     return z @ net.to_items.weight[item] + net.to_items.bias[item]
+
+
+def _recvae_loo(net, h: torch.Tensor, item: int) -> torch.Tensor:
+    """RecVAE's logit of ``item`` for the row ``h`` and each row with one entry left out."""
+    enc = net.encoder
+    mu = enc.after_first(_first_layer_loo(enc.layers[0], h))[0]
+    return mu @ net.decoder.weight[item] + net.decoder.bias[item]
 
 
 # -- sequence models: leave-one-out over positions ---------------------------------------

@@ -30,6 +30,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,11 +77,16 @@ class _Encoder(nn.Module):
         h = F.normalize(x, dim=1)
         if dropout > 0 and self.training:
             h = F.dropout(h, p=dropout, training=True)  # torch's RNG: the Trainer's seed
-        total = None
-        for lin, norm in zip(self.layers, self.norms, strict=True):
-            a = lin(h) if total is None else lin(h) + total
-            h = norm(a * torch.sigmoid(a))  # swish
-            total = h if total is None else total + h
+        return self.after_first(self.layers[0](h))
+
+    def after_first(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu and logvar from the first layer's output ``a`` (before its activation)."""
+        h = self.norms[0](a * torch.sigmoid(a))  # swish
+        total = h
+        for lin, norm in zip(self.layers[1:], self.norms[1:], strict=True):
+            a = lin(h) + total
+            h = norm(a * torch.sigmoid(a))
+            total = total + h
         return self.to_mu(h), self.to_logvar(h)
 
 
@@ -368,3 +374,9 @@ class RecVAE(_RowScoring, Recommender):
 
     def _output_item_weights(self) -> np.ndarray:
         return self.network_.decoder.weight.detach().float().cpu().numpy()
+
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx):
+        # leave-one-out history contributions, one batch (maasrec/neural/_explain.py)
+        from ._explain import recvae_terms
+
+        return recvae_terms(self, row, item_idx, user_idx)
