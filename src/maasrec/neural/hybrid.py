@@ -20,7 +20,6 @@ Only these light parts train (the language model stays frozen), with one loop
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from ..data.features import ItemFeatures, UserFeatures
 from ..data.interactions import Interactions
 from ..device import resolve_device
 from ..encoders import TextEncoder
-from ..exceptions import DataError, MaasrecWarning, ModelFormatError, NotFittedError
+from ..exceptions import DataError, NotFittedError
 from ..training import NonFiniteLossError, checkpoint_fingerprint, seed_from
 from ..training.history import deprecated_log_alias
 from ._holdout import auto_holdout
@@ -51,6 +50,7 @@ from ._hybrid_config import (
     spec_list,
     validate_params,
 )
+from ._hybrid_items import add_items as add_new_items
 from ._hybrid_scorers import scoring_for
 from ._hybrid_task import HybridTraining
 from ._hybrid_towers import (
@@ -59,7 +59,6 @@ from ._hybrid_towers import (
     csr_rows,
     encode_texts,
     item_config,
-    new_item_vectors,
     user_config,
     with_feature_data,
 )
@@ -110,9 +109,7 @@ class HybridRecommender(Recommender):
         options ``dropout`` on the projected content, ``init_scale`` of ``W``); an item
         without a training interaction (or added later) is its content part alone. The
         others are :mod:`maasrec.fusion` modules; a dict adds options:
-        ``{"kind": "attention", "num_heads": 2}``. On MovieLens 1M validation the
-        residual sum let the text help where the gated mix made it hurt (the convex gate
-        halves the id embedding of every item).
+        ``{"kind": "attention", "num_heads": 2}``.
     scorer : {"dot", "neumf", "attention"} or dict, default "dot"
         :class:`~maasrec.scorers.DotScorer` (MF; approximate retrieval with
         :class:`~maasrec.rankers.FaissRetriever` works), :class:`~maasrec.scorers.NeuMFScorer`
@@ -126,9 +123,7 @@ class HybridRecommender(Recommender):
         positive against negatives from ``negative_sampler`` with the positive itself
         removed from the user's history; ``"mse"`` fits the interaction values (ratings).
     dim : int, default 128
-        Size of the item and user vectors. With the untied tanh history, 128 served
-        the users with few interactions better than 64 on MovieLens 1M validation
-        (see ``tie_history``).
+        Size of the item and user vectors.
     negative_sampler : {"uniform", "popularity", "in_batch"}, default "uniform"
         For the pairwise losses. Popularity and in-batch negatives get the logQ
         correction under ``"sampled_softmax"``.
@@ -144,9 +139,6 @@ class HybridRecommender(Recommender):
     weight_decay : float, default 1e-5
     optimizer : {"adam", "adamw", "sgd"}, default "adam"
     lr_schedule : {"constant", "cosine", "linear"}, default "cosine"
-        The defaults (with ``epochs=30``) were chosen on MovieLens 1M validation
-        NDCG@10: a constant rate left the validation metric jumping by +-0.005 between
-        epochs and stopped early on noise.
     warmup : float, default 0.0
         Warm-up steps (a fraction of all steps when < 1).
     clip_grad_norm : float, optional
@@ -157,8 +149,7 @@ class HybridRecommender(Recommender):
         Share of items (and users) whose id embedding is hidden at each step, so the
         text/feature path learns to stand alone -- what cold items and cold users get
         (the DropoutNet idea). More dropout serves new items better and known items
-        worse: on MovieLens 1M validation, 0.05 let id + text match or beat the id-only
-        model, 0.1 and 0.2 did not.
+        worse.
     history_pooling : {"sqrt", "mean"}, default "sqrt"
         Sum of the history item vectors divided by ``sqrt(n)`` (Mult-DAE's
         normalisation) or by ``n``.
@@ -180,10 +171,6 @@ class HybridRecommender(Recommender):
         instead (the encoder/decoder split of FISM and Mult-DAE); items added with
         :meth:`add_items` get a history vector from their text/features too. Ignored
         without a pooled "history" user modality (and by the attention scorer).
-        The defaults (untied, tanh, dim 128) maximised the mean of the validation
-        NDCG@10 of all users and of the users with <= 20 training interactions on
-        MovieLens 1M (``benchmarks/bench_neural.py tune --grid history``): 0.2208 and
-        0.1846, against 0.2202 and 0.1512 for the previous tied, linear, dim-64 model.
     history_activation : {"linear", "tanh"}, default "tanh"
         Applied to the pooled history before the user tower's linear layer; "tanh" makes
         the user tower a one-hidden-layer encoder as in Mult-DAE. An empty history pools
@@ -201,13 +188,11 @@ class HybridRecommender(Recommender):
         :func:`maasrec.data.split.holdout_validation`, seeded from ``random_state``) is
         held out, the model trains on the rest and stops early on it (``patience``),
         then is refitted on all the data with the same schedule, stopped at that best
-        epoch (a second, shorter fit: on a validation split of MovieLens 100K it scored
-        NDCG@10 0.2055 against 0.1991 for keeping the model trained without the holdout,
-        for 1.7x the fit time). ``training_log_`` is the refit's;
-        ``training_log_["holdout"]`` (and the log) says how many interactions were held out, the best epoch and the
-        held-out fit's curve (``first_fit``). None or 0, and ``loss="mse"`` (the validation metric ranks; a rating
-        fit stopped on it fit the ratings worse): train all ``epochs`` on everything.
-        Ignored under ``dp``.
+        epoch (a second, shorter fit). ``training_log_`` is the refit's;
+        ``training_log_["holdout"]`` (and the log) says how many interactions were held
+        out, the best epoch and the held-out fit's curve (``first_fit``). None or 0, and
+        ``loss="mse"`` (the validation metric ranks; a rating fit stopped on it fit the
+        ratings worse): train all ``epochs`` on everything. Ignored under ``dp``.
     dp : dict, optional
         Train with user-level differential privacy (DP-SGD through Opacus, extra
         ``privacy``): ``{"epsilon": 8}`` (the noise is calibrated for ``epochs``) or
@@ -263,6 +248,9 @@ class HybridRecommender(Recommender):
     history gets the most popular items.
 
     **Determinism.** On the CPU the same seed, data and thread count give the same model.
+
+    **Defaults.** How the defaults were chosen (MovieLens 1M and 100K validation runs):
+    :doc:`/neural` ("Hybrid model: how the defaults were chosen").
 
     **Online updates.** ``partial_fit`` fine-tunes the towers and scorer for five seeded
     epochs on the known users touched since its first call plus twice as many replayed
@@ -650,72 +638,8 @@ class HybridRecommender(Recommender):
             The text encoder now resolves to a different model than at fit time.
         """
         self._check_fitted()
-        if not isinstance(item_features, ItemFeatures):
-            raise DataError(f"item_features must be an ItemFeatures, got "
-                            f"{type(item_features).__name__}")
-        content = [m for m in self.modalities_["item"] if m != "id"]
-        if not content:
-            raise DataError("this HybridRecommender uses item ids only; new items need text or "
-                            "features (fit with item_encoders including 'text' or 'features')")
-        ids = item_features.vocab.ids
-        new_ids = ids[self.item_vocab_.index(ids, unknown="ignore") < 0]
-        if len(new_ids) == 0:
-            logger.info("add_items: every item is already known; nothing added")
-            return self
-        from ..data.vocab import IdVocab
-
-        feats = item_features.align(IdVocab(new_ids, name="item"))
-        n_new = len(new_ids)
-        inputs, masks = self._new_item_inputs(feats, n_new)
-        towers = [self.item_tower_] + ([self.history_tower_] if getattr(
-            self, "history_tower_", None) is not None else [])
-        vectors, present = new_item_vectors(towers, feats, n_new, inputs, masks, content)
-        if not bool(present.all()):
-            missing = new_ids[~present.numpy()][:5].tolist()
-            warnings.warn(f"add_items: {int((~present).sum())} new item(s) have no text or "
-                          f"features (e.g. {missing}); they are scored by their bias only",
-                          MaasrecWarning, stacklevel=2)
-        V_new = vectors[0]
-        if len(vectors) > 1:
-            self.history_repr_ = np.vstack([self.history_repr_, vectors[1]]).astype(np.float32)
-        self.item_repr_ = np.vstack([self.item_repr_, V_new]).astype(np.float32)
-        self.item_has_id_ = np.concatenate([self.item_has_id_, np.zeros(n_new, dtype=bool)])
-        self.scorer_.extend_items(n_new)
-        self.config_["scorer_options"]["n_items"] = self.config_["scorer_options"].get(
-            "n_items") and len(self.item_repr_)
-        self.item_vocab_ = self.item_vocab_.extend(new_ids)
-        seen = sp.csr_matrix(self.seen_)
-        self.seen_ = sp.csr_matrix((seen.data, seen.indices, seen.indptr),
-                                   shape=(seen.shape[0], len(self.item_vocab_)))
-        self._pop_cache = None
-        self._vectors_cache = None
-        logger.info("add_items: %d new items (catalogue now %d)", n_new, len(self.item_vocab_))
+        add_new_items(self, item_features)  # maasrec/neural/_hybrid_items.py
         return self
-
-    def _new_item_inputs(self, feats: ItemFeatures, n_new: int) -> tuple[dict, dict]:
-        """The id (missing) and text inputs of ``n_new`` new items of ``feats``."""
-        inputs: dict[str, torch.Tensor] = {}
-        masks: dict[str, torch.Tensor] = {}
-        dims = self.item_tower_.input_dims
-        if "id" in dims:
-            inputs["id"] = torch.zeros(n_new, dims["id"])
-            masks["id"] = torch.zeros(n_new, dtype=torch.bool)
-        if "text" in dims:
-            if not feats.has_text:
-                text = np.zeros((n_new, dims["text"]), dtype=np.float32)
-                tmask = np.zeros(n_new, dtype=bool)
-            else:
-                enc = self._text_encoder()
-                fp = enc.cache_key()["fingerprint"]
-                if self.text_fingerprint_ is not None and fp != self.text_fingerprint_:
-                    raise ModelFormatError(
-                        f"the text encoder ({getattr(self, 'text_model_', '?')}) now has "
-                        f"fingerprint {fp[:12]}..., but the model was trained with "
-                        f"{self.text_fingerprint_[:12]}...: new item vectors would not match")
-                text, tmask = encode_texts(enc, feats, verbose=bool(self.verbose))
-            inputs["text"] = torch.from_numpy(text)
-            masks["text"] = torch.from_numpy(tmask)
-        return inputs, masks
 
     @property
     def training_history(self) -> dict:
