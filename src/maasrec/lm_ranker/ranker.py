@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_int, check_number
 from ..base import Recommender, _is_scalar_id, clone
 from ..data.interactions import Interactions
 from ..device import resolve_device
@@ -18,10 +17,11 @@ from ..exceptions import DataError, ModelFormatError, NotFittedError
 from ..models.ease import EASE
 from ..training import seeded, threads_for
 from ._inputs import item_texts, user_profiles
+from ._params import IN_MEMORY as _IN_MEMORY
+from ._params import LM_RANKER_LOSSES, validate_params
 from ._scoring import PairScorer
 from ._training import LEARNING_RATES, fine_tune
 from .network import (
-    HEADS,
     CrossEncoder,
     apply_lora,
     build_cross_encoder,
@@ -32,16 +32,13 @@ from .network import (
     own_aligned_storage,
     save_cross_encoder,
 )
-from .text import DEFAULT_TEMPLATE, PairBuilder, UserPart, parse_template
+from .text import DEFAULT_TEMPLATE, PairBuilder, UserPart
 from .two_stage import CandidateReranker
 
 __all__ = ["LEARNING_RATES", "LM_RANKER_LOSSES", "LMRanker"]
 
 logger = logging.getLogger(__name__)
 
-#: Accepted values of ``loss``.
-LM_RANKER_LOSSES = ("bce", "listwise")
-_IN_MEMORY = "<in-memory "
 _LM_DIR = "lm"
 
 
@@ -102,23 +99,14 @@ class LMRanker(CandidateReranker):
     over each positive's group of 1 + ``negatives_per_positive`` candidates
     (``"listwise"``). AdamW decays the weight matrices only (the shared rule of
     :func:`maasrec.training.param_groups`); a NaN or infinite loss raises
-    :class:`~maasrec.training.NonFiniteLossError` and leaves the model unfitted. On
-    MovieLens 100K validation (``benchmarks/bench_lmranker.py``, 600 training groups on
-    a CPU) the listwise loss blended a little better, within noise; neither beat EASE on
-    the test users at that training budget. ``fit(..., checkpoint_dir=...)`` writes a
+    :class:`~maasrec.training.NonFiniteLossError` and leaves the model unfitted.
+    ``fit(..., checkpoint_dir=...)`` writes a
     training checkpoint after every epoch (the weights, AdamW, the schedule, the dropout
     stream and the negatives' generator) and resumes from the one found there: a fit
     killed mid-way and rerun with the same directory ends with the same weights.
 
-    **A recipe that works** (measured, ``benchmarks/bench_lmranker_heads.py``): for a
-    sentence-transformers checkpoint such as all-MiniLM-L6-v2 use ``head="mean"`` (its
-    ``[CLS]`` state is not its sentence vector), ``loss="listwise"``, ``peft="lora"``,
-    ``positives_per_user=6``, ``random_negatives=2``, ``history_len=3``,
-    ``max_length=96`` and blend with the first stage (``alpha=0.5``, chosen on
-    validation). On MovieLens 100K leave-last-out (5,658 training groups, 27 minutes on
-    one CPU thread) it ranks all 943 test users at NDCG@10 0.0856 vs EASE's 0.0723
-    (1.18x, bootstrap 95% CI 1.07-1.31, paired p = 0.001); with 600 groups and the
-    default head the listwise loss never left ln 5.
+    **A recipe that works** for MiniLM, measured on MovieLens 100K against EASE:
+    :doc:`/lm_ranking` ("A recipe that works").
 
     Parameters
     ----------
@@ -327,59 +315,7 @@ class LMRanker(CandidateReranker):
             self.model = saved
 
     def _validate_params(self) -> None:
-        if self.first_stage is not None and not isinstance(self.first_stage, Recommender):
-            raise DataError(
-                f"LMRanker's first stage proposes the candidates it re-ranks: pass None (a "
-                f"fresh EASE()), EASE(...) or any maasrec Recommender, got "
-                f"{self.first_stage!r}")
-        if isinstance(self.model, str) and self.model.startswith(_IN_MEMORY):
-            raise DataError(
-                f"model={self.model!r}: this LMRanker was saved from an in-memory (model, "
-                f"tokenizer) pair, which is not stored as a parameter; set_params(model=...) "
-                f"before fitting again")
-        if isinstance(self.model, (tuple, list)):
-            if len(self.model) != 2 or not isinstance(self.model[0], torch.nn.Module) or not (
-                    callable(self.model[1])):
-                raise DataError(f"model must be a name, a path or a (torch model, tokenizer) "
-                                f"pair; got a {type(self.model).__name__} of {len(self.model)} "
-                                f"element(s)")
-        elif not isinstance(self.model, (str, os.PathLike)):
-            raise DataError(f"model must be a name, a path or a (model, tokenizer) pair, got "
-                            f"{type(self.model).__name__} {self.model!r}")
-        self._validate_reranker_params()
-        check_int("history_len", self.history_len, low=0)
-        check_int("max_length", self.max_length, low=4)
-        check_int("max_item_tokens", self.max_item_tokens, low=1)
-        parse_template(self.template)
-        check_int("epochs", self.epochs, low=0)
-        if self.learning_rate is not None:
-            check_number("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
-        check_int("batch_size", self.batch_size, low=1)
-        m = check_int("negatives_per_positive", self.negatives_per_positive, low=1)
-        check_int("random_negatives", self.random_negatives, low=0, high=m)
-        check_int("positives_per_user", self.positives_per_user, low=1)
-        if self.max_positives is not None:
-            check_int("max_positives", self.max_positives, low=1)
-        check_choice("loss", self.loss, LM_RANKER_LOSSES)
-        check_choice("head", self.head, HEADS)
-        if self.freeze_layers is not None:
-            check_int("freeze_layers", self.freeze_layers, low=0)
-        check_int("grad_accum_steps", self.grad_accum_steps, low=1)
-        if lora_settings(self.peft) is not None and self.freeze_layers is not None:
-            raise DataError(f"freeze_layers={self.freeze_layers} cannot be combined with "
-                            f"peft={self.peft!r}: LoRA already freezes the whole base model")
-        check_number("weight_decay", self.weight_decay, low=0.0)
-        check_number("warmup", self.warmup, low=0.0, high=1.0, high_inclusive=False)
-        if self.clip_grad_norm is not None:
-            check_number("clip_grad_norm", self.clip_grad_norm, low=0.0, low_inclusive=False)
-        check_choice("missing_text", self.missing_text, ("raise", "id"))
-        if self.profile_fields is not None and not (
-                isinstance(self.profile_fields, (list, tuple))
-                and all(isinstance(f, str) for f in self.profile_fields)):
-            raise DataError(f"profile_fields must be None or a sequence of feature names, got "
-                            f"{self.profile_fields!r}")
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            raise DataError(f"verbose must be True or False, got {self.verbose!r}")
+        validate_params(self)  # maasrec/lm_ranker/_params.py
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
