@@ -421,12 +421,14 @@ class Client:
         out = self.request("POST", "/v1/score", {"pairs": pairs})["scores"]
         return out[0] if single else out
 
-    def events(self, events: Any) -> dict:
+    def events(self, events: Any, *, sync: bool = False) -> dict:
         """Post interaction events to the server's event log (needs an admin key).
 
-        The server commits them to its log and folds them into the served model before
-        it answers: the next :meth:`recommend` reflects them. Retrying is safe: an
-        ``event_id`` the server already has is a no-op (counted in ``duplicates``).
+        The server commits them to its log and folds them into the users' histories
+        before it answers: the next :meth:`recommend` reflects them. For EASE the
+        model-wide update follows in the background (``pending`` in the answer).
+        Retrying is safe: an ``event_id`` the server already has is a no-op (counted in
+        ``duplicates``).
 
         Parameters
         ----------
@@ -434,11 +436,14 @@ class Client:
             Each ``{"user": id, "item": id}`` with optional ``"value"`` (float),
             ``"time"`` (float) and ``"event_id"`` (str; a random UUID when absent, kept
             across this call's retries).
+        sync : bool, default False
+            Return only once the server's model-wide update including these events is
+            served (the model a restart would replay to).
 
         Returns
         -------
         dict
-            ``{"accepted": n, "duplicates": n, "model_version": v}``.
+            ``{"accepted": n, "duplicates": n, "model_version": v, "pending": n}``.
 
         Raises
         ------
@@ -463,7 +468,12 @@ class Client:
             body.append(e)
         if not body:
             raise DataError("events is empty; give at least one event")
-        return self.request("POST", "/v1/events", {"events": body})
+        if not isinstance(sync, bool):
+            raise DataError(f"sync must be True or False, got {sync!r}")
+        payload: dict[str, Any] = {"events": body}
+        if sync:
+            payload["sync"] = True
+        return self.request("POST", "/v1/events", payload)
 
     def explain(self, user: Any = None, item: Any = None, *, history: Any = None,
                 n: int = 5) -> dict:
@@ -482,7 +492,10 @@ class Client:
         -------
         dict
             :meth:`maasrec.explain.Explanation.to_dict`: ``item``, ``score``,
-            ``contributions`` (``item``, ``weight``, ``title``), ``method``, ``reason``...
+            ``contributions`` (``item``, ``weight``, ``title``, and ``position`` and
+            ``extras`` where the model gives them), ``method``, ``reason``, ``baseline``,
+            ``user``, ``model``, ``n_history``, ``modalities``, ``note`` and ``details``
+            (when not empty), as the server sent them.
         """
         payload: dict[str, Any] = {"item": _plain(item), "n": n}
         if history is not None:

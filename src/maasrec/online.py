@@ -25,11 +25,26 @@ What each model does is said in its class docstring and in :doc:`/online`. Two k
 
 A service that replays its event log in one call therefore reaches the model it served
 (see :doc:`/online`).
+
+Deferred model-wide updates (the service's fast path): ``partial_fit(model, X,
+defer=True)`` on a model whose user scores are a function of the user's history row
+(EASE and TextEASE: ``x_u B``) merges the events into ``seen_`` and the vocabularies only,
+so the touched users' next recommendations reflect them at once, and records the
+model-wide update as pending (the ``seen_`` it was last exact for plus the touched users
+of each deferred call). :func:`apply_deferred` later applies every pending call in one
+batched low-rank update (EASE: one Woodbury step over the union of the touched users,
+from the base ``seen_``): the result is the model ``partial_fit`` of the same events gives
+(up to rounding), whatever the grouping. :func:`rebase_deferred` carries an update
+computed on a snapshot over to a model that took more events meanwhile. Any
+``partial_fit`` without ``defer`` applies the pending calls together with its own. Other
+models ignore ``defer`` (their update is applied at once).
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,12 +53,106 @@ import scipy.sparse as sp
 from .data.interactions import Interactions, as_interactions
 from .exceptions import DataError, NotFittedError, UnknownIdError
 
-__all__ = ["partial_fit", "positive_rows", "supports_partial_fit"]
+__all__ = [
+    "apply_deferred",
+    "deferred_calls",
+    "partial_fit",
+    "positive_rows",
+    "rebase_deferred",
+    "supports_deferred",
+    "supports_partial_fit",
+]
 
 
 def supports_partial_fit(model) -> bool:
     """Whether ``model`` implements the ``_partial_fit`` hook."""
     return callable(getattr(type(model), "_partial_fit", None))
+
+
+def supports_deferred(model) -> bool:
+    """Whether ``partial_fit(model, X, defer=True)`` defers the model-wide update.
+
+    True for the models whose user scores depend on the model-wide parameters and the
+    user's history row only, and whose hook needs nothing but ``previous_seen`` (EASE,
+    TextEASE): updating ``seen_`` is then enough for a user's next recommendation.
+    """
+    from .models.ease import EASE
+
+    return isinstance(model, EASE) and _hook_extras(type(model)) <= {"previous_seen"}
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """A model's pending model-wide update: the state it is exact for, the calls since."""
+
+    seen: sp.csr_matrix  # the seen_ the model-wide parameters are exact for
+    n_users: int  # the vocabulary sizes then
+    n_items: int
+    users: tuple  # the touched user indices of each deferred call, in order
+
+
+def _pending(model) -> _Deferred | None:
+    return getattr(model, "_deferred", None)
+
+
+def deferred_calls(model) -> int:
+    """Number of ``partial_fit(..., defer=True)`` calls whose model-wide update is pending."""
+    d = _pending(model)
+    return 0 if d is None else len(d.users)
+
+
+def apply_deferred(model) -> np.ndarray:
+    """Apply every pending model-wide update of ``model`` in one batched, exact step.
+
+    The result is the model that ``partial_fit`` without ``defer`` of the same events
+    gives (up to rounding). On an error the model is left as it was (still pending).
+
+    Returns
+    -------
+    np.ndarray of int64
+        The users whose update was applied (empty when nothing was pending).
+    """
+    d = _pending(model)
+    if d is None:
+        return np.empty(0, np.int64)
+    users = np.unique(np.concatenate(d.users)).astype(np.int64)
+    extra = {"previous_seen": d.seen} if "previous_seen" in _hook_extras(type(model)) else {}
+    model._partial_fit(users, n_new_users=model.n_users_ - d.n_users,
+                       n_new_items=model.n_items_ - d.n_items, **extra)
+    model._deferred = None
+    model._pop_cache = None
+    return users
+
+
+def rebase_deferred(current, applied, snapshot):
+    """``applied``'s model-wide state with ``current``'s users and pending calls after it.
+
+    ``applied`` is a copy of ``snapshot`` on which :func:`apply_deferred` ran; ``current``
+    is the model served now, ``snapshot`` plus further deferred calls (the fast path
+    changes only ``seen_``, the vocabularies and the pending record). The result has the
+    model-wide parameters of ``applied``, the histories of ``current`` and, pending, the
+    calls ``current`` took after ``snapshot`` (based on ``snapshot.seen_``).
+
+    Returns
+    -------
+    Recommender or None
+        A new (shallow-copied) model, or None when ``current`` does not descend from
+        ``snapshot`` by deferred calls only (e.g. a reload or an exact ``partial_fit``
+        came between): ``applied`` is then stale.
+    """
+    snap, cur = _pending(snapshot), _pending(current)
+    if snap is None or cur is None or cur.seen is not snap.seen \
+            or len(cur.users) < len(snap.users) \
+            or any(a is not b for a, b in zip(cur.users, snap.users, strict=False)):
+        return None
+    out = copy.copy(applied)
+    out.user_vocab_, out.item_vocab_ = current.user_vocab_, current.item_vocab_
+    out.seen_ = current.seen_
+    rest = cur.users[len(snap.users):]
+    out._deferred = _Deferred(snapshot.seen_, len(snapshot.user_vocab_),
+                              len(snapshot.item_vocab_), rest) if rest else None
+    out._pop_cache = None
+    return out
 
 
 def positive_rows(model, m: sp.csr_matrix) -> sp.csr_matrix:
@@ -124,8 +233,16 @@ def _merge_seen(seen: sp.csr_matrix, rows, cols, vals, shape) -> sp.csr_matrix:
     return out
 
 
-def partial_fit(model, new_interactions) -> np.ndarray:
+def partial_fit(model, new_interactions, *, defer: bool = False) -> np.ndarray:
     """Fold ``new_interactions`` into ``model`` (see :meth:`Recommender.partial_fit`).
+
+    Parameters
+    ----------
+    model : Recommender
+    new_interactions : Interactions or pandas.DataFrame
+    defer : bool, default False
+        For a model that :func:`supports_deferred`: update the histories only and leave
+        the model-wide update pending (:func:`apply_deferred`). Ignored by other models.
 
     Returns
     -------
@@ -165,11 +282,25 @@ def partial_fit(model, new_interactions) -> np.ndarray:
     seen = _merge_seen(model.seen_, rows, cols, vals, (len(user_vocab), len(item_vocab)))
     touched = np.unique(rows).astype(np.int64)
     old = (model.user_vocab_, model.item_vocab_, model.seen_)
+    pending = _pending(model)
+    if defer and supports_deferred(model):
+        base = pending or _Deferred(old[2], len(old[0]), len(old[1]), ())
+        model.user_vocab_, model.item_vocab_, model.seen_ = user_vocab, item_vocab, seen
+        model._deferred = _Deferred(base.seen, base.n_users, base.n_items,
+                                    (*base.users, touched))
+        model._pop_cache = None
+        return touched
     model.user_vocab_, model.item_vocab_, model.seen_ = user_vocab, item_vocab, seen
+    hook_users, previous_seen = touched, old[2]
+    if pending is not None:  # the pending calls go with this one (from their base)
+        previous_seen = pending.seen
+        hook_users = np.unique(np.concatenate([*pending.users, touched])).astype(np.int64)
+        n_new_users = len(user_vocab) - pending.n_users
+        n_new_items = len(item_vocab) - pending.n_items
     extra = {}
     wanted = _hook_extras(type(model))
     if "previous_seen" in wanted:
-        extra["previous_seen"] = old[2]
+        extra["previous_seen"] = previous_seen
     if "event_items" in wanted:
         extra["event_items"] = np.unique(cols).astype(np.int64)
     if "events" in wanted:  # (user, item) indices in time order within each user
@@ -179,10 +310,11 @@ def partial_fit(model, new_interactions) -> np.ndarray:
         extra["events"] = (user_vocab.index(ev.user_vocab.ids_of(ev.user_indices)),
                            item_vocab.index(ev.item_vocab.ids_of(ev.item_indices)))
     try:
-        model._partial_fit(touched, n_new_users=n_new_users, n_new_items=n_new_items,
+        model._partial_fit(hook_users, n_new_users=n_new_users, n_new_items=n_new_items,
                            **extra)
     except BaseException:
         model.user_vocab_, model.item_vocab_, model.seen_ = old
         raise
+    model._deferred = None
     model._pop_cache = None
     return touched

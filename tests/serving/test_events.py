@@ -35,9 +35,11 @@ def test_event_changes_recommendations_and_survives_restart(ease_dir, db):
     with TestClient(create_app(ease_dir, events_db=db)) as c:
         before = _top(c, 2)
         first = before[0]
-        r = c.post("/v1/events", json=_events([(2, first), (2, before[1]), (999, first)]))
+        r = c.post("/v1/events", json=_events([(2, first), (2, before[1]), (999, first)])
+                   | {"sync": True})  # answered once the model-wide update is served
         assert r.status_code == 200, r.text
         assert r.json()["accepted"] == 3 and r.json()["duplicates"] == 0
+        assert r.json()["pending"] == 0
         after = _top(c, 2)
         assert first not in after and after != before  # seen now: excluded
         new_user = _top(c, 999)  # a new user, served from their one event
@@ -220,7 +222,8 @@ def test_sigkill_loses_no_acknowledged_event(ease_dir, tmp_path):
         acked = 0
         for n in range(30):
             top = client.recommend(users[n % 5], k=1).items
-            out = client.events([{"user": users[n % 5], "item": top[0], "event_id": f"k{n}"}])
+            out = client.events([{"user": users[n % 5], "item": top[0], "event_id": f"k{n}"}],
+                                sync=n == 29)  # the last: once the model-wide update is in
             acked += out["accepted"]
         before = [r.items for r in client.recommend(users, k=10)]
         proc.send_signal(signal.SIGKILL)

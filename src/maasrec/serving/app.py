@@ -800,7 +800,9 @@ def _add_event_routes(app: FastAPI, rt: ServingRuntime, bodies: tuple, security:
         """Log interaction events durably and fold them into the served model.
 
         When the answer comes, the events are committed to the event log and the next
-        ``/v1/recommend`` reflects them. An ``event_id`` already logged is a no-op
+        ``/v1/recommend`` reflects them. For EASE the model-wide update follows in the
+        background (``pending`` counts the groups it has yet to apply); ``sync: true``
+        answers only once it is served. An ``event_id`` already logged is a no-op
         (counted in ``duplicates``). Unknown items (models that cannot add items) are
         refused with 404 and nothing of the request is logged; 409 when the server has
         no event log or its model cannot fold events in.
@@ -812,16 +814,22 @@ def _add_event_routes(app: FastAPI, rt: ServingRuntime, bodies: tuple, security:
         state = rt.holder.state
         checked = rt.events.check(state.model, body.events)
         accepted, dups = await rt.events.post(
-            lambda fn, *a: rt.call("/v1/events", fn, *a), checked)
+            lambda fn, *a: rt.call("/v1/events", fn, *a), checked, sync=body.sync)
         return _json({"accepted": accepted, "duplicates": dups,
-                      "model_version": rt.holder.state.version})
+                      "model_version": rt.holder.state.version,
+                      "pending": rt.events.pending})
 
     @app.post("/v1/explain", response_model=ExplainResponse,
               responses={**errors, 409: {"model": ErrorResponse,
                                          "description": "The item is in the user's history"}},
               dependencies=security, tags=["recommend"])
     async def explain(body: ExplainRequest) -> Response:
-        """Why the model scores ``item`` as it does for a user (``Recommender.explain``)."""
+        """Why the model scores ``item`` as it does for a user (``Recommender.explain``).
+
+        The body is ``Explanation.to_dict()``: contributions carry ``position`` (models
+        that read the history in order) and ``extras`` when the model gives them, and
+        ``details`` holds model-specific extras when there are any.
+        """
         state = rt.holder.state
         model = state.model
         item = coerce_ids([body.item], model.item_vocab_)

@@ -11,6 +11,14 @@ with :meth:`~maasrec.Recommender.partial_fit` in one call; since the classical m
 fold-in depends only on each user's history (not on how events were batched), the
 served model after a restart is the one that served before it.
 
+Fast path (EASE, TextEASE: :func:`maasrec.online.supports_deferred`): a group of events
+is acknowledged once it is logged and merged into the served histories (``seen_``), which
+is all a user's next recommendation reads (scores ``x_u B``); the model-wide update (the
+Woodbury update of EASE's inverse Gram matrix) is deferred and applied in the background,
+batched over every group that came meanwhile (:func:`maasrec.online.apply_deferred`), and
+swapped in. The model it reaches is the exact ``partial_fit`` of the same events, the one a
+restart replays. A poster that needs that model before the answer says ``sync=True``.
+
 A record that cannot be read back (a damaged database, a row whose ids are not JSON)
 stops the start with :class:`EventLogError` naming the file and the record: events are
 never dropped silently.
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import logging
 import math
@@ -33,7 +42,13 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import DataError, MaasrecError
-from ..online import supports_partial_fit
+from ..online import (
+    apply_deferred,
+    deferred_calls,
+    partial_fit,
+    rebase_deferred,
+    supports_partial_fit,
+)
 from .ids import check_known, coerce_ids
 
 __all__ = ["EVENTS_DB_ENV", "Event", "EventLog", "EventLogError", "LiveEvents", "events_frame"]
@@ -225,19 +240,44 @@ class LiveEvents:
     shallow copy of the served model with ``partial_fit`` and the copy is swapped in, so
     readers never see a half-updated model. Requests that arrive while a write and
     update run are handled together by the next one (one transaction and one
-    ``partial_fit`` per group). An acknowledged request's events are in the log and in the served model.
+    ``partial_fit`` per group). An acknowledged request's events are in the log and in
+    the served histories: the next ``/v1/recommend`` of their users reflects them.
+
+    For a model that :func:`~maasrec.online.supports_deferred` (EASE), the group's
+    ``partial_fit`` only merges the histories and the model-wide update waits: a
+    background task, started when a group leaves it pending, waits ``apply_delay_s``
+    (more groups join), applies every pending group in one exact batched update on a
+    copy of the served model, outside the model executor, and swaps it in with the
+    groups that came meanwhile still pending (:func:`~maasrec.online.rebase_deferred`).
 
     Parameters
     ----------
     log : EventLog
     holder : ModelHolder
+    defer : bool, default True
+        Defer the model-wide update where the model allows it (False: every group's
+        update is applied before the answer, as ``partial_fit`` does).
+    apply_delay_s : float, default 0.02
+        How long the background update waits for more groups before it runs.
     """
 
-    def __init__(self, log: EventLog, holder):
+    def __init__(self, log: EventLog, holder, *, defer: bool = True,
+                 apply_delay_s: float = 0.02):
         self.log = log
         self.holder = holder
+        self.defer = bool(defer)
+        self.apply_delay_s = float(apply_delay_s)
         self._lock = asyncio.Lock()
         self._pending: list[tuple[list[Event], asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+        self._applied: asyncio.Condition | None = None
+        self._groups = 0  # deferred groups issued (the served model holds the latest ones)
+        self.apply_errors = 0
+
+    @property
+    def pending(self) -> int:
+        """Groups whose model-wide update is still pending in the served model."""
+        return deferred_calls(self.holder.state.model)
 
     # -- replay ---------------------------------------------------------------------
     def replay_onto(self, model):
@@ -293,7 +333,7 @@ class LiveEvents:
         return [Event(e.event_id, u, i, e.value, e.time)
                 for e, u, i in zip(raw, users, items, strict=True)]
 
-    async def post(self, run, events: list[Event]) -> tuple[int, int]:
+    async def post(self, run, events: list[Event], *, sync: bool = False) -> tuple[int, int]:
         """Log ``events`` and fold the new ones into the served model.
 
         Requests that arrive while a group is being written and folded in wait for the
@@ -304,6 +344,9 @@ class LiveEvents:
         ----------
         run : callable
             ``await run(fn, *args)`` runs ``fn`` in the model executor.
+        sync : bool, default False
+            Answer only once the model-wide update that includes these events is
+            served (deferred updates: see the class).
 
         Returns
         -------
@@ -315,7 +358,10 @@ class LiveEvents:
             if not fut.done():  # else: our events went with the group before ours
                 group, self._pending = self._pending, []
                 await self._write_and_apply(run, group)
-        return await fut
+        out = await fut
+        if sync:
+            await self._wait_applied(self._groups)
+        return out
 
     async def _write_and_apply(self, run, group: list) -> None:
         try:
@@ -324,8 +370,13 @@ class LiveEvents:
             new = [e for e, f in zip(flat, flags, strict=True) if f]
             if new:
                 model = copy.copy(self.holder.state.model)
-                await run(model.partial_fit, events_frame(new))
+                before = deferred_calls(model)
+                await run(functools.partial(partial_fit, model, events_frame(new),
+                                            defer=self.defer))
                 _swap_model(self.holder, model)
+                if deferred_calls(model) > before:
+                    self._groups += 1
+                    self._start_apply()
         except BaseException as exc:
             for _, f in group:
                 if not f.done():
@@ -339,11 +390,69 @@ class LiveEvents:
             f.set_result((got, len(evs) - got))
             pos += len(evs)
 
+    # -- deferred model-wide updates ------------------------------------------------------
+    def _condition(self) -> asyncio.Condition:
+        if self._applied is None:
+            self._applied = asyncio.Condition()
+        return self._applied
+
+    def _start_apply(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._apply_pending())
+
+    async def _notify(self) -> None:
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+
+    async def _wait_applied(self, group: int) -> None:
+        """Until the served model's update includes the ``group``-th deferred group."""
+        cond = self._condition()
+        async with cond:
+            await cond.wait_for(lambda: self._groups - self.pending >= group
+                                or self._task is None or self._task.done())
+
+    async def _apply_pending(self) -> None:
+        """Apply the pending model-wide updates (batched) until none is left."""
+        try:
+            while True:
+                await asyncio.sleep(self.apply_delay_s)
+                snapshot = self.holder.state.model
+                if deferred_calls(snapshot) == 0:
+                    return
+                work = copy.copy(snapshot)
+                try:
+                    await asyncio.to_thread(apply_deferred, work)
+                except Exception:  # the histories are served; the update is retried later
+                    self.apply_errors += 1
+                    logger.exception("the deferred model-wide update of %d event groups "
+                                     "failed; it stays pending", deferred_calls(snapshot))
+                    return
+                async with self._lock:
+                    merged = rebase_deferred(self.holder.state.model, work, snapshot)
+                    if merged is not None:  # else a reload or replay came between
+                        _swap_model(self.holder, merged)
+                await self._notify()
+        finally:
+            self._task = None
+            await self._notify()
+
+    async def flush(self) -> None:
+        """Apply every pending model-wide update now (e.g. before shutdown or a save)."""
+        async with self._lock:
+            model = self.holder.state.model
+            if deferred_calls(model):
+                model = copy.copy(model)
+                await asyncio.to_thread(apply_deferred, model)
+                _swap_model(self.holder, model)
+        await self._notify()
+
     async def after_reload(self) -> None:
         """Replay the log onto a newly loaded model (events wait meanwhile)."""
         async with self._lock:
             model = await asyncio.to_thread(self.replay_onto, self.holder.state.model)
             _swap_model(self.holder, model)
+        await self._notify()  # the replayed model is exact: nothing is pending
 
 
 def open_events(events_db, holder) -> LiveEvents | None:

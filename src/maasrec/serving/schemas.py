@@ -437,6 +437,11 @@ def event_models(*, max_pairs: int = 10_000) -> tuple[type[BaseModel], type[Base
         events: Annotated[list[EventIn], Field(min_length=1,
                                                json_schema_extra={"maxItems": max_pairs}),
                           _at_most(max_pairs, "events", "max_pairs")]
+        sync: StrictBool = Field(
+            False, description="Answer only once the model-wide update that includes "
+                               "these events is served (EASE defers it: by default the "
+                               "answer comes once the events are logged and in the users' "
+                               "histories, which the next recommendation reads)")
 
     class ExplainRequest(BaseModel):
         """Body of ``POST /v1/explain``: give ``user`` (a known user) or ``history``."""
@@ -470,6 +475,9 @@ class EventsResponse(BaseModel):
     accepted: int = Field(description="New events, logged and folded into the model")
     duplicates: int = Field(description="Events whose event_id was already logged (no-op)")
     model_version: int
+    pending: int = Field(0, description="Event groups logged and in the histories whose "
+                                        "model-wide update is still being applied (0 once "
+                                        "the served model is the exact update)")
 
 
 class ContributionOut(BaseModel):
@@ -478,6 +486,12 @@ class ContributionOut(BaseModel):
     item: OutId
     weight: float
     title: str | None = None
+    position: int | None = Field(
+        None, description="Its position in the history (0 = oldest), for models that "
+                          "read the history in order (absent otherwise)")
+    extras: dict[str, float] | None = Field(
+        None, description="Further per-item values of the model, e.g. text_similarity "
+                          "(HybridRecommender); absent when there are none")
 
 
 class ExplainResponse(BaseModel):
@@ -494,3 +508,6 @@ class ExplainResponse(BaseModel):
     n_history: int
     modalities: dict[str, float]
     note: str | None = None
+    details: dict[str, Any] | None = Field(
+        None, description="Model-specific extras (LMRanker with tokens: token "
+                          "attributions under 'tokens'); absent when there are none")
