@@ -20,7 +20,6 @@ import inspect
 import json
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,10 @@ from torch import nn
 
 from ..base import Component
 from ..device import amp_dtype, resolve_device
-from ..exceptions import DataError, MaasrecWarning
+from ..exceptions import DataError
+from ._text_batches import BatchingMixin
 from ._utils import check_int, check_seed, seeded
-from .cache import EmbeddingCache, path_fingerprint, resolve_cache_dir, text_keys
+from .cache import EmbeddingCache, path_fingerprint, resolve_cache_dir
 from .hub import ModelSource, load_config, load_model_and_tokenizer, resolve_model
 
 __all__ = [
@@ -228,7 +228,7 @@ class _Unregistered:
 
 # -- the encoder ------------------------------------------------------------------------
 
-class TextEncoder(Component, nn.Module):
+class TextEncoder(Component, BatchingMixin, nn.Module):
     """Sentence vectors from any Hugging Face ``AutoModel`` (BERT- or GPT-style).
 
     Parameters
@@ -620,121 +620,6 @@ class TextEncoder(Component, nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=amp)
 
-    def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        tok = self._tokenizer
-        enc = tok(texts, truncation=True, max_length=int(self.max_length),
-                  add_special_tokens=True, return_attention_mask=False,
-                  return_token_type_ids=False)
-        ids = [list(x) for x in enc["input_ids"]]
-        filler = next((t for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
-                       if t is not None), 0)
-        return [x if x else [filler] for x in ids]  # an empty text still gets one token
-
-    def _pad(self, seqs: list[list[int]], device: torch.device):
-        tok = self._tokenizer
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-        left = self._meta["is_decoder"] and getattr(tok, "padding_side", "right") == "left"
-        width = max(len(s) for s in seqs)
-        ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=np.int64)
-        for r, s in enumerate(seqs):
-            if left:
-                ids[r, width - len(s):] = s
-                mask[r, width - len(s):] = 1
-            else:
-                ids[r, :len(s)] = s
-                mask[r, :len(s)] = 1
-        return (torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), left)
-
-    def _forward_batch(self, seqs: list[list[int]], device: torch.device) -> torch.Tensor:
-        ids, mask, left = self._pad(seqs, device)
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-        if left and "position_ids" in self._forward_kwargs:
-            # positions count real tokens only, so left padding does not shift them
-            kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        if self._meta["is_decoder"] and "use_cache" in self._forward_kwargs:
-            kwargs["use_cache"] = False
-        with self._autocast():
-            out = self._backbone_module()(**kwargs)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        pooled = pool_hidden_states(hidden.float(), mask, self._meta["pooling"])
-        if self.normalize:
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled
-
-    def _run(self, texts: list[str], *, grad: bool, progress: bool = False):
-        """Pooled vectors of ``texts`` (length-sorted batches, input order restored)."""
-        meta = self._ensure_meta()
-        self._load_weights(meta["source"])
-        device = self._compute_device()
-        seqs = self._tokenize(texts)
-        order = np.argsort(-np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs)),
-                           kind="stable")
-        bs = int(self.batch_size)
-        starts = range(0, len(order), bs)
-        if progress:
-            from ..training.progress import tqdm_class
-
-            tqdm = tqdm_class()
-            starts = tqdm(starts, desc="encoding", unit="batch")
-        if grad:
-            pieces = [self._forward_batch([seqs[i] for i in order[s:s + bs]], device)
-                      for s in starts]
-            inverse = torch.from_numpy(np.argsort(order)).to(device)
-            return torch.cat(pieces)[inverse]
-        out = np.empty((len(texts), meta["hidden_size"]), dtype=np.float32)
-        with torch.inference_mode():
-            for s in starts:
-                sel = order[s:s + bs]
-                out[sel] = self._forward_batch([seqs[i] for i in sel], device).cpu().numpy()
-        return out
-
-    def _frozen_vectors(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Pooled vectors as numpy, through the disk cache when there is one."""
-        meta = self._ensure_meta()
-        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-        uniq = [str(t) for t in uniq]
-        out = np.zeros((len(uniq), meta["hidden_size"]), dtype=np.float32)
-        todo = np.arange(len(uniq))
-        self._ensure_cache()
-        keys = None
-        if self._cache is not None:
-            keys = text_keys(uniq)
-            try:
-                found, vecs = self._cache.get(keys)
-            except OSError as exc:
-                self._cache_unusable(exc)
-                found, vecs = np.zeros(len(uniq), dtype=bool), None
-            if vecs is not None:
-                out[found] = vecs[found]
-            todo = np.flatnonzero(~found)
-            logger.debug("text cache: %d of %d texts found", len(uniq) - len(todo), len(uniq))
-        if len(todo):
-            backbone_mode = None
-            if "backbone" in self._modules:
-                backbone_mode = self._modules["backbone"].training
-                self._modules["backbone"].eval()
-            try:
-                chunk = max(int(self.batch_size) * 64, 8192)
-                for s in range(0, len(todo), chunk):
-                    sel = todo[s:s + chunk]
-                    out[sel] = self._run([uniq[i] for i in sel], grad=False, progress=progress)
-                    if self._cache is not None:
-                        try:
-                            self._cache.put([keys[i] for i in sel], out[sel])
-                        except OSError as exc:
-                            self._cache_unusable(exc)
-            finally:
-                if backbone_mode is not None:
-                    self._modules["backbone"].train(backbone_mode)
-        return out[np.asarray(inverse).reshape(-1)]
-
-    def _cache_unusable(self, exc: OSError) -> None:
-        warnings.warn(f"embedding cache at {str(self._cache.path)!r} is not usable "
-                      f"({exc}); encoding without it", MaasrecWarning, stacklevel=4)
-        self._cache = None
-        self._cache_failed = True
-
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Encode texts to vectors (no gradients; the disk cache is used when frozen).
 
@@ -773,18 +658,6 @@ class TextEncoder(Component, nn.Module):
         if self.projection is None:
             return base
         return self.projection(base.to(self.projection.weight.dtype))
-
-    def _run_eval(self, texts: list[str], progress: bool) -> np.ndarray:
-        if not texts:
-            return np.empty((0, self.hidden_size), dtype=np.float32)
-        self.load_model()
-        backbone = self._modules["backbone"]
-        mode = backbone.training
-        backbone.eval()
-        try:
-            return self._run(texts, grad=False, progress=progress)
-        finally:
-            backbone.train(mode)
 
     def encode_tensor(self, texts: Sequence[str], *, show_progress: bool = False) -> torch.Tensor:
         """Encode texts to a tensor for training.
