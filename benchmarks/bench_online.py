@@ -132,22 +132,10 @@ if __name__ == "__main__":
     main()
 
 
-def freshness(argv=None) -> dict:
-    """Event acknowledged -> changed recommendation, over HTTP on loopback.
-
-    EASE (defaults) on MovieLens 100K served by uvicorn in this process with an event log
-    in a temporary directory; ``--concurrency`` client threads each repeat: take a
-    user's top item, post an event on it (``/v1/events``), ask ``/v1/recommend`` again
-    and check that the item is gone (every round must see it gone). Reported: p50/p99
-    of the event round trip (sent -> acknowledged, durable and folded in) and of
-    sent -> the changed recommendation received.
-
-    Run::
-
-        OMP_NUM_THREADS=1 python -c "from benchmarks.bench_online import freshness; freshness()"
-    """
+def _freshness_run(model, mode: str, concurrency: int, rounds: int, tmp: str) -> dict:
+    """One server (uvicorn in this process) over ``model``; ``concurrency`` clients."""
+    import copy
     import socket
-    import tempfile
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -155,62 +143,110 @@ def freshness(argv=None) -> dict:
 
     from maasrec.client import Client
     from maasrec.serving import create_app
+    from maasrec.serving.events import EventLog, events_frame
+
+    db = os.path.join(tmp, f"events-{mode}.db")
+    served = copy.copy(model)
+    if mode == "history_only":
+        served._partial_fit = lambda *a, **k: None  # seen_ is merged by online.partial_fit
+    app = create_app(served, events_db=db)
+    app.state.maasrec.events.defer = mode == "deferred"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    users = [int(u) for u in model.user_vocab_.ids[:concurrency]]
+    pending = []
+
+    def worker(w: int) -> list[tuple[float, float, bool]]:
+        out = []
+        with Client(url, retries=0, timeout=30) as c:
+            for r in range(rounds):
+                item = c.recommend(users[w], k=1).items[0]
+                t0 = time.perf_counter()
+                ack = c.events([{"user": users[w], "item": item, "event_id": f"f{w}-{r}"}])
+                t1 = time.perf_counter()
+                gone = item not in list(c.recommend(users[w], k=10).items)
+                out.append((t1 - t0, time.perf_counter() - t0, gone))
+                pending.append(ack.get("pending", 0))
+        return out
+
+    load0 = os.getloadavg()[0]
+    t_start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as ex:
+        rows = [x for part in ex.map(worker, range(concurrency)) for x in part]
+    wall = time.perf_counter() - t_start
+    # the eventual model: one last event with sync=True, then compared with partial_fit
+    t0 = time.perf_counter()
+    with Client(url, retries=0, timeout=60) as c:
+        c.events([{"user": users[0], "item": int(model.item_vocab_.ids[0]),
+                   "event_id": "sync"}], sync=True)
+    t_sync = time.perf_counter() - t0
+    final = app.state.maasrec.holder.state.model
+    server.should_exit = True
+    thread.join(30)
+    res = {"mode": mode, "events": len(rows), "all_reflected": bool(all(r[2] for r in rows))}
+    if mode != "history_only":
+        exact = copy.copy(model).partial_fit(events_frame(EventLog(db).read()))
+        res["eventual_B_max_abs_diff_vs_partial_fit"] = float(np.abs(final.B_ - exact.B_).max())
+    ack = np.array([r[0] for r in rows]) * 1000
+    fresh = np.array([r[1] for r in rows]) * 1000
+    res.update({
+        "ack_ms_p50": round(float(np.percentile(ack, 50)), 2),
+        "ack_ms_p99": round(float(np.percentile(ack, 99)), 2),
+        "fresh_ms_p50": round(float(np.percentile(fresh, 50)), 2),
+        "fresh_ms_p99": round(float(np.percentile(fresh, 99)), 2),
+        "events_per_s": round(len(rows) / wall, 1),
+        "pending_groups_at_ack_max": int(max(pending)),
+        "last_sync_ms": round(t_sync * 1000, 1),
+        "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]})
+    print(res, flush=True)
+    return res
+
+
+def freshness(argv=None) -> dict:
+    """Event acknowledged -> changed recommendation, over HTTP on loopback.
+
+    EASE (defaults) on MovieLens 100K served by uvicorn in this process with an event log
+    in a temporary directory; ``--concurrency`` client threads each repeat: take a
+    user's top item, post an event on it (``/v1/events``), ask ``/v1/recommend`` again
+    and check that the item is gone (every round must see it gone). Reported per mode,
+    all in one run (same model, same machine; load average before and after each):
+    p50/p99 of the event round trip (sent -> acknowledged: durable and in the served
+    histories) and of sent -> the changed recommendation received.
+
+    Modes: ``exact`` (the model-wide Woodbury update of each group applied before the
+    answer: the behaviour before deferral), ``deferred`` (the default service: the
+    histories at once, the model-wide update batched in the background), and
+    ``history_only`` (no model-wide update at all: the floor). For the first two, the
+    model served after a last ``sync`` event is compared with ``partial_fit`` of the
+    logged events (max |ΔB|).
+
+    Run::
+
+        OMP_NUM_THREADS=1 python -c "from benchmarks.bench_online import freshness; freshness()"
+    """
+    import tempfile
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=20, help="events per client thread")
+    ap.add_argument("--modes", nargs="*", default=["exact", "deferred", "history_only"])
     ap.add_argument("--out", default="benchmarks/results/online_freshness.json")
-    ap.add_argument("--history-only", action="store_true",
-                    help="baseline: EASE's item-side update switched off (events only "
-                         "change the histories, as before the exact fold-in)")
     args = ap.parse_args(argv)
     data = datasets.load_movielens("100k").interactions
     model = EASE().fit(data)
-    if args.history_only:
-        model._partial_fit = lambda *a, **k: None  # seen_ is merged by online.partial_fit
+    out = {"model": "EASE() on MovieLens 100K", "concurrency": args.concurrency,
+           "rounds": args.rounds, "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+           "cpu_count": os.cpu_count(), "modes": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(model, events_db=os.path.join(tmp, "events.db"))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        users = [int(u) for u in data.user_vocab.ids[: args.concurrency]]
-
-        def worker(w: int) -> list[tuple[float, float, bool]]:
-            out = []
-            with Client(url, retries=0, timeout=30) as c:
-                for r in range(args.rounds):
-                    item = c.recommend(users[w], k=1).items[0]
-                    t0 = time.perf_counter()
-                    c.events([{"user": users[w], "item": item, "event_id": f"f{w}-{r}"}])
-                    t1 = time.perf_counter()
-                    gone = item not in list(c.recommend(users[w], k=10).items)
-                    out.append((t1 - t0, time.perf_counter() - t0, gone))
-            return out
-
-        t_start = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as ex:
-            rows = [x for part in ex.map(worker, range(args.concurrency)) for x in part]
-        wall = time.perf_counter() - t_start
-        server.should_exit = True
-        thread.join(30)
-    ack = np.array([r[0] for r in rows]) * 1000
-    fresh = np.array([r[1] for r in rows]) * 1000
-    res = {"model": "EASE() on MovieLens 100K", "concurrency": args.concurrency,
-           "item_side_update": not args.history_only,
-           "events": len(rows), "all_reflected": bool(all(r[2] for r in rows)),
-           "ack_ms_p50": round(float(np.percentile(ack, 50)), 2),
-           "ack_ms_p99": round(float(np.percentile(ack, 99)), 2),
-           "fresh_ms_p50": round(float(np.percentile(fresh, 50)), 2),
-           "fresh_ms_p99": round(float(np.percentile(fresh, 99)), 2),
-           "events_per_s": round(len(rows) / wall, 1),
-           "omp_threads": os.environ.get("OMP_NUM_THREADS"),
-           "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}
-    print(res, flush=True)
+        for mode in args.modes:
+            out["modes"][mode] = _freshness_run(model, mode, args.concurrency, args.rounds,
+                                                tmp)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-    return res
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    return out

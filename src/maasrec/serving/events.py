@@ -37,6 +37,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 import pandas as pd
@@ -245,10 +246,14 @@ class LiveEvents:
 
     For a model that :func:`~maasrec.online.supports_deferred` (EASE), the group's
     ``partial_fit`` only merges the histories and the model-wide update waits: a
-    background task, started when a group leaves it pending, waits ``apply_delay_s``
-    (more groups join), applies every pending group in one exact batched update on a
+    background task, started when a group leaves it pending, waits until no group came
+    for ``apply_delay_s`` or the oldest pending group is ``max_lag_s`` old (or a
+    ``sync`` poster waits), applies every pending group in one exact batched update on a
     copy of the served model, outside the model executor, and swaps it in with the
     groups that came meanwhile still pending (:func:`~maasrec.online.rebase_deferred`).
+    A batch costs about one group's update whatever the number of events of the same
+    users it covers (EASE: ``O(n_items² r)`` for ``r`` distinct touched users), so
+    under load the model-wide work no longer grows with the event rate.
 
     Parameters
     ----------
@@ -257,16 +262,21 @@ class LiveEvents:
     defer : bool, default True
         Defer the model-wide update where the model allows it (False: every group's
         update is applied before the answer, as ``partial_fit`` does).
-    apply_delay_s : float, default 0.02
-        How long the background update waits for more groups before it runs.
+    apply_delay_s : float, default 0.05
+        The background update runs once no group came for this long...
+    max_lag_s : float, default 1.0
+        ...or once the oldest pending group is this old.
     """
 
     def __init__(self, log: EventLog, holder, *, defer: bool = True,
-                 apply_delay_s: float = 0.02):
+                 apply_delay_s: float = 0.05, max_lag_s: float = 1.0):
         self.log = log
         self.holder = holder
         self.defer = bool(defer)
         self.apply_delay_s = float(apply_delay_s)
+        self.max_lag_s = float(max_lag_s)
+        self._last_group = self._first_pending = 0.0
+        self._urgent = 0  # sync posters waiting
         self._lock = asyncio.Lock()
         self._pending: list[tuple[list[Event], asyncio.Future]] = []
         self._task: asyncio.Task | None = None
@@ -360,7 +370,11 @@ class LiveEvents:
                 await self._write_and_apply(run, group)
         out = await fut
         if sync:
-            await self._wait_applied(self._groups)
+            self._urgent += 1
+            try:
+                await self._wait_applied(self._groups)
+            finally:
+                self._urgent -= 1
         return out
 
     async def _write_and_apply(self, run, group: list) -> None:
@@ -376,6 +390,9 @@ class LiveEvents:
                 _swap_model(self.holder, model)
                 if deferred_calls(model) > before:
                     self._groups += 1
+                    self._last_group = monotonic()
+                    if before == 0:
+                        self._first_pending = self._last_group
                     self._start_apply()
         except BaseException as exc:
             for _, f in group:
@@ -416,7 +433,13 @@ class LiveEvents:
         """Apply the pending model-wide updates (batched) until none is left."""
         try:
             while True:
-                await asyncio.sleep(self.apply_delay_s)
+                while not self._urgent:  # batch: wait for a quiet moment or max_lag_s
+                    now = monotonic()
+                    wait = min(self._last_group + self.apply_delay_s,
+                               self._first_pending + self.max_lag_s) - now
+                    if wait <= 0:
+                        break
+                    await asyncio.sleep(min(wait, 0.01))
                 snapshot = self.holder.state.model
                 if deferred_calls(snapshot) == 0:
                     return
@@ -432,6 +455,7 @@ class LiveEvents:
                     merged = rebase_deferred(self.holder.state.model, work, snapshot)
                     if merged is not None:  # else a reload or replay came between
                         _swap_model(self.holder, merged)
+                        self._first_pending = monotonic()  # the rest waits anew
                 await self._notify()
         finally:
             self._task = None
