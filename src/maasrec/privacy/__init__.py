@@ -8,6 +8,9 @@
   features before they reach a language model.
 - :mod:`~maasrec.privacy.dp`: user-level DP-SGD (``dp=`` of HybridRecommender, NeuMF and
   SequentialRecommender; Opacus, extra ``privacy``).
+- :mod:`~maasrec.privacy.dp_als`: :class:`PrivateALS` (private alternating least squares:
+  joint user-level DP of the released item factors; Gaussian mechanism, exact GDP
+  accounting).
 - :mod:`~maasrec.privacy.attacks`: :func:`membership_inference` (ROC-AUC of a
   loss-threshold attack on training vs held-out users).
 - :mod:`~maasrec.privacy.federated`: :func:`train_federated` (Flower simulation, extra
@@ -31,11 +34,12 @@ from .sealed import is_encrypted, load_encrypted, save_encrypted
 
 # imported on first use: they pull in the models and, when run, their extras
 _LAZY = {"MembershipInferenceResult": "attacks", "membership_inference": "attacks",
-         "FederatedResult": "federated", "train_federated": "federated"}
+         "FederatedResult": "federated", "train_federated": "federated",
+         "PrivateALS": "dp_als"}
 
 __all__ = ["KEY_ENV", "DecryptionError", "EncryptionKeyError", "FederatedResult",
-           "MembershipInferenceResult", "PseudonymMap", "Pseudonymiser", "TextMasker",
-           "find_pii", "generate_key", "is_encrypted", "key_from_env", "key_id",
+           "MembershipInferenceResult", "PrivateALS", "PseudonymMap", "Pseudonymiser",
+           "TextMasker", "find_pii", "generate_key", "is_encrypted", "key_from_env", "key_id",
            "load_encrypted", "mask_features", "mask_text", "membership_inference",
            "parse_key", "save_encrypted", "train_federated"]
 
