@@ -41,11 +41,13 @@ changed vectors (a refit) rebuild it.
 
 Everything else -- batching, exclusions, filters, padding, raw ids, persistence -- is
 shared, so every model behaves the same way. :class:`Recommender` keeps the public API
-and the scoring hooks; the shared machinery behind it sits in three private mixins, one
+and the scoring hooks; the shared machinery behind it sits in four private mixins, one
 responsibility each: input resolution (users, histories, allow/deny lists, padded ids;
 ``maasrec._recommender_inputs``), scoring and ranking in memory-bounded blocks
-(``maasrec._recommender_ranking``), and the save/load glue with its subclass hooks
-(``_extra_state``, ``_check_loaded``, ``_build_modules``...; ``maasrec._recommender_io``).
+(``maasrec._recommender_ranking``), the save/load glue with its subclass hooks
+(``_extra_state``, ``_check_loaded``, ``_build_modules``...; ``maasrec._recommender_io``),
+and fit's parameter checks and hooks (``_check_standard_params``, ``_validate_params``,
+``_fit``, ``_implicit_feedback``...; ``maasrec._recommender_fit``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from ._recommender_fit import FitMixin
 from ._recommender_inputs import (  # noqa: F401  (_is_seq_of_seqs: re-exported, used by lm_ranker)
     InputsMixin,
     _is_scalar_id,
@@ -70,7 +73,6 @@ from ._recommender_inputs import (  # noqa: F401  (_is_seq_of_seqs: re-exported,
 )
 from ._recommender_io import PersistenceMixin, fitted_state
 from ._recommender_ranking import RankingMixin
-from ._validation import check_bool, check_random_state
 from .data.interactions import Interactions, as_interactions
 from .data.vocab import check_ordered_ids
 from .exceptions import DataError, MaasrecError, MaasrecWarning, ModelFormatError, NotFittedError
@@ -379,7 +381,7 @@ def _positive_validation(validation: Interactions, who: str) -> Interactions:
     return validation._take(keep)
 
 
-class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
+class Recommender(InputsMixin, RankingMixin, PersistenceMixin, FitMixin, Component):
     """Base class of every maasrec recommender.
 
     Subclasses implement ``_fit`` and ``_score_users`` (or ``_score_history``); the
@@ -458,14 +460,7 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
         refused) and ``random_state`` must be None, an integer in ``[0, 2**64)`` or a
         ``numpy.random.Generator``; both raise :class:`DataError` naming the value.
         """
-        fit_options = {}
-        if checkpoint_dir is not None:
-            if "checkpoint_dir" not in inspect.signature(self._fit).parameters:
-                raise DataError(f"{type(self).__name__} has no training loop to checkpoint; "
-                                f"checkpoint_dir={str(checkpoint_dir)!r} is for the models "
-                                "trained by maasrec.training.Trainer (HybridRecommender, "
-                                "NeuMF, SequentialRecommender, MultVAE, LightGCN, LMRanker)")
-            fit_options["checkpoint_dir"] = checkpoint_dir
+        fit_options = self._fit_options(checkpoint_dir)
         self._check_standard_params()
         self._validate_params()
         data = as_interactions(X)
@@ -521,42 +516,6 @@ class Recommender(InputsMixin, RankingMixin, PersistenceMixin, Component):
 
         partial_fit(self, new_interactions)
         return self
-
-    def _implicit_feedback(self) -> bool:
-        """Whether ``fit`` trains on the interactions with a value > 0 only (hook).
-
-        True unless the model has a parameter ``implicit`` set to False; a model that
-        reads values in another way (a rating loss, nested models with their own
-        policy) overrides it.
-        """
-        return getattr(self, "implicit", True) is not False
-
-    def _check_standard_params(self) -> None:
-        """Parameters annotated ``bool`` must be booleans; ``random_state``/``seed`` seeds.
-
-        Run by :meth:`fit` before :meth:`_validate_params`, for every model, from the
-        ``__init__`` signature (so a new model's parameters are checked too).
-        """
-        for p in inspect.signature(type(self).__init__).parameters.values():
-            if p.name == "self" or not hasattr(self, p.name):
-                continue
-            value = getattr(self, p.name)
-            if p.annotation in (bool, "bool"):
-                check_bool(p.name, value)
-            elif p.name in ("random_state", "seed"):
-                check_random_state(p.name, value)
-
-    def _forget_fit(self) -> None:
-        """Leave the model unfitted (a fit that failed half-way has nothing usable)."""
-        for name in ("item_vocab_", "user_vocab_", "seen_"):
-            self.__dict__.pop(name, None)
-
-    def _validate_params(self) -> None:
-        """Check parameter values (subclasses raise DataError naming the bad one)."""
-
-    def _fit(self, data: Interactions, *, item_features=None, user_features=None,
-             validation=None) -> None:
-        raise NotImplementedError
 
     # -- scoring hooks ------------------------------------------------------
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
