@@ -720,11 +720,18 @@ def _evaluation_targets(model: Any, uv: IdVocab, iv: IdVocab, train: Any, test: 
     return _Targets(train_a, seen, test_bin, rel, eval_users, n_rel)
 
 
-def _rank_targets(scorer: _Scorer, t: _Targets, *, protocol: str, ranks_only: bool, kmax: int,
-                  want_auc: bool, chunk: int, n_negatives: int, rng: np.random.Generator,
-                  show_progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Top-``kmax`` lists, their hits and the AUCs of every evaluated user, chunk by chunk."""
+def _rank_targets(scorer: _Scorer, t: _Targets, spec: list[tuple[str, int | None]], *,
+                  protocol: str, ranks_only: bool, batch_size: int | None, n_negatives: int,
+                  rng: np.random.Generator, show_progress: bool
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Top-``kmax`` lists (``kmax``: the largest cut-off of ``spec``), their hits and the
+    AUCs (when ``spec`` asks for ``auc``) of every evaluated user, ``batch_size`` users
+    (default: a chunk within :data:`DEFAULT_MEMORY_BUDGET`) at a time."""
     n_eval = len(t.users)
+    # lists never hold more than n_items entries; larger cut-offs see empty slots
+    kmax = min(scorer.n_items, max([k for _, k in spec if k is not None], default=1))
+    want_auc = any(b == "auc" for b, _ in spec)
+    chunk = batch_size or max(1, DEFAULT_MEMORY_BUDGET // (4 * scorer.n_items))
     forbid = _union(t.seen, t.test) if protocol == "sampled" else None
     rel_keys = _keys(t.rel)
     top = np.empty((n_eval, kmax), dtype=np.int64)
@@ -761,6 +768,20 @@ def _rank_targets(scorer: _Scorer, t: _Targets, *, protocol: str, ranks_only: bo
     return top, hits, auc
 
 
+def _check_evaluate_args(k: Any, protocol: str, n_negatives: Any, batch_size: Any,
+                         n_bootstrap: Any) -> tuple:
+    """:func:`evaluate`'s scalar arguments checked: ``(ks, n_negatives, batch_size,
+    n_bootstrap, confidence)``; a bad one raises :class:`DataError` naming it."""
+    ks = check_ks(k)
+    if protocol not in _PROTOCOLS:
+        raise DataError(f"protocol must be one of {list(_PROTOCOLS)}, got {protocol!r}")
+    n_negatives = _check_positive_int(n_negatives, "n_negatives")
+    if batch_size is not None:
+        batch_size = _check_positive_int(batch_size, "batch_size")
+    n_bootstrap, confidence = _check_bootstrap(n_bootstrap, 0.95)
+    return ks, n_negatives, batch_size, n_bootstrap, confidence
+
+
 def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20),
              metrics: str | Sequence[str] | None = None, *, protocol: str = "full",
              n_negatives: int = 99, exclude: Any = None, users: Any = None,
@@ -773,33 +794,13 @@ def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20
     ``max(k)`` items become the user's list, and each metric is computed per user and
     averaged over users.
 
-    **Two-stage models** (``model.scores_all_items`` False, e.g.
-    :class:`~maasrec.lm_ranker.LMRanker`, :class:`~maasrec.lm_ranker.TwoStage`) score
-    only their first stage's candidates, so they are asked for their lists instead:
-    ``model.rank_indices(user_idx, max(k), exclude=train/exclude items)`` (full
-    protocol) or ``allow=`` the user's sampled items (sampled protocol: the first stage
-    picks its candidates among them). Every ranking and beyond-accuracy metric is
-    computed on those lists, which are what ``recommend`` returns; ``max(k)`` must not
-    exceed the model's ``n_candidates``, and ``auc`` (which needs a score for every
-    item) is left out of the default metrics and refused when asked for.
-
-    **Full ranking** (``protocol="full"``, the default) ranks *every* item except the
-    ones the user has in ``train`` (and in ``exclude``, e.g. a validation part). A test
-    item the user also has in train/exclude cannot be recommended, so it is removed from
-    the user's relevant set (``counts["test_pairs_seen"]``); users left with no relevant
-    item are not evaluated (``counts["users_no_relevant"]``).
-
-    **Sampled ranking** (``protocol="sampled"``) ranks, per user, only the user's test
-    items plus ``n_negatives`` items drawn uniformly without replacement (seeded) from
-    the items the user has in none of train/exclude/test (all of them if fewer). It is
-    much easier than full ranking and its numbers are not comparable with it; the
-    result says so. The draws depend only on ``random_state``, the users and the
-    catalogue, so two models evaluated with the same seed see the same negatives.
-
-    Ties are broken by the lower item index (as in ``recommend``), so results are
-    deterministic. Users are processed in chunks of
-    ``max(1, DEFAULT_MEMORY_BUDGET // (4 * n_items))`` (``batch_size`` overrides), so
-    the users x items score matrix is never built for everyone at once.
+    **Protocols.** Full ranking (``protocol="full"``, the default) ranks every item except
+    the user's items in ``train`` and ``exclude``; sampled ranking ranks the user's test
+    items among ``n_negatives`` seeded random items (much easier, and not comparable with
+    full ranking). Two-stage models (``scores_all_items`` False) are asked for their lists
+    (``rank_indices``). Ties go to the lower item index; users are scored in memory-bounded
+    chunks. Details (relevant sets, counts, draws, two-stage models, chunk sizes):
+    :doc:`/evaluation` ("Protocols in detail").
 
     Parameters
     ----------
@@ -861,28 +862,18 @@ def evaluate(model: Any, train: Any, test: Any, k: int | Sequence[int] = (10, 20
     >>> res["ndcg@10"], res.ci["ndcg@10"]  # doctest: +SKIP
     """
     t0 = time.perf_counter()
-    ks = check_ks(k)
-    if protocol not in _PROTOCOLS:
-        raise DataError(f"protocol must be one of {list(_PROTOCOLS)}, got {protocol!r}")
-    n_negatives = _check_positive_int(n_negatives, "n_negatives")
-    if batch_size is not None:
-        batch_size = _check_positive_int(batch_size, "batch_size")
-    n_bootstrap, confidence = _check_bootstrap(n_bootstrap, 0.95)
+    ks, n_negatives, batch_size, n_bootstrap, confidence = _check_evaluate_args(
+        k, protocol, n_negatives, batch_size, n_bootstrap)
     spec, uv, iv, ranks_only = _evaluate_spec(model, metrics, ks, protocol)
     n_items = len(iv)
     counts: dict[str, int] = {}
     targets = _evaluation_targets(model, uv, iv, train, test, exclude, users, counts)
     n_eval = len(targets.users)
-    # lists never hold more than n_items entries; larger cut-offs see empty slots
-    kmax = min(n_items, max([k for _, k in spec if k is not None], default=1))
-    want_auc = any(b == "auc" for b, _ in spec)
-    chunk = batch_size or max(1, DEFAULT_MEMORY_BUDGET // (4 * n_items))
-    rng = np.random.default_rng(random_state)
-    sample_rng, boot_rng = rng.spawn(2)
+    sample_rng, boot_rng = np.random.default_rng(random_state).spawn(2)
     scorer = _Scorer(model, uv, n_items)
     top, hits, auc = _rank_targets(
-        scorer, targets, protocol=protocol, ranks_only=ranks_only, kmax=kmax,
-        want_auc=want_auc, chunk=chunk, n_negatives=n_negatives, rng=sample_rng,
+        scorer, targets, spec, protocol=protocol, ranks_only=ranks_only,
+        batch_size=batch_size, n_negatives=n_negatives, rng=sample_rng,
         show_progress=show_progress)
 
     def popularity() -> np.ndarray:
