@@ -147,7 +147,7 @@ def prune_lm(model, X, *, method: str, amount: float, heads: float, ffn: float, 
     from ..lm_ranker._training import fine_tune
     from ..lm_ranker.network import own_aligned_storage
     from ._seqtrain import prepare_data
-    from .pruning import _keep, sparsity
+    from .pruning import _keep, mask_weights, sparsity
 
     model._check_lm()
     if getattr(model._lm, "pruned", None) is not None and method == "structured":
@@ -170,13 +170,7 @@ def prune_lm(model, X, *, method: str, amount: float, heads: float, ffn: float, 
             kept_f.append(len(kf))
         enc.pruned = {"heads": kept_h, "intermediate": kept_f}
     else:
-        params = _linears(backbone)
-        if scope == "global":
-            torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured,
-                                            amount=float(amount))
-        else:
-            for m, name in params:
-                torch_prune.l1_unstructured(m, name, amount=float(amount))
+        mask_weights(_linears(backbone), amount, scope)
     log: dict = {}
     try:
         if epochs:

@@ -20,12 +20,16 @@ import torch
 
 from ..base import Recommender
 from ..exceptions import DataError, ModelFormatError
-from ._proxy import NetworkProxy, fingerprint
+from ._adapters import adapter_for, fingerprint
+from ._proxy import NetworkProxy
 from .linear import Int8Linear, quantize_linear_layers
 
 __all__ = ["Int8Recommender", "quantize_network"]
 
 _FILE = "int8.safetensors"
+_FORMAT = "maasrec-int8-network"
+#: 2: the whole network state (1 held the int8 layers only, beside the float model)
+_VERSION = "2"
 
 
 def quantize_network(model: Recommender) -> Int8Recommender:
@@ -84,90 +88,95 @@ class Int8Recommender(NetworkProxy):
     int8_layers_ : list of str
         Qualified names of the quantized Linear layers.
     float_fingerprint_ : str
-        SHA-256 of the float network the codes were made from (checked on load).
+        SHA-256 of the float network the codes were made from; ``int8.safetensors``
+        carries it too, and must match on load.
     network_bytes_ : dict
         ``{"float32": bytes of the float network, "int8": bytes of the quantized
         network (codes, scales, biases, and the layers left float)}``.
+    item_table_ : np.ndarray of float32, shape (n_items, dim)
+        SequentialRecommender only: the item table (computed once from the float
+        weights; scores are ``hidden @ item_table_.T``).
 
     Notes
     -----
-    The directory holds the inner model with its float weights (``model/``) and the codes
-    and scales (``int8.safetensors``); the float weights are kept so that the codes are
-    checked against what they were made from. Runs on the CPU.
+    The directory holds the inner model without its network weights (``model/``:
+    vocabularies, ``seen_``, histories, first stage, tokenizer) and the quantized network
+    (``int8.safetensors``: the int8 codes and scales of the Linear layers and the layers
+    left float; a SequentialRecommender's item table in ``arrays.safetensors``), so it is
+    smaller on disk than the float model, not beside it. Runs on the CPU.
     """
 
     _what = "int8 network quantization"
 
     def _compress(self, inner: Recommender, adapter=None) -> None:
-        from ._proxy import adapter_for
-
         adapter = adapter or adapter_for(inner, self._what)
         float_net = adapter.module(inner)
+        table = adapter.table(inner)
         qnet, _ = quantize_linear_layers(float_net, skip=adapter.skip())
-        self._attach(inner, adapter, float_net, qnet)
+        qnet = adapter.int8_network(inner, qnet, table)
+        self.float_fingerprint_ = fingerprint(float_net)
+        self.float_bytes_ = _size(float_net)
+        if table is not None:
+            self.item_table_ = table
+        self._attach(inner, adapter, qnet)
 
-    def _attach(self, inner, adapter, float_net, qnet) -> None:
+    def _attach(self, inner, adapter, qnet) -> None:
         layers = sorted(n for n, m in qnet.named_modules() if isinstance(m, Int8Linear))
         if not layers:
             raise DataError(f"the {adapter.name}'s network has no Linear layer to quantize")
         adapter.attach(inner, adapter.int8_runner(inner, qnet))
         self._qnet = qnet
         self.int8_layers_ = layers
-        self.float_fingerprint_ = fingerprint(float_net)
         self._inner = inner
         self._pop_cache = None
 
     @property
     def network_bytes_(self) -> dict[str, int]:
+        """dict: ``{"float32": bytes of the float network, "int8": bytes of the quantized
+        one}``."""
         self._check_fitted()
-        float_net = self._adapter().module(self.model_)
-        size = lambda m: sum(t.numel() * t.element_size()  # noqa: E731
-                             for t in m.state_dict().values())
-        return {"float32": size(float_net), "int8": size(self._qnet)}
-
-    def _adapter(self):
-        from ._proxy import adapter_for
-
-        return adapter_for(self.model_, self._what)
+        return {"float32": int(self.float_bytes_), "int8": _size(self._qnet)}
 
     def _int8_state(self) -> dict[str, torch.Tensor]:
-        state = {}
-        modules = dict(self._qnet.named_modules())
-        for name in self.int8_layers_:
-            for key, t in modules[name].state_dict().items():
-                state[f"{name}.{key}"] = t.detach().cpu().contiguous()
-        return state
+        skip = adapter_for(self.model_, self._what).not_saved
+        return {k: t.detach().cpu().contiguous() for k, t in self._qnet.state_dict().items()
+                if k not in skip}
 
     def _save_runtime(self, tmp) -> None:
         from safetensors.torch import save_file
 
         save_file(self._int8_state(), os.path.join(tmp, _FILE),
-                  metadata={"format": "maasrec-int8-network", "version": "1"})
+                  metadata={"format": _FORMAT, "version": _VERSION,
+                            "fingerprint": str(self.float_fingerprint_)})
 
     def _load_extra_files(self, path) -> None:
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         inner, adapter, where = self._load_inner(path)
-        float_net = adapter.module(inner)
-        want = getattr(self, "float_fingerprint_", None)
-        if fingerprint(float_net) != want:
-            raise ModelFormatError(f"{where}: the int8 codes were made from another network "
-                                   f"(fingerprint {str(want)[:12]}...) than the inner "
-                                   f"{adapter.name}'s: quantize the model again")
-        qnet, _ = quantize_linear_layers(float_net, skip=adapter.skip())
+        file = os.path.join(path, _FILE)
+        try:
+            with safe_open(file, "pt") as f:
+                info = f.metadata() or {}
+            state = load_file(file)
+        except Exception as exc:  # safetensors raises its own error types
+            raise ModelFormatError(f"{where}: cannot read {_FILE}: {exc}") from exc
+        if info.get("format") != _FORMAT or info.get("version") != _VERSION:
+            raise ModelFormatError(f"{where}: {_FILE} is format {info.get('format')!r} version "
+                                   f"{info.get('version')!r}, not {_FORMAT!r} {_VERSION!r}: "
+                                   f"quantize the float model again")
+        self._check_fingerprint(where, info.get("fingerprint"), f"{_FILE}")
+        shell = adapter.shell(inner, getattr(self, "item_table_", None), where)
+        qnet, _ = quantize_linear_layers(shell, skip=adapter.skip())
         layers = sorted(n for n, m in qnet.named_modules() if isinstance(m, Int8Linear))
         if layers != getattr(self, "int8_layers_", None):
             raise ModelFormatError(f"{where}: int8_layers_ does not name the Linear layers "
                                    f"of the inner {adapter.name}")
-        try:
-            state = load_file(os.path.join(path, _FILE))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelFormatError(f"{where}: cannot read {_FILE}: {exc}") from exc
-        modules = dict(qnet.named_modules())
-        expected = {f"{n}.{k}": t for n in layers for k, t in modules[n].state_dict().items()}
+        expected = {k: t for k, t in qnet.state_dict().items() if k not in adapter.not_saved}
         if set(state) != set(expected):
-            raise ModelFormatError(f"{where}: {_FILE} holds {sorted(set(state) ^ set(expected))[:4]}"
-                                   f"... unlike the quantized layers")
+            raise ModelFormatError(f"{where}: {_FILE} holds "
+                                   f"{sorted(set(state) ^ set(expected))[:4]}... unlike the "
+                                   f"quantized network")
         for key, t in state.items():
             ref = expected[key]
             if t.dtype != ref.dtype or t.shape != ref.shape:
@@ -176,8 +185,11 @@ class Int8Recommender(NetworkProxy):
                                        f"{tuple(ref.shape)}")
             if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
                 raise ModelFormatError(f"{where}: {_FILE}[{key!r}] holds non-finite values")
-        for name in layers:
-            sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
-            modules[name].load_state_dict(sub, strict=True)
-        self._attach(inner, adapter, float_net, qnet)
+        qnet.load_state_dict(state, strict=False)
+        adapter.adopt(inner, qnet)
+        self._attach(inner, adapter, qnet)
         super()._load_extra_files(path)
+
+
+def _size(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())

@@ -39,7 +39,8 @@ from torch import nn
 from .._version import __version__
 from ..base import Recommender
 from ..exceptions import DataError, ModelFormatError
-from ._proxy import NetworkProxy, adapter_for, fingerprint
+from ._adapters import adapter_for, fingerprint
+from ._proxy import NetworkProxy
 from .onnx import DEFAULT_OPSET, FORMAT_NAME, FORMAT_VERSION, _onnxruntime, sidecar_path
 
 __all__ = ["OnnxRecommender"]
@@ -192,6 +193,15 @@ class _OrtCrossEncoder(nn.Module):
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
 
 
+def _check_table_width(session, inner, where: str) -> None:
+    """The graph's ``item_table`` input must be as wide as the model's item table."""
+    shape = session.get_inputs()[1].shape
+    dim = int(inner._table_numpy().shape[1])
+    if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != dim):
+        raise ModelFormatError(f"{where}: the graph takes item tables of shape {shape}, but "
+                               f"the model's is {dim} wide")
+
+
 def _sequence_runner(session, inner):
     """``_last_hidden(seqs)`` of a SequentialRecommender, on the session: sequences of
     one length run together, unpadded, as the torch network runs them."""
@@ -263,7 +273,8 @@ def export_model(model: Recommender, path: str | os.PathLike | None = None, *,
     data, meta = _export_bytes(adapter, model, opset, optimize)
     if path is not None:
         _write_export(Path(path), data, meta)
-    out._attach(copy.copy(model), adapter, data, meta, "the exported graph")
+    out._attach(copy.copy(model), adapter, data, meta, "the exported graph",
+                fingerprint(adapter.module(model)))
     out.fitted_at_ = getattr(model, "fitted_at_", None)
     return out
 
@@ -306,12 +317,19 @@ class OnnxRecommender(NetworkProxy):
     onnx_meta_ : dict
         The sidecar: model class, fingerprint of the float weights, inputs, outputs,
         SHA-256 of the graph, versions.
+    float_fingerprint_ : str
+        SHA-256 fingerprint of the float network the graph was exported from.
+    item_table_ : np.ndarray of float32, shape (n_items, dim)
+        SequentialRecommender only: the item table the graph scores against.
 
     Notes
     -----
-    The directory holds the inner model with its float weights (``model/``), the graph
-    (``network.onnx``) and its sidecar (``network.onnx.json``); on load the graph is
-    checked against the sidecar and the sidecar against the float weights.
+    The directory holds the inner model without its network weights (``model/``), the
+    graph (``network.onnx``: the weights live there), its sidecar (``network.onnx.json``)
+    and, for a SequentialRecommender, the item table (``arrays.safetensors``). On load the
+    graph is checked against its sidecar, and the sidecar's fingerprint against the one
+    this model recorded when it was made: a graph exported from another model or another
+    version of it is refused.
     """
 
     _what = "ONNX export"
@@ -335,7 +353,7 @@ class OnnxRecommender(NetworkProxy):
         super().set_params(**params)
         if "n_threads" in params and self._inner_or_none() is not None:
             self._attach(self._inner, adapter_for(self._inner, self._what), self._onnx_bytes,
-                         self.onnx_meta_, "the graph")
+                         self.onnx_meta_, "the graph", self.float_fingerprint_)
         return self
 
     @classmethod
@@ -370,7 +388,8 @@ class OnnxRecommender(NetworkProxy):
             raise ModelFormatError(f"ONNX file {str(path)!r} does not exist")
         meta = _read_sidecar(path, kind=adapter.name)
         out.opset = int(meta.get("opset", DEFAULT_OPSET))
-        out._attach(copy.copy(model), adapter, path.read_bytes(), meta, repr(str(path)))
+        out._attach(copy.copy(model), adapter, path.read_bytes(), meta, repr(str(path)),
+                    fingerprint(adapter.module(model)))
         out.fitted_at_ = getattr(model, "fitted_at_", None)
         return out
 
@@ -378,18 +397,20 @@ class OnnxRecommender(NetworkProxy):
         adapter = adapter_for(inner, self._what)
         _onnxruntime()
         data, meta = _export_bytes(adapter, inner, int(self.opset), bool(self.optimize))
-        self._attach(inner, adapter, data, meta, "the exported graph")
+        self._attach(inner, adapter, data, meta, "the exported graph",
+                     fingerprint(adapter.module(inner)))
 
-    def _attach(self, inner, adapter, data: bytes, meta: dict[str, Any], where: str) -> None:
-        import hashlib
-
+    def _attach(self, inner, adapter, data: bytes, meta: dict[str, Any], where: str,
+                weights: str) -> None:
+        """Check the graph ``data`` (``meta``: its sidecar) against ``weights`` (the
+        fingerprint of the float network it must come from), start the session, attach."""
         if meta.get("kind") != adapter.name:
             raise ModelFormatError(f"{where} was exported from a {meta.get('kind')!r}, not a "
                                    f"{adapter.name}")
         if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
             raise ModelFormatError(f"{where}: the graph's SHA-256 differs from its sidecar's "
                                    f"(changed after export, or another export)")
-        if fingerprint(adapter.module(inner)) != meta.get("fingerprint"):
+        if weights != meta.get("fingerprint"):
             raise ModelFormatError(f"{where} was exported from another {adapter.name} (other "
                                    f"weights): export this model again "
                                    f"(maasrec.compress.export_onnx)")
@@ -402,10 +423,15 @@ class OnnxRecommender(NetworkProxy):
         if adapter.name == "LMRanker":
             runner = _OrtCrossEncoder(session, names[0], inner._lm.config)
         else:
+            _check_table_width(session, inner, where)
             runner = _sequence_runner(session, inner)
         adapter.attach(inner, runner)
         self._onnx_bytes = data
         self.onnx_meta_ = dict(meta)
+        self.float_fingerprint_ = weights
+        table = adapter.table(inner)
+        if table is not None:
+            self.item_table_ = table
         self._inner = inner
         self._pop_cache = None
 
@@ -428,5 +454,8 @@ class OnnxRecommender(NetworkProxy):
         if not file.is_file():
             raise ModelFormatError(f"{where}: {_FILE} is missing")
         meta = _read_sidecar(file, kind=adapter.name)
-        self._attach(inner, adapter, file.read_bytes(), meta, repr(str(file)))
+        self._check_fingerprint(repr(str(file)), meta.get("fingerprint"), "the graph")
+        adapter.adopt(inner, adapter.shell(inner, getattr(self, "item_table_", None), where))
+        self._attach(inner, adapter, file.read_bytes(), meta, repr(str(file)),
+                     self.float_fingerprint_)
         super()._load_extra_files(path)

@@ -92,7 +92,12 @@ def _block_linears(net: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 def _mask(net: nn.Module, amount: float, scope: str) -> None:
-    params = _block_linears(net)
+    mask_weights(_block_linears(net), amount, scope)
+
+
+def mask_weights(params: list[tuple[nn.Module, str]], amount: float, scope: str) -> None:
+    """L1 magnitude masks (``torch.nn.utils.prune``) over ``params``, across all of them
+    (``scope="global"``) or per layer."""
     if scope == "global":
         torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured,
                                         amount=float(amount))

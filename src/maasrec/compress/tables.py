@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..base import Recommender, clone, resolve_class
+from ..base import Recommender, clone
 from ..exceptions import DataError, ModelFormatError, NotFittedError
-from ..persistence import read_model_dir
+from ._wrapped import SUBDIR, WrappedRecommender
 
 __all__ = ["CODECS", "QuantizedRecommender", "dequantize_table", "quantize", "quantize_table"]
 
@@ -48,8 +48,6 @@ _NOT_APPLICABLE = {
                              "vectors (ALS, BPRMF, PureSVD, EASE, HybridRecommender)",
     "NeuMF": "it scores through an MLP over learned embeddings, not stored vector tables",
 }
-
-_SUBDIR = "model"
 
 
 def _supported(model: Recommender) -> tuple[str, ...] | None:
@@ -194,7 +192,7 @@ def quantize(model: Recommender, tables: str = "int8") -> QuantizedRecommender:
     return out
 
 
-class QuantizedRecommender(Recommender):
+class QuantizedRecommender(WrappedRecommender):
     """A fitted model whose scoring tables are stored quantized (see :func:`quantize`).
 
     Usually made by :func:`quantize` from a fitted model; ``fit`` fits a clone of
@@ -225,43 +223,12 @@ class QuantizedRecommender(Recommender):
     original model; the saving is on disk, in transfers and in the model's load time.
     """
 
+    _not_fitted = ("this {} is not fitted yet; call fit(X) or use "
+                   "maasrec.compress.quantize(fitted_model)")
+
     def __init__(self, model: Recommender | None = None, tables: str = "int8"):
         self.model = model
         self.tables = tables
-
-    # -- the inner model's state, not saved by this object ---------------------------------
-    def _inner_or_none(self) -> Recommender | None:
-        return self.__dict__.get("_inner")
-
-    @property
-    def model_(self) -> Recommender:
-        inner = self._inner_or_none()
-        if inner is None:
-            raise NotFittedError("this QuantizedRecommender is not fitted yet; call fit(X) "
-                                 "or use maasrec.compress.quantize(fitted_model)")
-        return inner
-
-    @property
-    def user_vocab_(self):
-        return self.model_.user_vocab_
-
-    @property
-    def item_vocab_(self):
-        return self.model_.item_vocab_
-
-    @property
-    def seen_(self):
-        return self.model_.seen_
-
-    @property
-    def supports_history(self) -> bool:
-        inner = self._inner_or_none()
-        return True if inner is None else inner.supports_history
-
-    @property
-    def ordered_history(self) -> bool:
-        inner = self._inner_or_none()
-        return False if inner is None else inner.ordered_history
 
     @property
     def table_bytes_(self) -> dict[str, int]:
@@ -271,9 +238,6 @@ class QuantizedRecommender(Recommender):
             for n, i in self.quantized_tables_.items())
         full = sum(4 * int(np.prod(i["shape"])) for i in self.quantized_tables_.values())
         return {"float32": full, "stored": stored}
-
-    def _implicit_feedback(self) -> bool:
-        return False  # the inner model applies its own policy in its fit
 
     def _validate_params(self) -> None:
         _check_codec(self.tables)
@@ -330,19 +294,7 @@ class QuantizedRecommender(Recommender):
         self._inner = inner
         self._pop_cache = None
 
-    # -- scoring: the inner model, on dequantized tables ----------------------------------
-    def _score_users(self, user_idx):
-        return self.model_._score_users(user_idx)
-
-    def _score_history(self, history: sp.csr_matrix):
-        return self.model_._score_history(history)
-
-    def _score_sequences(self, sequences):
-        return self.model_._score_sequences(sequences)
-
-    def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        return self.model_._score_pairs(u, i)
-
+    # -- scoring: the inner model, on dequantized tables (more in WrappedRecommender) --
     def _similar_scores(self, item_idx: np.ndarray):
         return self.model_._similar_scores(item_idx)
 
@@ -361,22 +313,12 @@ class QuantizedRecommender(Recommender):
         for name in self.quantized_tables_:
             skeleton.__dict__.pop(name, None)  # written as codes by this object
         skeleton._retriever = None  # a retriever belongs to this object (saved below)
-        skeleton.save(os.path.join(tmp, _SUBDIR))
+        skeleton.save(os.path.join(tmp, SUBDIR))
         super()._save_extra_files(tmp)
 
-    def _check_base_attributes(self, where: str) -> None:
-        """Deferred: the vocabularies and ``seen_`` are the inner model's (checked when
-        :meth:`_load_extra_files` loads it)."""
-
     def _load_extra_files(self, path) -> None:
-        where = getattr(self, "_load_where", repr(str(path)))
         info = getattr(self, "quantized_tables_", None)
-        folder = os.path.join(path, _SUBDIR)
-        if not os.path.isdir(folder):
-            raise ModelFormatError(f"{where}: the inner model's directory {_SUBDIR!r} is "
-                                   f"missing")
-        d = read_model_dir(folder)
-        klass = resolve_class(d["meta"].get("class"))
+        d, klass, folder, where = self._read_inner(path)
         names = _TABLES.get(klass.__name__) if isinstance(klass, type) else None
         if names is None or not issubclass(klass, Recommender) or issubclass(
                 klass, QuantizedRecommender):

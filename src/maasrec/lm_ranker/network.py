@@ -466,6 +466,8 @@ def save_cross_encoder(encoder: CrossEncoder, tokenizer, folder: str | os.PathLi
             "is_decoder": encoder.is_decoder}
     if getattr(encoder, "pruned", None) is not None:  # per-layer sizes (compress.prune)
         meta["pruned"] = encoder.pruned
+    if getattr(encoder, "external_weights", None) is not None:  # held by a compressed model
+        meta["external_weights"] = encoder.external_weights
     if encoder.kind != "sequence_classification":
         save_file({k: v.detach().cpu().contiguous() for k, v in encoder.head.state_dict().items()},
                   str(folder / _HEAD))
@@ -478,6 +480,10 @@ def save_cross_encoder(encoder: CrossEncoder, tokenizer, folder: str | os.PathLi
 def _from_pretrained(klass, folder: Path, meta: dict):
     """``klass.from_pretrained``, or the per-layer shapes of a pruned model
     (:func:`maasrec.compress.prune` records them in ``meta["pruned"]``)."""
+    if meta.get("external_weights") is not None:  # int8 / ONNX model around it: no weights
+        from ..compress._adapters import load_shell
+
+        return load_shell(folder, meta)
     if meta.get("pruned") is not None:
         from ..compress._prune_lm import load_pruned
 
