@@ -5,7 +5,10 @@
 model with an int8 network (:func:`maasrec.compress.quantize_network`);
 ``maasrec compress onnx MODEL OUT.onnx`` exports a text encoder, and ``maasrec compress
 onnx MODEL_DIR OUT_DIR`` a saved LMRanker or SequentialRecommender
-(:func:`maasrec.compress.export_onnx`). Each prints one JSON line.
+(:func:`maasrec.compress.export_onnx`); ``maasrec compress prune MODEL_DIR OUT_DIR
+--data TRAIN`` and ``maasrec compress distill TEACHER_DIR OUT_DIR --data TRAIN`` prune
+and fine-tune, or distill a student (:mod:`maasrec.compress._cli_train`). Each prints one
+JSON line.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from ..exceptions import MaasrecError
+from ._cli_train import add_train_parsers
 
 __all__ = ["add_compress_parser", "cli_main", "cmd_compress"]
 
@@ -34,8 +38,9 @@ def add_compress_parser(sub) -> argparse.ArgumentParser:
     argparse.ArgumentParser
         The ``compress`` parser (its action is :func:`cmd_compress`).
     """
-    c = sub.add_parser("compress", help="quantize a saved model or export a text encoder to "
-                                        "ONNX (see docs/compression.rst)")
+    c = sub.add_parser("compress", help="quantize, prune or distill a saved model, or export "
+                                        "it or a text encoder to ONNX (see "
+                                        "docs/compression.rst)")
     how = c.add_subparsers(dest="compress_command", required=True)
     t = how.add_parser("tables", help="int8 / float16 / bfloat16 storage of a saved model's "
                                       "factor or item-vector tables")
@@ -61,12 +66,13 @@ def add_compress_parser(sub) -> argparse.ArgumentParser:
     o.add_argument("--no-normalize", action="store_true", help="keep unnormalised vectors")
     o.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     o.add_argument("--overwrite", action="store_true", help="replace OUT")
+    add_train_parsers(how)
     c.set_defaults(func=cmd_compress)
     return c
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    """Run ``maasrec compress tables|int8|onnx`` and print one JSON line.
+    """Run ``maasrec compress tables|int8|onnx|prune|distill`` and print one JSON line.
 
     Parameters
     ----------
@@ -77,6 +83,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     int
         0
     """
+    if args.compress_command in ("prune", "distill"):
+        from . import _cli_train
+
+        run = _cli_train.cmd_prune if args.compress_command == "prune" else _cli_train.cmd_distill
+        print(_cli_train.dumps(run(args)))
+        return 0
     if args.compress_command == "tables":
         from ..base import Recommender
         from .tables import quantize
