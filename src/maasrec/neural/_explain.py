@@ -64,19 +64,13 @@ def lightgcn_terms(model, row: sp.csr_matrix, item_idx: int, user_idx) -> Explai
 
 
 # -- MultVAE / RecVAE: leave-one-out ------------------------------------------------------
-def multvae_terms(model, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
-    """Leave-one-out contributions of a MultVAE history, in one batch."""
-    return _row_vae_terms(model, row, item_idx, _vae_loo)
+def vae_terms(model, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
+    """Leave-one-out contributions of a MultVAE or RecVAE history, in one batch."""
+    from .recvae import RecVAENetwork
 
-
-def recvae_terms(model, row: sp.csr_matrix, item_idx: int, user_idx) -> ExplainTerms:
-    """Leave-one-out contributions of a RecVAE history, in one batch."""
-    return _row_vae_terms(model, row, item_idx, _recvae_loo)
-
-
-def _row_vae_terms(model, row: sp.csr_matrix, item_idx: int, loo) -> ExplainTerms:
     h = binary_csr(row).indices.astype(np.int64)
     net = model.network_
+    loo = _recvae_loo if isinstance(net, RecVAENetwork) else _vae_loo
     dev = model._net_device()
     was = net.training
     net.eval()

@@ -27,18 +27,13 @@ from torch import nn
 from .._validation import check_choice, check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
-from ..device import resolve_device
 from ..exceptions import DataError, MaasrecWarning
 from ..training import (
-    NonFiniteLossError,
     sampled_softmax_loss,
-    seed_from,
     softmax_loss,
-    threads_for,
     torch_generator,
 )
-from ._holdout import auto_holdout, check_validation_fraction
-from ._implicit import parse_val_metric, train_task
+from ._implicit import begin_fit, check_training_params, run_training, seeded_network
 from ._sequences import StoredSequences
 from .sasrec import INIT_STD
 
@@ -427,16 +422,7 @@ class BERT4Rec(StoredSequences, Recommender):
         check_number("mask_last_prob", self.mask_last_prob, low=0, high=1)
         check_choice("loss", self.loss, BERT4REC_LOSSES)
         check_int("n_negatives", self.n_negatives, low=1)
-        check_int("epochs", self.epochs, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False,
-                     high=float("inf"), high_inclusive=False)
-        check_number("weight_decay", self.weight_decay, low=0, high=float("inf"),
-                     high_inclusive=False)
-        check_int("patience", self.patience, low=1)
-        check_int("eval_every", self.eval_every, low=1)
-        parse_val_metric(self.val_metric)
-        check_validation_fraction(self.validation_fraction)
+        check_training_params(self, weight_decay=True)
 
     def _build_modules(self) -> dict:
         ffn = int(self.ffn_dim) if self.ffn_dim is not None else 4 * int(self.dim)
@@ -456,14 +442,10 @@ class BERT4Rec(StoredSequences, Recommender):
                 "BERT4Rec: the interactions have no timestamps, so each user's rows are "
                 "taken in their stored order (input order; column order for a sparse "
                 "matrix) as time order", MaasrecWarning, stacklevel=3)
-        device = resolve_device(self.device)
+        device, seed, fit_data, validation, holdout = begin_fit(self, data, validation,
+                                                                ordered=True)
         self._device_obj = device
-        seed = seed_from(self.random_state)
-        fit_data, validation, holdout = auto_holdout(
-            "BERT4Rec", data, validation, self.validation_fraction, ordered=True, seed=seed)
-        net = self._build_modules()["network_"]
-        net.reset_parameters(torch_generator(seed))
-        net.to(device)
+        net = seeded_network(self._build_modules()["network_"], seed, device)
         self.network_ = net
         # validation reads the train part only
         self._set_histories(fit_data.item_indices, fit_data.user_indptr)
@@ -480,21 +462,12 @@ class BERT4Rec(StoredSequences, Recommender):
             logger.info("BERT4Rec: %d users, %d items, %d windows (max_len %d), loss=%s, "
                         "device %s", data.n_users, data.n_items, task.n_windows,
                         int(self.max_len), self.loss, device)
-            try:
-                with threads_for(int(self.batch_size) * int(self.max_len) * int(self.dim),
-                                 device):
-                    hist = train_task(
-                        self, "BERT4Rec", net, task.batches, task.loss, data=fit_data,
-                        validation=validation, score=self._score_users, device=device,
-                        seed=seed, steps_per_epoch=task.steps_per_epoch,
-                        generators=task.generators, checkpoint_dir=checkpoint_dir,
-                        weight_decay=float(self.weight_decay))
-            except NonFiniteLossError as exc:
-                net.eval()
-                self.training_log_ = exc.history.to_dict() if exc.history is not None else {}
-                if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
-                    self._forget_fit()
-                raise
+            hist = run_training(
+                self, "BERT4Rec", net, task.batches, task.loss,
+                work=int(self.batch_size) * int(self.max_len) * int(self.dim), device=device,
+                data=fit_data, validation=validation, score=self._score_users, seed=seed,
+                steps_per_epoch=task.steps_per_epoch, generators=task.generators,
+                checkpoint_dir=checkpoint_dir, weight_decay=float(self.weight_decay))
             self.training_log_ = {**hist.to_dict(), "n_windows": task.n_windows}
         if holdout is not None:
             self.training_log_["holdout"] = holdout

@@ -27,17 +27,18 @@ from torch import nn
 from .._validation import check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
-from ..device import resolve_device
 from ..exceptions import DataError
 from ..training import (
-    NonFiniteLossError,
     UniformNegativeSampler,
-    seed_from,
-    threads_for,
     torch_generator,
 )
-from ._holdout import auto_holdout, check_validation_fraction
-from ._implicit import binary_csr, parse_val_metric, train_task
+from ._implicit import (
+    begin_fit,
+    binary_csr,
+    check_training_params,
+    run_training,
+    seeded_network,
+)
 
 __all__ = ["LightGCN", "normalized_adjacency"]
 
@@ -263,30 +264,19 @@ class LightGCN(Recommender):
         check_int("dim", self.dim, low=1)
         check_int("n_layers", self.n_layers, low=0)
         check_number("l2", self.l2, low=0, high=float("inf"), high_inclusive=False)
-        check_int("epochs", self.epochs, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False,
-                     high=float("inf"), high_inclusive=False)
-        check_int("patience", self.patience, low=1)
-        check_int("eval_every", self.eval_every, low=1)
-        parse_val_metric(self.val_metric)
-        check_validation_fraction(self.validation_fraction)
+        check_training_params(self)
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, data: Interactions, *, item_features=None, user_features=None,
              validation=None, checkpoint_dir=None) -> None:
-        device = resolve_device(self.device)
-        seed = seed_from(self.random_state)
-        fit_data, validation, holdout = auto_holdout(
-            "LightGCN", data, validation, self.validation_fraction, ordered=False, seed=seed)
+        device, seed, fit_data, validation, holdout = begin_fit(self, data, validation,
+                                                                ordered=False)
         X = binary_csr(fit_data.to_csr(copy=False))
         n_users, n_items = X.shape
         if X.nnz == 0:
             raise DataError("LightGCN: no positive interaction to train on")
         K, dim = int(self.n_layers), int(self.dim)
-        net = LightGCNNetwork(n_users, n_items, dim)
-        net.reset_parameters(torch_generator(seed))
-        net.to(device)
+        net = seeded_network(LightGCNNetwork(n_users, n_items, dim), seed, device)
         A = _to_torch_csr(normalized_adjacency(X), device)
         users = torch.from_numpy(np.repeat(np.arange(n_users, dtype=np.int64),
                                            np.diff(X.indptr))).to(device)
@@ -326,19 +316,12 @@ class LightGCN(Recommender):
         logger.info("LightGCN: %d users x %d items, %d edges, %d layers, %d steps/epoch, "
                     "device %s", n_users, n_items, nnz, K, n_batches, device)
         self.training_log_ = {}
-        try:
-            with threads_for(int(A.values().numel()) * dim, device):
-                hist = train_task(self, "LightGCN", net, batches, loss, data=fit_data,
-                                  validation=validation, score=score, device=device, seed=seed,
-                                  steps_per_epoch=n_batches, generators=[g],
-                                  checkpoint_dir=checkpoint_dir)
-        except NonFiniteLossError as exc:
-            self.training_log_ = exc.history.to_dict() if exc.history is not None else {}
-            if not bool(torch.isfinite(net.embedding).all()):
-                self._forget_fit()
-                raise
-            self._propagate_all(net, data)
-            raise
+        hist = run_training(self, "LightGCN", net, batches, loss,
+                            work=int(A.values().numel()) * dim, device=device,
+                            on_finite_failure=lambda: self._propagate_all(net, data),
+                            data=fit_data, validation=validation, score=score, seed=seed,
+                            steps_per_epoch=n_batches, generators=[g],
+                            checkpoint_dir=checkpoint_dir)
         self._propagate_all(net, data)
         log = hist.to_dict()
         if holdout is not None:

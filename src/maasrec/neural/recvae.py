@@ -30,7 +30,6 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,9 +37,8 @@ from torch import nn
 from .._validation import check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
-from ..training import NonFiniteLossError, threads_for, torch_generator
-from ._holdout import check_validation_fraction
-from ._implicit import parse_val_metric, train_task
+from ..training import torch_generator
+from ._implicit import check_training_params, run_training
 from .vae import _dense_rows, _RowScoring
 
 __all__ = ["RecVAE", "RecVAENetwork"]
@@ -227,6 +225,11 @@ class RecVAE(_RowScoring, Recommender):
     leave-last-out split RecVAE's defaults reach test NDCG@10 0.0741 (Mult-VAE 0.0681,
     LightGCN 0.0694).
 
+    **Explanations.** ``explain`` gives leave-one-out weights, as
+    :class:`~maasrec.neural.vae.MultVAE`: each history item's weight is the score minus
+    the score with that item left out, all of them in one batch (the encoder's first
+    layer is linear in the normalised row).
+
     **Cost.** Per epoch about ``n_enc_epochs + 1`` times the encoder passes of a Mult-VAE
     epoch with a 600-wide first layer, plus the old encoder's pass in the encoder phase.
 
@@ -284,14 +287,7 @@ class RecVAE(_RowScoring, Recommender):
             check_number("beta", self.beta, low=0, high=float("inf"), high_inclusive=False)
         check_int("n_enc_epochs", self.n_enc_epochs, low=1)
         check_int("n_dec_epochs", self.n_dec_epochs, low=1)
-        check_int("epochs", self.epochs, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False,
-                     high=float("inf"), high_inclusive=False)
-        check_int("patience", self.patience, low=1)
-        check_int("eval_every", self.eval_every, low=1)
-        parse_val_metric(self.val_metric)
-        check_validation_fraction(self.validation_fraction)
+        check_training_params(self)
 
     def _build_modules(self) -> dict:
         with torch.random.fork_rng(devices=[]):  # leave torch's global RNG alone
@@ -352,20 +348,11 @@ class RecVAE(_RowScoring, Recommender):
         logger.info("RecVAE: %d users x %d items, %d interactions, %d steps/epoch, device %s",
                     n_users, n_items, X.nnz, per_pass * (n_enc + n_dec), device)
         self.training_log_ = {}
-        try:
-            with threads_for(bs * n_items, device):
-                hist = train_task(
-                    self, "RecVAE", net, batches, self._loss_fn(net, indptr, indices, n_items),
-                    data=fit_data, validation=validation, score=score, device=device,
-                    seed=seed, steps_per_epoch=per_pass * (n_enc + n_dec), generators=[g],
-                    checkpoint_dir=checkpoint_dir)
-        except NonFiniteLossError as exc:
-            net.eval()
-            ok = all(bool(torch.isfinite(p).all()) for p in net.parameters())
-            self.training_log_ = exc.history.to_dict() if exc.history is not None else {}
-            if not ok:
-                self._forget_fit()
-            raise
+        hist = run_training(
+            self, "RecVAE", net, batches, self._loss_fn(net, indptr, indices, n_items),
+            work=bs * n_items, device=device, data=fit_data, validation=validation,
+            score=score, seed=seed, steps_per_epoch=per_pass * (n_enc + n_dec),
+            generators=[g], checkpoint_dir=checkpoint_dir)
         net.eval()
         log = hist.to_dict()
         if holdout is not None:
@@ -374,9 +361,3 @@ class RecVAE(_RowScoring, Recommender):
 
     def _output_item_weights(self) -> np.ndarray:
         return self.network_.decoder.weight.detach().float().cpu().numpy()
-
-    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx):
-        # leave-one-out history contributions, one batch (maasrec/neural/_explain.py)
-        from ._explain import recvae_terms
-
-        return recvae_terms(self, row, item_idx, user_idx)

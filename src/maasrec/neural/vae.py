@@ -32,9 +32,14 @@ from ..base import Recommender
 from ..data.interactions import Interactions
 from ..device import resolve_device
 from ..exceptions import DataError
-from ..training import NonFiniteLossError, seed_from, threads_for, torch_generator
-from ._holdout import auto_holdout, check_validation_fraction
-from ._implicit import binary_csr, parse_val_metric, train_task
+from ..training import torch_generator
+from ._implicit import (
+    begin_fit,
+    binary_csr,
+    check_training_params,
+    run_training,
+    seeded_network,
+)
 
 __all__ = ["MultVAE", "MultVAENetwork"]
 
@@ -168,20 +173,22 @@ class _RowScoring:
         state.pop("_device_obj", None)
         return state
 
+    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx):
+        # leave-one-out history contributions, one batch (maasrec/neural/_explain.py)
+        from ._explain import vae_terms
+
+        return vae_terms(self, row, item_idx, user_idx)
+
     def _start_fit(self, data: Interactions, validation):
         """What MultVAE's and RecVAE's ``fit`` begin with: device, seed, the held-out
         validation slice, the binary training rows (CSR on the device), a freshly seeded
         network as ``network_``, and the users with at least one positive row."""
         name = type(self).__name__
-        device = resolve_device(self.device)
+        device, seed, fit_data, validation, holdout = begin_fit(self, data, validation,
+                                                                ordered=False)
         self._device_obj = device
-        seed = seed_from(self.random_state)
-        fit_data, validation, holdout = auto_holdout(
-            name, data, validation, self.validation_fraction, ordered=False, seed=seed)
         X = binary_csr(fit_data.to_csr(copy=False))
-        net = self._build_modules()["network_"]
-        net.reset_parameters(torch_generator(seed))
-        net.to(device)
+        net = seeded_network(self._build_modules()["network_"], seed, device)
         self.network_ = net
         indptr = torch.from_numpy(X.indptr.astype(np.int64)).to(device)
         indices = torch.from_numpy(X.indices.astype(np.int64)).to(device)
@@ -337,16 +344,7 @@ class MultVAE(_RowScoring, Recommender):
         check_number("beta_cap", self.beta_cap, low=0, high=float("inf"),
                      high_inclusive=False)
         check_int("anneal_steps", self.anneal_steps, low=0)
-        check_int("epochs", self.epochs, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        check_number("learning_rate", self.learning_rate, low=0, low_inclusive=False,
-                     high=float("inf"), high_inclusive=False)
-        check_number("weight_decay", self.weight_decay, low=0, high=float("inf"),
-                     high_inclusive=False)
-        check_int("patience", self.patience, low=1)
-        check_int("eval_every", self.eval_every, low=1)
-        parse_val_metric(self.val_metric)
-        check_validation_fraction(self.validation_fraction)
+        check_training_params(self, weight_decay=True)
 
     def _build_modules(self) -> dict:
         # nn.Linear initialises itself from torch's global RNG: leave the caller's alone
@@ -389,22 +387,13 @@ class MultVAE(_RowScoring, Recommender):
         logger.info("MultVAE: %d users x %d items, %d interactions, %d steps/epoch, device %s",
                     n_users, n_items, X.nnz, n_batches, device)
         self.training_log_ = {}
-        try:
-            with threads_for(bs * n_items, device):
-                hist = train_task(
-                    self, "MultVAE", net, batches, loss, data=fit_data, validation=validation,
-                    score=score, device=device, seed=seed, steps_per_epoch=n_batches,
-                    generators=[g], checkpoint_dir=checkpoint_dir,
-                    weight_decay=float(self.weight_decay),
-                    state_dict=lambda: {"anneal_step": int(state["step"])},
-                    load_state_dict=lambda s: state.update(step=int(s["anneal_step"])))
-        except NonFiniteLossError as exc:
-            net.eval()
-            ok = all(bool(torch.isfinite(p).all()) for p in net.parameters())
-            self.training_log_ = exc.history.to_dict() if exc.history is not None else {}
-            if not ok:
-                self._forget_fit()
-            raise
+        hist = run_training(
+            self, "MultVAE", net, batches, loss, work=bs * n_items, device=device,
+            data=fit_data, validation=validation, score=score, seed=seed,
+            steps_per_epoch=n_batches, generators=[g], checkpoint_dir=checkpoint_dir,
+            weight_decay=float(self.weight_decay),
+            state_dict=lambda: {"anneal_step": int(state["step"])},
+            load_state_dict=lambda s: state.update(step=int(s["anneal_step"])))
         net.eval()
         log = hist.to_dict()
         log["beta_final"] = cap if anneal == 0 else cap * min(1.0, state["step"] / anneal)
@@ -414,9 +403,3 @@ class MultVAE(_RowScoring, Recommender):
 
     def _output_item_weights(self) -> np.ndarray:
         return self.network_.to_items.weight.detach().float().cpu().numpy()
-
-    def _explain_history(self, row: sp.csr_matrix, item_idx: int, user_idx):
-        # leave-one-out history contributions, one batch (maasrec/neural/_explain.py)
-        from ._explain import multvae_terms
-
-        return multvae_terms(self, row, item_idx, user_idx)
