@@ -20,7 +20,9 @@ every 15 s during the search (``load_during``: mean, min, max).
 Results are merged into ``benchmarks/results/tune.json`` under ``<data>@<budget>``.
 
 Run with one thread: ``OMP_NUM_THREADS=1 python benchmarks/bench_tune.py --data 100k
---budget 3min`` (``--models EASE,ALS`` narrows the search, ``--refit`` refits).
+--budget 3min`` (``--models EASE,ALS`` narrows the search, ``--refit`` refits,
+``--no-confirm`` returns the validation leader without the finalists' second fold).
+``selection`` in the output: the finalists, their validation and second-fold values.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def _defaults(res, train, valid, test) -> dict:
                           "fit_seconds": round(time.perf_counter() - t, 2)}}
 
 
-def run(data: str, budget: str, models: str, refit: bool) -> dict:
+def run(data: str, budget: str, models: str, refit: bool, confirm: bool = True) -> dict:
     from maasrec.models import ALS
     from maasrec.tune import tune
 
@@ -132,7 +134,8 @@ def run(data: str, budget: str, models: str, refit: bool) -> dict:
     sampler = _LoadSampler()
     t0 = time.perf_counter()
     res = tune(train, valid, models="auto" if models == "auto" else models.split(","),
-               metric="ndcg@10", budget=budget, random_state=0, refit=refit, verbose=True)
+               metric="ndcg@10", budget=budget, random_state=0, refit=refit, verbose=True,
+               confirm=confirm)
     wall = time.perf_counter() - t0
     load = sampler.stop()
     load1 = os.getloadavg()[0]
@@ -150,7 +153,8 @@ def run(data: str, budget: str, models: str, refit: bool) -> dict:
            "leaderboard_top": res.to_dict()["leaderboard"][:8],
            "load_1min": [round(load0, 2), round(load1, 2)], "load_during": load,
            "trials_per_model": dict(Counter(res.leaderboard.model.astype(str))),
-           "message": res.message}
+           "message": res.message, "confirm": confirm,
+           "selection": res.to_dict()["selection"]}
     out["defaults"] = _defaults(res, train, valid, test)
     t = time.perf_counter()
     if refit:  # the same protocol as the tuned model: fitted on train + valid
@@ -171,14 +175,16 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default="3min")
     p.add_argument("--models", default="auto")
     p.add_argument("--refit", action="store_true")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="return the validation leader (tune(confirm=False))")
     a = p.parse_args(argv)
-    out = run(a.data, a.budget, a.models, a.refit)
+    out = run(a.data, a.budget, a.models, a.refit, not a.no_confirm)
     print(json.dumps(out, indent=1))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "tune.json"
     allres = json.loads(path.read_text()) if path.exists() else {}
     key = f"{a.data}@{a.budget}" + ("+refit" if a.refit else "") + (
-        "" if a.models == "auto" else f"[{a.models}]")
+        "" if a.models == "auto" else f"[{a.models}]") + ("+noconfirm" if a.no_confirm else "")
     allres[key] = out
     path.write_text(json.dumps(allres, indent=1) + "\n")
     return 0

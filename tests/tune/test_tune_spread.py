@@ -36,7 +36,7 @@ def test_defaults_then_rounds_of_halving(split):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = tune(train, valid, models=[Popularity, PureSVD, ItemKNN, EASE], n_trials=16,
-                   random_state=0)
+                   random_state=0, confirm=False)
     lb = res.leaderboard.sort_values("trial")
     assert len(lb) == 16 and res.n_trials == 16
     models = lb.model.tolist()
@@ -61,7 +61,7 @@ def test_leaders_only_and_never_below_the_best_default(split):
     models = [Popularity, PureSVD, ItemKNN, EASE, ALS(iterations=3), BPRMF(epochs=3)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = tune(train, valid, models=models, n_trials=14, random_state=0)
+        res = tune(train, valid, models=models, n_trials=14, random_state=0, confirm=False)
     lb = res.leaderboard.sort_values("trial")
     defaults = dict(zip(lb.model[:6], lb["ndcg@10"][:6], strict=True))
     searched = {m: v for m, v in defaults.items() if m != "Popularity"}

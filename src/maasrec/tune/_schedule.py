@@ -19,8 +19,10 @@ Time-aware: the share of a family is recomputed from the time left when its turn
 (a family that ended early leaves its time to the next), a classical trial starts only
 when its expected duration (the family's shortest trial so far) fits in what is left of
 its share, and a neural trial is stopped at the end of the epoch in which its share
-ends. The best trial of the study is returned, so the result is never below the best
-default on the validation data.
+ends. The best trial of the study is returned (never below the best default on the
+validation data), unless other families are within validation noise of it: then the
+finalists' second fold decides (:mod:`maasrec.tune._confirm`; the time of their second
+fits is held back from the rounds, :meth:`~maasrec.tune.search._Search.hold_back`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ def run_spread(search: Any, n_trials: int | None, base_sampler: Any) -> None:
     # 2. the leading families, 3. rounds of successive halving
     names = [c.name for c in search.cands.values() if searchable(c)]
     alive = _ranked(search, names)[:LEADERS]
+    # time for the finalists' second fold (maasrec.tune._confirm), held back from the rounds
+    search.hold_back(_ranked(search, list(search.cands)))
     while alive and not left.out() and not budget.expired():
         rounds = math.ceil(math.log2(len(alive))) + 1
         round_end = time.monotonic() + budget.remaining() / rounds

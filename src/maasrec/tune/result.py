@@ -118,6 +118,12 @@ class TuneResult:
         The study itself (its storage, for distributed runs).
     message : str
         One line saying how the search ended.
+    selection : dict or None
+        How the returned family was chosen when several were within validation noise
+        (``confirm=True``, see :mod:`maasrec.tune._confirm`): ``finalists`` (for each:
+        ``trial``, ``valid``, ``fold2`` its value on a second fold carved from train,
+        ``mean``), ``chosen``, ``fold_seed`` and ``rule``; None when the leader on valid had no
+        finalist beside it (or ``confirm=False``).
     """
 
     best_model: Any
@@ -136,6 +142,7 @@ class TuneResult:
     refit: bool
     study: Any = field(repr=False, default=None)
     message: str = ""
+    selection: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary (the leaderboard as a list of rows)."""
@@ -148,7 +155,7 @@ class TuneResult:
                 "budget_exhausted": self.budget_exhausted,
                 "stopped_by_budget": self.stopped_by_budget,
                 "overrun_seconds": self.overrun_seconds, "refit": self.refit,
-                "message": self.message,
+                "message": self.message, "selection": _jsonable(self.selection),
                 "leaderboard": _jsonable(lb.to_dict(orient="records"))}
 
     def __repr__(self) -> str:
