@@ -129,6 +129,25 @@ def _partition(n_users: int, n_clients: int, seed: int) -> list[np.ndarray]:
     return [np.sort(g) for g in np.array_split(perm, n_clients)]
 
 
+def _bprmf(**params):
+    """The unfitted :class:`~maasrec.models.BPRMF` to fill, its parameters checked as
+    ``fit`` checks them (:class:`DataError` naming a bad one)."""
+    from ..models.bpr import BPRMF
+
+    model = BPRMF(**params)
+    model._check_standard_params()
+    model._validate_params()
+    return model
+
+
+def _initial_item_side(n_items: int, factors: int, init_std: float, seed: int) -> dict:
+    """The server's starting item factors (seeded normal, ``init_std``) and zero biases."""
+    g = np.random.default_rng([seed, 4])
+    return {"item_factors": (g.standard_normal((n_items, factors)) * init_std
+                             ).astype(np.float32),
+            "item_bias": np.zeros(n_items, dtype=np.float32)}
+
+
 def train_federated(X, *, n_clients: int = 100, rounds: int = 20,
                     clients_per_round: int | None = None, local_epochs: int = 3,
                     factors: int = 64, learning_rate: float = 0.01,
@@ -159,15 +178,14 @@ def train_federated(X, *, n_clients: int = 100, rounds: int = 20,
     clients_per_round : int, optional
         Clients trained per round (default: all).
     local_epochs : int, default 3
-        Passes over a client's interactions per round (see Notes).
+        Passes over a client's interactions per round (the measured choice:
+        :doc:`/privacy`).
     factors, learning_rate, regularization, init_std
         As :class:`~maasrec.models.BPRMF` (but Adam's step is 0.01 here, against
         BPRMF's 0.003: FedAvg of many short local runs moves like few large-batch steps).
     optimizer : {"adam", "sgd"}, default "adam"
         The clients' optimizer (the step of ``BPRMF``; Adam's moments start afresh each
-        round). Local SGD with a large ``server_learning_rate`` learned less in our runs
-        (MovieLens 100K, 100 clients: validation NDCG@10 0.13 after 15 rounds against
-        0.20 with Adam).
+        round).
     batch_size : int, default 256
         Triples per local mini-batch (a client with fewer interactions takes one step
         per pass).
@@ -205,95 +223,98 @@ def train_federated(X, *, n_clients: int = 100, rounds: int = 20,
     **What is protected.** Raw interactions and user factors stay on the devices; the
     server sees each sampled client's item factors and biases after local training,
     which reveal which items moved (the items its users interacted with, and its sampled
-    negatives). Flower's secure aggregation (SecAgg+) would hide single clients' updates
-    from the server, but Flower 1.42 offers it only through its legacy workflow API
-    (``SecAggPlusWorkflow`` with the legacy strategies, ``secaggplus_mod`` reading
-    legacy ``FitRes`` replies), not to the Message-API strategies used here, so it is not
-    used. No differential privacy is added.
+    negatives). No secure aggregation (why: :doc:`/privacy`) and no differential privacy.
 
-    **Defaults.** Chosen on the validation part of MovieLens 1M (per-user random 8:1:1,
-    100 clients of about 60 users, ``benchmarks/bench_federated.py``): one local epoch
-    per round plateaued near 83% of centralised BPRMF's validation NDCG@10 (0.181-0.183
-    from round 30 to 40, at ``learning_rate=0.01``; 0.005 was slower); three local
-    epochs reached 81%, 88%, 91% and 93% after 5, 10, 15 and 20 rounds, and test
-    NDCG@10 0.2074 after 20 rounds against 0.2189 for ``BPRMF()`` (95%). With 1,000
-    clients of 6 users, 100 of them per round (batches of 64), 20 rounds gave 0.128 (58%,
-    still rising: each round trains a tenth of the users). Local SGD with
-    the server step scaled up instead of Adam learned less (MovieLens 100K).
-
-    **Cost.** Each sampled client receives and sends the item side once per round:
-    ``n_items x (factors + 1)`` float32 plus headers (964 kB for MovieLens 1M at 64
-    factors), ``FederatedResult.rounds`` has the totals. Flower's Ray backend starts in
-    about 10-30 s; a round of 100 clients (3 local epochs) took 15 s on two busy cores.
+    **Defaults and cost.** How the defaults were chosen (MovieLens 1M: 95% of
+    centralised BPRMF's test NDCG@10 after 20 rounds), what each round sends
+    (``n_items x (factors + 1)`` float32 per client and direction) and how long rounds
+    take: :doc:`/privacy` ("Federated training").
     """
-    from ..models.bpr import BPRMF
-
     raw = as_interactions(X)
     data = positive_interactions(raw, "train_federated")
     R = data.to_csr(copy=False)
     n_users, n_items = R.shape
     per_round = _check_args(n_users, n_clients, rounds, clients_per_round, local_epochs,
                             server_learning_rate, n_workers, optimizer)
-    model = BPRMF(factors=factors, learning_rate=learning_rate, regularization=regularization,
-                  epochs=rounds, batch_size=batch_size, optimizer=optimizer,
-                  init_std=init_std, random_state=random_state)
-    model._check_standard_params()
-    model._validate_params()
+    model = _bprmf(factors=factors, learning_rate=learning_rate, regularization=regularization,
+                   epochs=rounds, batch_size=batch_size, optimizer=optimizer,
+                   init_std=init_std, random_state=random_state)
     run_simulation = _import_flwr()
-    from . import _federated_flower as fl
-    from ._federated_local import LocalConfig, load_user_factors, personalise
+    from ._federated_local import LocalConfig
 
     seed = _seed(random_state)
     cfg = LocalConfig(int(factors), float(learning_rate), float(regularization),
                       int(local_epochs), int(batch_size), float(init_std), seed, optimizer)
-    groups = _partition(n_users, int(n_clients), seed)
-    g = np.random.default_rng([seed, 4])
-    initial = {"item_factors": (g.standard_normal((n_items, int(factors))) * init_std
-                                ).astype(np.float32),
-               "item_bias": np.zeros(n_items, dtype=np.float32)}
+
+    def view(rnd: int, P: np.ndarray, arrays: dict):
+        current = clone(model)
+        _assemble(current, raw, P, arrays)
+        return on_round(rnd, current)
+
+    t0 = time.perf_counter()
+    P, out, n_bytes = _simulate(
+        run_simulation, R, _partition(n_users, int(n_clients), seed), cfg,
+        _initial_item_side(n_items, int(factors), float(init_std), seed),
+        per_round=per_round, rounds=int(rounds), seed=seed,
+        server_learning_rate=float(server_learning_rate), n_workers=int(n_workers),
+        on_round=None if on_round is None else view)
+    seconds = time.perf_counter() - t0
+    _assemble(model, raw, P, out["arrays"])
+    result = FederatedResult(model, out["rounds"], out["final_round"], n_bytes,
+                             int(n_clients), seconds)
+    model.training_log_ = {"federated": result.to_dict(), "steps": int(rounds)}
+    return result
+
+
+def _simulate(run_simulation, R, groups: list[np.ndarray], cfg, initial: dict, *,
+              per_round: int, rounds: int, seed: int, server_learning_rate: float,
+              n_workers: int, on_round) -> tuple[np.ndarray, dict, int]:
+    """Run the Flower simulation: one client per group of users, each with its own storage
+    (a private temporary folder, removed at the end).
+
+    ``on_round(round, P, arrays)``, when given, sees each round's aggregated item side
+    with every client's user factors fitted to it (``P``, not stored). Returns the users'
+    factors gathered from the clients' storage, the server's output (``arrays``,
+    ``rounds``, ``final_round``) and the serialized size of the item side.
+    """
+    from . import _federated_flower as fl
+    from ._federated_local import load_user_factors, personalise
+
+    n_users, n_clients = R.shape[0], len(groups)
     out: dict = {}
     store = Path(tempfile.mkdtemp(prefix="maasrec-federated-"))
-    t0 = time.perf_counter()
     try:
         client = fl.make_client_app(R, groups, cfg, store)
-        def gather() -> np.ndarray:
-            P = np.zeros((n_users, int(factors)), dtype=np.float32)
+
+        def gather(fit_to: dict | None = None) -> np.ndarray:
+            # each client's stored user factors; fitted to ``fit_to`` as in the final
+            # round when given (what the devices would hold if training stopped there)
+            P = np.zeros((n_users, cfg.factors), dtype=np.float32)
             for c, users in enumerate(groups):
-                P[users] = load_user_factors(store, c, len(users), cfg)
+                own = load_user_factors(store, c, len(users), cfg)
+                P[users] = own if fit_to is None else personalise(R[users], own, fit_to,
+                                                                  cfg, c)
             return P
 
         def watch(rnd: int, arrays: dict):
-            # what the devices would hold if training stopped here: each client's user
-            # factors fitted to this item side as in the final round (not stored)
-            P = np.zeros((n_users, int(factors)), dtype=np.float32)
-            for c, users in enumerate(groups):
-                P[users] = personalise(R[users], load_user_factors(store, c, len(users), cfg),
-                                       arrays, cfg, c)
-            current = clone(model)
-            _assemble(current, raw, P, arrays)
-            return on_round(rnd, current)
+            return on_round(rnd, gather(arrays), arrays)
 
-        server = fl.make_server_app(initial, n_clients=int(n_clients),
-                                    clients_per_round=per_round, rounds=int(rounds), seed=seed,
-                                    server_learning_rate=float(server_learning_rate), out=out,
+        server = fl.make_server_app(initial, n_clients=n_clients, clients_per_round=per_round,
+                                    rounds=rounds, seed=seed,
+                                    server_learning_rate=server_learning_rate, out=out,
                                     on_round=None if on_round is None else watch)
         backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                   "init_args": {"num_cpus": int(n_workers), "num_gpus": 0,
+                   "init_args": {"num_cpus": n_workers, "num_gpus": 0,
                                  "include_dashboard": False}}
         with _quiet_flower():
             run_simulation(server_app=server, client_app=client,
-                           num_supernodes=int(n_clients), backend_config=backend)
+                           num_supernodes=n_clients, backend_config=backend)
         if "arrays" not in out:
             raise MaasrecError("the Flower simulation ended without a result (see its log)")
         P = gather()
     finally:
         shutil.rmtree(store, ignore_errors=True)
-    seconds = time.perf_counter() - t0
-    _assemble(model, raw, P, out["arrays"])
-    result = FederatedResult(model, out["rounds"], out["final_round"],
-                             fl.array_bytes(_record(out["arrays"])), int(n_clients), seconds)
-    model.training_log_ = {"federated": result.to_dict(), "steps": int(rounds)}
-    return result
+    return P, out, fl.array_bytes(_record(out["arrays"]))
 
 
 def _record(arrays: dict):
