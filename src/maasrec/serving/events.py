@@ -461,16 +461,6 @@ class LiveEvents:
             self._task = None
             await self._notify()
 
-    async def flush(self) -> None:
-        """Apply every pending model-wide update now (e.g. before shutdown or a save)."""
-        async with self._lock:
-            model = self.holder.state.model
-            if deferred_calls(model):
-                model = copy.copy(model)
-                await asyncio.to_thread(apply_deferred, model)
-                _swap_model(self.holder, model)
-        await self._notify()
-
     async def after_reload(self) -> None:
         """Replay the log onto a newly loaded model (events wait meanwhile)."""
         async with self._lock:
