@@ -120,3 +120,26 @@ def test_confirm_must_be_a_bool(split):
     train, valid, _ = split
     with pytest.raises(DataError, match="confirm must be True or False"):
         tune(train, valid, models=[EASE], n_trials=1, confirm="yes")
+
+
+def test_under_a_budget_the_second_fits_have_time_held_back(split, monkeypatch):
+    from maasrec.tune import search as search_mod
+
+    held = []
+    orig = search_mod._Search.hold_back
+
+    def spy(self, share=0.25):
+        before = self.budget.deadline
+        orig(self, share)
+        held.append((before - self.budget.deadline, self.reserved))
+
+    monkeypatch.setattr(search_mod._Search, "hold_back", spy)
+    train, valid, _ = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = tune(train, valid, models=[Popularity, PureSVD, ItemKNN, EASE], budget=4,
+                   random_state=0)
+    # held back once, after the defaults: the deadline moved by what was reserved
+    assert len(held) == 1 and held[0][0] == pytest.approx(held[0][1]) and held[0][1] > 0
+    assert res.selection is not None
+    assert all("fold2" in r for r in res.selection["finalists"].values())

@@ -87,8 +87,8 @@ def fold_params(cand: Any, params: dict, best_epoch: Any) -> dict:
     return p
 
 
-def finalists(search: Any) -> list[str]:
-    """The leader by validation and the families within :data:`Z` paired standard errors
+def finalists(search: Any, z: float = Z) -> list[str]:
+    """The leader by validation and the families within ``z`` paired standard errors
     of it (each family's best trial), the best first, at most :data:`MAX_FINALISTS`."""
     fam = search.family
     if not fam:
@@ -100,7 +100,7 @@ def finalists(search: Any) -> list[str]:
             out.append(f)
             continue
         gap, se = paired_gap(fam[lead][3], fam[f][3])
-        if math.isfinite(gap) and (gap <= Z * se or gap <= 0):
+        if math.isfinite(gap) and (gap <= z * se or gap <= 0):
             out.append(f)
     return out[:MAX_FINALISTS]
 

@@ -101,7 +101,7 @@ def run_spread(search: Any, n_trials: int | None, base_sampler: Any) -> None:
     names = [c.name for c in search.cands.values() if searchable(c)]
     alive = _ranked(search, names)[:LEADERS]
     # time for the finalists' second fold (maasrec.tune._confirm), held back from the rounds
-    search.hold_back(_ranked(search, list(search.cands)))
+    search.hold_back()
     while alive and not left.out() and not budget.expired():
         rounds = math.ceil(math.log2(len(alive))) + 1
         round_end = time.monotonic() + budget.remaining() / rounds

@@ -247,18 +247,22 @@ class _Search:
             self.family[cand.name] = (value, trial.number, model, per_user)
         return value
 
-    def hold_back(self, names: list[str], share: float = 0.25) -> None:
+    def hold_back(self, share: float = 0.25) -> None:
         """Hold back from the search the time the finalists' second fits are expected to
-        take (those of ``names``, the leading families; at most ``share`` of the time
-        left): the budget's deadline moves earlier until :meth:`release`."""
-        if not self.confirm or self.budget.deadline is None or not self.maximize \
-                or len(names) < 2:
+        take (the families within ``Z + 1`` paired standard errors of the leader after
+        the defaults, tuning may bring them closer; at most ``share`` of the time left):
+        the budget's deadline moves earlier until :meth:`release`."""
+        if not self.confirm or self.budget.deadline is None or not self.maximize:
+            return
+        names = _confirm.finalists(self, _confirm.Z + 1.0)
+        if len(names) < 2:
             return
         need = 0.0
-        for name in names[:_confirm.MAX_FINALISTS]:
+        for name in names:
             exp = self.budget.expected(name, True)
             need += exp if exp is not None else 0.0
-        self.reserved = max(0.0, min(1.2 * need, share * self.budget.remaining()))
+        # fits and evaluations of the finalists, the fold's split: a margin of 50% + 2 s
+        self.reserved = max(0.0, min(1.5 * need + 2.0, share * self.budget.remaining()))
         self.budget.deadline -= self.reserved
 
     def release(self) -> None:
@@ -484,10 +488,11 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
         best mean of the two folds is returned (its trial's model, fitted on ``train``).
         The best validation value is the maximum of many noisy estimates, biased up the
         most for the family with the most trials (evidence on MovieLens 100K,
-        latest-small and Beauty: ``benchmarks/bench_tune_selection.py``). The time of the
-        second fits is held back from the search (at most a quarter of what is left
-        after the defaults); only with ``storage=None`` and a maximised metric; see
-        ``TuneResult.selection``.
+        latest-small and Beauty: ``benchmarks/bench_tune_selection.py``). Under a budget,
+        the time of the second fits (of the families within 3 standard errors after
+        the defaults) is held back from the search, at most a quarter of what is left
+        after the defaults; a second fit that would not end in time is not run. Only
+        with ``storage=None`` and a maximised metric; see ``TuneResult.selection``.
     verbose : bool, default False
         A progress bar over the trials (best value, model, time left).
 
