@@ -251,14 +251,12 @@ def train_federated(X, *, n_clients: int = 100, rounds: int = 20,
         _assemble(current, raw, P, arrays)
         return on_round(rnd, current)
 
-    t0 = time.perf_counter()
-    P, out, n_bytes = _simulate(
+    P, out, n_bytes, seconds = _simulate(
         run_simulation, R, _partition(n_users, int(n_clients), seed), cfg,
         _initial_item_side(n_items, int(factors), float(init_std), seed),
         per_round=per_round, rounds=int(rounds), seed=seed,
         server_learning_rate=float(server_learning_rate), n_workers=int(n_workers),
         on_round=None if on_round is None else view)
-    seconds = time.perf_counter() - t0
     _assemble(model, raw, P, out["arrays"])
     result = FederatedResult(model, out["rounds"], out["final_round"], n_bytes,
                              int(n_clients), seconds)
@@ -268,14 +266,15 @@ def train_federated(X, *, n_clients: int = 100, rounds: int = 20,
 
 def _simulate(run_simulation, R, groups: list[np.ndarray], cfg, initial: dict, *,
               per_round: int, rounds: int, seed: int, server_learning_rate: float,
-              n_workers: int, on_round) -> tuple[np.ndarray, dict, int]:
+              n_workers: int, on_round) -> tuple[np.ndarray, dict, int, float]:
     """Run the Flower simulation: one client per group of users, each with its own storage
     (a private temporary folder, removed at the end).
 
     ``on_round(round, P, arrays)``, when given, sees each round's aggregated item side
     with every client's user factors fitted to it (``P``, not stored). Returns the users'
     factors gathered from the clients' storage, the server's output (``arrays``,
-    ``rounds``, ``final_round``) and the serialized size of the item side.
+    ``rounds``, ``final_round``), the serialized size of the item side and the seconds the
+    simulation took.
     """
     from . import _federated_flower as fl
     from ._federated_local import load_user_factors, personalise
@@ -283,6 +282,7 @@ def _simulate(run_simulation, R, groups: list[np.ndarray], cfg, initial: dict, *
     n_users, n_clients = R.shape[0], len(groups)
     out: dict = {}
     store = Path(tempfile.mkdtemp(prefix="maasrec-federated-"))
+    t0 = time.perf_counter()
     try:
         client = fl.make_client_app(R, groups, cfg, store)
 
@@ -314,7 +314,8 @@ def _simulate(run_simulation, R, groups: list[np.ndarray], cfg, initial: dict, *
         P = gather()
     finally:
         shutil.rmtree(store, ignore_errors=True)
-    return P, out, fl.array_bytes(_record(out["arrays"]))
+    seconds = time.perf_counter() - t0
+    return P, out, fl.array_bytes(_record(out["arrays"])), seconds
 
 
 def _record(arrays: dict):
