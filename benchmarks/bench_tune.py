@@ -125,6 +125,29 @@ def _defaults(res, train, valid, test) -> dict:
                           "fit_seconds": round(time.perf_counter() - t, 2)}}
 
 
+def _leader(res, train, valid, test, refit: bool) -> dict | None:
+    """When the finalists' second fold chose another family than the validation leader:
+    the leader's trial parameters fitted again (as the chosen model is) and scored on
+    test, to read what the rule changed."""
+    sel = res.selection
+    if not sel or next(iter(sel["finalists"])) == sel["chosen"]:
+        return None
+    import maasrec.tune._models as tm
+    from maasrec.tune.search import _union
+
+    name = next(iter(sel["finalists"]))
+    row = res.leaderboard[res.leaderboard.trial == sel["finalists"][name]["trial"]].iloc[0]
+    cand = next(iter(tm.resolve_models([name])))
+    params = {**row.params}
+    if "random_state" in set(cand.cls._get_param_names()):
+        params["random_state"] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = cand.cls(**params).fit(_union(train, valid) if refit else train)
+    return {"model": name, "params": params, "valid_ndcg@10": sel["finalists"][name]["valid"],
+            **_test(model, train, valid, test, refit)}
+
+
 def run(data: str, budget: str, models: str, refit: bool, confirm: bool = True) -> dict:
     from maasrec.models import ALS
     from maasrec.tune import tune
@@ -156,6 +179,7 @@ def run(data: str, budget: str, models: str, refit: bool, confirm: bool = True) 
            "message": res.message, "confirm": confirm,
            "selection": res.to_dict()["selection"]}
     out["defaults"] = _defaults(res, train, valid, test)
+    out["validation_leader"] = _leader(res, train, valid, test, refit)
     t = time.perf_counter()
     if refit:  # the same protocol as the tuned model: fitted on train + valid
         from maasrec.tune.search import _union
