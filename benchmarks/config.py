@@ -62,7 +62,7 @@ PEER_MODELS: dict[str, tuple[str, ...]] = {
     "implicit": ("als", "bpr"),
     "lenskit": ("itemknn", "implicitmf", "pop"),
     "cornac": ("bpr", "neumf", "bivaecf", "ctr", "cdl", "convmf"),
-    "recbole": ("bpr", "neumf", "lightgcn", "sasrec"),
+    "recbole": ("bpr", "neumf", "lightgcn", "sasrec", "bert4rec"),
 }
 LIBRARIES = ("maasrec", *PEER_MODELS)
 DATASETS = ("latest-small", "100k", "1m", "beauty", "synthetic")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark adapter for RecBole (tested with 1.2.1, torch 2.13.0 CPU, numpy 1.26).
 
-Models: bpr, neumf, lightgcn (general recommenders) and sasrec (sequential).
+Models: bpr, neumf, lightgcn (general recommenders), sasrec and bert4rec (sequential).
 Params JSON = RecBole config keys (model hyperparameters and training
 settings), e.g. '{"embedding_size":64,"epochs":50,"learning_rate":0.001,
 "train_batch_size":2048}'.  They override RecBole's defaults for the model.
@@ -65,8 +65,9 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import get_model, get_trainer, init_seed  # noqa: E402
 from recbole.utils.case_study import full_sort_scores  # noqa: E402
 
-MODELS = {"bpr": "BPR", "neumf": "NeuMF", "lightgcn": "LightGCN", "sasrec": "SASRec"}
-SEQUENTIAL = {"sasrec"}
+MODELS = {"bpr": "BPR", "neumf": "NeuMF", "lightgcn": "LightGCN", "sasrec": "SASRec",
+          "bert4rec": "BERT4Rec"}
+SEQUENTIAL = {"sasrec", "bert4rec"}
 
 
 def write_atomic(workdir, train, users, model, max_len, has_ts):
