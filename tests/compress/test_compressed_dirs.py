@@ -149,3 +149,14 @@ def test_int8_file_of_an_older_format_is_refused(seq, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelFormatError, match="version '1'"):
         Recommender.load(tmp_path / "q")
+
+
+def test_directory_without_a_recorded_fingerprint_is_refused(seq, tmp_path):
+    quantize_network(seq).save(tmp_path / "q")
+    meta_path = tmp_path / "q" / "maasrec.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["attributes"]["float_fingerprint_"]
+    meta["files"] = build_manifest(tmp_path / "q")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match=r"no float_fingerprint_.*again"):
+        Recommender.load(tmp_path / "q")

@@ -151,6 +151,11 @@ class NetworkProxy(WrappedRecommender):
     def _check_fingerprint(self, where: str, found: Any, what: str) -> None:
         """``found`` (the fingerprint a runtime file carries) must be this model's."""
         want = getattr(self, "float_fingerprint_", None)
+        if want is None:
+            raise ModelFormatError(f"{where}: this {type(self).__name__} records no "
+                                   f"float_fingerprint_ (a directory of an earlier maasrec, "
+                                   f"which kept the float model beside the compressed "
+                                   f"network): compress the float model again")
         if not isinstance(want, str) or found != want:
             raise ModelFormatError(f"{where}: {what} was made from another network "
                                    f"(fingerprint {str(found)[:12]}...) than this "
