@@ -4,6 +4,12 @@
 ``python benchmarks/bench_privacy_dp.py curve --dataset ml-1m --model hybrid
 --eps 1 2 4 8 inf --seeds 0 1 2``
 
+``--model private_als``: :class:`maasrec.privacy.PrivateALS` (joint user-level DP, the
+released item factors); its non-private reference (``eps=inf``) is
+:class:`maasrec.models.ALS` with its defaults, and a second ``eps=inf`` row is PrivateALS
+with ``epsilon=None`` (the same procedure without noise or contribution bounds). The
+``--split valid`` option scores on the validation part instead (for choosing settings).
+
 * ``curve``: per-user 8:1:1 random split (MovieLens) or leave-last-out (Amazon Beauty,
   sequences); the non-private model (``eps=inf``: the model's defaults, early stopping on
   the validation part) and DP-SGD models at each epsilon (delta = 1 / n_users, no
@@ -47,6 +53,8 @@ MODELS = {
     "neumf": dict(cls="NeuMF", params={}, dp_params=dict(dim=32, id_dropout=0.0)),
     "sequential": dict(cls="SequentialRecommender", params={},
                        dp_params=dict(dropout=0.0)),
+    # joint DP: settings in PrivateALS's defaults (chosen on ML-1M validation, seed 0)
+    "private_als": dict(cls="PrivateALS", params={}, dp_params={}),
 }
 
 
@@ -69,6 +77,8 @@ def _split(name: str, X, seed: int):
 def _model(kind: str, seed: int, eps: float, args):
     import maasrec.neural as nn
 
+    if kind == "private_als":
+        return _private_als(seed, eps, args)
     spec = MODELS[kind]
     cls = getattr(nn, spec["cls"])
     params = dict(spec["params"], random_state=seed)
@@ -91,6 +101,19 @@ def _model(kind: str, seed: int, eps: float, args):
     return cls(**params)
 
 
+def _private_als(seed: int, eps: float, args):
+    from maasrec.models import ALS
+    from maasrec.privacy import PrivateALS
+
+    if eps is not None and math.isinf(eps):
+        return ALS(random_state=seed)
+    params = {"epsilon": None if eps is None else float(eps), "random_state": seed}
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        params[k] = json.loads(v)
+    return PrivateALS(**params)
+
+
 def _eval(model, train, test, seed: int) -> dict:
     from maasrec.exceptions import ColdStartWarning
     from maasrec.metrics import evaluate
@@ -109,7 +132,9 @@ def _privacy(model) -> dict | None:
         return None
     return {k: rec[k] for k in ("epsilon", "delta", "noise_multiplier", "sample_rate",
                                 "steps", "max_grad_norm", "n_users", "accountant",
-                                "clipped_fraction_per_epoch", "median_grad_norm_per_epoch")}
+                                "clipped_fraction_per_epoch", "median_grad_norm_per_epoch",
+                                "mu", "iterations", "max_user_items", "noise_std",
+                                "epsilon_zcdp_bound") if k in rec}
 
 
 def _fit(model, train, validation=None) -> float:
@@ -123,6 +148,8 @@ def run_curve(args) -> list[dict]:
     rows = []
     for seed in args.seeds:
         train, valid, test = _split(args.dataset, X, seed)
+        if args.split == "valid":
+            test = valid
         base = None
         from maasrec.models import Popularity
 
@@ -130,19 +157,27 @@ def run_curve(args) -> list[dict]:
         rows.append({"dataset": args.dataset, "model": "Popularity", "seed": seed,
                      "fit_s": _fit(pop, train), "test": _eval(pop, train, test, seed)})
         print(json.dumps(rows[-1]), flush=True)
-        for eps in args.eps:
+        eps_list = list(args.eps)
+        if args.model == "private_als" and any(math.isinf(e) for e in eps_list):
+            eps_list.insert(eps_list.index(math.inf) + 1, None)  # PrivateALS, no noise
+        for eps in eps_list:
             model = _model(args.model, seed, eps, args)
             # the non-private model stops early on the validation part; DP models run a
             # fixed number of epochs (early stopping on private data is not accounted)
-            fit_s = _fit(model, train, valid if math.isinf(eps) else None)
+            early = eps is not None and math.isinf(eps) and args.model != "private_als"
+            fit_s = _fit(model, train, valid if early else None)
             row = {"dataset": args.dataset, "model": type(model).__name__, "seed": seed,
-                   "epsilon_target": None if math.isinf(eps) else eps, "fit_s": fit_s,
+                   "epsilon_target": None if eps is None or math.isinf(eps) else eps,
+                   "fit_s": fit_s, "split": args.split,
                    "epochs_run": len(model.training_log_.get("losses", [])),
                    "params": {k: v for k, v in model.get_params().items()
                               if k in ("dim", "epochs", "learning_rate", "dp",
-                                       "lr_schedule", "batch_size")},
+                                       "lr_schedule", "batch_size", "factors",
+                                       "regularization", "user_regularization",
+                                       "iterations", "max_user_items", "budget_shares",
+                                       "alpha")},
                    "test": _eval(model, train, test, seed), "privacy": _privacy(model)}
-            if math.isinf(eps):
+            if eps is not None and math.isinf(eps):
                 base = row["test"]["ndcg@10"]
             if base:
                 row["ndcg_ratio_to_nonprivate"] = row["test"]["ndcg@10"] / base
@@ -179,6 +214,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["curve", "mi"])
     p.add_argument("--dataset", default="ml-1m", choices=["ml-100k", "ml-1m", "beauty"])
+    p.add_argument("--split", default="test", choices=["test", "valid"],
+                   help="score on the test part, or on the validation part (tuning)")
     p.add_argument("--model", default="hybrid", choices=list(MODELS))
     p.add_argument("--eps", nargs="+", type=float, default=[1, 2, 4, 8, math.inf])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
