@@ -43,6 +43,7 @@ models ignore ``defer`` (their update is applied at once).
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -164,6 +165,7 @@ def positive_rows(model, m: sp.csr_matrix) -> sp.csr_matrix:
     return m
 
 
+@functools.lru_cache(maxsize=256)
 def _hook_extras(cls) -> frozenset:
     """The optional keyword parameters the class's ``_partial_fit`` hook declares."""
     params = inspect.signature(cls._partial_fit).parameters
@@ -178,6 +180,10 @@ def _as_new_interactions(new_interactions) -> Interactions:
     if data.nnz == 0:
         raise DataError("partial_fit got no interactions; pass at least one (user, item) row")
     return data
+
+
+#: Up to this many touched rows, ``_merge_seen`` copies the untouched runs as slices.
+_SLICED_MERGE_MAX_ROWS = 256
 
 
 def _merge_seen(seen: sp.csr_matrix, rows, cols, vals, shape) -> sp.csr_matrix:
@@ -211,22 +217,37 @@ def _merge_seen(seen: sp.csr_matrix, rows, cols, vals, shape) -> sp.csr_matrix:
     np.cumsum(new_len, out=ptr[1:])
     nnz = int(ptr[-1])
     idx_dtype = np.int32 if max(nnz, shape[1]) < np.iinfo(np.int32).max else np.int64
-    indices = np.empty(nnz, dtype=idx_dtype)
-    data = np.empty(nnz, dtype=np.float32)
-    # untouched rows keep their entries at the same offset within the row
-    keep_rows = np.ones(n_rows, dtype=bool)
-    keep_rows[touched] = False
-    entry_row = np.repeat(np.arange(n_rows), old_len)
-    keep = keep_rows[entry_row]
-    src = np.flatnonzero(keep)
-    dst = ptr[entry_row[src]] + (src - old_ptr[entry_row[src]])
-    indices[dst] = seen.indices[src]
-    data[dst] = seen.data[src]
-    # touched rows: their merged, sorted entries
-    first = np.searchsorted(r, r, side="left")
-    dst = ptr[r] + (np.arange(len(r)) - first)
-    indices[dst] = c
-    data[dst] = v
+    if len(touched) <= _SLICED_MERGE_MAX_ROWS:  # a few rows (a live event): memcpy slices
+        lo = np.searchsorted(r, touched, side="left")
+        hi = np.searchsorted(r, touched, side="right")
+        cut = np.empty(2 * len(touched), dtype=np.int64)
+        cut[0::2], cut[1::2] = old_ptr[touched], old_ptr[touched + 1]
+        kept_i = np.split(seen.indices, cut)[::2]  # the untouched runs between them
+        kept_d = np.split(seen.data, cut)[::2]
+        c = c.astype(seen.indices.dtype, copy=False)
+        new_i = [c[a:b] for a, b in zip(lo, hi, strict=True)]
+        new_d = [v[a:b] for a, b in zip(lo, hi, strict=True)]
+        order_i = [x for pair in zip(kept_i, new_i, strict=False) for x in pair] + [kept_i[-1]]
+        order_d = [x for pair in zip(kept_d, new_d, strict=False) for x in pair] + [kept_d[-1]]
+        indices = np.concatenate(order_i).astype(idx_dtype, copy=False)
+        data = np.concatenate(order_d).astype(np.float32, copy=False)
+    else:
+        indices = np.empty(nnz, dtype=idx_dtype)
+        data = np.empty(nnz, dtype=np.float32)
+        # untouched rows keep their entries at the same offset within the row
+        keep_rows = np.ones(n_rows, dtype=bool)
+        keep_rows[touched] = False
+        entry_row = np.repeat(np.arange(n_rows), old_len)
+        keep = keep_rows[entry_row]
+        src = np.flatnonzero(keep)
+        dst = ptr[entry_row[src]] + (src - old_ptr[entry_row[src]])
+        indices[dst] = seen.indices[src]
+        data[dst] = seen.data[src]
+        # touched rows: their merged, sorted entries
+        first = np.searchsorted(r, r, side="left")
+        dst = ptr[r] + (np.arange(len(r)) - first)
+        indices[dst] = c
+        data[dst] = v
     out = sp.csr_matrix((data, indices, ptr.astype(idx_dtype)), shape=shape)
     for a in (out.data, out.indices, out.indptr):
         a.setflags(write=False)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError, MaasrecError
@@ -212,14 +213,18 @@ class EventLog:
 
 def events_frame(events: Sequence[Event]) -> pd.DataFrame:
     """The events as the frame ``partial_fit`` takes (``value`` 1.0 where not given)."""
-    users = pd.Series([e.user for e in events], dtype=object)
-    items = pd.Series([e.item for e in events], dtype=object)
-    if len(events) and all(isinstance(x, int) for x in users):
-        users = users.astype("int64")
-    if len(events) and all(isinstance(x, int) for x in items):
-        items = items.astype("int64")
-    values = [1.0 if e.value is None else float(e.value) for e in events]
-    return pd.DataFrame({"user": users, "item": items, "rating": values})
+    def column(ids: list) -> np.ndarray:
+        if ids and all(isinstance(x, int) for x in ids):
+            return np.array(ids, dtype=np.int64)
+        out = np.empty(len(ids), dtype=object)
+        out[:] = ids
+        return out
+
+    values = np.array([1.0 if e.value is None else float(e.value) for e in events],
+                      dtype=np.float64)
+    return pd.DataFrame({"user": column([e.user for e in events]),
+                         "item": column([e.item for e in events]), "rating": values},
+                        copy=False)
 
 
 class EventsNotSupportedError(MaasrecError, NotImplementedError):
