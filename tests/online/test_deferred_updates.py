@@ -108,3 +108,29 @@ def test_other_models_ignore_defer():
     b = copy.copy(als).partial_fit(stream)
     assert online.deferred_calls(a) == 0
     np.testing.assert_allclose(a.item_factors_, b.item_factors_)
+
+
+def test_merge_seen_sliced_path_equals_the_general_one(monkeypatch):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    for trial in range(100):
+        n_u, n_i = int(rng.integers(1, 30)), int(rng.integers(1, 20))
+        seen = sp.random(n_u, n_i, density=rng.uniform(0, 0.5), format="csr",
+                         dtype=np.float32, random_state=trial)
+        seen.sort_indices()
+        grow, k = int(rng.integers(0, 3)), int(rng.integers(1, 12))
+        rows, cols = rng.integers(0, n_u + grow, k), rng.integers(0, n_i, k)
+        vals = rng.random(k).astype(np.float32)
+        out = []
+        for limit in (256, 0):  # sliced, then the general path
+            monkeypatch.setattr(online, "_SLICED_MERGE_MAX_ROWS", limit)
+            out.append(online._merge_seen(seen, rows, cols, vals, (n_u + grow, n_i)))
+        a, b = out
+        for x, y in ((a.indptr, b.indptr), (a.indices, b.indices), (a.data, b.data)):
+            np.testing.assert_array_equal(x, y)
+        assert a.indices.dtype == b.indices.dtype
+        dense = np.zeros((n_u + grow, n_i), np.float32)
+        dense[:n_u] = seen.toarray()
+        dense[rows, cols] = vals  # the last value of a repeated pair wins
+        np.testing.assert_array_equal(a.toarray(), dense)
