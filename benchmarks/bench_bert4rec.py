@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 import warnings
@@ -45,7 +46,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[])
+    ap.add_argument("--log", action="store_true", help="the Trainer's per-epoch log on stderr")
     args = ap.parse_args()
+    if args.log:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     params = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     data_home = os.environ.get("MAASREC_DATA")
     X = datasets.load_movielens("100k", data_home, download=False).interactions
@@ -58,9 +62,9 @@ def main() -> None:
         else:
             target, exclude = test, valid
         model = BERT4Rec(epochs=args.epochs, random_state=args.seed, **params)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.fit(train)
-        fit_s = time.perf_counter() - t0
+        fit_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
         if exclude is not None:
             model.extend_history(exclude)
         res = evaluate(model, train, target, k=10, exclude=exclude, n_bootstrap=0)
@@ -73,7 +77,7 @@ def main() -> None:
            "epochs_run": len(log.get("losses", [])), "best_epoch": log.get("best_epoch"),
            "val_curve": [None if v is None else round(float(v), 4)
                          for v in log.get("metrics") or []],
-           "fit_s": round(fit_s, 1), "threads": os.environ.get("OMP_NUM_THREADS"),
+           "fit_s": round(fit_s, 1), "cpu_s": round(cpu_s, 1), "threads": os.environ.get("OMP_NUM_THREADS"),
            "load": round(os.getloadavg()[0], 1)}
     print(json.dumps(row))
     OUT.parent.mkdir(exist_ok=True)

@@ -13,7 +13,13 @@ from maasrec import Interactions, Recommender
 from maasrec.exceptions import DataError, UnknownIdError
 from maasrec.metrics import evaluate
 from maasrec.models import Popularity
-from maasrec.neural.bert4rec import BERT4Rec, BERT4RecNetwork, ClozeTask, cloze_windows
+from maasrec.neural.bert4rec import (
+    BERT4Rec,
+    BERT4RecNetwork,
+    ClozeTask,
+    cloze_windows,
+    random_cloze_windows,
+)
 from maasrec.testing import iter_checks
 
 N_ITEMS = 24
@@ -144,6 +150,44 @@ def test_windows_cover_every_item_once():
     # length 13 = 5 + 5 + 3; length 10 = 5 + 5; one-item sequences train nothing
     np.testing.assert_array_equal(np.sort(covered), np.arange(1, 26))
     assert length.max() <= 5 and length.min() >= 2
+
+
+def test_random_windows_are_prefixes_that_move_between_epochs():
+    indptr = np.array([0, 1, 3, 13, 26])  # lengths 1 (dropped), 2, 10, 13
+    gen = torch.Generator().manual_seed(0)
+    ends = set()
+    for _ in range(50):
+        start, length = random_cloze_windows(indptr, 5, gen)
+        # as many windows per sequence as the tiling: 1 + 2 + 3
+        seq = np.searchsorted(indptr, start.numpy(), side="right") - 1
+        np.testing.assert_array_equal(np.bincount(seq, minlength=4), [0, 1, 2, 3])
+        assert int(length.min()) >= 2 and int(length.max()) <= 5
+        end = (start + length).numpy()
+        assert bool((end <= indptr[seq + 1]).all()), "a window stays inside its sequence"
+        # a window shorter than max_len starts at its sequence's first item (a prefix)
+        short = length.numpy() < 5
+        np.testing.assert_array_equal(start.numpy()[short], indptr[seq][short])
+        ends.update(end.tolist())
+    # every item from the second on ends a window at some epoch
+    assert ends == {3} | set(range(5, 14)) | set(range(15, 27))
+
+
+def test_random_window_sampling_is_seeded():
+    net = _net()
+    items = np.arange(40, dtype=np.int64) % 30
+    indptr = np.array([0, 3, 12, 40], dtype=np.int64)
+
+    def epochs(seed):
+        task = ClozeTask(net, items, indptr, max_len=10, batch_size=8, mask_prob=0.3,
+                         mask_last_prob=0.5, loss="ce", n_negatives=5, seed=seed,
+                         window_sampling="random")
+        return [torch.cat([torch.cat(b, 1) for b in task.batches(e)]) for e in range(3)]
+
+    a, b, c = epochs(0), epochs(0), epochs(1)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    assert any(x.shape != z.shape or not torch.equal(x, z) for x, z in zip(a, c, strict=True))
+    assert not torch.equal(a[0], a[1]) or a[0].shape != a[1].shape
 
 
 def test_masked_positions_only_enter_the_loss():
@@ -305,6 +349,7 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
     ({"mask_prob": 0.0}, "mask_prob"),
     ({"mask_prob": 1.5}, "mask_prob"),
     ({"mask_last_prob": -0.1}, "mask_last_prob"),
+    ({"window_sampling": "prefix"}, "window_sampling"),
     ({"loss": "bpr"}, "loss"),
     ({"n_negatives": 0}, "n_negatives"),
     ({"batch_size": 0}, "batch_size"),

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: Accepted values of ``loss``.
 BERT4REC_LOSSES = ("ce", "sampled_softmax")
+#: Accepted values of ``window_sampling``.
+_WINDOW_SAMPLING = ("tile", "random")
 #: Positions (sequences x length) per forward pass when scoring.
 _INFER_POSITIONS = 2**15
 
@@ -187,6 +189,28 @@ def cloze_windows(indptr: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndar
     return start[keep].astype(np.int64), m[keep].astype(np.int64)
 
 
+def random_cloze_windows(indptr: np.ndarray, max_len: int, generator: torch.Generator
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """As many windows per sequence as :func:`cloze_windows` cuts, each ending at a random item.
+
+    A window ends at an item drawn uniformly from the second to the last of its sequence
+    and holds the (at most ``max_len``) items up to it, so over the epochs every prefix of
+    a sequence can be a window and every item can be a window's last (the form of a
+    recommendation query). Returns ``(start in the flat array, length)`` as tensors.
+    """
+    lengths = np.diff(indptr).astype(np.int64)
+    lengths = np.where(lengths >= 2, lengths, 0)
+    n_win = torch.from_numpy(-(-lengths // max_len))
+    seq_of = torch.repeat_interleave(torch.arange(len(lengths)), n_win)
+    seq_len = torch.from_numpy(lengths)[seq_of]
+    # end in [2, length]: floor(u * (length - 1)) + 2
+    u = torch.rand(len(seq_of), generator=generator, dtype=torch.float64)
+    end = torch.minimum((u * (seq_len - 1)).long() + 2, seq_len)
+    m = torch.clamp(end, max=max_len)
+    start = torch.from_numpy(indptr[:-1].astype(np.int64))[seq_of] + end - m
+    return start, m
+
+
 class ClozeTask:
     """Batches and loss of cloze (masked-item) training over flat sequences.
 
@@ -206,13 +230,20 @@ class ClozeTask:
     loss : {"ce", "sampled_softmax"}
     n_negatives : int
     seed : int
-        All randomness (window order, masks, negatives) from one CPU generator.
+        All randomness (windows, their order, masks, negatives) from one CPU generator.
+    window_sampling : {"tile", "random"}, default "tile"
+        ``"tile"``: the fixed windows of :func:`cloze_windows`, shuffled each epoch;
+        ``"random"``: as many windows drawn afresh each epoch by
+        :func:`random_cloze_windows`.
     """
 
     def __init__(self, net: BERT4RecNetwork, items: np.ndarray, indptr: np.ndarray, *,
                  max_len: int, batch_size: int, mask_prob: float, mask_last_prob: float,
-                 loss: str, n_negatives: int, seed: int):
+                 loss: str, n_negatives: int, seed: int, window_sampling: str = "tile"):
         start, length = cloze_windows(indptr, int(max_len))
+        self.window_sampling = window_sampling
+        self._indptr = np.asarray(indptr, dtype=np.int64)
+        self._max_len = int(max_len)
         self.net = net
         self.n_items = net.n_items
         self.n_windows = len(start)
@@ -230,10 +261,13 @@ class ClozeTask:
 
     def batches(self, epoch: int):
         """``(inputs, targets)`` of the epoch's windows, in a seeded order."""
+        start, length = self._start, self._length
+        if self.window_sampling == "random":
+            start, length = random_cloze_windows(self._indptr, self._max_len, self._gen)
         perm = torch.randperm(self.n_windows, generator=self._gen)
         for a in range(0, self.n_windows, self.batch_size):
             idx = perm[a:a + self.batch_size]
-            yield self.make_batch(self._start[idx], self._length[idx])
+            yield self.make_batch(start[idx], length[idx])
 
     def make_batch(self, start: torch.Tensor, length: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,6 +335,13 @@ class BERT4Rec(StoredSequences, Recommender):
     mask_last_prob : float, default 0.1
         Probability that a training window masks only its last item (the form of a
         recommendation query) instead of random ones.
+    window_sampling : {"tile", "random"}, default "tile"
+        Training windows of an epoch. ``"tile"``: each sequence cut from its end into
+        consecutive windows of ``max_len`` items, the same every epoch (every item once
+        per epoch). ``"random"``: as many windows per sequence, drawn afresh each epoch,
+        each ending at a random item of the sequence (the items up to it, at most
+        ``max_len``), so every prefix of a history takes its turn as a window and its last
+        item as the query.
     loss : {"ce", "sampled_softmax"}, default "ce"
         ``"ce"``: softmax cross-entropy over the whole catalogue at masked positions.
         ``"sampled_softmax"``: the hidden item against ``n_negatives`` items drawn
@@ -380,7 +421,8 @@ class BERT4Rec(StoredSequences, Recommender):
 
     def __init__(self, max_len: int = 100, dim: int = 64, n_layers: int = 2, n_heads: int = 2,
                  ffn_dim: int | None = None, dropout: float = 0.2, mask_prob: float = 0.2,
-                 mask_last_prob: float = 0.1, loss: str = "ce", n_negatives: int = 256,
+                 mask_last_prob: float = 0.1, window_sampling: str = "tile",
+                 loss: str = "ce", n_negatives: int = 256,
                  epochs: int = 200, batch_size: int = 64, learning_rate: float = 0.003,
                  weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
                  val_metric: str = "ndcg@10", validation_fraction: float | None = 0.1,
@@ -393,6 +435,7 @@ class BERT4Rec(StoredSequences, Recommender):
         self.dropout = dropout
         self.mask_prob = mask_prob
         self.mask_last_prob = mask_last_prob
+        self.window_sampling = window_sampling
         self.loss = loss
         self.n_negatives = n_negatives
         self.epochs = epochs
@@ -420,6 +463,7 @@ class BERT4Rec(StoredSequences, Recommender):
         check_number("dropout", self.dropout, low=0, high=1, high_inclusive=False)
         check_number("mask_prob", self.mask_prob, low=0, high=1, low_inclusive=False)
         check_number("mask_last_prob", self.mask_last_prob, low=0, high=1)
+        check_choice("window_sampling", self.window_sampling, _WINDOW_SAMPLING)
         check_choice("loss", self.loss, BERT4REC_LOSSES)
         check_int("n_negatives", self.n_negatives, low=1)
         check_training_params(self, weight_decay=True)
@@ -453,7 +497,8 @@ class BERT4Rec(StoredSequences, Recommender):
                          fit_data.user_indptr.astype(np.int64), max_len=int(self.max_len),
                          batch_size=int(self.batch_size), mask_prob=float(self.mask_prob),
                          mask_last_prob=float(self.mask_last_prob), loss=self.loss,
-                         n_negatives=int(self.n_negatives), seed=seed)
+                         n_negatives=int(self.n_negatives), seed=seed,
+                         window_sampling=self.window_sampling)
         self.training_log_ = {"n_windows": task.n_windows}
         if task.n_windows == 0:
             logger.warning("BERT4Rec: no user has 2 or more interactions; nothing to train "
