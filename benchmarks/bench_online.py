@@ -132,6 +132,78 @@ if __name__ == "__main__":
     main()
 
 
+def hybrid_fold_in(argv=None) -> dict:
+    """HybridRecommender fold-in variants vs a refit, over seeds (issue 20, deliverable 3).
+
+    ``--split test``: the protocol of :func:`main` (fit 90%, stream the next 5% in 10
+    chunks, test the rest). ``--split validation``: fit 75%, stream 75-80%, test 80-95%
+    (the last 5% untouched), where the fold-in settings are chosen. Per seed: one base
+    fit, one refit on base + stream, and each variant's fold-in from a copy of the base
+    model (``HYB_FOLD_EPOCHS``, ``HYB_REPLAY`` of :mod:`maasrec.neural._online`);
+    reported: NDCG@10 ratio fold-in / refit over the test users (and over those in the
+    base period), per seed and the mean.
+
+    Run::
+
+        OMP_NUM_THREADS=1 python -c "from benchmarks.bench_online import hybrid_fold_in; hybrid_fold_in()"
+    """
+    import copy
+
+    from maasrec.neural import _online as fold
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--split", choices=["test", "validation"], default="test")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="*", default=["5:2", "2:8", "5:8", "0:0"],
+                    help="EPOCHS:REPLAY of the fold-in")
+    ap.add_argument("--out", default=None,
+                    help="default: benchmarks/results/online_hybrid_<split>.json")
+    args = ap.parse_args(argv)
+    df = datasets.load_movielens("100k").interactions.to_pandas()[["user", "item", "timestamp"]]
+    df = df.sort_values(["timestamp", "user", "item"], kind="stable").reset_index(drop=True)
+    n = len(df)
+    a, b, c = (0.90, 0.95, 1.0) if args.split == "test" else (0.75, 0.80, 0.95)
+    base, stream, test = (df.iloc[:int(a * n)], df.iloc[int(a * n):int(b * n)],
+                          df.iloc[int(b * n):int(c * n)])
+    test = test[test["user"].isin(set(base["user"]) | set(stream["user"]))]
+    stream = stream[stream["item"].isin(set(base["item"]))]  # new items are refused
+    users = sorted(set(test["user"]))
+    base_users = sorted(set(test["user"]) & set(base["user"]))
+    out = {"model": "HybridRecommender(random_state=seed)", "split": args.split,
+           "protocol": f"fit {a:.0%}, stream to {b:.0%} in 10 chunks, test to {c:.0%}",
+           "n_test_users": len(users), "n_test_users_in_base": len(base_users),
+           "omp_threads": os.environ.get("OMP_NUM_THREADS"), "seeds": {}, "mean": {}}
+    saved = fold.HYB_FOLD_EPOCHS, fold.HYB_REPLAY
+    try:
+        for seed in args.seeds:
+            model = HybridRecommender(random_state=seed).fit(base)
+            refit = HybridRecommender(random_state=seed).fit(pd.concat([base, stream]))
+            full, full_b = ndcg(refit, users, test), ndcg(refit, base_users, test)
+            row = {"refit": round(full, 4)}
+            for v in args.variants:
+                fold.HYB_FOLD_EPOCHS, fold.HYB_REPLAY = (int(x) for x in v.split(":"))
+                m = copy.deepcopy(model)
+                t0 = time.perf_counter()
+                for part in np.array_split(np.arange(len(stream)), 10):
+                    m.partial_fit(stream.iloc[part])
+                row[v] = {"ratio": round(ndcg(m, users, test) / full, 4),
+                          "ratio_base_users": round(ndcg(m, base_users, test) / full_b, 4),
+                          "partial_fit_s": round(time.perf_counter() - t0, 2)}
+            row["load_avg_1min"] = round(os.getloadavg()[0], 2)
+            out["seeds"][str(seed)] = row
+            print(seed, row, flush=True)
+    finally:
+        fold.HYB_FOLD_EPOCHS, fold.HYB_REPLAY = saved
+    for v in args.variants:
+        out["mean"][v] = {k: round(float(np.mean([r[v][k] for r in out["seeds"].values()])), 4)
+                          for k in ("ratio", "ratio_base_users")}
+    print(out["mean"], flush=True)
+    path = Path(args.out or f"benchmarks/results/online_hybrid_{args.split}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
 def _freshness_run(model, mode: str, concurrency: int, rounds: int, tmp: str) -> dict:
     """One server (uvicorn in this process) over ``model``; ``concurrency`` clients."""
     import copy
