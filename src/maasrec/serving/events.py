@@ -246,8 +246,10 @@ class LiveEvents:
     shallow copy of the served model with ``partial_fit`` and the copy is swapped in, so
     readers never see a half-updated model. Requests that arrive while a write and
     update run are handled together by the next one (one transaction and one
-    ``partial_fit`` per group). An acknowledged request's events are in the log and in
-    the served histories: the next ``/v1/recommend`` of their users reflects them.
+    ``partial_fit`` per group); a group's disk sync overlaps the previous group's
+    update, and groups are folded in in log order. An acknowledged request's events are
+    in the log and in the served histories: the next ``/v1/recommend`` of their users
+    reflects them.
 
     For a model that :func:`~maasrec.online.supports_deferred` (EASE), the group's
     ``partial_fit`` only merges the histories and the model-wide update waits: a
@@ -282,7 +284,8 @@ class LiveEvents:
         self.max_lag_s = float(max_lag_s)
         self._last_group = self._first_pending = 0.0
         self._urgent = 0  # sync posters waiting
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # the log: one group's transaction at a time
+        self._apply_lock = asyncio.Lock()  # the served model: one update at a time
         self._pending: list[tuple[list[Event], asyncio.Future]] = []
         self._task: asyncio.Task | None = None
         self._applied: asyncio.Condition | None = None
@@ -369,10 +372,15 @@ class LiveEvents:
         """
         fut = asyncio.get_running_loop().create_future()
         self._pending.append((events, fut))
-        async with self._lock:
-            if not fut.done():  # else: our events went with the group before ours
+        await self._lock.acquire()  # stage 1: the log (one group at a time)
+        held = [True]  # whether this coroutine still holds the log lock
+        try:
+            if self._pending:  # else: our events went with a group before ours
                 group, self._pending = self._pending, []
-                await self._write_and_apply(run, group)
+                await self._write_and_apply(run, group, held)
+        finally:
+            if held[0]:
+                self._lock.release()
         out = await fut
         if sync:
             self._urgent += 1
@@ -382,23 +390,21 @@ class LiveEvents:
                 self._urgent -= 1
         return out
 
-    async def _write_and_apply(self, run, group: list) -> None:
+    async def _write_and_apply(self, run, group: list, held: list) -> None:
+        """Log ``group`` (holding the log lock), then fold it in (holding the apply lock).
+
+        The log lock is released once the apply lock is held, so the next group's disk
+        sync overlaps this group's update, and groups are applied in log order.
+        """
         try:
             flat = [e for evs, _ in group for e in evs]
             flags = await asyncio.to_thread(self.log.append, flat)
             new = [e for e, f in zip(flat, flags, strict=True) if f]
-            if new:
-                model = copy.copy(self.holder.state.model)
-                before = deferred_calls(model)
-                await run(functools.partial(partial_fit, model, events_frame(new),
-                                            defer=self.defer))
-                _swap_model(self.holder, model)
-                if deferred_calls(model) > before:
-                    self._groups += 1
-                    self._last_group = monotonic()
-                    if before == 0:
-                        self._first_pending = self._last_group
-                    self._start_apply()
+            async with self._apply_lock:
+                held[0] = False
+                self._lock.release()  # stage 2: the next group may write meanwhile
+                if new:
+                    await self._fold_in(run, new)
         except BaseException as exc:
             for _, f in group:
                 if not f.done():
@@ -411,6 +417,18 @@ class LiveEvents:
             got = sum(flags[pos:pos + len(evs)])
             f.set_result((got, len(evs) - got))
             pos += len(evs)
+
+    async def _fold_in(self, run, new: list[Event]) -> None:
+        model = copy.copy(self.holder.state.model)
+        before = deferred_calls(model)
+        await run(functools.partial(partial_fit, model, events_frame(new), defer=self.defer))
+        _swap_model(self.holder, model)
+        if deferred_calls(model) > before:
+            self._groups += 1
+            self._last_group = monotonic()
+            if before == 0:
+                self._first_pending = self._last_group
+            self._start_apply()
 
     # -- deferred model-wide updates ------------------------------------------------------
     def _condition(self) -> asyncio.Condition:
@@ -456,7 +474,7 @@ class LiveEvents:
                     logger.exception("the deferred model-wide update of %d event groups "
                                      "failed; it stays pending", deferred_calls(snapshot))
                     return
-                async with self._lock:
+                async with self._apply_lock:
                     merged = rebase_deferred(self.holder.state.model, work, snapshot)
                     if merged is not None:  # else a reload or replay came between
                         _swap_model(self.holder, merged)
@@ -468,7 +486,7 @@ class LiveEvents:
 
     async def after_reload(self) -> None:
         """Replay the log onto a newly loaded model (events wait meanwhile)."""
-        async with self._lock:
+        async with self._lock, self._apply_lock:
             model = await asyncio.to_thread(self.replay_onto, self.holder.state.model)
             _swap_model(self.holder, model)
         await self._notify()  # the replayed model is exact: nothing is pending
