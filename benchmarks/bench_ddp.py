@@ -1,17 +1,22 @@
 """Distributed data parallel on CPU: throughput, all-reduce cost, equivalence (issue 22).
 
-``python benchmarks/bench_ddp.py [throughput|scaling|equivalence|all] [--epochs N] [--force]``
+``python benchmarks/bench_ddp.py [throughput|scaling|equivalence|all] [--case NAME]
+[--epochs N] [--force]``
 
 * ``throughput``: 2 processes x 1 thread (``torchrun``, gloo on 127.0.0.1) vs 1 process x
   1 thread, training samples/s of HybridRecommender on ML-1M and SequentialRecommender on
   Amazon Beauty (the same global batch B, i.e. B/2 rows per rank: strong scaling; and,
   reported apart, the same B per rank, a global 2B: weak scaling, half the all-reduces
   per sample; and the machine's ceiling: two independent one-process fits at once, no
-  communication, their summed samples/s over one alone; training only, no validation),
-  measured in one
+  communication, their summed samples/s over one alone; training only, no validation;
+  and the strong row again with gloo's socket all-reduce of the buckets,
+  ``MAASREC_DIST_SHM=0``, instead of the shared-memory one), measured in one
   run (samples/s = training interactions x epochs / the trainer's epoch seconds; fit set-up
   excluded), and the gloo all-reduce time of one step's gradients (a flat float32 tensor of
-  the model's parameter count, the bytes DDP's buckets all-reduce per step).
+  the model's parameter count, the bytes DDP's buckets all-reduce per step), through
+  gloo and through the shared-memory all-reduce. ``--epochs N`` sets every case's epochs
+  (default: the case's own); ``speedup_over_ceiling`` (strong / ceiling) is the number
+  to compare across runs on a loaded machine.
 * ``scaling``: 1 process x 1 thread at the case's batch B and at B/2: the time of one
   step at B over the time at B/2 (``2 * epoch(B) / epoch(B/2)``). Two ranks at B/2 each
   can run at most that much faster than one at B, less the all-reduce.
@@ -100,7 +105,6 @@ def worker(case: str, epochs: int, out: str, batch_size: int | None = None) -> N
         X = datasets.load_movielens(c["dataset"]).interactions
         train = random_split(X, (0.8, 0.1, 0.1), random_state=0)[0]
     cls = _model_class(c["cls"])
-    epochs = int(c.get("epochs", epochs))
     params = dict(c["params"], epochs=epochs, random_state=0)
     if batch_size is not None:
         params["batch_size"] = batch_size
@@ -119,7 +123,7 @@ def worker(case: str, epochs: int, out: str, batch_size: int | None = None) -> N
     if world_size() > 1:  # the slower rank sets the pace
         dist.all_reduce(cpu_seconds, op=dist.ReduceOp.MAX)
     n_params = sum(p.numel() for p in _modules(model))
-    allreduce = None
+    allreduce = shm_allreduce = None
     if world_size() > 1:
         grad = torch.zeros(n_params, dtype=torch.float32)
         for _ in range(3):
@@ -129,6 +133,17 @@ def worker(case: str, epochs: int, out: str, batch_size: int | None = None) -> N
         for _ in range(reps):
             dist.all_reduce(grad)
         allreduce = (time.perf_counter() - t) / reps
+        from maasrec.training._shm_reduce import shm_allreduce_hook
+
+        hook = shm_allreduce_hook(torch.device("cpu"))
+        if hook is not None:
+            for _ in range(3):
+                hook.reduce_(grad)
+            t = time.perf_counter()
+            for _ in range(reps):
+                hook.reduce_(grad)
+            shm_allreduce = (time.perf_counter() - t) / reps
+            hook.close()
     if is_rank0():
         Path(out).write_text(json.dumps({
             "case": case, "world_size": world_size(), "epochs": epochs,
@@ -138,7 +153,10 @@ def worker(case: str, epochs: int, out: str, batch_size: int | None = None) -> N
             "batch_size": params.get("batch_size"), "loop_cpu_seconds": float(cpu_seconds),
             "cpu_samples_per_second": epochs * int(train.nnz) / float(cpu_seconds),
             "load_average": load,
-            "parameters": int(n_params), "allreduce_seconds_per_step": allreduce}))
+            "parameters": int(n_params), "allreduce_seconds_per_step": allreduce,
+            "shm_allreduce_seconds_per_step": shm_allreduce,
+            "bucket_allreduce": "gloo" if os.environ.get("MAASREC_DIST_SHM") == "0"
+            or world_size() == 1 else "shared memory"}))
     barrier()
     teardown()
 
@@ -153,8 +171,8 @@ def _modules(model):
     return list({id(p): p for p in seen}.values())
 
 
-def _launch(ranks: int, args: list[str], timeout: int = 3600) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def _launch(ranks: int, args: list[str], timeout: int = 3600, **extra: str) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     if ranks == 1:
@@ -178,51 +196,69 @@ def _launch_together(arg_lists: list[list[str]], timeout: int = 3600) -> None:
             raise RuntimeError(f"worker {p.args} failed with exit code {p.returncode}")
 
 
-def throughput(epochs: int, tmp: Path, cases: list[str] | None = None) -> list[dict]:
+def _epochs(case: str, epochs: int | None) -> int:
+    """``--epochs`` when given, else the case's own (else 2)."""
+    return int(epochs if epochs is not None else CASES[case].get("epochs", 2))
+
+
+def throughput(epochs: int | None, tmp: Path, cases: list[str] | None = None) -> list[dict]:
     rows = []
     for case in cases or list(CASES):
+        n_epochs = _epochs(case, epochs)
         pair = {}
         for ranks in (1, 2):
             out = tmp / f"{case}-{ranks}.json"
-            _launch(ranks, ["worker", case, str(epochs), str(out)])
+            _launch(ranks, ["worker", case, str(n_epochs), str(out)])
             pair[ranks] = json.loads(out.read_text())
             print(json.dumps(pair[ranks]), flush=True)
+        # the same with gloo's socket all-reduce of the buckets (MAASREC_DIST_SHM=0)
+        out = tmp / f"{case}-2-gloo.json"
+        _launch(2, ["worker", case, str(n_epochs), str(out)], MAASREC_DIST_SHM="0")
+        gloo = json.loads(out.read_text())
+        print(json.dumps(gloo), flush=True)
         # the machine's ceiling for this workload: two independent one-process fits at
         # once (no communication at all); their summed samples/s over one alone
         outs = [tmp / f"{case}-solo-{i}.json" for i in range(2)]
-        _launch_together([["worker", case, str(epochs), str(o)] for o in outs])
+        _launch_together([["worker", case, str(n_epochs), str(o)] for o in outs])
         solo = [json.loads(o.read_text()) for o in outs]
         ceiling = sum(r["samples_per_second"] for r in solo) / pair[1]["samples_per_second"]
         # weak scaling: each rank keeps the one-process batch (the global batch doubles)
         out = tmp / f"{case}-2-weak.json"
-        _launch(2, ["worker", case, str(epochs), str(out),
+        _launch(2, ["worker", case, str(n_epochs), str(out),
                     str(2 * int(CASES[case]["params"]["batch_size"]))])
         weak = json.loads(out.read_text())
         print(json.dumps(weak), flush=True)
+        speedup = pair[2]["samples_per_second"] / pair[1]["samples_per_second"]
         rows.append({"case": case, "one": pair[1], "two": pair[2], "two_weak": weak,
-                     "speedup": pair[2]["samples_per_second"] / pair[1]["samples_per_second"],
+                     "two_gloo": gloo, "speedup": speedup,
+                     "gloo_speedup": gloo["samples_per_second"]
+                     / pair[1]["samples_per_second"],
+                     "speedup_over_ceiling": speedup / ceiling,
                      "cpu_speedup": pair[2]["cpu_samples_per_second"]
                      / pair[1]["cpu_samples_per_second"],
                      "weak_speedup": weak["samples_per_second"]
                      / pair[1]["samples_per_second"],
                      "two_independent": solo, "ceiling": ceiling})
         print(f"{case}: 2x1 vs 1x1 threads: {rows[-1]['speedup']:.2f}x wall-clock, "
-              f"{rows[-1]['cpu_speedup']:.2f}x in CPU time at the same global batch; "
+              f"{rows[-1]['cpu_speedup']:.2f}x in CPU time at the same global batch "
+              f"({rows[-1]['gloo_speedup']:.2f}x with gloo's all-reduce; "
+              f"{rows[-1]['speedup_over_ceiling']:.2f} of the ceiling); "
               f"{rows[-1]['weak_speedup']:.2f}x with the same batch per rank; two "
               f"independent processes at once: {ceiling:.2f}x (load average "
               f"{_loads([*pair.values(), weak, *solo])})", flush=True)
     return rows
 
 
-def scaling(epochs: int, tmp: Path, cases: list[str] | None = None) -> list[dict]:
+def scaling(epochs: int | None, tmp: Path, cases: list[str] | None = None) -> list[dict]:
     """One process x 1 thread at B and B/2: step time t(B) / t(B/2)."""
     rows = []
     for case in cases or list(CASES):
+        n_epochs = _epochs(case, epochs)
         b = int(CASES[case]["params"]["batch_size"])
         runs = {}
         for size in (b, b // 2):
             out = tmp / f"{case}-scaling-{size}.json"
-            _launch(1, ["worker", case, str(epochs), str(out), str(size)])
+            _launch(1, ["worker", case, str(n_epochs), str(out), str(size)])
             runs[size] = json.loads(out.read_text())
         full, half = runs[b], runs[b // 2]
         row = {"case": case, "batch_size": b, "full": full, "half": half,
@@ -280,7 +316,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("what", nargs="?", default="all",
                    choices=["throughput", "scaling", "equivalence", "all"])
-    p.add_argument("--epochs", type=int, default=2, help="where a case sets none")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="every case (default: the case's own, else 2)")
     p.add_argument("--case", action="append", choices=list(CASES))
     p.add_argument("--force", action="store_true",
                    help="write results/ddp.json even if the load average reached 1.0")

@@ -42,6 +42,7 @@ from ..training import (
     threads_for,
     torch_generator,
 )
+from ..training.distributed import balanced_order, world_size
 from ._hybrid_config import TrainSettings
 from ._hybrid_scorers import Scoring
 from ._hybrid_towers import ItemEncoder, Tower, UserEncoder, csr_pairs
@@ -168,7 +169,7 @@ class HybridTraining:
 
         def batches(epoch: int):
             users = active[torch.randperm(len(active), generator=g, device=self.device)]
-            return [users[s:s + bs] for s in range(0, len(users), bs)]
+            return [self._for_ranks(users[s:s + bs]) for s in range(0, len(users), bs)]
 
         return (batches, math.ceil(len(active) / bs), lambda users: self.softmax_step(users, g),
                 bs * self.R.shape[1])
@@ -185,10 +186,18 @@ class HybridTraining:
             c = counts_active[order]
             group = (torch.cumsum(c, 0) - c) // bs
             sizes = torch.unique_consecutive(group, return_counts=True)[1].tolist()
-            return list(torch.split(active[order], sizes))
+            return [self._for_ranks(b) for b in torch.split(active[order], sizes)]
 
         return (batches, len(batches(0)), lambda users: self.grouped_pair_step(users, g),
                 bs * self.settings.dim * 8)
+
+    def _for_ranks(self, users: torch.Tensor) -> torch.Tensor:
+        """A batch of users as it is; under DDP in an order whose strided shards hold
+        about as many interactions each (the ranks wait less for each other)."""
+        W = world_size()
+        if W <= 1:
+            return users
+        return users[balanced_order(self.indptr[users + 1] - self.indptr[users], W)]
 
     def _interaction_plan(self, g, user_counts):
         """Pairwise losses on batches of interactions (id-only users, attention)."""

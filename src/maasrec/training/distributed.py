@@ -9,6 +9,10 @@ the process group: gloo on the CPU, NCCL on CUDA (rank ``r`` of a node uses
 :class:`~torch.nn.parallel.DistributedDataParallel` and gives each rank its
 :func:`shard` of every batch.
 
+CPU ranks that all run on one machine sum their gradient buckets through one shared
+memory segment instead of gloo's sockets (:func:`attach_allreduce`; the same bits for
+two ranks, about half the CPU time and latency); ``MAASREC_DIST_SHM=0`` keeps gloo.
+
 A rank that cannot reach the others raises :class:`DistributedError` after
 ``MAASREC_DIST_TIMEOUT`` seconds (default 300) instead of waiting for ever.
 """
@@ -257,6 +261,44 @@ def shard(batch: Any, rank: int, world_size: int) -> Any:
     return _take(batch, rank, world_size)
 
 
+def balanced_order(cost: torch.Tensor, world_size: int) -> torch.Tensor:
+    """An order of a batch's rows whose :func:`shard` parts cost about the same.
+
+    Rows sorted by ``cost`` (descending, ties by position) are dealt to the ranks in a
+    snake: ranks ``0..W-1`` take the first ``W`` rows, ``W-1..0`` the next ``W``, and so
+    on, so every rank gets the same number of rows (as with :func:`shard`) and nearly
+    the same total cost. Deterministic.
+
+    Parameters
+    ----------
+    cost : torch.Tensor, shape (B,)
+        The work of each row (e.g. a user's interactions).
+    world_size : int
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (B,)
+        Positions into the batch: ``batch[order]`` sharded gives the balanced parts.
+    """
+    n = int(cost.shape[0])
+    if world_size <= 1 or n <= world_size:
+        return torch.arange(n, device=cost.device)
+    by_cost = torch.sort(cost, descending=True, stable=True).indices
+    k = torch.arange(n, device=cost.device)
+    block, pos = k // world_size, k % world_size
+    # a last, partial block goes forwards: ranks keep shard's row counts
+    full = block < n // world_size
+    rank_of = torch.where((block % 2 == 1) & full, world_size - 1 - pos, pos)
+    # the rows of rank r sit at r, r + W, ...: the j-th row dealt to r goes to j * W + r
+    slot = torch.empty_like(k)
+    for r in range(world_size):
+        mine = torch.nonzero(rank_of == r).squeeze(1)
+        slot[mine] = torch.arange(len(mine), device=cost.device) * world_size + r
+    order = torch.empty_like(k)
+    order[slot] = by_cost
+    return order
+
+
 def broadcast_float(values: list[float], device: torch.device) -> list[float]:
     """Rank 0's ``values`` on every rank (unchanged when not distributed).
 
@@ -275,3 +317,37 @@ def broadcast_float(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     _dist().broadcast(t, src=0)
     return [float(x) for x in t.tolist()]
+
+
+def attach_allreduce(ddp: Any, device: torch.device) -> Any:
+    """Give ``ddp`` (a ``DistributedDataParallel``) the shared-memory all-reduce when
+    every rank of the default group runs on this machine on the CPU (call on every rank).
+
+    The buckets are averaged in rank order through one shared memory segment (see
+    ``maasrec.training._shm_reduce``): for two ranks the same bits as gloo's all-reduce,
+    with about half its CPU time and latency. Ranks on several machines, CUDA, no
+    ``/dev/shm`` or ``MAASREC_DIST_SHM=0`` keep DDP's default all-reduce.
+
+    Parameters
+    ----------
+    ddp : torch.nn.parallel.DistributedDataParallel
+    device : torch.device
+        The training device.
+
+    Returns
+    -------
+    object or None
+        The hook's state, for :func:`release_allreduce`; None when DDP keeps its own.
+    """
+    from ._shm_reduce import shm_allreduce_hook, shm_hook
+
+    state = shm_allreduce_hook(device)
+    if state is not None:
+        ddp.register_comm_hook(state, shm_hook)
+    return state
+
+
+def release_allreduce(state: Any) -> None:
+    """Unmap the segment of :func:`attach_allreduce` (None: nothing)."""
+    if state is not None:
+        state.close()

@@ -27,7 +27,7 @@ import torch
 from ..exceptions import DataError, MaasrecError
 from .callbacks import Callback, ProgressCallback, active_extra_callbacks, as_callback
 from .checkpoint import _plain, has_checkpoint, read_checkpoint, write_checkpoint
-from .distributed import broadcast_float, is_distributed, shard
+from .distributed import attach_allreduce, broadcast_float, is_distributed, release_allreduce, shard
 from .history import TrainingHistory
 from .optim import OPTIMIZERS, SCHEDULES, lr_factor, make_optimizer, param_groups
 from .rng import fork_rng, manual_seeded, seed_from
@@ -377,6 +377,7 @@ class Trainer:
         if _rank() != 0:  # rank 0 alone logs, shows progress and runs the callbacks
             self.callbacks = []
         self._ddp: torch.nn.Module | None = None
+        self._allreduce: Any = None  # the shared-memory all-reduce of the DDP buckets
         self._grad_norm_wanted = any(cb.needs_grad_norm for cb in self.callbacks)
         self.epoch = 0
         self.step = 0
@@ -493,6 +494,8 @@ class Trainer:
             if self._ddp is not None:
                 self._ddp = None
                 gc.collect()
+                release_allreduce(self._allreduce)
+                self._allreduce = None
         if self.best_state is not None and c.restore_best:
             self.task.module.load_state_dict(self.best_state)
             logger.info("%s: restored the best epoch %d (%s %.4f)", c.name,
@@ -623,6 +626,8 @@ class Trainer:
             if dev.type == "cuda" else None,
             # grads live in DDP's all-reduce buckets: no copy in and out each step
             find_unused_parameters=True, gradient_as_bucket_view=True)
+        # CPU ranks of one machine: the buckets go through shared memory, not sockets
+        self._allreduce = attach_allreduce(self._ddp, dev)
         logger.debug("%s: DistributedDataParallel over %d ranks", self.config.name,
                      world_size())
 
