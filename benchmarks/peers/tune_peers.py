@@ -33,7 +33,8 @@ RESULTS = HERE.parent / "results"
 sys.path.insert(0, str(HERE.parent))
 
 
-def run(data: str, lib: str, budget: float, python: str, workdir: str | None) -> dict:
+def run(data: str, lib: str, budget: float, python: str, workdir: str | None,
+        models: str | None = None) -> dict:
     from bench_tune import _split
 
     from maasrec.metrics import evaluate_lists
@@ -55,13 +56,15 @@ def run(data: str, lib: str, budget: float, python: str, workdir: str | None) ->
     load0 = os.getloadavg()
     t = time.perf_counter()
     subprocess.run([python, str(HERE / "tune_worker.py"), "--lib", lib, "--dir", str(d),
-                    "--budget", str(budget), "--threads", "1"], check=True)
+                    "--budget", str(budget), "--threads", "1"]
+                   + (["--models", models] if models else []), check=True)
     wall = time.perf_counter() - t
     res = json.loads((d / f"result_{lib}.json").read_text())
     items = np.asarray(train.item_vocab.ids)
     users = np.asarray(train.user_vocab.ids)
     vusers = np.asarray(res["valid_users"], dtype=np.int64)
-    out = {"data": data, "lib": lib, "budget_seconds": budget, "elapsed": res["elapsed"],
+    out = {"data": data, "lib": lib, "models_searched": res.get("models"),
+           "budget_seconds": budget, "elapsed": res["elapsed"],
            "wall_seconds": round(wall, 1), "load_1min_before_after":
            [round(load0[0], 2), round(os.getloadavg()[0], 2)], "threads": 1,
            "n_trials": len(res["trials"]), "models": {}}
@@ -91,13 +94,16 @@ def main(argv=None) -> int:
     p.add_argument("--python", default=None,
                    help="the peer venv's python (default /tmp/maasrec-peers/<lib>/bin/python)")
     p.add_argument("--workdir", default=None)
+    p.add_argument("--models", default=None,
+                   help="a subset of the library's models, e.g. cornac-bivaecf (each then "
+                        "gets the whole budget)")
     a = p.parse_args(argv)
     python = a.python or f"/tmp/maasrec-peers/{a.lib}/bin/python"
-    out = run(a.data, a.lib, a.budget, python, a.workdir)
+    out = run(a.data, a.lib, a.budget, python, a.workdir, a.models)
     print(json.dumps({k: v for k, v in out.items() if k != "trials"}, indent=1))
     path = RESULTS / "tune_peers.json"
     allres = json.loads(path.read_text()) if path.exists() else {}
-    allres[f"{a.data}@{a.budget:g}s/{a.lib}"] = out
+    allres[f"{a.data}@{a.budget:g}s/{a.lib}" + (f"[{a.models}]" if a.models else "")] = out
     path.write_text(json.dumps(allres, indent=1) + "\n")
     return 0
 

@@ -157,6 +157,8 @@ def main():
     ap.add_argument("--budget", type=float, default=600.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--models", default=None,
+                    help="comma-separated subset of the library's models (default: all)")
     a = ap.parse_args()
     import optuna
 
@@ -204,7 +206,8 @@ def main():
             best[name] = (v, params, m)
         return v
 
-    names = LIBS[a.lib]
+    names = LIBS[a.lib] if not a.models else [m for m in LIBS[a.lib]
+                                              if m in a.models.split(",")]
     for name in names:  # the library's defaults first
         if time.monotonic() < deadline:
             run(name, {}, "default")
@@ -237,6 +240,7 @@ def main():
                              "n_trials": sum(1 for t in trials if t["model"] == name)}
     out["valid_users"] = vusers.tolist()
     out["left_after_defaults"] = round(left, 1)
+    out["models"] = names
     json.dump(out, open(os.path.join(a.dir, f"result_{a.lib}.json"), "w"))
 
 
