@@ -160,3 +160,28 @@ def test_directory_without_a_recorded_fingerprint_is_refused(seq, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelFormatError, match=r"no float_fingerprint_.*again"):
         Recommender.load(tmp_path / "q")
+
+
+def test_int8_lmranker_stores_large_embedding_tables_as_codes(ranker, tmp_path, monkeypatch):
+    from maasrec.compress import networks
+
+    monkeypatch.setattr(networks, "_EMB_ROWS", 150)  # tiny: 157 tokens, 128 positions
+    q = quantize_network(ranker)
+    assert len(q.int8_embeddings_) == 1 and "word_embeddings" in q.int8_embeddings_[0]
+    users, items = list(ranker.user_vocab_.ids[:10]), list(ranker.item_vocab_.ids[:10])
+    a = ranker.decision_function(users, items)
+    b = q.model_.decision_function(users, items)
+    assert np.abs(a - b).max() < 0.05 * max(1e-3, np.abs(a).max())
+    q.save(tmp_path / "q")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "q" / "int8.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    key = q.int8_embeddings_[0]
+    assert key not in keys and {f"{key}.int8_codes", f"{key}.int8_scales"} <= keys
+    loaded = Recommender.load(tmp_path / "q")
+    assert np.array_equal(loaded.model_.decision_function(users, items), b)
+    assert q.network_bytes_["int8"] < q.network_bytes_["float32"]
+    monkeypatch.setattr(networks, "_EMB_ROWS", 1024)  # read with another rule: refused
+    with pytest.raises(ModelFormatError, match="int8_embeddings_"):
+        Recommender.load(tmp_path / "q")

@@ -15,18 +15,25 @@ vectors): :func:`~maasrec.compress.quantize` with ``tables="int8"`` is its compr
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from ..base import Recommender
 from ..exceptions import DataError, ModelFormatError
 from ._adapters import adapter_for, fingerprint
 from ._proxy import NetworkProxy
 from .linear import Int8Linear, quantize_linear_layers
+from .tables import dequantize_table, quantize_table
 
 __all__ = ["Int8Recommender", "quantize_network"]
 
 _FILE = "int8.safetensors"
+#: Embedding tables with this many rows or more are stored as int8 codes + row scales.
+_EMB_ROWS = 1024
+_CODES, _SCALES = ".int8_codes", ".int8_scales"
 _FORMAT = "maasrec-int8-network"
 #: 2: the whole network state (1 held the int8 layers only, beside the float model)
 _VERSION = "2"
@@ -93,6 +100,9 @@ class Int8Recommender(NetworkProxy):
     network_bytes_ : dict
         ``{"float32": bytes of the float network, "int8": bytes of the quantized
         network (codes, scales, biases, and the layers left float)}``.
+    int8_embeddings_ : list of str
+        Embedding tables of 1024 rows or more (an LMRanker's word embeddings) stored as
+        int8 codes with one float32 scale per row (scored with their dequantized values).
     item_table_ : np.ndarray of float32, shape (n_items, dim)
         SequentialRecommender only: the item table (computed once from the float
         weights; scores are ``hidden @ item_table_.T``).
@@ -101,8 +111,9 @@ class Int8Recommender(NetworkProxy):
     -----
     The directory holds the inner model without its network weights (``model/``:
     vocabularies, ``seen_``, histories, first stage, tokenizer) and the quantized network
-    (``int8.safetensors``: the int8 codes and scales of the Linear layers and the layers
-    left float; a SequentialRecommender's item table in ``arrays.safetensors``), so it is
+    (``int8.safetensors``: the int8 codes and scales of the Linear layers and of the large
+    embedding tables, and the layers left float; a SequentialRecommender's item table in
+    ``arrays.safetensors``), so it is
     smaller on disk than the float model, not beside it. Runs on the CPU.
     """
 
@@ -114,6 +125,8 @@ class Int8Recommender(NetworkProxy):
         table = adapter.table(inner)
         qnet, _ = quantize_linear_layers(float_net, skip=adapter.skip())
         qnet = adapter.int8_network(inner, qnet, table)
+        self._emb_codes = _round_embeddings(qnet)
+        self.int8_embeddings_ = sorted(self._emb_codes)
         self.float_fingerprint_ = fingerprint(float_net)
         self.float_bytes_ = _size(float_net)
         if table is not None:
@@ -135,12 +148,17 @@ class Int8Recommender(NetworkProxy):
         """dict: ``{"float32": bytes of the float network, "int8": bytes of the quantized
         one}``."""
         self._check_fitted()
-        return {"float32": int(self.float_bytes_), "int8": _size(self._qnet)}
+        return {"float32": int(self.float_bytes_),
+                "int8": sum(t.numel() * t.element_size() for t in self._int8_state().values())}
 
     def _int8_state(self) -> dict[str, torch.Tensor]:
-        skip = adapter_for(self.model_, self._what).not_saved
-        return {k: t.detach().cpu().contiguous() for k, t in self._qnet.state_dict().items()
-                if k not in skip}
+        skip = set(adapter_for(self.model_, self._what).not_saved) | set(self._emb_codes)
+        state = {k: t.detach().cpu().contiguous() for k, t in self._qnet.state_dict().items()
+                 if k not in skip}
+        for key, enc in self._emb_codes.items():
+            state[f"{key}{_CODES}"] = torch.from_numpy(enc["codes"])
+            state[f"{key}{_SCALES}"] = torch.from_numpy(enc["scales"])
+        return state
 
     def _save_runtime(self, tmp) -> None:
         from safetensors.torch import save_file
@@ -173,6 +191,9 @@ class Int8Recommender(NetworkProxy):
             raise ModelFormatError(f"{where}: int8_layers_ does not name the Linear layers "
                                    f"of the inner {adapter.name}")
         expected = {k: t for k, t in qnet.state_dict().items() if k not in adapter.not_saved}
+        emb = _read_embeddings(where, qnet, state, getattr(self, "int8_embeddings_", None))
+        state.update({k: torch.from_numpy(dequantize_table("int8", e["codes"], e["scales"]))
+                      for k, e in emb.items()})
         if set(state) != set(expected):
             raise ModelFormatError(f"{where}: {_FILE} holds "
                                    f"{sorted(set(state) ^ set(expected))[:4]}... unlike the "
@@ -187,8 +208,52 @@ class Int8Recommender(NetworkProxy):
                 raise ModelFormatError(f"{where}: {_FILE}[{key!r}] holds non-finite values")
         qnet.load_state_dict(state, strict=False)
         adapter.adopt(inner, qnet)
+        self._emb_codes = emb
         self._attach(inner, adapter, qnet)
         super()._load_extra_files(path)
+
+
+def _round_embeddings(qnet: nn.Module) -> dict[str, dict[str, np.ndarray]]:
+    """int8 per-row codes of the large embedding tables (``_EMB_ROWS`` rows or more, e.g. a
+    language model's word embeddings): saved as codes and scales, and used dequantized (in
+    place here), so that a loaded model computes exactly what this one does."""
+    out = {}
+    for key, m in _large_embeddings(qnet):
+        enc = quantize_table(m.weight.detach().cpu().numpy(), "int8")
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(dequantize_table("int8", enc["codes"],
+                                                             enc["scales"])))
+        out[key] = enc
+    return out
+
+
+def _read_embeddings(where: str, qnet: nn.Module, state: dict, names: Any
+                     ) -> dict[str, dict[str, np.ndarray]]:
+    """Pop the codes and scales of ``names`` (``int8_embeddings_``) out of ``state``,
+    checked against the embedding tables of ``qnet``."""
+    want = sorted(key for key, _ in _large_embeddings(qnet))
+    if names != want:
+        raise ModelFormatError(f"{where}: int8_embeddings_ {names!r} does not name the large "
+                               f"embedding tables of the network ({want})")
+    shapes = {k: tuple(t.shape) for k, t in qnet.state_dict().items()}
+    out = {}
+    for key in want:
+        codes, scales = state.pop(f"{key}{_CODES}", None), state.pop(f"{key}{_SCALES}", None)
+        rows, dim = shapes[key]
+        if codes is None or codes.dtype != torch.int8 or tuple(codes.shape) != (rows, dim):
+            raise ModelFormatError(f"{where}: {_FILE} lacks the int8 codes [{rows}, {dim}] "
+                                   f"of {key!r}")
+        if (scales is None or scales.dtype != torch.float32 or tuple(scales.shape) != (rows,)
+                or not bool(torch.isfinite(scales).all()) or bool((scales < 0).any())):
+            raise ModelFormatError(f"{where}: {_FILE} lacks the finite non-negative float32 "
+                                   f"scales [{rows}] of {key!r}")
+        out[key] = {"codes": codes.numpy(), "scales": scales.numpy()}
+    return out
+
+
+def _large_embeddings(qnet: nn.Module) -> list[tuple[str, nn.Embedding]]:
+    return [(f"{n}.weight" if n else "weight", m) for n, m in qnet.named_modules()
+            if isinstance(m, nn.Embedding) and m.num_embeddings >= _EMB_ROWS]
 
 
 def _size(module: torch.nn.Module) -> int:
