@@ -22,6 +22,8 @@ FACTORIES = {
                                   iterations=3, max_user_items=8),
     "nonprivate": lambda: PrivateALS(epsilon=None, factors=4, regularization=1.0,
                                      iterations=3),
+    "no-bias": lambda: PrivateALS(epsilon=1000.0, factors=4, regularization=1.0,
+                                  iterations=3, item_bias=0.0),
     "item-grams": lambda: PrivateALS(epsilon=1000.0, factors=4, regularization=1.0,
                                      iterations=3, budget_shares=(0.1, 0.3, 0.6)),
 }
@@ -56,6 +58,8 @@ def data():
     ({"budget_shares": (0.0, 0.5, 0.5)}, "budget_shares"),
     ({"budget_shares": (0.5, -0.1, 0.6)}, "budget_shares"),
     ({"user_regularization": 0.0}, "user_regularization"),
+    ({"item_bias": 1.0}, "item_bias"),
+    ({"item_bias": -0.1}, "item_bias"),
 ])
 def test_bad_params(data, params, match):
     with pytest.raises(DataError, match=match):
@@ -135,13 +139,16 @@ def test_bound_contributions():
     assert (out != again).nnz == 0  # seeded
 
 
-def test_own_data_only_changes_own_factor_without_noise(data):
-    """Joint DP's structure: without noise, one user's factor is their own solve against
-    the released items (recalculate_users), as on the user's device."""
-    m = PrivateALS(epsilon=3.0, random_state=0).fit(data)
+@pytest.mark.parametrize("bias", [0.0, 0.3])
+def test_user_factor_is_own_solve(data, bias):
+    """Joint DP's structure: a user's factor is their own solve against the released items
+    (recalculate_users), as on the user's device; with item_bias its coordinate 0 is fixed."""
+    m = PrivateALS(epsilon=3.0, item_bias=bias, random_state=0).fit(data)
     X = data.to_csr()
     own = m.recalculate_users(X[:5])
     np.testing.assert_allclose(own, m.user_factors_[:5], atol=1e-4)
+    if bias:
+        np.testing.assert_allclose(m.user_factors_[:, 0], bias, rtol=1e-6)
 
 
 def test_nonprivate_close_to_als():
