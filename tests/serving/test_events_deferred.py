@@ -118,3 +118,25 @@ def test_explain_returns_position_extras_and_details(ease_dir, monkeypatch):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def test_a_reload_while_updates_are_pending_serves_the_replayed_model(ease_dir, ease_dir2,
+                                                                       tmp_path):
+    from maasrec.models import EASE
+
+    db = tmp_path / "events.db"
+    app = create_app(ease_dir, events_db=db)
+    live = app.state.maasrec.events
+    live.apply_delay_s = live.max_lag_s = 0.5  # the update is still pending at the reload
+    with TestClient(app) as c:
+        r = c.post("/v1/events", json={"events": [{"event_id": "a", "user": 5, "item": 1002},
+                                                  {"event_id": "b", "user": 6, "item": 1003}]})
+        assert r.json()["pending"] == 1
+        assert c.post("/v1/admin/reload", json={"model_dir": "ease2"}).status_code == 200
+        replayed = EASE.load(ease_dir2).partial_fit(events_frame(EventLog(db).read()))
+        # the stale background update (of the first model) is not swapped in
+        r = c.post("/v1/events", json={"events": [{"event_id": "c", "user": 7,
+                                                   "item": 1004}], "sync": True})
+        assert r.json()["pending"] == 0
+        exact = copy.copy(replayed).partial_fit(events_frame(EventLog(db).read()[2:]))
+        np.testing.assert_allclose(_served(c).B_, exact.B_, atol=1e-6)
