@@ -140,3 +140,11 @@ def test_a_reload_while_updates_are_pending_serves_the_replayed_model(ease_dir, 
         assert r.json()["pending"] == 0
         exact = copy.copy(replayed).partial_fit(events_frame(EventLog(db).read()[2:]))
         np.testing.assert_allclose(_served(c).B_, exact.B_, atol=1e-6)
+
+
+def test_client_events_sync_must_be_a_bool():
+    from maasrec.client import Client
+    from maasrec.exceptions import DataError
+
+    with Client("http://127.0.0.1:9", retries=0) as cl, pytest.raises(DataError, match="sync"):
+        cl.events([{"user": 1, "item": 2}], sync="yes")
