@@ -28,6 +28,12 @@ the seconds spent in ``partial_fit`` vs in the refit's ``fit``. Defaults for eve
 Run (CPU; numbers go to ``benchmarks/results/online.json``)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_online
+
+Also here: :func:`hybrid_fold_in` (HybridRecommender fold-in settings over seeds, on a
+validation slice and on this split: ``online_hybrid_{validation,test}.json``) and
+:func:`freshness` (event acknowledged -> changed recommendation over HTTP, with the
+model-wide update exact before the answer, deferred, or absent:
+``online_freshness.json``).
 """
 
 from __future__ import annotations
