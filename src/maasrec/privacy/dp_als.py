@@ -112,12 +112,12 @@ class PrivateALS(Recommender):
     Each iteration: (1) every user solves their own factor ``x_u`` as
     :class:`~maasrec.models.ALS` does, against the last released item factors, from **all**
     of their interactions; (2) each user's factor is clipped to norm 1 and the item
-    sufficient statistics are summed over users: the global Gram ``Σ_u x_u x_uᵀ``, per item
-    ``alpha Σ_u x_u x_uᵀ`` and ``(1 + alpha) Σ_u x_u`` over at most ``max_user_items``
-    interactions per user (a fresh seeded sample each iteration); (3) Gaussian noise is
-    added to those statistics (symmetric on the Grams) and every item factor is solved from
-    the noisy statistics (eigenvalues of the noisy Gram clipped at 0, plus
-    ``regularization``): these item factors are released. ``iterations`` releases compose
+    sufficient statistics are summed over users: the global Gram ``Σ_u x_u x_uᵀ`` and, per
+    item, ``(1 + alpha) Σ_u x_u`` (and ``alpha Σ_u x_u x_uᵀ`` when ``budget_shares[1] >
+    0``) over at most ``max_user_items`` interactions per user (a fresh seeded sample each
+    iteration); (3) Gaussian noise is added to those statistics (symmetric on the Grams)
+    and every item factor is solved from the noisy statistics (eigenvalues of the noisy
+    Gram clipped at 0, plus ``regularization``): these item factors are released. ``iterations`` releases compose
     to one Gaussian mechanism (see the module docstring); the noise is calibrated to
     ``epsilon`` at ``delta``.
 
