@@ -143,3 +143,19 @@ def test_under_a_budget_the_second_fits_have_time_held_back(split, monkeypatch):
     assert len(held) == 1 and held[0][0] == pytest.approx(held[0][1]) and held[0][1] > 0
     assert res.selection is not None
     assert all("fold2" in r for r in res.selection["finalists"].values())
+
+
+def test_a_neural_trial_is_aborted_half_a_share_past_its_share():
+    from maasrec.tune._budget import Budget
+    from maasrec.tune.search import _Search
+
+    s = _Search.__new__(_Search)
+    s.budget = Budget(600.0, (10, 10, 10))
+    s.slice_end = s.slice_len = None
+    assert s._abort_deadline() == s.budget.deadline  # outside a share: the budget's end
+    s.slice_end, s.slice_len = s.budget.start + 100.0, 100.0
+    assert s._abort_deadline() == pytest.approx(s.budget.start + 150.0)
+    s.slice_end, s.slice_len = s.budget.start + 580.0, 100.0  # never past the budget
+    assert s._abort_deadline() == s.budget.deadline
+    s.budget = Budget(None, (10, 10, 10))
+    assert s._abort_deadline() == pytest.approx(s.slice_end + 50.0)

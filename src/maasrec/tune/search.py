@@ -132,6 +132,7 @@ class _Search:
         # the "spread" strategy (_schedule.py): the family searched now and its share's end
         self.slice_model: str | None = None
         self.slice_end: float | None = None
+        self.slice_len: float | None = None
         self.exhausted_models: set[str] = set()  # families whose space repeats itself
         # each family's best trial here: value, trial number, model, {user: value}
         self.family: dict[str, tuple[float, int, Any, dict]] = {}
@@ -202,7 +203,7 @@ class _Search:
 
         classical = _is_classical(cand.cls)
         cb = TrialCallback(trial, self._deadline(), grace=self.budget.grace,
-                           report=self.maximize, abort_deadline=self.budget.deadline)
+                           report=self.maximize, abort_deadline=self._abort_deadline())
         t0 = time.perf_counter()
         self.fitted += 1
         try:
@@ -297,6 +298,16 @@ class _Search:
         ends = [d for d in (self.budget.deadline, self.slice_end) if d is not None]
         return min(ends) if ends else None
 
+    def _abort_deadline(self) -> float | None:
+        """When a neural trial is stopped mid-epoch: the budget's end, or half its
+        family's share past the share's end (an epoch longer than the share would
+        otherwise take the time of the families after it)."""
+        ends = [self.budget.deadline]
+        if self.slice_end is not None and self.slice_len:
+            ends.append(self.slice_end + 0.5 * self.slice_len)
+        ends = [d for d in ends if d is not None]
+        return min(ends) if ends else None
+
     def _share_only(self) -> bool:
         """A trial stopped by its family's share, not by the end of the whole budget."""
         return self.slice_end is not None and not self.budget.expired() and (
@@ -324,6 +335,7 @@ class _Search:
                 return 0
         self.slice_model = model
         self.slice_end = time.monotonic() + max(0.0, seconds) if finite else None
+        self.slice_len = max(0.0, seconds) if finite else None
         self.repeats = 0
         before = self.ran
         timeout = None
@@ -475,7 +487,7 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
         over its own parameters, and the better half stays after each round (successive
         halving; time-aware: a classical fit starts only when it is expected to end
         within its family's share, a neural one stops at the end of the epoch in which
-        the share ends). ``"joint"``: one TPE sampler over the model and every
+        the share ends, or mid-epoch half a share later). ``"joint"``: one TPE sampler over the model and every
         parameter (the model is a parameter like the others; it tends to settle on one
         family early). ``"auto"``: ``"spread"`` for several models without ``storage``,
         else ``"joint"`` (workers sharing a stored study search jointly).
