@@ -233,6 +233,8 @@ def throughput(epochs: int | None, tmp: Path, cases: list[str] | None = None) ->
                      "two_gloo": gloo, "speedup": speedup,
                      "gloo_speedup": gloo["samples_per_second"]
                      / pair[1]["samples_per_second"],
+                     "gloo_cpu_speedup": gloo["cpu_samples_per_second"]
+                     / pair[1]["cpu_samples_per_second"],
                      "speedup_over_ceiling": speedup / ceiling,
                      "cpu_speedup": pair[2]["cpu_samples_per_second"]
                      / pair[1]["cpu_samples_per_second"],
@@ -241,11 +243,12 @@ def throughput(epochs: int | None, tmp: Path, cases: list[str] | None = None) ->
                      "two_independent": solo, "ceiling": ceiling})
         print(f"{case}: 2x1 vs 1x1 threads: {rows[-1]['speedup']:.2f}x wall-clock, "
               f"{rows[-1]['cpu_speedup']:.2f}x in CPU time at the same global batch "
-              f"({rows[-1]['gloo_speedup']:.2f}x with gloo's all-reduce; "
+              f"({rows[-1]['gloo_speedup']:.2f}x / {rows[-1]['gloo_cpu_speedup']:.2f}x with "
+              f"gloo's all-reduce; "
               f"{rows[-1]['speedup_over_ceiling']:.2f} of the ceiling); "
               f"{rows[-1]['weak_speedup']:.2f}x with the same batch per rank; two "
               f"independent processes at once: {ceiling:.2f}x (load average "
-              f"{_loads([*pair.values(), weak, *solo])})", flush=True)
+              f"{_loads([*pair.values(), gloo, weak, *solo])})", flush=True)
     return rows
 
 

@@ -12,9 +12,9 @@ rank gets the same bits (the weights stay identical on all ranks) and a rerun th
 result; for two ranks it is the one sum ``a/2 + b/2`` that gloo computes.
 
 :func:`shm_hook` is a DDP communication hook (``ddp.register_comm_hook(state,
-shm_hook)``) whose state, a :class:`ShmAllReduce`, :func:`shm_allreduce_hook` builds when the ranks do share memory and
-returns None otherwise (different machines, CUDA, no ``/dev/shm``, or
-``MAASREC_DIST_SHM=0``), which leaves DDP on its default all-reduce.
+shm_hook)``); its state, a :class:`ShmAllReduce`, comes from :func:`shm_allreduce_hook`
+when the ranks do share memory, which returns None otherwise (different machines, CUDA,
+no ``/dev/shm``, or ``MAASREC_DIST_SHM=0``) and leaves DDP on its default all-reduce.
 """
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ class ShmAllReduce:
                 out.add_(self._slot(i, part.dtype, n)[lo:hi])
             self._barrier()                  # every share summed
             part.copy_(self._slot(W, part.dtype, n))
-            # the next write to a slot follows the next first barrier, which every rank
-            # reaches only after copying this result out
+            # no race with the next piece or call: a rank writes its slot again only
+            # after the second barrier (every rank done reading the slots), and the
+            # result only after the next first barrier (every rank done copying it out)
         return flat
 
     def close(self) -> None:
@@ -121,6 +122,7 @@ def shm_allreduce_hook(device: torch.device, group: Any = None,
     if device.type != "cpu" or os.environ.get(SHM_ENV, "1") == "0":
         return None
     W, r = dist.get_world_size(group), dist.get_rank(group)
+    slot_bytes = max(64, int(slot_bytes) // 64 * 64)   # every slot aligned for any dtype
     total = _HEADER + (W + 1) * int(slot_bytes)
     token = secrets.token_bytes(16)
     path = None
@@ -166,9 +168,14 @@ def shm_allreduce_hook(device: torch.device, group: Any = None,
 def shm_hook(state: ShmAllReduce, bucket):  # DDP refuses other annotations than its own
     """The DDP communication hook: ``bucket.buffer()`` averaged over the ranks through
     ``state`` (a :class:`ShmAllReduce`), as a completed future."""
+    buf = bucket.buffer()
+    if buf.layout != torch.strided or not buf.is_contiguous():   # not a flat dense bucket
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+        return allreduce_hook(state.group, bucket)
     fut: torch.futures.Future = torch.futures.Future()
     try:
-        fut.set_result(state.reduce_(bucket.buffer()))
+        fut.set_result(state.reduce_(buf))
     except Exception as exc:  # DDP raises it from backward
         fut.set_exception(exc)
     return fut
