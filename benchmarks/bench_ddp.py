@@ -340,6 +340,10 @@ def main() -> None:
     if load >= 1.0 and not a.force:
         print(f"load average reached {load:.2f}: {RESULTS} not written (--force writes it)")
         return
+    for key in ("throughput", "scaling"):  # rows of the cases not rerun are kept
+        if key in new and isinstance(res.get(key), list):
+            done = {r["case"] for r in new[key]}
+            new[key] = [r for r in res[key] if r.get("case") not in done] + new[key]
     res.update(new)
     RESULTS.write_text(json.dumps(res, indent=1) + "\n")
 
