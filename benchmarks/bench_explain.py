@@ -243,6 +243,9 @@ def main(argv=None) -> int:
         model = (_fit_lmranker(ds, train, args) if name == "LMRanker"
                  else factories[name]().fit(train))
         row: dict = {"fit_s": round(time.perf_counter() - t0, 2)}
+        if args.neural and name != "LMRanker":
+            row["params"] = {k: v for k, v in model.get_params().items()
+                             if isinstance(v, (int, float, str, bool, type(None)))}
         n_users = args.lm_users if name == "LMRanker" else args.users
         row.update(_latency(model, train, min(n_users, args.latency_users), seed=1))
         if name == "LMRanker":
