@@ -183,10 +183,10 @@ def cmd_prune(args) -> int:
         row["speed"] = speed[label]
         row["ndcg@10_relative_change_vs_control"] = row["test"]["ndcg@10"] / base_ndcg - 1
         row["paired_vs_control"] = _paired(row["test"]["_per_user"], control)
-    for row in rows.values():
-        del row["test"]["_per_user"]
         for k in ("recommend_users_per_s", "network_users_per_s"):
             row[f"{k}_ratio"] = speed[label][k] / speed["unpruned"][k]
+    for row in rows.values():
+        del row["test"]["_per_user"]
     s = rows["structured-50%"]
     goal = {"goal": "50% structured pruning after fine-tune: <= 2% relative NDCG@10 loss, "
                     "and faster",
