@@ -97,9 +97,6 @@ class Int8Recommender(NetworkProxy):
     float_fingerprint_ : str
         SHA-256 of the float network the codes were made from; ``int8.safetensors``
         carries it too, and must match on load.
-    network_bytes_ : dict
-        ``{"float32": bytes of the float network, "int8": bytes of the quantized
-        network (codes, scales, biases, and the layers left float)}``.
     int8_embeddings_ : list of str
         Embedding tables of 1024 rows or more (an LMRanker's word embeddings) stored as
         int8 codes with one float32 scale per row (scored with their dequantized values).
@@ -146,7 +143,7 @@ class Int8Recommender(NetworkProxy):
     @property
     def network_bytes_(self) -> dict[str, int]:
         """dict: ``{"float32": bytes of the float network, "int8": bytes of the quantized
-        one}``."""
+        network (codes, scales, biases, and the layers left float)}``."""
         self._check_fitted()
         return {"float32": int(self.float_bytes_),
                 "int8": sum(t.numel() * t.element_size() for t in self._int8_state().values())}
