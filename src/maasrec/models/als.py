@@ -169,7 +169,40 @@ def _als_loss(side: _Side, X: torch.Tensor, Y: torch.Tensor, reg: float) -> floa
     return float(total) / (side.shape[0] * side.shape[1])
 
 
-class ALS(Recommender):
+class FactorScoring:
+    """Scoring hooks of a model with ``user_factors_`` and ``item_factors_``.
+
+    Shared by :class:`ALS` and :class:`maasrec.privacy.PrivateALS`: scores are inner
+    products of the factors, a history is scored through the subclass's
+    ``recalculate_users``, similar items by cosine, and the factors are the vectors for
+    approximate retrieval. Listed before :class:`~maasrec.base.Recommender` in the bases.
+    """
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        return self.user_factors_[user_idx] @ self.item_factors_.T
+
+    def _check_loaded(self) -> None:
+        Y = self._loaded_float("item_factors_", (self.n_items_, None))
+        self._loaded_float("user_factors_", (self.n_users_, Y.shape[1]))
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return self.recalculate_users(history) @ self.item_factors_.T
+
+    def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
+        return _cosine_rows(self.item_factors_, item_idx)
+
+    # -- vectors for approximate retrieval (scores are inner products) -------------
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors_
+
+    def _user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
+        return self.user_factors_[user_idx]
+
+    def _history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        return self.recalculate_users(history)
+
+
+class ALS(FactorScoring, Recommender):
     """Implicit-feedback matrix factorisation by alternating least squares.
 
     Minimises ``Σ_{u,i} c_ui (p_ui - x_uᵀ y_i)² + regularization (‖X‖² + ‖Y‖²)`` over
@@ -359,9 +392,6 @@ class ALS(Recommender):
     # -- scoring ---------------------------------------------------------------
     _epoch_log = deprecated_log_alias("_epoch_log", EpochLog.from_dict)
 
-    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
-        return self.user_factors_[user_idx] @ self.item_factors_.T
-
     def recalculate_users(self, history: sp.csr_matrix) -> np.ndarray:
         """Solve user factors from interactions, against the fitted item factors.
 
@@ -421,26 +451,6 @@ class ALS(Recommender):
         return ExplainTerms(float(w.sum()), r.indices, w, "exact", 0.0,
                             "c_j * y_item' W^-1 y_j: implicit's ALS explain terms (the "
                             "user's factor solved from the history)")
-
-    def _check_loaded(self) -> None:
-        Y = self._loaded_float("item_factors_", (self.n_items_, None))
-        self._loaded_float("user_factors_", (self.n_users_, Y.shape[1]))
-
-    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
-        return self.recalculate_users(history) @ self.item_factors_.T
-
-    def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
-        return _cosine_rows(self.item_factors_, item_idx)
-
-    # -- vectors for approximate retrieval (scores are inner products) -------------
-    def _item_vectors(self) -> np.ndarray:
-        return self.item_factors_
-
-    def _user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
-        return self.user_factors_[user_idx]
-
-    def _history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
-        return self.recalculate_users(history)
 
 
 def _cosine_rows(V: np.ndarray, rows: np.ndarray) -> np.ndarray:

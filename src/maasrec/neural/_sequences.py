@@ -275,12 +275,7 @@ class StoredSequences:
         return self
 
     def _device(self) -> torch.device:
-        dev = getattr(self, "_device_obj", None)
-        if dev is None:
-            dev = self._device_obj = resolve_device(self.device)
-        if next(self.network_.parameters()).device != dev:
-            self.network_.to(dev)
-        return dev
+        return network_device(self)
 
     def _user_histories(self, user_idx: np.ndarray) -> list[np.ndarray]:
         ip, it = self.history_indptr_, self.history_items_
@@ -305,3 +300,13 @@ class StoredSequences:
         from ._explain import sequence_terms
 
         return sequence_terms(self, seq, item_idx, self._history_keep())
+
+
+def network_device(model) -> torch.device:
+    """The device ``model.device`` resolves to (cached), with ``model.network_`` moved there."""
+    dev = getattr(model, "_device_obj", None)
+    if dev is None:
+        dev = model._device_obj = resolve_device(model.device)
+    if next(model.network_.parameters()).device != dev:
+        model.network_.to(dev)
+    return dev

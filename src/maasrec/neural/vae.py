@@ -30,7 +30,6 @@ from torch import nn
 from .._validation import check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
-from ..device import resolve_device
 from ..exceptions import DataError
 from ..training import torch_generator
 from ._implicit import (
@@ -40,6 +39,7 @@ from ._implicit import (
     run_training,
     seeded_network,
 )
+from ._sequences import network_device
 
 __all__ = ["MultVAE", "MultVAENetwork"]
 
@@ -131,12 +131,7 @@ class _RowScoring:
 
     # -- scoring ------------------------------------------------------------------------
     def _net_device(self) -> torch.device:
-        dev = getattr(self, "_device_obj", None)
-        if dev is None:
-            dev = self._device_obj = resolve_device(self.device)
-        if next(self.network_.parameters()).device != dev:
-            self.network_.to(dev)
-        return dev
+        return network_device(self)
 
     def _decode_rows(self, rows: sp.csr_matrix) -> np.ndarray:
         """Scores ``[b, n_items]`` (float32 logits) of binary interaction rows."""

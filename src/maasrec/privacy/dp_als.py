@@ -29,7 +29,7 @@ from .._validation import check_int, check_number
 from ..base import Recommender
 from ..data.interactions import Interactions
 from ..exceptions import DataError
-from ..models.als import _cg_solve, _cosine_rows, _Side
+from ..models.als import FactorScoring, _cg_solve, _Side
 from ..training import threads_for, torch_generator
 
 __all__ = ["PrivateALS", "gaussian_epsilon", "gaussian_mu"]
@@ -106,7 +106,7 @@ def _sym_noise(shape: tuple[int, ...], f: int, std: float, g: torch.Generator) -
     return upper + torch.triu(noise, diagonal=1).transpose(-1, -2)
 
 
-class PrivateALS(Recommender):
+class PrivateALS(FactorScoring, Recommender):
     """Implicit-feedback ALS with joint user-level differential privacy (private ALS).
 
     Each iteration: (1) every user solves their own factor ``x_u`` as
@@ -388,9 +388,6 @@ class PrivateALS(Recommender):
             _cg_solve(users, X, Y, float(self.user_regularization), steps, tol=tol)
 
     # -- scoring -------------------------------------------------------------------
-    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
-        return self.user_factors_[user_idx] @ self.item_factors_.T
-
     def recalculate_users(self, history: sp.csr_matrix) -> np.ndarray:
         """Solve user factors (locally) from interactions against the released item factors.
 
@@ -420,25 +417,6 @@ class PrivateALS(Recommender):
                 _cg_solve(side, X, Y, float(self.user_regularization),
                           steps=2 * Y.shape[1] + 10, tol=1e-10)
         return X.numpy()
-
-    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
-        return self.recalculate_users(history) @ self.item_factors_.T
-
-    def _check_loaded(self) -> None:
-        Y = self._loaded_float("item_factors_", (self.n_items_, None))
-        self._loaded_float("user_factors_", (self.n_users_, Y.shape[1]))
-
-    def _similar_scores(self, item_idx: np.ndarray) -> np.ndarray:
-        return _cosine_rows(self.item_factors_, item_idx)
-
-    def _item_vectors(self) -> np.ndarray:
-        return self.item_factors_
-
-    def _user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
-        return self.user_factors_[user_idx]
-
-    def _history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
-        return self.recalculate_users(history)
 
 
 def _solve_fixed(R: sp.csr_matrix, Y: torch.Tensor, alpha: float, reg: float,
