@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def _split(name: str):
+def _split(name: str, seed: int = 0):
     from maasrec import datasets
     from maasrec.data.split import random_split
     from maasrec.exceptions import ColdStartWarning
@@ -51,7 +51,7 @@ def _split(name: str):
         data = datasets.load_movielens(name, download=False).interactions
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ColdStartWarning)
-        return random_split(data, (0.8, 0.1, 0.1), random_state=0)
+        return random_split(data, (0.8, 0.1, 0.1), random_state=seed)
 
 
 def _test(model, train, valid, test, refit: bool) -> dict:

@@ -32,6 +32,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.bench_tune import _split  # noqa: E402  (the same split as bench_tune)
 
 GRIDS = {
     "EASE": [{"l2": v} for v in (50.0, 150.0, 300.0, 500.0, 1000.0, 3000.0)],
@@ -42,20 +45,6 @@ GRIDS = {
 }
 SMALL = {"EASE": GRIDS["EASE"][2:5], "ALS": GRIDS["ALS"][1::3], "ItemKNN": [{}],
          "PureSVD": [{"factors": 64}, {"factors": 256}]}
-
-
-def _split(name: str, seed: int):
-    from maasrec import datasets
-    from maasrec.data.split import random_split
-    from maasrec.exceptions import ColdStartWarning
-
-    if name == "beauty":
-        data = datasets.load_amazon_sequences("beauty", download=False).interactions
-    else:
-        data = datasets.load_movielens(name, download=False).interactions
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ColdStartWarning)
-        return random_split(data, (0.8, 0.1, 0.1), random_state=seed)
 
 
 def _per_user(model, seen, target, exclude=None):
