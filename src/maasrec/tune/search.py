@@ -483,33 +483,18 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
     strategy : {"auto", "spread", "joint"}, default "auto"
         How the trials are shared among several models. ``"spread"``: every model's
         defaults, then the :data:`~maasrec.tune._schedule.LEADERS` best families by
-        their defaults get equal shares of time and trials in rounds, each running TPE
-        over its own parameters, and the better half stays after each round (successive
-        halving; time-aware: a classical fit starts only when it is expected to end
-        within its family's share, a neural one stops at the end of the epoch in which
-        the share ends, or mid-epoch half a share later). ``"joint"``: one TPE sampler over the model and every
-        parameter (the model is a parameter like the others; it tends to settle on one
-        family early). ``"auto"``: ``"spread"`` for several models without ``storage``,
-        else ``"joint"`` (workers sharing a stored study search jointly).
+        their defaults share the time in rounds of successive halving, each running TPE
+        over its own parameters. ``"joint"``: one TPE sampler over the model and every
+        parameter. ``"auto"``: ``"spread"`` for several models without ``storage``,
+        else ``"joint"``. See the user guide, :doc:`/tuning`.
     confirm : bool, default True
-        Decide between families within validation noise on more data. The families
-        whose best trial is within 2 paired standard errors (per validation user) of the
-        leader's are finalists (at most 3); each finalist's parameters are fitted again
-        on ``train`` less a per-user random part the size of ``valid`` (plus ``valid``)
-        and scored on that part, a fold no trial was chosen on; the finalist with the
-        best mean of the two folds is returned (its trial's model, fitted on ``train``).
-        The best validation value is the maximum of many noisy estimates, biased up the
-        most for the family with the most trials. Evidence
-        (``benchmarks/bench_tune_selection.py``, ``results/tune_selection.json``): on 12
-        per-user random 8:1:1 splits of MovieLens 100K, where tuned ALS and EASE are 0.4
-        to 1.4 paired SEs apart, the rule changed 4 of 12 choices (test NDCG@10 +0.0061,
-        +0.0041, +0.0053, -0.0004; mean 0.3290 -> 0.3302, the best family each time
-        0.3306; the second fold alone changed 6, two for the worse); on latest-small and
-        Beauty no family was within 2 SEs of the leader, nothing changed. Under a budget,
-        the time of the second fits (of the families within 3 standard errors after
-        the defaults) is held back from the search, at most a quarter of what is left
-        after the defaults; a second fit that would not end in time is not run. Only
-        with ``storage=None`` and a maximised metric; see ``TuneResult.selection``.
+        Decide between families within validation noise on more data: the families
+        whose best trial is within 2 paired standard errors (per validation user) of
+        the leader's (at most 3) are fitted again on ``train`` less a per-user random
+        part the size of ``valid`` (plus ``valid``) and scored on that part; the best
+        mean of the two folds wins. Only with ``storage=None`` and a maximised metric;
+        the evidence and the time it takes are in :doc:`/tuning`; see
+        ``TuneResult.selection``.
     verbose : bool, default False
         A progress bar over the trials (best value, model, time left).
 
@@ -534,15 +519,7 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
     metric, k, maximize = _parse_metric(metric)
     n_trials = _check_n_trials(n_trials)
     seconds = parse_budget("10min" if budget is None and n_trials is None else budget)
-    if not isinstance(refit, bool):
-        raise DataError(f"refit must be True or False, got {refit!r}")
-    if not isinstance(confirm, bool):
-        raise DataError(f"confirm must be True or False, got {confirm!r}")
-    if strategy not in ("auto", "spread", "joint"):
-        raise DataError(f"strategy must be 'auto', 'spread' or 'joint', got {strategy!r}")
-    if strategy == "spread" and storage is not None:
-        raise DataError("strategy='spread' runs in one process (storage=None); workers "
-                        "sharing a stored study search with strategy='joint'")
+    _check_options(refit, confirm, strategy, storage)
     candidates = resolve_models(models)
     if strategy == "auto":
         strategy = "spread" if storage is None and len(candidates) > 1 else "joint"
@@ -560,6 +537,19 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
                        confirm and storage is None)
     finally:
         optuna.logging.set_verbosity(verbosity)
+
+
+def _check_options(refit: Any, confirm: Any, strategy: Any, storage: Any) -> None:
+    """Refuse :func:`tune`'s flags of the wrong type and a strategy that cannot run."""
+    if not isinstance(refit, bool):
+        raise DataError(f"refit must be True or False, got {refit!r}")
+    if not isinstance(confirm, bool):
+        raise DataError(f"confirm must be True or False, got {confirm!r}")
+    if strategy not in ("auto", "spread", "joint"):
+        raise DataError(f"strategy must be 'auto', 'spread' or 'joint', got {strategy!r}")
+    if strategy == "spread" and storage is not None:
+        raise DataError("strategy='spread' runs in one process (storage=None); workers "
+                        "sharing a stored study search with strategy='joint'")
 
 
 def _search(optuna, candidates, train, valid, metric, k, maximize, budget_, n_trials,
