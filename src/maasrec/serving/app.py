@@ -47,6 +47,7 @@ from ..exceptions import DataError, MaasrecError, ModelFormatError, UnknownIdErr
 from .auth import KeyChecker
 from .batcher import BatcherClosedError, MicroBatcher
 from .events import EventLogError, EventsNotSupportedError, LiveEvents, open_events
+from .fastpath import try_fast_recommend
 from .ids import check_known, coerce_ids, to_json_ids
 from .metrics import ServingMetrics
 from .schemas import (
@@ -184,6 +185,9 @@ class ServingRuntime:
         self.max_body_bytes = max_body_bytes
         self.max_results = max_results
         self.metrics = ServingMetrics()
+        #: Answer plain known-user ``/v1/recommend`` bodies in the middleware
+        #: (serving/fastpath.py); False sends every request through the FastAPI route.
+        self.fast_path = True
         self._max_batch = max_batch
         self._max_wait_ms = max_wait_ms
         self._model_threads = model_threads
@@ -346,6 +350,10 @@ class _ServingMiddleware:
                 rt.metrics.errors.labels(endpoint=endpoint, error=_error_name(refusal)).inc()
                 await refusal(scope, receive, send_wrapper)
                 return
+            if rt.fast_path and method == "POST" and path == "/v1/recommend":
+                receive = await try_fast_recommend(rt, scope, receive, send_wrapper)
+                if receive is None:  # answered (see serving/fastpath.py)
+                    return
             await self.app(scope, receive, send_wrapper)
         finally:
             rt.metrics.inflight.dec()
