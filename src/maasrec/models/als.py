@@ -18,6 +18,7 @@ from ..exceptions import DataError
 from ..explain import ExplainTerms
 from ..training import run_epochs, threads_for, torch_generator
 from ..training.history import EpochLog, deprecated_log_alias
+from ._interrupt import check_deadline
 
 __all__ = ["ALS"]
 
@@ -376,7 +377,9 @@ class ALS(FactorScoring, Recommender):
         debug = logger.isEnabledFor(logging.DEBUG)
 
         def iteration(_: int) -> float | None:
+            check_deadline("ALS iterations")  # maasrec.tune's budget; nothing otherwise
             _cg_solve(users, X, Y, reg, steps)
+            check_deadline("ALS iterations")
             _cg_solve(items, Y, X, reg, steps)
             return _als_loss(users, X, Y, reg) if debug else None
 

@@ -24,6 +24,7 @@ from ..training import (
     torch_generator,
 )
 from ..training.history import EpochLog, deprecated_log_alias
+from ._interrupt import check_deadline
 from .als import _cosine_rows
 
 __all__ = ["BPRMF"]
@@ -505,6 +506,7 @@ class BPRMF(Recommender):
             total = torch.zeros((), device=device)
             with torch.no_grad():
                 for sel in minibatches(n, chunk, generator=g, device=device):
+                    check_deadline("BPRMF epochs")  # maasrec.tune's budget; nothing otherwise
                     u_c = torch.index_select(users, 0, sel)
                     i_c = torch.index_select(pos, 0, sel)
                     j_c = sampler.sample(u_c, g)

@@ -15,6 +15,7 @@ from ..base import Recommender
 from ..data.interactions import Interactions
 from ..exceptions import DataError, ModelFormatError
 from ..explain import ExplainTerms
+from ._interrupt import check_deadline
 from ._matrix import ImplicitMatrixMixin
 
 __all__ = ["ItemKNN"]
@@ -177,6 +178,7 @@ class ItemKNN(ImplicitMatrixMixin, Recommender):
         step = max(1, SIM_BLOCK_BYTES // (24 * max(n, 1)))
         rows, cols, vals = [], [], []
         for start in range(0, n, step):
+            check_deadline("ItemKNN similarities")  # maasrec.tune's budget; nothing otherwise
             stop = min(n, start + step)
             co = Xt[start:stop] @ X  # co-occurrence, candidates x items (sparse)
             if co.nnz < SPARSE_BLOCK_DENSITY * (stop - start) * n:
