@@ -143,6 +143,41 @@ class TextEASE(EASE):
     def _ease_side(self) -> np.ndarray | None:
         return self.side_
 
+    def add_items(self, item_features) -> TextEASE:
+        """Add items unknown to the model, from their text, without a refit.
+
+        A new item has no interactions; its text links it to the catalogue through the
+        Gram matrix's text term. The kept inverse is extended by its Schur complement
+        (``O(n_items^2 * m)`` for ``m`` new items), so the model equals a fit in which
+        the new items were in the catalogue with their text and no interactions (with
+        the text scale ``c`` of the fit), up to rounding; the known items' weights change
+        slightly too, as in that fit. New items are then recommended (and scored) like
+        any other item; with no interactions their scores stay small, so they reach a
+        user's top 10 rarely (MovieLens 1M: ``benchmarks/bench_cold_items.py``).
+
+        Parameters
+        ----------
+        item_features : ItemFeatures
+            Text of the new items (items already known are skipped). New items without
+            text get a :class:`~maasrec.exceptions.ColdStartWarning` and score 0.
+
+        Returns
+        -------
+        TextEASE
+            self, with ``item_vocab_``, ``B_``, ``side_`` and ``seen_`` grown.
+
+        Raises
+        ------
+        DataError
+            If ``item_features`` is not an ItemFeatures, or the encoder's vectors do not
+            match the fit's.
+        """
+        from ._text_ease_items import add_text_items
+
+        self._check_fitted()
+        add_text_items(self, item_features)
+        return self
+
     def _check_loaded(self) -> None:
         super()._check_loaded()
         self._loaded_float("side_", (self.n_items_, None))
