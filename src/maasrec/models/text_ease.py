@@ -34,7 +34,8 @@ class TextEASE(EASE):
     which matters for sparse and long-tail items; with ``text_weight=0`` the model is
     exactly :class:`EASE`. Scores, persistence, ``explain`` (exact history
     contributions) and ``partial_fit`` (the exact Woodbury update; the text term does
-    not change) are EASE's.
+    not change) are EASE's. Items announced after ``fit`` join from their text with
+    :meth:`add_items` (exact, without a refit).
 
     Parameters
     ----------
