@@ -172,6 +172,7 @@ def _inverse_weights(L: torch.Tensor, l2: float, inverse: np.ndarray | None) -> 
         Y[start + cols, cols] = 1.0
         low = Y[start:]
         torch.linalg.solve_triangular(L[start:, start:], low, upper=False, out=low)
+        check_deadline("EASE inverse")
         torch.linalg.solve_triangular(L.mT, Y, upper=True, out=Y)
         d = Y[start + cols, cols].clone()
         if not bool((torch.isfinite(d) & (d > 0)).all()):

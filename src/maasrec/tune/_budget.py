@@ -1,12 +1,15 @@
 """The time budget of :func:`maasrec.tune.tune`: parsing, the deadline, what fits in it.
 
 Neural models are stopped by :class:`~maasrec.tune.callbacks.TrialCallback` at an epoch
-end (or mid-epoch past a grace period). Classical fits cannot be interrupted, so a
-classical trial starts only when it is expected to end in time: expected from the
-shortest earlier trial of the same model in this process, and for a model not yet tried
-whose cost is known in advance (EASE: O(n_items^3)) from a Cholesky factorisation and
-inverse timed once on this machine. A trial that has started runs to its end, and the result
-reports how far it ran past the deadline (``overrun_seconds``).
+end (or mid-epoch past a grace period). A classical trial starts only when it is
+expected to end in time: expected from the shortest earlier trial of the same model in
+this process, and for a model not yet tried whose cost is known in advance (EASE:
+O(n_items^3)) from a Cholesky factorisation and inverse timed once on this machine. The
+estimate can be wrong (the load changes), so a classical fit still running past the
+deadline plus the grace is stopped between two of its blocks of work
+(:mod:`maasrec.models._interrupt`); its time then counts only as a lower bound on the
+model's duration. The result reports how far the last trial ran past the deadline
+(``overrun_seconds``).
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class Budget:
         self.grace = 0.0 if seconds is None else max(1.0, 0.02 * seconds)
         self.shape = shape
         self.durations: dict[str, list[float]] = {}
+        #: seconds after which a fit of the model was stopped unfinished (a lower bound)
+        self.floors: dict[str, float] = {}
         self.last_end = self.start
 
     def remaining(self) -> float:
@@ -123,19 +128,29 @@ class Budget:
     def expired(self) -> bool:
         return self.remaining() <= 0
 
-    def record(self, model: str, seconds: float) -> None:
-        """A trial of ``model`` took ``seconds`` (fit and evaluation)."""
-        self.durations.setdefault(model, []).append(float(seconds))
+    def record(self, model: str, seconds: float, complete: bool = True) -> None:
+        """A trial of ``model`` took ``seconds`` (fit and evaluation); with
+        ``complete=False`` its fit was stopped unfinished: a full one takes longer."""
+        if complete:
+            self.durations.setdefault(model, []).append(float(seconds))
+        else:
+            self.floors[model] = max(self.floors.get(model, 0.0), float(seconds))
         self.last_end = time.monotonic()
 
     def expected(self, model: str, classical: bool) -> float | None:
-        """Shortest earlier trial of ``model``, else the advance estimate (classical only)."""
+        """Shortest earlier trial of ``model``, else the advance estimate (classical
+        only); at least as long as a fit of it that was stopped unfinished."""
         seen = self.durations.get(model)
         if seen:
-            return min(seen)
-        if classical:
-            return predicted_seconds(model, *self.shape)
-        return None
+            expected = min(seen)
+        elif classical:
+            expected = predicted_seconds(model, *self.shape)
+        else:
+            expected = None
+        floor = self.floors.get(model)
+        if floor is not None and (expected is None or expected < floor):
+            expected = floor
+        return expected
 
     def fits(self, model: str, classical: bool) -> tuple[bool, float | None]:
         """Whether a trial of ``model`` may start now, and the time it is expected to take.

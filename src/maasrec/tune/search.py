@@ -16,6 +16,7 @@ from .._rng import seed_from
 from ..data.interactions import Interactions, as_interactions
 from ..exceptions import DataError, MaasrecError
 from ..metrics.evaluation import METRICS
+from ..models._interrupt import FitInterrupted, fit_deadline
 from . import _confirm
 from ._budget import Budget, parse_budget
 from ._models import Candidate, resolve_models
@@ -202,13 +203,17 @@ class _Search:
         from ..metrics.evaluation import evaluate
 
         classical = _is_classical(cand.cls)
+        abort = self._abort_deadline()
         cb = TrialCallback(trial, self._deadline(), grace=self.budget.grace,
-                           report=self.maximize, abort_deadline=self._abort_deadline())
+                           report=self.maximize, abort_deadline=abort)
         t0 = time.perf_counter()
         self.fitted += 1
         try:
             model = cand.cls(**params)
-            with trainer_callbacks(cb):
+            # a classical fit (or one inside a neural model's) stops between two of its
+            # blocks of work once the abort deadline and the grace have passed
+            stop = None if abort is None else abort + self.budget.grace
+            with trainer_callbacks(cb), fit_deadline(stop):
                 if classical:
                     model.fit(self.train, **self.fit_kwargs)
                 else:
@@ -224,6 +229,8 @@ class _Search:
             trial.set_user_attr("budget", True)
             trial.set_user_attr("note", str(exc))
             raise self.optuna.TrialPruned(str(exc)) from None
+        except FitInterrupted as exc:
+            raise self._interrupted(trial, cand, cb, t0, exc) from None
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # a parameter set that cannot be fitted: next trial
@@ -247,6 +254,22 @@ class _Search:
                 zip(ev.users.tolist(), [float(v) for v in vals]))
             self.family[cand.name] = (value, trial.number, model, per_user)
         return value
+
+    def _interrupted(self, trial, cand: Candidate, cb: TrialCallback, t0: float,
+                     exc: FitInterrupted) -> Exception:
+        """Record a fit stopped between two blocks by the deadline (like a neural trial
+        aborted mid-epoch: PRUNED, no model); the TrialPruned to raise."""
+        seconds = time.perf_counter() - t0
+        self._record(trial, cand, cb, t0, complete=False)
+        if self._share_only():
+            note = f"stopped at the end of its family's time share after {seconds:.0f} s"
+        else:
+            trial.set_user_attr("budget", True)
+            note = f"stopped by the budget after {seconds:.0f} s"
+        note += f" ({exc.where}, unfinished)" if exc.where else " (unfinished)"
+        trial.set_user_attr("note", note)
+        logger.info("tune: trial %d (%s) %s", trial.number, cand.name, note)
+        return self.optuna.TrialPruned(note)
 
     def hold_back(self, share: float = 0.25) -> None:
         """Hold back from the search the time the finalists' second fits are expected to
@@ -273,9 +296,9 @@ class _Search:
         self.reserved = 0.0
 
     def _record(self, trial, cand: Candidate, cb: TrialCallback, t0: float,
-                model: Any = None) -> None:
+                model: Any = None, complete: bool = True) -> None:
         seconds = time.perf_counter() - t0
-        self.budget.record(cand.name, seconds)
+        self.budget.record(cand.name, seconds, complete)
         trial.set_user_attr("fit_seconds", round(seconds, 3))
         log = getattr(model, "training_log_", None) or {}
         if cb.epochs:
@@ -360,7 +383,7 @@ class _Search:
             return True
         if expected is None:
             return False
-        # a classical fit cannot be stopped; a neural one stops at an epoch end
+        # a classical fit would be stopped unfinished; a neural one stops at an epoch end
         return expected > left if classical else 0.5 * expected > left
 
     def on_trial_end(self, study, frozen) -> None:
@@ -457,8 +480,8 @@ def tune(train: Any, valid: Any, models: Any = "auto", metric: str = "ndcg@10",
         A neural trial running when it ends stops at the end of its epoch (with its best
         epoch's weights) or, past a grace of 2% of the budget (at least 1 s), in the
         middle of it (then without a model); a classical trial starts only if it is
-        expected to end in time and, once started, runs to its end. ``refit`` comes
-        after the budget.
+        expected to end in time, and one still running past the grace is stopped between
+        two blocks of its fit (without a model). ``refit`` comes after the budget.
     n_trials : int, optional
         Trials this call runs (other processes sharing the study run their own).
     storage : str or path, optional
