@@ -11,8 +11,9 @@ One adapter per model class whose network runs at scoring time:
 * ``LMRanker``: the cross-encoder pass of :class:`~maasrec.lm_ranker._scoring.PairScorer`.
   Saved, ``model/lm/`` holds the config, tokenizer and head but no model weights
   (``maasrec_lm.json`` ``"external_weights"``); loaded, the language model is rebuilt from
-  its config with zero weights (:func:`load_shell`, refused outside a compressed model's
-  load) and then given the int8 state, or left as the config holder of the ONNX session.
+  its config with its parameters on the ``meta`` device, no memory (:func:`load_shell`,
+  refused outside a compressed model's load), and then given the int8 state, or left as
+  the config holder of the ONNX session.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import contextvars
 import copy
 import hashlib
+import threading
 from typing import Any
 
 import numpy as np
@@ -29,10 +31,12 @@ from torch import nn
 
 from ..exceptions import DataError, ModelFormatError
 
-__all__ = ["adapter_for", "fingerprint", "load_shell", "shells_allowed"]
+__all__ = ["adapter_for", "fingerprint", "has_meta", "load_shell", "shells_allowed"]
 
 #: Set while a compressed model loads its inner model (``load_shell`` refuses otherwise).
 _SHELLS = contextvars.ContextVar("maasrec_compress_shells", default=None)
+#: One patch of ``nn.Module.register_parameter`` at a time (see ``_meta_parameters``).
+_PATCH_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -62,10 +66,33 @@ def _zero_(module: nn.Module) -> nn.Module:
     return module.requires_grad_(False).eval()
 
 
+@contextlib.contextmanager
+def _meta_parameters():
+    """Within, on this thread: every ``nn.Parameter`` a module registers moves to the
+    ``meta`` device (shapes and dtypes, no memory); buffers stay real (a model's
+    non-persistent buffers, e.g. BERT's ``position_ids``, are not in any saved state).
+    Other threads building modules meanwhile are not affected."""
+    original = nn.Module.register_parameter
+    me = threading.get_ident()
+
+    def register(module, name, param):
+        if param is not None and threading.get_ident() == me and not param.is_meta:
+            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+        original(module, name, param)
+
+    with _PATCH_LOCK:
+        nn.Module.register_parameter = register
+        try:
+            yield
+        finally:
+            nn.Module.register_parameter = original
+
+
 def load_shell(folder, meta: dict[str, Any]):
     """The transformers model of a cross-encoder folder saved without its weights: built
-    from its config (and pruned sizes), zero weights. Called by
-    ``lm_ranker.network.load_cross_encoder`` for ``"external_weights"``."""
+    from its config (and pruned sizes) with its parameters on the ``meta`` device (no
+    memory: the int8 state or the ONNX session supplies the weights; buffers are real).
+    Called by ``lm_ranker.network.load_cross_encoder`` for ``"external_weights"``."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     held = meta.get("external_weights")
@@ -76,13 +103,20 @@ def load_shell(folder, meta: dict[str, Any]):
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     kind = meta.get("kind")
     klass = AutoModelForSequenceClassification if kind == "sequence_classification" else AutoModel
-    model = klass.from_config(config, dtype=torch.float32)
-    if meta.get("pruned") is not None:
-        from ._prune_lm import apply_structure
+    with _meta_parameters():
+        model = klass.from_config(config, dtype=torch.float32)
+        if meta.get("pruned") is not None:
+            from ._prune_lm import apply_structure
 
-        backbone = model.base_model if kind == "sequence_classification" else model
-        apply_structure(backbone, meta["pruned"], str(folder))
-    return _zero_(model)
+            backbone = model.base_model if kind == "sequence_classification" else model
+            apply_structure(backbone, meta["pruned"], str(folder))
+    return model.requires_grad_(False).eval()
+
+
+def has_meta(module: nn.Module) -> bool:
+    """Whether a parameter or buffer of ``module`` is still on the ``meta`` device."""
+    return any(t.is_meta for t in module.parameters()) or any(
+        t.is_meta for t in module.buffers())
 
 
 # -- SequentialRecommender ------------------------------------------------------------------
@@ -246,7 +280,7 @@ class _LMRankerAdapter:
 
     @staticmethod
     def shell(inner, table, where: str) -> nn.Module:
-        return inner._lm  # zero weights (load_shell)
+        return inner._lm  # parameters on the meta device (load_shell)
 
     @staticmethod
     def adopt(inner, net: nn.Module) -> None:

@@ -14,6 +14,7 @@ vectors): :func:`~maasrec.compress.quantize` with ``tables="int8"`` is its compr
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch import nn
 
 from ..base import Recommender
 from ..exceptions import DataError, ModelFormatError
-from ._adapters import adapter_for, fingerprint
+from ._adapters import adapter_for, fingerprint, has_meta
 from ._proxy import NetworkProxy
 from .linear import Int8Linear, quantize_linear_layers
 from .tables import dequantize_table, quantize_table
@@ -182,7 +183,7 @@ class Int8Recommender(NetworkProxy):
                                    f"quantize the float model again")
         self._check_fingerprint(where, info.get("fingerprint"), f"{_FILE}")
         shell = adapter.shell(inner, getattr(self, "item_table_", None), where)
-        qnet, _ = quantize_linear_layers(shell, skip=adapter.skip())
+        qnet = _int8_skeleton(shell, adapter.skip())
         layers = sorted(n for n, m in qnet.named_modules() if isinstance(m, Int8Linear))
         if layers != getattr(self, "int8_layers_", None):
             raise ModelFormatError(f"{where}: int8_layers_ does not name the Linear layers "
@@ -203,11 +204,54 @@ class Int8Recommender(NetworkProxy):
                                        f"{tuple(ref.shape)}")
             if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
                 raise ModelFormatError(f"{where}: {_FILE}[{key!r}] holds non-finite values")
-        qnet.load_state_dict(state, strict=False)
+        _load_state(qnet, state, where)
         adapter.adopt(inner, qnet)
         self._emb_codes = emb
         self._attach(inner, adapter, qnet)
         super()._load_extra_files(path)
+
+
+def _int8_skeleton(shell: nn.Module, skip: tuple[str, ...]) -> nn.Module:
+    """The quantized network's modules, ready for the saved state: a shell whose parameters
+    are on the ``meta`` device (a language model, :func:`~._adapters.load_shell`) gets
+    ``meta`` :class:`Int8Linear` layers too, so that nothing float-sized is allocated
+    before the state arrives; a real shell (a small SequentialRecommender network) is
+    quantized as at compression."""
+    if not has_meta(shell):
+        return quantize_linear_layers(shell, skip=skip)[0]
+    out = copy.deepcopy(shell).eval()  # meta parameters: nothing to copy
+    _swap_meta(out, skip)
+    return out.requires_grad_(False)
+
+
+def _swap_meta(module: nn.Module, skip: tuple[str, ...], prefix: str = "") -> None:
+    for name, child in list(module.named_children()):
+        full = f"{prefix}{name}"
+        if isinstance(child, nn.Linear) and not any(s in full for s in skip):
+            out_f, in_f = child.weight.shape
+            meta = torch.device("meta")
+            setattr(module, name, Int8Linear(
+                torch.empty((out_f, in_f), dtype=torch.int8, device=meta),
+                torch.empty(out_f, device=meta),
+                None if child.bias is None else torch.empty(out_f, device=meta)))
+        else:
+            _swap_meta(child, skip, f"{full}.")
+
+
+def _load_state(qnet: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load the checked ``state`` into ``qnet``: tensors whose place is on the ``meta``
+    device are adopted (a fresh torch-owned copy each, see
+    :func:`maasrec.lm_ranker.network.own_aligned_storage`), the others copied in."""
+    current = qnet.state_dict(keep_vars=True)
+    adopt = {k for k in state if current[k].is_meta}
+    qnet.load_state_dict({k: t for k, t in state.items() if k not in adopt}, strict=False)
+    for k in adopt:  # one tensor at a time: the read copy is freed as its clone is made
+        state[k] = state[k].clone(memory_format=torch.contiguous_format)
+    qnet.load_state_dict({k: state[k] for k in adopt}, strict=False, assign=True)
+    qnet.requires_grad_(False)
+    if has_meta(qnet):
+        left = [n for n, t in (*qnet.named_parameters(), *qnet.named_buffers()) if t.is_meta]
+        raise ModelFormatError(f"{where}: {_FILE} does not hold {left[:4]} of the network")
 
 
 def _round_embeddings(qnet: nn.Module) -> dict[str, dict[str, np.ndarray]]:

@@ -537,4 +537,6 @@ def load_cross_encoder(folder: str | os.PathLike, device: torch.device):
         raise ModelFormatError(f"cannot load the language model in {str(folder)!r}: "
                                f"{type(exc).__name__}: {exc}") from exc
     _fix_pad(tokenizer)
+    if meta.get("external_weights") is not None:  # a compressed model's shell: no weights
+        return enc.eval(), tokenizer
     return own_aligned_storage(enc.to(device)).eval(), tokenizer

@@ -647,5 +647,5 @@ def _check_loaded_lm(enc, tok, max_length: int, where: str) -> None:
         raise ModelFormatError(f"{where!r}: max_length={max_length} exceeds the model's "
                                f"{n_pos} positions")
     for name, p in enc.named_parameters():
-        if p.dtype.is_floating_point and not bool(torch.isfinite(p).all()):
+        if p.dtype.is_floating_point and not p.is_meta and not bool(torch.isfinite(p).all()):
             raise ModelFormatError(f"{where!r}: weight {name!r} holds non-finite values")
