@@ -203,3 +203,74 @@ def test_defaults_not_reached_are_named_in_the_leaderboard(split):
     assert sorted(waiting.model) == ["EASE", "PureSVD"]
     assert (waiting.note == "not run: the search ended first").all()
     assert res.best_model_name == "Popularity" and res.n_trials == 1
+
+
+def test_neighbours_move_one_log_parameter_at_a_time():
+    from maasrec.models import ALS
+    from maasrec.tune._models import resolve_models
+    from maasrec.tune._schedule import neighbours
+
+    cands = {c.name: c for c in resolve_models([EASE, ALS, Popularity])}
+    assert neighbours(cands["EASE"]) == [{"EASE.l2": pytest.approx(500 / 3)},
+                                         {"EASE.l2": 1500.0}]
+    assert neighbours(cands["Popularity"]) == []
+    als = neighbours(cands["ALS"])
+    base = {"ALS.factors": 64, "ALS.regularization": 30.0, "ALS.alpha": 2.0,
+            "ALS.iterations": 15, "ALS.confidence": "linear"}
+    assert als[0] == {**base, "ALS.factors": 21} and als[1] == {**base, "ALS.factors": 192}
+    for n in als:  # every other parameter at its default
+        assert sum(n[key] != value for key, value in base.items()) == 1
+
+
+def test_a_family_with_few_trials_starts_from_its_defaults_neighbours(split):
+    train, valid, _ = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = tune(train, valid, models=[EASE, Popularity], n_trials=5, random_state=0,
+                   confirm=False)
+    lb = res.leaderboard.sort_values("trial")
+    ease = [p["l2"] for m, p in zip(lb.model, lb.params) if m == "EASE"]
+    # the default, then its neighbours (l2 / 3, l2 * 3), then TPE
+    assert ease[:3] == [500.0, pytest.approx(500 / 3), 1500.0], lb.to_dict("records")
+
+
+def test_the_rounds_leader_gets_one_trials_time_from_the_round(monkeypatch):
+    """An expensive leader whose equal share is shorter than one of its trials takes one
+    trial's time from the round (else it would never be searched); the others share
+    the rest."""
+    from types import SimpleNamespace
+
+    from maasrec.tune import _schedule
+
+    now = [1000.0]
+    monkeypatch.setattr(_schedule.time, "monotonic", lambda: now[0])
+    calls = []
+
+    class Budget:
+        deadline = 1100.0
+
+        def remaining(self):
+            return self.deadline - now[0]
+
+        def expired(self):
+            return self.remaining() <= 0
+
+        def expected(self, name, classical):
+            return {"A": 40.0, "B": 1.0}[name]
+
+    def run_slice(name, k, seconds, sampler):
+        calls.append((name, round(seconds, 1)))
+        now[0] += seconds          # each family uses its whole share
+        return 1
+
+    search = SimpleNamespace(budget=Budget(), cands={n: SimpleNamespace(name=n) for n in "AB"},
+                             study=SimpleNamespace(get_trials=lambda deepcopy: []),
+                             run_slice=run_slice, hold_back=lambda: None,
+                             exhausted_models=set())
+    monkeypatch.setattr(_schedule, "searchable", lambda cand: True)
+    monkeypatch.setattr(_schedule, "_ranked", lambda s, names: [n for n in "AB" if n in names])
+    monkeypatch.setattr(_schedule, "_classical", lambda s, name: True)
+    monkeypatch.setattr(_schedule, "_probe", lambda *a: 0)
+    _schedule.run_spread(search, None, None)
+    # round 1 of 2 (50 s): A would get 25 s, less than its 40 s trial: it takes 44 s
+    assert calls[0] == ("A", 44.0) and calls[1] == ("B", 6.0)

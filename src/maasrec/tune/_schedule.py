@@ -16,12 +16,20 @@ instead
    is left (time and trials), shared equally by the families still in it, each running
    TPE over its own parameters only (Optuna's ``PartialFixedSampler`` fixes ``model``);
    after each round the better half (rounded up) stays; the last family takes the rest.
+   A family with few trials in a round (fewer than :data:`PROBE_BELOW` fit in its share
+   of time or of ``n_trials``)
+   starts its search with its defaults' neighbours, each log-scaled parameter divided
+   and multiplied by 3 in turn (a coordinate line search): with a few trials, random
+   points of a wide range rarely come near the best (EASE's ``l2`` is searched over
+   10-100,000; on Amazon Beauty one fit takes 97 s, and ``l2`` 150 beats the default 500
+   by 4% on validation).
 
 Time-aware: the share of a family is recomputed from the time left when its turn comes
 (a family that ended early leaves its time to the next), a classical trial starts only
 when its expected duration (the family's shortest trial so far) fits in what is left of
-its share, and a neural trial is stopped at the end of the epoch in which its share
-ends (mid-epoch half a share later: one epoch of MultVAE on Amazon Beauty took 558 s of a
+its share -- except the round's leader, which may take one trial's time from the round
+when its share is shorter (else an expensive leader would never be searched) -- and a
+neural trial is stopped at the end of the epoch in which its share ends (mid-epoch half a share later: one epoch of MultVAE on Amazon Beauty took 558 s of a
 10-minute budget on a loaded machine). The best trial of the study is returned (never
 below the best default on the validation data), unless other families are within validation noise of it: then the
 finalists' second fold decides (:mod:`maasrec.tune._confirm`; the time of their second
@@ -38,6 +46,10 @@ __all__ = ["LEADERS", "family_best", "run_spread", "searchable"]
 
 #: Families kept after the defaults (the first round of successive halving).
 LEADERS = 4
+#: A family with fewer trials than this in its share starts from its defaults' neighbours.
+PROBE_BELOW = 4
+#: The factor of a neighbour: each log-scaled parameter divided and multiplied by it.
+PROBE_FACTOR = 3.0
 
 
 def searchable(cand: Any) -> bool:
@@ -106,6 +118,7 @@ def run_spread(search: Any, n_trials: int | None, base_sampler: Any) -> None:
     alive = _ranked(search, names)[:LEADERS]
     # time for the finalists' second fold (maasrec.tune._confirm), held back from the rounds
     search.hold_back()
+    probed: set[str] = set()
     while alive and not left.out() and not budget.expired():
         rounds = math.ceil(math.log2(len(alive))) + 1
         round_end = time.monotonic() + budget.remaining() / rounds
@@ -113,14 +126,28 @@ def run_spread(search: Any, n_trials: int | None, base_sampler: Any) -> None:
         for j, name in enumerate(alive):
             if left.out() or budget.expired():
                 return
-            share = (round_end - time.monotonic()) if rounds > 1 else budget.remaining()
-            share = share / (len(alive) - j) if rounds > 1 else share
+            in_round = (round_end - time.monotonic()) if rounds > 1 else budget.remaining()
+            share = in_round / (len(alive) - j) if rounds > 1 else in_round
+            expected = budget.expected(name, _classical(search, name))
+            if j == 0 and expected is not None and share < expected <= in_round:
+                share = expected * 1.1   # the leader gets one trial's time from the round
             k = None if round_trials is None else round_trials // (len(alive) - j)
             if k is not None:
                 if k <= 0:
                     continue
                 round_trials -= k
-            ran = search.run_slice(name, k, share, base_sampler)
+            end = time.monotonic() + share
+            ran = 0
+            if name not in probed:
+                probed.add(name)
+                few = (k is not None and k < PROBE_BELOW) or (
+                    expected is not None and expected * PROBE_BELOW > share)
+                if few:
+                    ran = _probe(search, name, k, end, base_sampler)
+            if (k is None or ran < k) and not left.out():
+                rest = end - time.monotonic()
+                ran += search.run_slice(name, None if k is None else k - ran, rest,
+                                        base_sampler) if rest > 0 else 0
             left.take(ran)
             if round_trials is not None and k is not None:
                 round_trials += k - ran  # trials a family did not use go to the next
@@ -128,3 +155,62 @@ def run_spread(search: Any, n_trials: int | None, base_sampler: Any) -> None:
             return
         kept = [n for n in _ranked(search, alive) if n not in search.exhausted_models]
         alive = kept[:math.ceil(len(alive) / 2)]
+
+
+def _classical(search: Any, name: str) -> bool:
+    from .search import _is_classical
+
+    cand = search.cands.get(name)
+    return cand is not None and _is_classical(cand.cls)
+
+
+def neighbours(cand: Any) -> list[dict[str, Any]]:
+    """The defaults' neighbours of a family: for each log-scaled ``float``/``int``
+    parameter in turn, its default divided and multiplied by :data:`PROBE_FACTOR`
+    (within its range), every other parameter at its default. Study parameter names
+    (``"EASE.l2"``); the defaults are the class's, updated by ``cand.base``."""
+    defaults = cand.cls(**cand.base).get_params(deep=False)
+    fixed: dict[str, Any] = {}
+    for p in cand.params:
+        v = defaults.get(p.name)
+        if p.kind == "choice" and v in p.choices and all(
+                c is None or isinstance(c, (bool, int, float, str)) for c in p.choices):
+            fixed[f"{cand.name}.{p.name}"] = v
+        elif p.kind in ("float", "int") and isinstance(v, (int, float)) \
+                and not isinstance(v, bool) and p.low <= v <= p.high:
+            fixed[f"{cand.name}.{p.name}"] = v
+    out: list[dict[str, Any]] = []
+    for p in cand.params:
+        key = f"{cand.name}.{p.name}"
+        if p.kind not in ("float", "int") or not p.log or key not in fixed:
+            continue
+        v = fixed[key]
+        for f in (1.0 / PROBE_FACTOR, PROBE_FACTOR):
+            w = min(max(v * f, p.low), p.high)
+            w = round(w) if p.kind == "int" else float(w)
+            if w != v:
+                out.append({**fixed, key: w})
+    return out
+
+
+def _probe(search: Any, name: str, k: int | None, end: float, base_sampler: Any) -> int:
+    """Run the family's :func:`neighbours` one trial each (up to ``k`` trials, until
+    ``end``); returns the number of trials run."""
+    import warnings
+
+    optuna = search.optuna
+    ran = 0
+    for fixed in neighbours(search.cands[name]):
+        if (k is not None and ran >= k) or search.budget.expired():
+            break
+        rest = end - time.monotonic()
+        if rest <= 0:
+            break
+        with warnings.catch_warnings():   # experimental in Optuna (stable since 2.4)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.PartialFixedSampler(fixed, base_sampler)
+        got = search.run_slice(name, 1, rest, sampler)
+        ran += got
+        if got == 0:                      # the next one would not fit either
+            break
+    return ran
