@@ -40,16 +40,29 @@ if hook is not None:
                      bool(torch.allclose(got.double(), ref.double(), rtol=0,
                                            atol=3e-2 if dtype == torch.bfloat16 else 1e-6)))
     out.update(same_on_ranks=same, matches_gloo=close)
+    # several buckets at once: grouped by dtype and slot size, each its own average
+    xs = [torch.randn(n, generator=torch.Generator().manual_seed(10 * r + n)).to(dt)
+          for n, dt in ((300, torch.float32), (200, torch.float32), (1500, torch.float32),
+                        (9, torch.float64), (100, torch.float32))]
+    refs = [x.clone().div_(W) for x in xs]
+    for ref in refs:
+        dist.all_reduce(ref)
+    got = hook.reduce_many_([x.clone() for x in xs])
+    out["many_match_gloo"] = [bool(torch.equal(g, f)) if W == 2 else
+                              bool(torch.allclose(g.double(), f.double(), rtol=0, atol=1e-6))
+                              for g, f in zip(got, refs)]
     hook.close()
 
 # a Trainer under DDP: the hook is attached during the fit and released after it
 torch.manual_seed(0)
-net = torch.nn.Sequential(torch.nn.Linear(5, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+# 1.5 MB of weights: more than DDP's first bucket (1 MB), so two buckets per backward
+net = torch.nn.Sequential(torch.nn.Linear(5, 600), torch.nn.Tanh(), torch.nn.Linear(600, 600),
+                          torch.nn.Tanh(), torch.nn.Linear(600, 1))
 X = torch.randn(64, 5, generator=torch.Generator().manual_seed(1))
 y = X.sum(1, keepdim=True)
 task = TrainingTask(net, lambda e: [(X[s:s + 16], y[s:s + 16]) for s in range(0, 64, 16)],
                     lambda b: torch.nn.functional.mse_loss(net(b[0]), b[1]))
-seen = []
+seen, barriers = [], [0]
 tr = Trainer(task, epochs=2, optimizer="adam", learning_rate=0.01,
              callbacks=[])
 step = Trainer._optimizer_step
@@ -57,8 +70,20 @@ def spy(self, *a, **k):
     seen.append(isinstance(self._allreduce, ShmAllReduce))
     return step(self, *a, **k)
 Trainer._optimizer_step = spy
+wait = ShmAllReduce._barrier
+def count(self):
+    barriers[0] += 1
+    return wait(self)
+ShmAllReduce._barrier = count
+many, buckets = ShmAllReduce.reduce_many_, [0]
+def grouped(self, flats):
+    buckets[0] += len(flats)
+    return many(self, flats)
+ShmAllReduce.reduce_many_ = grouped
 tr.fit()
 out["used_in_fit"] = sorted(set(seen))
+out["buckets_per_step"] = buckets[0] / max(len(seen), 1)
+out["barriers_per_step"] = barriers[0] / max(len(seen), 1)
 out["released"] = tr._allreduce is None
 w = torch.cat([p.detach().ravel() for p in net.parameters()])
 ws = [torch.empty_like(w) for _ in range(W)]
@@ -94,7 +119,10 @@ def test_two_ranks_get_gloos_bits_and_train_as_with_gloo(tmp_path):
     assert got["hook"] and got["files_left"] == []  # unlinked once every rank mapped it
     assert got["same_on_ranks"] == [True, True, True]
     assert got["matches_gloo"] == [True, True, True]
+    assert got["many_match_gloo"] == [True] * 5
     assert got["used_in_fit"] == [True] and got["released"]
+    assert got["buckets_per_step"] >= 2
+    assert got["barriers_per_step"] == 2     # the step's buckets in one pair of barriers
     assert got["weights_equal_on_ranks"]
     gloo = _torchrun(tmp_path, 2, MAASREC_DIST_SHM="0")
     assert gloo["used_in_fit"] == [False]

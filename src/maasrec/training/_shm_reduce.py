@@ -11,6 +11,11 @@ every rank copies back after a second barrier. The sum runs in a fixed order, so
 rank gets the same bits (the weights stay identical on all ranks) and a rerun the same
 result; for two ranks it is the one sum ``a/2 + b/2`` that gloo computes.
 
+The hook holds the buckets of one backward pass until the last one is ready and
+reduces them together (one pair of barriers per step instead of one per bucket): every
+barrier is a point where a rank waits for the slower one, and two ranks on two busy
+cores are rarely at the same point of the backward at the same time.
+
 :func:`shm_hook` is a DDP communication hook (``ddp.register_comm_hook(state,
 shm_hook)``); its state, a :class:`ShmAllReduce`, comes from :func:`shm_allreduce_hook`
 when the ranks do share memory, which returns None otherwise (different machines, CUDA,
@@ -59,6 +64,8 @@ class ShmAllReduce:
         self.world_size = dist.get_world_size(group)
         self._bytes = torch.frombuffer(buffer, dtype=torch.uint8)
         self._flag = torch.zeros(1)
+        #: buckets of the running backward pass waiting for the last one (shm_hook)
+        self._pending: list[tuple[torch.Tensor, Any]] = []
 
     def _slot(self, i: int, dtype: torch.dtype, n: int) -> torch.Tensor:
         start = _HEADER + i * self.slot_bytes
@@ -69,25 +76,55 @@ class ShmAllReduce:
 
     def reduce_(self, flat: torch.Tensor) -> torch.Tensor:
         """Average the contiguous 1-d ``flat`` over the ranks, in place; returns it."""
-        W, r = self.world_size, self.rank
         step = self.slot_bytes // flat.element_size()
         for s in range(0, flat.numel(), step):
-            part = flat[s:s + step]
-            n = part.numel()
-            mine = self._slot(r, part.dtype, n)
-            torch.div(part, W, out=mine)
-            self._barrier()                  # every rank's slot written
-            lo, hi = r * n // W, (r + 1) * n // W
-            out = self._slot(W, part.dtype, n)[lo:hi]
-            out.copy_(self._slot(0, part.dtype, n)[lo:hi])
-            for i in range(1, W):            # rank order: the same bits on every rank
-                out.add_(self._slot(i, part.dtype, n)[lo:hi])
-            self._barrier()                  # every share summed
-            part.copy_(self._slot(W, part.dtype, n))
-            # no race with the next piece or call: a rank writes its slot again only
-            # after the second barrier (every rank done reading the slots), and the
-            # result only after the next first barrier (every rank done copying it out)
+            self._reduce_pieces([flat[s:s + step]])
         return flat
+
+    def reduce_many_(self, flats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Average several contiguous 1-d tensors over the ranks, in place: those of one
+        dtype that fit in a slot together go through one pair of barriers."""
+        group: list[torch.Tensor] = []
+        used = 0
+        for flat in flats:
+            size = flat.numel() * flat.element_size()
+            if group and (flat.dtype != group[0].dtype or used + size > self.slot_bytes):
+                self._reduce_pieces(group)
+                group, used = [], 0
+            if size > self.slot_bytes:
+                self.reduce_(flat)
+                continue
+            group.append(flat)
+            used += size
+        if group:
+            self._reduce_pieces(group)
+        return flats
+
+    def _reduce_pieces(self, parts: list[torch.Tensor]) -> None:
+        """Average ``parts`` (one dtype, together at most a slot) as one vector."""
+        W, r = self.world_size, self.rank
+        dtype = parts[0].dtype
+        n = sum(p.numel() for p in parts)
+        mine = self._slot(r, dtype, n)
+        offsets = []
+        at = 0
+        for part in parts:
+            offsets.append(at)
+            torch.div(part, W, out=mine[at:at + part.numel()])
+            at += part.numel()
+        self._barrier()                      # every rank's slot written
+        lo, hi = r * n // W, (r + 1) * n // W
+        out = self._slot(W, dtype, n)[lo:hi]
+        out.copy_(self._slot(0, dtype, n)[lo:hi])
+        for i in range(1, W):                # rank order: the same bits on every rank
+            out.add_(self._slot(i, dtype, n)[lo:hi])
+        self._barrier()                      # every share summed
+        result = self._slot(W, dtype, n)
+        for part, at in zip(parts, offsets):
+            part.copy_(result[at:at + part.numel()])
+        # no race with the next piece or call: a rank writes its slot again only after
+        # the second barrier (every rank done reading the slots), and the result only
+        # after the next first barrier (every rank done copying it out)
 
     def close(self) -> None:
         """Unmap the segment (idempotent)."""
@@ -167,15 +204,25 @@ def shm_allreduce_hook(device: torch.device, group: Any = None,
 
 def shm_hook(state: ShmAllReduce, bucket):  # DDP refuses other annotations than its own
     """The DDP communication hook: ``bucket.buffer()`` averaged over the ranks through
-    ``state`` (a :class:`ShmAllReduce`), as a completed future."""
+    ``state`` (a :class:`ShmAllReduce`). The buckets of a backward pass are held (their
+    futures pending) until the last one is ready, then reduced together and completed;
+    DDP waits for every bucket's future only when the backward pass ends."""
     buf = bucket.buffer()
     if buf.layout != torch.strided or not buf.is_contiguous():   # not a flat dense bucket
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
         return allreduce_hook(state.group, bucket)
     fut: torch.futures.Future = torch.futures.Future()
+    state._pending.append((buf, fut))
+    if not bucket.is_last():
+        return fut
+    pending, state._pending = state._pending, []
     try:
-        fut.set_result(state.reduce_(buf))
+        state.reduce_many_([b for b, _ in pending])
     except Exception as exc:  # DDP raises it from backward
-        fut.set_exception(exc)
+        for _, f in pending:
+            f.set_exception(exc)
+        return fut
+    for b, f in pending:
+        f.set_result(b)
     return fut
