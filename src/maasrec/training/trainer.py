@@ -624,11 +624,8 @@ class Trainer:
             _LossModule(self.task.module, self.task.loss),
             device_ids=[dev.index if dev.index is not None else torch.cuda.current_device()]
             if dev.type == "cuda" else None,
-            # grads live in DDP's all-reduce buckets: no copy in and out each step;
-            # buffers (item text vectors, feature codes) are constant data, built the
-            # same on every rank: not broadcast again before every forward
-            find_unused_parameters=True, gradient_as_bucket_view=True,
-            broadcast_buffers=False)
+            # grads live in the buckets (no copies); buffers are constant data built alike
+            find_unused_parameters=True, gradient_as_bucket_view=True, broadcast_buffers=False)
         # CPU ranks of one machine: the buckets go through shared memory, not sockets
         self._allreduce = attach_allreduce(self._ddp, dev)
         logger.debug("%s: DistributedDataParallel over %d ranks", self.config.name,
