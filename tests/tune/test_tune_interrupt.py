@@ -104,19 +104,25 @@ def test_budget_counts_a_stopped_fit_as_a_lower_bound():
     assert b.expected("ItemKNN", True) == 3.0
 
 
+@pytest.fixture(scope="module")
+def big():
+    """6,000 items: EASE's fit takes tens of seconds on one core."""
+    n_items = 6000
+    return (Interactions.from_csr(_random_csr(1500, n_items, 20, seed=4)),
+            Interactions.from_csr(_random_csr(1500, n_items, 2, seed=5)))
+
+
 @pytest.mark.slow
-def test_tune_stops_an_ease_trial_running_past_the_budget(monkeypatch):
-    """EASE's fit (6,000 items: tens of seconds on one core) starts because the advance
-    estimate is wrong (as at another load) and is stopped past the budget and its grace:
-    the trial is PRUNED without a model, the search ends, the earlier best is returned."""
+def test_tune_stops_an_ease_trial_running_past_the_budget(monkeypatch, big):
+    """EASE's fit starts because the advance estimate is wrong (as at another load) and
+    is stopped past the budget and its grace: the trial is PRUNED without a model, the
+    search ends, the earlier best is returned."""
     pytest.importorskip("optuna")
     from maasrec.tune import _budget, tune
 
     monkeypatch.setattr(_budget, "predicted_seconds", lambda *a: 0.01)
     monkeypatch.setattr(ease_module, "GRAM_BLOCK_CELLS", 2**20)  # 256-column solve blocks
-    n_items = 6000
-    train = Interactions.from_csr(_random_csr(1500, n_items, 20, seed=4))
-    valid = Interactions.from_csr(_random_csr(1500, n_items, 2, seed=5))
+    train, valid = big
     budget = 4.0
     res = tune(train, valid, models=[Popularity, EASE], budget=budget, random_state=0,
                strategy="joint", confirm=False)
@@ -132,3 +138,23 @@ def test_tune_stops_an_ease_trial_running_past_the_budget(monkeypatch):
     # whole fit would have run past the budget by tens of seconds
     assert res.overrun_seconds < grace + 0.75 * budget
     assert res.overrun_seconds >= grace  # stopped only once the grace had passed too
+
+
+@pytest.mark.slow
+def test_spread_stops_an_ease_trial_half_a_share_past_its_share(monkeypatch, big):
+    """strategy="spread": EASE's default may use half its share past the share's end
+    (plus the grace), as a neural epoch may; then it is stopped, the budget is not."""
+    pytest.importorskip("optuna")
+    from maasrec.tune import _budget, tune
+
+    monkeypatch.setattr(_budget, "predicted_seconds", lambda *a: 0.01)
+    monkeypatch.setattr(ease_module, "GRAM_BLOCK_CELLS", 2**20)
+    train, valid = big
+    res = tune(train, valid, models=[Popularity, EASE], budget=10.0, random_state=0,
+               strategy="spread", confirm=False)
+    lb = res.leaderboard
+    ease = lb[lb.model == "EASE"]
+    assert len(ease) == 1 and ease.state.iloc[0] == "PRUNED"
+    assert ease.note.iloc[0].startswith("stopped at the end of its family's time share after")
+    assert res.best_model_name == "Popularity" and res.stopped_by_budget == 0
+    assert res.overrun_seconds == 0.0  # stopped before the budget's end
