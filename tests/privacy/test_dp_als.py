@@ -13,7 +13,13 @@ from maasrec.datasets import make_synthetic
 from maasrec.exceptions import DataError
 from maasrec.metrics import evaluate
 from maasrec.models import ALS
-from maasrec.privacy.dp_als import PrivateALS, _bound_contributions, gaussian_epsilon, gaussian_mu
+from maasrec.privacy.dp_als import (
+    PrivateALS,
+    _bound_contributions,
+    _scale_contributions,
+    gaussian_epsilon,
+    gaussian_mu,
+)
 from maasrec.testing import iter_checks
 
 FACTORIES = {
@@ -26,6 +32,8 @@ FACTORIES = {
                                   iterations=3, item_bias=0.0),
     "item-grams": lambda: PrivateALS(epsilon=1000.0, factors=4, regularization=1.0,
                                      iterations=3, budget_shares=(0.1, 0.3, 0.6)),
+    "scale": lambda: PrivateALS(epsilon=1000.0, factors=4, regularization=1.0,
+                                iterations=3, max_user_items=4, contribution="scale"),
 }
 CASES = [(f"{name}-{check_name}", check) for name, factory in FACTORIES.items()
          for check_name, check in iter_checks(factory)]
@@ -60,6 +68,9 @@ def data():
     ({"user_regularization": 0.0}, "user_regularization"),
     ({"item_bias": 1.0}, "item_bias"),
     ({"item_bias": -0.1}, "item_bias"),
+    ({"contribution": "clip"}, "contribution"),
+    ({"contribution": None}, "contribution"),
+    ({"contribution": ["scale"]}, "contribution"),
 ])
 def test_bad_params(data, params, match):
     with pytest.raises(DataError, match=match):
@@ -137,6 +148,39 @@ def test_bound_contributions():
         assert (np.diff(out.indices[out.indptr[r]:out.indptr[r + 1]]) > 0).all()
     again = _bound_contributions(R, 5, np.random.default_rng(0))
     assert (out != again).nnz == 0  # seeded
+
+
+def test_scale_contributions():
+    """contribution="scale": every entry kept, each row's L2 norm at most sqrt(k), rows
+    within the bound untouched; the privacy record (sensitivity, noise) is the sampled one's."""
+    R = sp.random(50, 40, density=0.4, format="csr", random_state=1, dtype=np.float32)
+    R.data[:] = 1.0
+    R.sort_indices()
+    out = _scale_contributions(R, 5)
+    assert (out.indptr == R.indptr).all() and (out.indices == R.indices).all()
+    counts = np.diff(R.indptr)
+    norms = np.sqrt(np.asarray(out.multiply(out).sum(1)).ravel())
+    np.testing.assert_allclose(norms, np.sqrt(np.minimum(counts, 5)), rtol=1e-6)
+    short = counts <= 5
+    assert (out[short].toarray() == R[short].toarray()).all()
+
+
+def test_scale_contribution_fit(data):
+    kw = dict(epsilon=4.0, iterations=2, max_user_items=6, random_state=0)
+    sampled = PrivateALS(contribution="sample", **kw).fit(data)
+    scaled = PrivateALS(**kw).fit(data)  # the default
+    again = PrivateALS(contribution="scale", **kw).fit(data)
+    rec, rec_s = sampled.training_log_["privacy"], scaled.training_log_["privacy"]
+    assert rec_s["contribution"] == "scale" and rec["contribution"] == "sample"
+    assert rec_s["noise_std"] == rec["noise_std"] and rec_s["epsilon"] == rec["epsilon"]
+    np.testing.assert_array_equal(scaled.item_factors_, again.item_factors_)  # seeded
+    assert not np.allclose(scaled.item_factors_, sampled.item_factors_)
+    # every user within the bound: both are the data's statistics, the same release
+    k = int(np.diff(data.to_csr().indptr).max())
+    kw["max_user_items"] = k
+    np.testing.assert_array_equal(
+        PrivateALS(contribution="scale", **kw).fit(data).item_factors_,
+        PrivateALS(contribution="sample", **kw).fit(data).item_factors_)
 
 
 @pytest.mark.parametrize("bias", [0.0, 0.3])
