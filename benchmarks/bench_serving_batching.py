@@ -288,8 +288,8 @@ def main(argv=None) -> int:
     args.server_cpu, args.loadgen_cpu = (cpus[0], cpus[1]) if pin else (None, None)
     if not args.skip_http and args.loadgen == "wrk" and _wrk.find_wrk() is None:
         print("SKIPPED: wrk is not installed (Debian/Ubuntu: apt-get install wrk); install "
-              "it, or pass --loadgen python (a Python load generator, which shares the CPU "
-              "with the server), or --skip-http", flush=True)
+              "it, or pass --loadgen python (an asyncio client costing about as much CPU "
+              "per request as the server), or --skip-http", flush=True)
         return 0
     out: dict = {"cpus": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
                  "k": K, "loadgen": args.loadgen, "server_threads": 1,
