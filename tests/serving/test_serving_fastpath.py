@@ -12,10 +12,8 @@ pytest.importorskip("httpx", reason="the ASGI test client needs httpx (dev extra
 
 from fastapi.testclient import TestClient
 
-from maasrec.serving import (
-    create_app,
-    fastpath,
-)
+from maasrec.serving import _fastpath as fastpath
+from maasrec.serving import create_app
 from maasrec.serving.schemas import MAX_ID_LENGTH
 
 # (body, whether the fast path may answer it)

@@ -44,10 +44,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..base import Recommender
 from ..exceptions import DataError, MaasrecError, ModelFormatError, UnknownIdError
+from ._fastpath import try_fast_recommend
 from .auth import KeyChecker
 from .batcher import BatcherClosedError, MicroBatcher
 from .events import EventLogError, EventsNotSupportedError, LiveEvents, open_events
-from .fastpath import try_fast_recommend
 from .ids import check_known, coerce_ids, to_json_ids
 from .metrics import ServingMetrics
 from .schemas import (
@@ -186,7 +186,7 @@ class ServingRuntime:
         self.max_results = max_results
         self.metrics = ServingMetrics()
         #: Answer plain known-user ``/v1/recommend`` bodies in the middleware
-        #: (serving/fastpath.py); False sends every request through the FastAPI route.
+        #: (serving/_fastpath.py); False sends every request through the FastAPI route.
         self.fast_path = True
         self._max_batch = max_batch
         self._max_wait_ms = max_wait_ms
@@ -352,7 +352,7 @@ class _ServingMiddleware:
                 return
             if rt.fast_path and method == "POST" and path == "/v1/recommend":
                 receive = await try_fast_recommend(rt, scope, receive, send_wrapper)
-                if receive is None:  # answered (see serving/fastpath.py)
+                if receive is None:  # answered (see serving/_fastpath.py)
                     return
             await self.app(scope, receive, send_wrapper)
         finally:
