@@ -102,3 +102,24 @@ def test_meta_parameters_only_on_the_building_thread():
     assert built["here"].weight.is_meta and built["here"].bias.is_meta
     assert not built["other"].weight.is_meta
     assert not nn.Linear(2, 2).weight.is_meta  # the patch is gone afterwards
+
+
+@needs_onnx
+def test_loaded_onnx_graph_is_mapped_and_outlives_its_directory(ranker, tmp_path):
+    import mmap
+    import shutil
+
+    q = export_onnx(ranker, n_threads=1)
+    q.save(tmp_path / "q")
+    loaded = Recommender.load(tmp_path / "q")
+    assert isinstance(loaded._onnx_bytes, mmap.mmap)  # not a copy of the file in memory
+    assert loaded.onnx_bytes_ == q.onnx_bytes_
+    shutil.rmtree(tmp_path / "q")
+    users = list(ranker.user_vocab_.ids[:8])
+    want = q.recommend(users, k=4)
+    got = loaded.set_params(n_threads=2).recommend(users, k=4)  # a session from the map
+    assert np.array_equal(want[0], got[0]) and np.allclose(want[1], got[1], atol=1e-5)
+    loaded.save(tmp_path / "again")
+    again = Recommender.load(tmp_path / "again")
+    got = again.recommend(users, k=4)
+    assert np.array_equal(want[0], got[0]) and np.allclose(want[1], got[1], atol=1e-5)

@@ -22,10 +22,12 @@ Needs the ``onnx`` extra (onnx and onnxruntime).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
+import mmap
 import os
 import tempfile
 import warnings
@@ -161,16 +163,42 @@ def check_model_sidecar(side: Path, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- runners --------------------------------------------------------------------------------
-def _session(data: bytes, n_threads: int | None, where: str):
+def _map_file(file: Path) -> bytes | mmap.mmap:
+    """A saved graph, mapped read-only: the model keeps it (to save it again, or to start
+    a session with other threads) without holding its bytes in memory."""
+    with open(file, "rb") as f:
+        try:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):  # an empty file, or a file system without mmap
+            return f.read()
+
+
+def _release(data) -> None:
+    """Drop the pages of a mapped graph from this process's resident memory (they stay in
+    the file, read again on the next use)."""
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if isinstance(data, mmap.mmap) and advice is not None and len(data):
+        with contextlib.suppress(OSError, ValueError):
+            data.madvise(advice)
+
+
+def _session(data: bytes | mmap.mmap | Path, n_threads: int | None, where: str):
+    """An onnxruntime CPU session of a graph. From a file, onnxruntime reads it itself and
+    keeps nothing of it; given bytes it holds on to them for the session's life."""
     ort = _onnxruntime()
     options = ort.SessionOptions()
     if n_threads is not None:
         options.intra_op_num_threads = int(n_threads)
         options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        source = str(data) if isinstance(data, Path) else (
+            data if isinstance(data, bytes) else bytes(data))
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own error types
         raise ModelFormatError(f"onnxruntime cannot read {where}: {exc}") from exc
+    finally:
+        if isinstance(data, mmap.mmap):
+            _release(data)
 
 
 class _OrtCrossEncoder(nn.Module):
@@ -400,21 +428,24 @@ class OnnxRecommender(NetworkProxy):
         self._attach(inner, adapter, data, meta, "the exported graph",
                      fingerprint(adapter.module(inner)))
 
-    def _attach(self, inner, adapter, data: bytes, meta: dict[str, Any], where: str,
-                weights: str) -> None:
+    def _attach(self, inner, adapter, data: bytes | mmap.mmap, meta: dict[str, Any],
+                where: str, weights: str, file: Path | None = None) -> None:
         """Check the graph ``data`` (``meta``: its sidecar) against ``weights`` (the
-        fingerprint of the float network it must come from), start the session, attach."""
+        fingerprint of the float network it must come from), start the session (from
+        ``file``, the mapped file of ``data``, when given), attach."""
         if meta.get("kind") != adapter.name:
             raise ModelFormatError(f"{where} was exported from a {meta.get('kind')!r}, not a "
                                    f"{adapter.name}")
-        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        digest = hashlib.sha256(data).hexdigest()
+        _release(data)
+        if digest != meta.get("sha256"):
             raise ModelFormatError(f"{where}: the graph's SHA-256 differs from its sidecar's "
                                    f"(changed after export, or another export)")
         if weights != meta.get("fingerprint"):
             raise ModelFormatError(f"{where} was exported from another {adapter.name} (other "
                                    f"weights): export this model again "
                                    f"(maasrec.compress.export_onnx)")
-        session = _session(data, self.n_threads, where)
+        session = _session(data if file is None else file, self.n_threads, where)
         names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
         if names != (meta.get("inputs"), meta.get("outputs")):
             raise ModelFormatError(f"{where} has inputs {names[0]} and outputs {names[1]}; "
@@ -443,6 +474,7 @@ class OnnxRecommender(NetworkProxy):
 
     def _save_runtime(self, tmp) -> None:
         Path(tmp, _FILE).write_bytes(self._onnx_bytes)
+        _release(self._onnx_bytes)
         sidecar_path(Path(tmp, _FILE)).write_text(json.dumps(self.onnx_meta_, indent=1) + "\n",
                                                   encoding="utf-8")
 
@@ -456,6 +488,6 @@ class OnnxRecommender(NetworkProxy):
         meta = _read_sidecar(file, kind=adapter.name)
         self._check_fingerprint(repr(str(file)), meta.get("fingerprint"), "the graph")
         adapter.adopt(inner, adapter.shell(inner, getattr(self, "item_table_", None), where))
-        self._attach(inner, adapter, file.read_bytes(), meta, repr(str(file)),
-                     self.float_fingerprint_)
+        self._attach(inner, adapter, _map_file(file), meta, repr(str(file)),
+                     self.float_fingerprint_, file=file)
         super()._load_extra_files(path)
