@@ -175,7 +175,8 @@ def run_curve(args) -> list[dict]:
                                        "lr_schedule", "batch_size", "factors",
                                        "regularization", "user_regularization",
                                        "iterations", "max_user_items", "budget_shares",
-                                       "alpha", "item_bias", "contribution")},
+                                       "alpha", "item_bias", "contribution",
+                                       "normalize_users")},
                    "test": _eval(model, train, test, seed), "privacy": _privacy(model)}
             if eps is not None and math.isinf(eps):
                 base = row["test"]["ndcg@10"]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from maasrec.base import Recommender
 from maasrec.datasets import make_synthetic
@@ -16,6 +17,7 @@ from maasrec.models import ALS
 from maasrec.privacy.dp_als import (
     PrivateALS,
     _bound_contributions,
+    _clip_users,
     _scale_contributions,
     gaussian_epsilon,
     gaussian_mu,
@@ -34,6 +36,9 @@ FACTORIES = {
                                      iterations=3, budget_shares=(0.1, 0.3, 0.6)),
     "scale": lambda: PrivateALS(epsilon=1000.0, factors=4, regularization=1.0,
                                 iterations=3, max_user_items=4, contribution="scale"),
+    "clip-only": lambda: PrivateALS(epsilon=1000.0, factors=4, regularization=1.0,
+                                    iterations=3, normalize_users=False,
+                                    contribution="sample"),
 }
 CASES = [(f"{name}-{check_name}", check) for name, factory in FACTORIES.items()
          for check_name, check in iter_checks(factory)]
@@ -71,6 +76,8 @@ def data():
     ({"contribution": "clip"}, "contribution"),
     ({"contribution": None}, "contribution"),
     ({"contribution": ["scale"]}, "contribution"),
+    ({"normalize_users": "yes"}, "normalize_users"),
+    ({"normalize_users": 1}, "normalize_users"),
 ])
 def test_bad_params(data, params, match):
     with pytest.raises(DataError, match=match):
@@ -181,6 +188,45 @@ def test_scale_contribution_fit(data):
     np.testing.assert_array_equal(
         PrivateALS(contribution="scale", **kw).fit(data).item_factors_,
         PrivateALS(contribution="sample", **kw).fit(data).item_factors_)
+
+
+@pytest.mark.parametrize("bias", [0.0, 0.3])
+def test_clip_users(bias):
+    """Every user's factor enters the statistics with norm <= 1; normalize_users: == 1 (a
+    zero factor stays zero); coordinate 0 held at the bias."""
+    g = np.random.default_rng(0)
+    X = torch.from_numpy(g.normal(size=(40, 6)) * g.uniform(0.01, 3.0, size=(40, 1)))
+    X[0] = 0.0
+    if bias:
+        X[:, 0] = bias
+    for normalize in (False, True):
+        out = _clip_users(X, bias, normalize)
+        norms = torch.linalg.vector_norm(out, dim=1).numpy()
+        assert (norms <= 1 + 1e-9).all() and norms[0] == pytest.approx(bias)
+        if bias:
+            np.testing.assert_allclose(out[:, 0].numpy(), bias, rtol=1e-12)
+        raw = torch.linalg.vector_norm(X[:, 1:] if bias else X, dim=1).numpy()
+        cap = math.sqrt(1 - bias ** 2)
+        kept = torch.linalg.vector_norm(out[:, 1:] if bias else out, dim=1).numpy()
+        if normalize:
+            np.testing.assert_allclose(kept[1:], cap, rtol=1e-9)
+        else:
+            np.testing.assert_allclose(kept, np.minimum(raw, cap), rtol=1e-9)
+        # directions kept
+        cos = ((out[1:, 1:] * X[1:, 1:]).sum(1) / (torch.linalg.vector_norm(out[1:, 1:], dim=1)
+                                                   * torch.linalg.vector_norm(X[1:, 1:], dim=1)))
+        np.testing.assert_allclose(cos.numpy(), 1.0, rtol=1e-9)
+
+
+def test_normalize_users_fit(data):
+    kw = dict(epsilon=4.0, iterations=2, max_user_items=6, random_state=0)
+    on = PrivateALS(**kw).fit(data)  # the default
+    off = PrivateALS(normalize_users=False, **kw).fit(data)
+    assert on.training_log_["privacy"]["normalize_users"] is True
+    assert off.training_log_["privacy"]["normalize_users"] is False
+    assert on.training_log_["privacy"]["noise_std"] == off.training_log_["privacy"]["noise_std"]
+    assert not np.allclose(on.item_factors_, off.item_factors_)
+    np.testing.assert_array_equal(PrivateALS(**kw).fit(data).item_factors_, on.item_factors_)
 
 
 @pytest.mark.parametrize("bias", [0.0, 0.3])
