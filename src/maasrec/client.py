@@ -475,6 +475,45 @@ class Client:
             payload["sync"] = True
         return self.request("POST", "/v1/events", payload)
 
+    def add_items(self, items: Any) -> dict:
+        """Announce new items to the server (needs an admin key): recommendable at once.
+
+        The server stores them in its event log, then adds them to the served model with
+        its ``add_items`` (HybridRecommender, SequentialRecommender, TextEASE); they are
+        added again after a restart or reload. Retrying is safe: items the model already
+        knows are left unchanged and listed in ``known``.
+
+        Parameters
+        ----------
+        items : sequence of dict
+            Each ``{"item": id}`` with ``"text"`` (str) and/or ``"features"`` (a dict of
+            name -> a label, a list of labels or a number).
+
+        Returns
+        -------
+        dict
+            ``{"added": [ids], "known": [ids], "n_items": n, "model_version": v}``.
+
+        Raises
+        ------
+        DataError
+            Malformed items, a new item without the text or features the model needs,
+            more items than the server accepts per request.
+        NotSupportedError
+            The server has no event log, or its model cannot add items.
+        """
+        if isinstance(items, dict) or _is_scalar(items):
+            raise DataError(f"items must be a sequence of item dicts, got {items!r}")
+        body = []
+        for it in items:
+            if not isinstance(it, dict) or "item" not in it:
+                raise DataError(f"an item is a dict with 'item' (and 'text' and/or "
+                                f"'features'), got {it!r}")
+            body.append({k: _plain(v) for k, v in it.items()})
+        if not body:
+            raise DataError("items is empty; give at least one item")
+        return self.request("POST", "/v1/items", {"items": body})
+
     def explain(self, user: Any = None, item: Any = None, *, history: Any = None,
                 n: int = 5) -> dict:
         """Why the served model scores ``item`` as it does for a user.

@@ -7,6 +7,7 @@ schema is at ``/openapi.json``, interactive docs at ``/docs``):
 ``/v1/recommend``          POST    top-k items for users or cold-user histories
 ``/v1/similar-items``      POST    items most similar to given items
 ``/v1/score``              POST    scores of (user, item) pairs
+``/v1/items``              POST    new items (text, features), recommendable at once
 ``/v1/model``              GET     what is served (class, params, counts, dates, version)
 ``/v1/admin/reload``       POST    load a model directory and swap it in (admin key)
 ``/healthz``               GET     liveness (always open)
@@ -49,6 +50,7 @@ from .auth import KeyChecker
 from .batcher import BatcherClosedError, MicroBatcher
 from .events import EventLogError, EventsNotSupportedError, LiveEvents, open_events
 from .ids import check_known, coerce_ids, to_json_ids
+from .items import add_item_routes
 from .metrics import ServingMetrics
 from .schemas import (
     ErrorResponse,
@@ -75,9 +77,9 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/
                         "/redoc"})
 ADMIN_PREFIX = "/v1/admin/"
 #: Endpoints that change what the server serves: they need an admin key, as /v1/admin/* do.
-WRITE_PATHS = frozenset({"/v1/events"})
+WRITE_PATHS = frozenset({"/v1/events", "/v1/items"})
 ENDPOINTS = frozenset({"/v1/recommend", "/v1/similar-items", "/v1/score", "/v1/model",
-                       "/v1/events", "/v1/explain",
+                       "/v1/events", "/v1/explain", "/v1/items",
                        "/v1/admin/reload", "/healthz", "/readyz", "/metrics", "/openapi.json",
                        "/docs", "/redoc"})
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -566,6 +568,7 @@ def create_app(model_dir: str | os.PathLike | Recommender, *,
                                               max_pairs=max_pairs), security)
     _add_ops_routes(app, rt, security)
     _add_event_routes(app, rt, event_models(max_pairs=max_pairs), security)
+    add_item_routes(app, rt, security, _ERRORS, max_items=max_users)  # serving/items.py
     return app
 
 

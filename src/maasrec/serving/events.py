@@ -306,6 +306,9 @@ class LiveEvents:
         EventLogError
             A record of the log cannot be read.
         """
+        from .items import replay_items_onto  # POST /v1/items: items before events
+
+        model = replay_items_onto(self.log, model)
         events = self.log.read()
         if not events:
             return model
