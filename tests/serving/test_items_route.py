@@ -209,3 +209,45 @@ def test_client_add_items(text_model, db):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def test_items_while_an_event_update_is_pending(text_model, db):
+    app = create_app(text_model, events_db=db)
+    live = app.state.maasrec.events
+    live.apply_delay_s = live.max_lag_s = 3600.0  # the model-wide update stays pending
+    with TestClient(app) as c:
+        ev = c.post("/v1/events", json={"events": [{"event_id": "a", "user": 1, "item": 2}]})
+        assert ev.status_code == 200 and ev.json()["pending"] == 1, ev.text
+        r = c.post("/v1/items", json=_new(100, 101))
+        assert r.status_code == 200 and r.json()["added"] == [100, 101], r.text
+        assert live.pending == 0  # the items' model carries the exact update
+        served = _score(c, 1, [100, 101, 2, 4])
+    with TestClient(create_app(text_model, events_db=db)) as c:  # replay: the same model
+        np.testing.assert_allclose(_score(c, 1, [100, 101, 2, 4]), served, rtol=1e-4,
+                                   atol=1e-6)
+
+
+def test_sequential_items_from_their_labels(db):
+    from maasrec.neural import SequentialRecommender
+
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), t) for u in range(40)
+            for t, i in enumerate(rng.choice(np.arange(u % 4 * 8, u % 4 * 8 + 6), 5,
+                                             replace=False))]
+    X = Interactions.from_pandas(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
+    ids = np.arange(32)
+    feats = ItemFeatures.from_pandas(pd.DataFrame({"item": ids,
+                                                   "topic": [f"t{i // 8}" for i in ids]}),
+                                     "item", categorical=["topic"])
+    model = SequentialRecommender(max_len=8, dim=16, n_layers=1, n_heads=2, epochs=2,
+                                  batch_size=32, random_state=0, item_side="fuse",
+                                  verbose=False).fit(X, item_features=feats)
+    with TestClient(create_app(model, events_db=db)) as c:
+        r = c.post("/v1/items", json={"items": [{"item": 900, "text": "no labels"}]})
+        assert r.status_code == 422 and "no features" in r.json()["detail"], r.text
+        r = c.post("/v1/items", json={"items": [{"item": 900, "features": {"topic": "t1"}}]})
+        assert r.status_code == 200 and r.json()["added"] == [900], r.text
+        rec = c.post("/v1/recommend", json={"history": [[8, 9, 10]], "k": 1,
+                                            "items": [900, 0]})
+        assert rec.status_code == 200 and len(rec.json()["results"][0]["items"]) == 1
+        assert np.isfinite(_score(c, 1, [900])).all()
