@@ -123,3 +123,23 @@ def test_loaded_onnx_graph_is_mapped_and_outlives_its_directory(ranker, tmp_path
     again = Recommender.load(tmp_path / "again")
     got = again.recommend(users, k=4)
     assert np.array_equal(want[0], got[0]) and np.allclose(want[1], got[1], atol=1e-5)
+
+
+def test_pruned_lmranker_compressed_loads_exactly(tmp_path):
+    from maasrec.compress import prune
+
+    X = tiny_interactions()
+    r = LMRanker(first_stage=EASE(l2=10.0), model=tiny_text_model("bert"), missing_text="id",
+                 history_len=2, max_length=48, max_positives=12, epochs=1,
+                 random_state=0, verbose=False).fit(X)
+    pruned = prune(r, X, amount=0.5, epochs=0)  # the meta shell is shrunk to these sizes
+    users = list(X.user_vocab.ids[:6])
+    makers = [("int8", quantize_network)]
+    if importlib.util.find_spec("onnxruntime") is not None:
+        makers.append(("onnx", lambda m: export_onnx(m, n_threads=1)))
+    for name, make in makers:
+        q = make(pruned)
+        q.save(tmp_path / name)
+        loaded = Recommender.load(tmp_path / name)
+        a, b = q.recommend(users, k=4), loaded.recommend(users, k=4)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
