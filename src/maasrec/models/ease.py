@@ -158,8 +158,9 @@ def _inverse_weights(L: torch.Tensor, l2: float, inverse: np.ndarray | None) -> 
     # identity's columns (L Y = E, then L^T P = Y), each column block scaled into B:
     # the only other n x n array is B. (torch.cholesky_inverse, LAPACK potri, is in
     # place too but was 4x slower with torch's MKL on an AMD EPYC: 19 s vs 4.7 s at 5,000.)
-    # The first solve skips the rows above the block, zero in E and so in Y: a third of
-    # its work (~15% of the whole inverse).
+    # Both solves take the whole factor: a trailing block L[start:, start:] (to skip the
+    # rows above the block, zero in E and Y) is not contiguous, and torch copied it on
+    # every call, up to the size of the Gram matrix (5.4 GiB peak at 16,384 items).
     n = L.shape[0]
     dtype = L.dtype
     B = np.empty((n, n), dtype=np.float32)
@@ -170,8 +171,7 @@ def _inverse_weights(L: torch.Tensor, l2: float, inverse: np.ndarray | None) -> 
         cols = torch.arange(stop - start)
         Y = torch.zeros((n, stop - start), dtype=dtype)
         Y[start + cols, cols] = 1.0
-        low = Y[start:]
-        torch.linalg.solve_triangular(L[start:, start:], low, upper=False, out=low)
+        torch.linalg.solve_triangular(L, Y, upper=False, out=Y)
         check_deadline("EASE inverse")
         torch.linalg.solve_triangular(L.mT, Y, upper=True, out=Y)
         d = Y[start + cols, cols].clone()
