@@ -236,8 +236,9 @@ def test_a_family_with_few_trials_starts_from_its_defaults_neighbours(split):
 
 def test_the_rounds_leader_gets_one_trials_time_from_the_round(monkeypatch):
     """An expensive leader whose equal share is shorter than one of its trials takes one
-    trial's time from the round (else it would never be searched); the others share
-    the rest."""
+    trial's time from what is left (else it would never be searched); the others share
+    the rest of the round, and a leader whose trial does not fit in the budget is not
+    given it."""
     from types import SimpleNamespace
 
     from maasrec.tune import _schedule
@@ -274,3 +275,15 @@ def test_the_rounds_leader_gets_one_trials_time_from_the_round(monkeypatch):
     _schedule.run_spread(search, None, None)
     # round 1 of 2 (50 s): A would get 25 s, less than its 40 s trial: it takes 44 s
     assert calls[0] == ("A", 44.0) and calls[1] == ("B", 6.0)
+    # a trial longer than a round but within the budget: taken from what is left
+    calls.clear()
+    now[0] = 1000.0
+    Budget.expected = lambda self, name, classical: {"A": 70.0, "B": 1.0}[name]
+    _schedule.run_spread(search, None, None)
+    assert calls[0] == ("A", 77.0)
+    # longer than the whole budget: its equal share (it will not start there)
+    calls.clear()
+    now[0] = 1000.0
+    Budget.expected = lambda self, name, classical: {"A": 170.0, "B": 1.0}[name]
+    _schedule.run_spread(search, None, None)
+    assert calls[0] == ("A", 25.0)

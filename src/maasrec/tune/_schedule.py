@@ -27,8 +27,9 @@ instead
 Time-aware: the share of a family is recomputed from the time left when its turn comes
 (a family that ended early leaves its time to the next), a classical trial starts only
 when its expected duration (the family's shortest trial so far) fits in what is left of
-its share -- except the round's leader, which may take one trial's time from the round
-when its share is shorter (else an expensive leader would never be searched) -- and a
+its share -- except the round's leader, which may take one trial's time from what is
+left of the budget when its share is shorter (else an expensive leader would never be
+searched: one EASE fit on Amazon Beauty takes 120 s, a third of the rounds) -- and a
 neural trial is stopped at the end of the epoch in which its share ends (mid-epoch half a share later: one epoch of MultVAE on Amazon Beauty took 558 s of a
 10-minute budget on a loaded machine). The best trial of the study is returned (never
 below the best default on the validation data), unless other families are within validation noise of it: then the
@@ -129,8 +130,8 @@ def run_spread(search: Any, n_trials: int | None, base_sampler: Any) -> None:
             in_round = (round_end - time.monotonic()) if rounds > 1 else budget.remaining()
             share = in_round / (len(alive) - j) if rounds > 1 else in_round
             expected = budget.expected(name, _classical(search, name))
-            if j == 0 and expected is not None and share < expected <= in_round:
-                share = expected * 1.1   # the leader gets one trial's time from the round
+            if j == 0 and expected is not None and share < expected <= budget.remaining():
+                share = expected * 1.1   # the leader gets one trial's time from what is left
             k = None if round_trials is None else round_trials // (len(alive) - j)
             if k is not None:
                 if k <= 0:
