@@ -164,3 +164,32 @@ def test_summing_order_is_the_rank_order():
     # back from the result slot, still zero
     out = s0.reduce_(a.clone())
     assert out[:2].tolist() == [1.5, 3.5] and out[2:].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_rank_that_never_arrives_is_a_clear_error_not_a_hang():
+    """The counters' barrier: rank 0 waits for rank 1's counter, then gives up after
+    the timeout with DistributedError naming the late rank."""
+    import mmap
+    import platform
+
+    from maasrec.training import _shm_reduce as S
+    from maasrec.training.distributed import DistributedError
+
+    if platform.machine().lower() not in S._TSO:
+        pytest.skip("the counters' barrier is used on x86-64 only")
+    W, slot = 2, 64
+    buf = mmap.mmap(-1, S._HEADER + (W + 1) * slot + S._LINE * W)
+    r = S.ShmAllReduce.__new__(S.ShmAllReduce)
+    r.group, r._mmap, r.slot_bytes, r.rank, r.world_size = None, buf, slot, 0, W
+    r._bytes = torch.frombuffer(buf, dtype=torch.uint8)
+    start = S._HEADER + (W + 1) * slot
+    r._arrived = r._bytes[start:start + S._LINE * W].view(torch.int64)[::S._LINE // 8]
+    r._generation, r._timeout = 0, 0.3
+    import threading
+
+    r._fence = threading.Lock()
+    r._arrived[1] = 1          # rank 1 reached the first barrier
+    r._barrier()               # passes at once
+    with pytest.raises(DistributedError, match=r"rank\(s\) \[1\] did not reach"):
+        r._barrier()           # rank 1 never reaches the second
+    assert r._arrived.tolist() == [2, 1]
