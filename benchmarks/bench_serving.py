@@ -214,21 +214,26 @@ def _start_server(model_dir: Path, max_batch: int, key: str, log: Path):
          "--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", "0",
          "--no-access-log", "--log-level", "warning"],
         stdout=out, stderr=subprocess.STDOUT, env=env)
+    wait_healthy(proc, port, key, log, timeout=120)
+    return proc, port, out
+
+
+def wait_healthy(proc, port: int, key: str, log: Path, timeout: float) -> None:
+    """Poll ``/health`` until the server answers; its log in the error if it exits."""
     from maasrec.client import Client, ServiceError
 
     c = Client(f"http://127.0.0.1:{port}", api_key=key, retries=0)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()}")
         try:
             c.health()
-            break
+            return
         except ServiceError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-    return proc, port, out
 
 
 def _stop_server(proc, out) -> int:

@@ -140,20 +140,7 @@ def _start_server(model_dir: Path, max_batch: int, key: str, log: Path, cpu: int
          "--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", "0",
          "--no-access-log", "--log-level", "warning"],
         stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=pre)
-    from maasrec.client import Client, ServiceError
-
-    c = Client(f"http://127.0.0.1:{port}", api_key=key, retries=0)
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()}")
-        try:
-            c.health()
-            break
-        except ServiceError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    bs.wait_healthy(proc, port, key, log, timeout=180)
     return proc, port, out
 
 

@@ -116,3 +116,21 @@ def resolve_models(models: Any) -> list[Candidate]:
         params = parse_space(space, cls)
         out.append(Candidate(cls.__name__, cls, base, params))
     return out
+
+
+def default_params(cand: Candidate) -> dict[str, Any]:
+    """The family's own defaults (its class's, updated by ``cand.base``) as study
+    parameters (``"EASE.l2"``): those its space can hold; a choice of other than plain
+    values by its ``repr``."""
+    defaults = cand.cls(**cand.base).get_params(deep=False)
+    params: dict[str, Any] = {}
+    for p in cand.params:
+        v = defaults.get(p.name)
+        if p.kind == "choice" and v in p.choices:
+            params[f"{cand.name}.{p.name}"] = v if all(
+                c is None or isinstance(c, (bool, int, float, str)) for c in p.choices) \
+                else repr(v)
+        elif p.kind in ("float", "int") and isinstance(v, (int, float)) \
+                and not isinstance(v, bool) and p.low <= v <= p.high:
+            params[f"{cand.name}.{p.name}"] = v
+    return params

@@ -43,6 +43,8 @@ import math
 import time
 from typing import Any
 
+from ._models import default_params
+
 __all__ = ["LEADERS", "family_best", "run_spread", "searchable"]
 
 #: Families kept after the defaults (the first round of successive halving).
@@ -170,16 +172,7 @@ def neighbours(cand: Any) -> list[dict[str, Any]]:
     parameter in turn, its default divided and multiplied by :data:`PROBE_FACTOR`
     (within its range), every other parameter at its default. Study parameter names
     (``"EASE.l2"``); the defaults are the class's, updated by ``cand.base``."""
-    defaults = cand.cls(**cand.base).get_params(deep=False)
-    fixed: dict[str, Any] = {}
-    for p in cand.params:
-        v = defaults.get(p.name)
-        if p.kind == "choice" and v in p.choices and all(
-                c is None or isinstance(c, (bool, int, float, str)) for c in p.choices):
-            fixed[f"{cand.name}.{p.name}"] = v
-        elif p.kind in ("float", "int") and isinstance(v, (int, float)) \
-                and not isinstance(v, bool) and p.low <= v <= p.high:
-            fixed[f"{cand.name}.{p.name}"] = v
+    fixed = default_params(cand)
     out: list[dict[str, Any]] = []
     for p in cand.params:
         key = f"{cand.name}.{p.name}"

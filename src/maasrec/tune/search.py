@@ -19,7 +19,7 @@ from ..metrics.evaluation import METRICS
 from ..models._interrupt import FitInterrupted, fit_deadline
 from . import _confirm
 from ._budget import Budget, parse_budget
-from ._models import Candidate, resolve_models
+from ._models import Candidate, default_params, resolve_models
 from ._optuna import import_optuna, open_study, per_model_pruner, redact, storage_url
 from ._schedule import run_spread
 from .callbacks import BudgetExhausted, TrialCallback, trainer_callbacks
@@ -408,17 +408,7 @@ def _enqueue_defaults(study, candidates: list[Candidate]) -> None:
     for cand in candidates:
         if cand.name in done:
             continue
-        defaults = cand.cls(**cand.base).get_params(deep=False)
-        params: dict[str, Any] = {"model": cand.name}
-        for p in cand.params:
-            v = defaults.get(p.name)
-            if p.kind == "choice" and v in p.choices:
-                params[f"{cand.name}.{p.name}"] = v if all(
-                    c is None or isinstance(c, (bool, int, float, str)) for c in p.choices) \
-                    else repr(v)
-            elif p.kind in ("float", "int") and isinstance(v, (int, float)) \
-                    and not isinstance(v, bool) and p.low <= v <= p.high:
-                params[f"{cand.name}.{p.name}"] = v
+        params: dict[str, Any] = {"model": cand.name, **default_params(cand)}
         study.enqueue_trial(params, skip_if_exists=True)
 
 
