@@ -58,12 +58,26 @@ MODELS = {
 }
 
 
-def _data(name: str):
+def _dataset(name: str):
     from maasrec.datasets import load_amazon_sequences, load_movielens
 
     if name == "beauty":
-        return load_amazon_sequences("beauty", download=False).interactions
-    return load_movielens(name, download=False).interactions
+        return load_amazon_sequences("beauty", download=False)
+    return load_movielens(name, download=False)
+
+
+def _data(name: str):
+    return _dataset(name).interactions
+
+
+def _public_features(name: str):
+    """The public item attributes (Beauty: categories and brand; MovieLens: genres)."""
+    from maasrec.data import ItemFeatures
+
+    f = _dataset(name).item_features
+    return ItemFeatures(f.vocab, multi_hot={k: [list(labels[m[i].indices])
+                                                  for i in range(m.shape[0])]
+                                              for k, (m, labels) in f.multi_hot.items()})
 
 
 def _split(name: str, X, seed: int):
@@ -137,14 +151,15 @@ def _privacy(model) -> dict | None:
                                 "epsilon_zcdp_bound") if k in rec}
 
 
-def _fit(model, train, validation=None) -> float:
+def _fit(model, train, validation=None, item_features=None) -> float:
     t0 = time.perf_counter()
-    model.fit(train, validation=validation)
+    model.fit(train, item_features, validation=validation)
     return time.perf_counter() - t0
 
 
 def run_curve(args) -> list[dict]:
     X = _data(args.dataset)
+    feats = _public_features(args.dataset) if args.item_features else None
     rows = []
     for seed in args.seeds:
         train, valid, test = _split(args.dataset, X, seed)
@@ -165,7 +180,8 @@ def run_curve(args) -> list[dict]:
             # the non-private model stops early on the validation part; DP models run a
             # fixed number of epochs (early stopping on private data is not accounted)
             early = eps is not None and math.isinf(eps) and args.model != "private_als"
-            fit_s = _fit(model, train, valid if early else None)
+            fit_s = _fit(model, train, valid if early else None,
+                         feats if type(model).__name__ == "PrivateALS" else None)
             row = {"dataset": args.dataset, "model": type(model).__name__, "seed": seed,
                    "epsilon_target": None if eps is None or math.isinf(eps) else eps,
                    "fit_s": fit_s, "split": args.split,
@@ -176,7 +192,7 @@ def run_curve(args) -> list[dict]:
                                        "regularization", "user_regularization",
                                        "iterations", "max_user_items", "budget_shares",
                                        "alpha", "item_bias", "contribution",
-                                       "normalize_users")},
+                                       "normalize_users", "feature_regularization")},
                    "test": _eval(model, train, test, seed), "privacy": _privacy(model)}
             if eps is not None and math.isinf(eps):
                 base = row["test"]["ndcg@10"]
@@ -230,6 +246,9 @@ def main(argv=None) -> None:
     p.add_argument("--mi-users", type=int, default=1000)
     p.add_argument("--set", nargs="*", default=[], metavar="PARAM=JSON",
                    help="more parameters of the DP models")
+    p.add_argument("--item-features", action="store_true",
+                   help="pass the public item attributes (multi-hot blocks: Beauty's "
+                        "categories and brand, MovieLens genres) to PrivateALS's fit")
     p.add_argument("--note", default="")
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)

@@ -194,6 +194,17 @@ class PrivateALS(FactorScoring, Recommender):
         spends the whole sensitivity; False: only factors above the norm are clipped.
         The same sensitivity and accounting either way. True scored higher on the
         validation parts of MovieLens 1M and Amazon Beauty (see Notes).
+    feature_regularization : float or None, default None
+        > 0: tie the item factors to public item attributes, given to
+        ``fit(X, item_features=...)`` (an :class:`~maasrec.data.ItemFeatures`; its
+        multi-hot and categorical blocks, each item's indicator row scaled to unit norm,
+        ``A``): every item is shrunk (by ``regularization``) toward ``A_i W`` instead of
+        toward 0, where the attribute vectors ``W`` (penalised by this value) are solved
+        jointly from the same noisy statistics, pooling the signal of all items that share
+        an attribute. Post-processing of the release: the privacy guarantee and its
+        accounting are unchanged, but the attributes must be public (not derived from
+        the users' data). Needs ``budget_shares[1] == 0``. None: no attributes (they are
+        ignored if given).
     random_state : int, numpy.random.Generator or None, default None
         Seed of the initial item factors, the contribution samples and the noise.
 
@@ -255,7 +266,8 @@ class PrivateALS(FactorScoring, Recommender):
                  user_regularization: float = 0.1, alpha: float = 2.0, iterations: int = 5,
                  max_user_items: int = 100, budget_shares=(0.05, 0.0, 0.95),
                  item_bias: float = 0.3, cg_steps: int = 10, contribution: str = "scale",
-                 normalize_users: bool = True, random_state=None):
+                 normalize_users: bool = True, feature_regularization: float | None = None,
+                 random_state=None):
         self.epsilon = epsilon
         self.delta = delta
         self.factors = factors
@@ -269,6 +281,7 @@ class PrivateALS(FactorScoring, Recommender):
         self.cg_steps = cg_steps
         self.contribution = contribution
         self.normalize_users = normalize_users
+        self.feature_regularization = feature_regularization
         self.random_state = random_state
 
     def _validate_params(self) -> None:
@@ -295,6 +308,12 @@ class PrivateALS(FactorScoring, Recommender):
         if not isinstance(self.contribution, str) or self.contribution not in _CONTRIBUTIONS:
             raise DataError(f"contribution must be one of {sorted(_CONTRIBUTIONS)}, got "
                             f"{self.contribution!r}")
+        if self.feature_regularization is not None:
+            check_number("feature_regularization", self.feature_regularization, low=0,
+                         low_inclusive=False)
+            if self._shares()[1] > 0:
+                raise DataError("feature_regularization needs budget_shares[1] == 0 (no "
+                                f"per-item Grams), got budget_shares={self.budget_shares!r}")
         self._shares()
 
     def _shares(self) -> tuple[float, float, float]:
@@ -334,7 +353,17 @@ class PrivateALS(FactorScoring, Recommender):
                 "epsilon_zcdp_bound": rho + 2.0 * math.sqrt(rho * math.log(1.0 / delta))}
 
     # -- fitting -------------------------------------------------------------------
-    def _fit(self, data: Interactions, **_) -> None:
+    def _fit(self, data: Interactions, *, item_features=None, **_) -> None:
+        self._prior = None
+        if self.feature_regularization is not None:
+            from ._dp_als_features import FeaturePrior, feature_matrix
+
+            if item_features is None:
+                raise DataError("PrivateALS(feature_regularization=...) needs "
+                                "fit(X, item_features=...) with multi-hot or categorical "
+                                "item attributes")
+            self._prior = FeaturePrior(feature_matrix(item_features, data.item_vocab),
+                                       float(self.feature_regularization))
         R = sp.csr_matrix(data.to_csr(), dtype=np.float32, copy=True)
         R.data[:] = 1.0
         R.sort_indices()
@@ -363,10 +392,12 @@ class PrivateALS(FactorScoring, Recommender):
             self._solve_users(users, R, X, Y, 2 * f + 10, tol=1e-10)
         self.user_factors_ = X.numpy().astype(np.float32)
         self.item_factors_ = Y.numpy().astype(np.float32)
+        self._prior = None  # holds the feature matrix; not part of the fitted model
         record = {**plan, "accountant": "gdp", "unit": "user", "model": "joint",
                   "iterations": T, "max_user_items": int(self.max_user_items),
                   "contribution": self.contribution,
                   "normalize_users": bool(self.normalize_users),
+                  "feature_regularization": self.feature_regularization,
                   "clip_norm": 1.0, "n_users": n,
                   "budget_shares": list(self._shares())}
         self.training_log_ = {"seconds": seconds, "steps": T, "privacy": record}
@@ -389,6 +420,9 @@ class PrivateALS(FactorScoring, Recommender):
         if std["item_rhs"] > 0:
             G = G + _sym_noise((), f, std["global_gram"], g)
             rhs = rhs + torch.randn(m, f, generator=g, dtype=torch.float64) * std["item_rhs"]
+        prior = getattr(self, "_prior", None)
+        if not item_grams and prior is not None:  # shrunk toward attributes
+            return prior.solve(G, rhs, float(self.regularization)).float()
         if not item_grams:  # one system for every item: (G + λI) Y = rhs
             w, V = torch.linalg.eigh(G)
             w = torch.clamp(w, min=0.0) + float(self.regularization) + 1e-8
