@@ -173,23 +173,13 @@ class SASRecNetwork(nn.Module):
                     amp: torch.dtype | None = None) -> torch.Tensor:
         """Hidden state after the last item of each non-empty sequence, ``[b, dim]``.
 
-        Sequences of one length run together, unpadded (at most ``_INFER_POSITIONS``
-        positions per forward pass): no wasted positions, and a sequence's state does
-        not depend on the lengths of the others. Inference mode (``eval``, no grad),
+        Sequences of mixed lengths run packed, in one pass per (at most) 64 sequences
+        and ``_INFER_POSITIONS`` padded positions (:mod:`maasrec.neural._sasrec_infer`):
+        per-item layers over the items laid end to end, attention right-padded, the last
+        block only at each sequence's last item. A sequence's state depends on the others
+        only through float rounding (about 1e-6). Inference mode (``eval``, no grad),
         under autocast to ``amp`` when given.
         """
-        dev = table.device
-        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        self.eval()
-        out = torch.empty((len(seqs), int(table.shape[1])), device=dev)
-        order = np.argsort(lengths, kind="stable")
-        bounds = np.flatnonzero(np.diff(lengths[order])) + 1
-        with torch.no_grad(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            for group in np.split(order, bounds):
-                n = int(lengths[group[0]])
-                rows = max(1, _INFER_POSITIONS // n)
-                for a in range(0, len(group), rows):
-                    g = group[a:a + rows]
-                    batch = torch.from_numpy(np.stack([seqs[i] for i in g])).to(dev)
-                    out[torch.from_numpy(g).to(dev)] = self.hidden(batch, table)[:, -1].float()
-        return out
+        from ._sasrec_infer import packed_last_hidden
+
+        return packed_last_hidden(self, seqs, table, amp, max_positions=_INFER_POSITIONS)
