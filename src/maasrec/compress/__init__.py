@@ -32,6 +32,7 @@ _LAZY = {
     "OnnxRecommender": "onnx_models",
     "prune": "pruning", "sparsity": "pruning", "PRUNE_METHODS": "pruning",
     "distill": "distillation", "DISTILL_MODES": "distillation",
+    "candidate_lists": "distillation",
 }
 
 __all__ = sorted(_LAZY)

@@ -39,7 +39,7 @@ from ..neural._sequences import NextItemTask, latest_items
 from ..training import seeded, softmax_loss, torch_generator
 from ._seqtrain import check_fitted, prepare_data, train_network
 
-__all__ = ["DISTILL_MODES", "distill"]
+__all__ = ["DISTILL_MODES", "candidate_lists", "distill"]
 
 #: Accepted values of ``mode``.
 DISTILL_MODES = ("auto", "positions", "lists")
@@ -139,31 +139,118 @@ class DistillTask(NextItemTask):
         return (1 - self.alpha) * truth + self.alpha * soft
 
 
-def teacher_lists(teacher: Recommender, seqs_items: np.ndarray, seqs_indptr: np.ndarray,
-                  seen: sp.csr_matrix, n_candidates: int, max_len: int):
-    """The teacher's top ``n_candidates`` unseen items of every user with a history.
-
-    Returns the arrays of :class:`DistillTask`'s ``lists`` (users in index order).
-    """
-    lengths_all = np.diff(seqs_indptr)
-    users = np.flatnonzero(lengths_all > 0)
-    cands, scores = [], []
+def _rank_lists(teacher: Recommender, users: np.ndarray, seen: sp.csr_matrix,
+                n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's top ``n_candidates`` unseen items (and scores, 0 on padding) of ``users``."""
+    width = int(n_candidates)
+    cands, scores = [np.zeros((0, width), np.int64)], [np.zeros((0, width), np.float32)]
     for a in range(0, len(users), _LIST_CHUNK):
         u = users[a:a + _LIST_CHUNK]
-        c, s = teacher.rank_indices(u, k=int(n_candidates), exclude=seen[u])
+        c, s = teacher.rank_indices(u, k=width, exclude=seen[u])
         cands.append(np.asarray(c, dtype=np.int64))
         scores.append(np.where(np.isfinite(s), s, 0.0).astype(np.float32))
+    return np.concatenate(cands), np.concatenate(scores)
+
+
+def _padded_histories(seqs_items: np.ndarray, seqs_indptr: np.ndarray, users: np.ndarray,
+                      max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The right-padded latest ``max_len`` items of ``users`` and their lengths."""
     items, indptr = latest_items(seqs_items, seqs_indptr, int(max_len))
     lengths = np.diff(indptr)[users]
     padded = np.zeros((len(users), int(max(lengths.max(), 1)) if len(users) else 1),
                       dtype=np.int64)
     for r, u in enumerate(users):
         padded[r, :lengths[r]] = items[indptr[u]:indptr[u + 1]]
-    width = int(n_candidates)
-    if not cands:
-        return (padded, lengths.astype(np.int64), np.zeros((0, width), np.int64),
-                np.zeros((0, width), np.float32))
-    return (padded, lengths.astype(np.int64), np.concatenate(cands), np.concatenate(scores))
+    return padded, lengths.astype(np.int64)
+
+
+def teacher_lists(teacher: Recommender, seqs_items: np.ndarray, seqs_indptr: np.ndarray,
+                  seen: sp.csr_matrix, n_candidates: int, max_len: int, ranked=None):
+    """The teacher's top ``n_candidates`` unseen items of every user with a history.
+
+    Returns the arrays of :class:`DistillTask`'s ``lists`` (users in index order).
+    ``ranked``: the ``(item_idx, scores)`` of :func:`candidate_lists` (one row per
+    user of the teacher), used instead of asking the teacher.
+    """
+    users = np.flatnonzero(np.diff(seqs_indptr) > 0)
+    if ranked is None:
+        cands, scores = _rank_lists(teacher, users, seen, n_candidates)
+    else:
+        cands = np.asarray(ranked[0], dtype=np.int64)[users]
+        scores = np.asarray(ranked[1], dtype=np.float32)[users]
+    padded, lengths = _padded_histories(seqs_items, seqs_indptr, users, max_len)
+    return padded, lengths, cands, scores
+
+
+def candidate_lists(teacher: Recommender, X, *, n_candidates: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's ranked lists of every user, computed once for several :func:`distill` runs.
+
+    Ranking the lists is the costly part of ``mode="lists"`` when the teacher is a
+    cross-encoder; pass the result as ``distill(..., lists=...)`` to train several
+    students (seeds, ``alpha``, ``temperature``) from one pass of the teacher.
+
+    Parameters
+    ----------
+    teacher : Recommender
+        Fitted on ``X``.
+    X : Interactions, pandas.DataFrame or scipy.sparse matrix
+        The training interactions the students will be distilled on (their items are
+        left out of each user's list).
+    n_candidates : int, optional
+        List length (default: the teacher's ``n_candidates`` when it has one, else 50).
+
+    Returns
+    -------
+    item_idx : np.ndarray of int64, shape (teacher.n_users_, n_candidates)
+        Each user's top unseen items by index, best first; ``-1`` pads (users without
+        interactions in ``X`` get an all ``-1`` row).
+    scores : np.ndarray of float32, same shape
+        The teacher's scores (0 on padding).
+
+    Raises
+    ------
+    NotFittedError
+        The teacher is not fitted.
+    DataError
+        A bad ``n_candidates``; ``X`` holds no interactions or unknown ids.
+    """
+    check_fitted(teacher, "candidate_lists")
+    if n_candidates is not None:
+        check_int("n_candidates", n_candidates, low=2)
+    n_c = _list_length(teacher, n_candidates)
+    data, _ = prepare_data(teacher, X, None, "candidate_lists")
+    users = np.flatnonzero(np.diff(data.user_indptr) > 0)
+    n_users = len(teacher.user_vocab_)
+    item_idx = np.full((n_users, n_c), -1, dtype=np.int64)
+    scores = np.zeros((n_users, n_c), dtype=np.float32)
+    c, s = _rank_lists(teacher, users, data.to_csr(copy=False), n_c)
+    item_idx[users, :c.shape[1]], scores[users, :s.shape[1]] = c, s
+    return item_idx, scores
+
+
+def _list_length(teacher, n_candidates) -> int:
+    return int(n_candidates or int(getattr(teacher, "n_candidates", 50) or 50))
+
+
+def _check_lists(lists, teacher, n_candidates) -> tuple[np.ndarray, np.ndarray]:
+    """``lists`` as given to :func:`distill`: the pair of :func:`candidate_lists`."""
+    if not (isinstance(lists, tuple | list) and len(lists) == 2):
+        raise DataError("lists must be the (item_idx, scores) pair of candidate_lists(), got "
+                        f"{type(lists).__name__}")
+    c, s = np.asarray(lists[0]), np.asarray(lists[1])
+    n_users, n_items = len(teacher.user_vocab_), len(teacher.item_vocab_)
+    if c.ndim != 2 or c.shape != s.shape or c.shape[0] != n_users or c.shape[1] < 2:
+        raise DataError(f"lists must be two arrays of shape (n_users={n_users}, >= 2) "
+                        f"(candidate_lists() of this teacher), got {c.shape} and {s.shape}")
+    if not np.issubdtype(c.dtype, np.integer) or c.min() < -1 or c.max() >= n_items:
+        raise DataError(f"lists[0] must hold item indices in [0, {n_items}) or -1 padding")
+    if n_candidates is not None and int(n_candidates) != c.shape[1]:
+        raise DataError(f"n_candidates={n_candidates} but the lists given hold "
+                        f"{c.shape[1]} items per user")
+    if not np.isfinite(s).all():
+        raise DataError("lists[1] (the teacher's scores) must be finite (0 on padding)")
+    return c.astype(np.int64), s.astype(np.float32)
 
 
 def _check(teacher, student, mode, alpha, temperature, n_candidates) -> str:
@@ -198,7 +285,7 @@ def _check(teacher, student, mode, alpha, temperature, n_candidates) -> str:
 
 def distill(teacher: Recommender, student, X, *, validation=None, item_features=None,
             mode: str = "auto", alpha: float = 0.5, temperature: float = 1.0,
-            n_candidates: int | None = None) -> Any:
+            n_candidates: int | None = None, lists=None) -> Any:
     """Fit a student ``SequentialRecommender`` on a teacher's scores and the ground truth.
 
     Parameters
@@ -225,6 +312,9 @@ def distill(teacher: Recommender, student, X, *, validation=None, item_features=
     n_candidates : int, optional
         ``mode="lists"``: list length (default: the teacher's ``n_candidates`` when it
         has one, else 50).
+    lists : tuple of (item_idx, scores), optional
+        ``mode="lists"``: the teacher's lists computed beforehand by
+        :func:`candidate_lists` on the same ``X`` (the teacher is then not asked again).
 
     Returns
     -------
@@ -238,9 +328,16 @@ def distill(teacher: Recommender, student, X, *, validation=None, item_features=
     DataError
         A student that is not a ``SequentialRecommender`` or does not use ``loss="ce"``,
         ``mode="positions"`` with a teacher that is not sequential, a bad ``alpha``,
-        ``temperature`` or ``n_candidates``, no interactions in ``X``.
+        ``temperature`` or ``n_candidates``, no interactions in ``X``; ``lists`` of
+        another shape than ``candidate_lists()`` returns for this teacher, or given with
+        ``mode="positions"``.
     """
     mode = _check(teacher, student, mode, alpha, temperature, n_candidates)
+    if lists is not None:
+        if mode != "lists":
+            raise DataError(f"lists are the teacher's ranked lists of mode='lists', got "
+                            f"mode={mode!r}")
+        lists = _check_lists(lists, teacher, n_candidates)
     data, val = prepare_data(teacher, X, validation, "distill")
     s = clone(student)
     s._check_standard_params()
@@ -252,10 +349,11 @@ def distill(teacher: Recommender, student, X, *, validation=None, item_features=
     s._device_obj = device
     items = data.item_indices.astype(np.int64)
     indptr = data.user_indptr.astype(np.int64)
-    lists = None
+    ranked, lists = lists, None
     if mode == "lists" and alpha > 0:  # alpha 0: plain next-item training, no teacher
-        n_c = n_candidates or int(getattr(teacher, "n_candidates", 50) or 50)
-        lists = teacher_lists(teacher, items, indptr, s.seen_, n_c, int(s.max_len))
+        n_c = _list_length(teacher, n_candidates) if ranked is None else ranked[0].shape[1]
+        lists = teacher_lists(teacher, items, indptr, s.seen_, n_c, int(s.max_len),
+                              ranked=ranked)
     elif mode == "positions":
         teacher.network_.eval()
     from ..neural._item_content import embed_cold_from_text, init_item_rows

@@ -1,0 +1,124 @@
+"""Helpers of ``bench_prune_distill.py distill-lm``: the teacher's cached pass, list metrics.
+
+The teacher (an ``LMRanker`` two-stage) is fitted once, ranks its candidate lists of
+every user twice -- on train (what the students learn from) and on train + validation
+(the test-time lists) -- and is saved with both sets of lists under ``--teacher-cache``,
+so that the students (variants, seeds, the validation grid) train without a cross-encoder
+pass and a rerun skips the teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def lm_params(args, model_name: str) -> dict:
+    return dict(model=model_name, n_candidates=args.candidates, history_len=args.history_len,
+                max_length=96, max_item_tokens=20, epochs=args.lm_epochs, batch_size=30,
+                negatives_per_positive=4, random_negatives=2, positives_per_user=6,
+                max_positives=args.max_positives, loss="listwise", peft="lora",
+                head="mean", alpha=0.5, random_state=args.seed)
+
+
+def teacher_stage(args, ds, train, train_full, first_stage, model_name: str, loadavg):
+    """The fitted teacher (refreshed on ``train_full``), its lists and timings; cached."""
+    import maasrec
+    from maasrec.compress.distillation import candidate_lists
+    from maasrec.lm_ranker import LMRanker
+
+    params = lm_params(args, model_name)
+    tag = (f"{args.first_stage}-s{args.seed}-c{args.candidates}-p{args.max_positives}"
+           f"-e{args.lm_epochs}-h{args.history_len}")
+    root = Path(args.teacher_cache) / f"distill_lm_teacher_{tag}"
+    if (root / "info.json").exists():
+        z = np.load(root / "lists.npz")
+        info = json.loads((root / "info.json").read_text())
+        print(f"teacher loaded from {root}", flush=True)
+        return maasrec.load(root / "model"), params, {k: z[k] for k in z.files}, info
+    root.mkdir(parents=True, exist_ok=True)
+    info = {"threads": args.threads, "loadavg_before": loadavg()}
+    t0 = time.perf_counter()
+    teacher = LMRanker(first_stage=first_stage(), **params).fit(
+        train, item_features=ds.item_features)
+    info["fit_s"] = time.perf_counter() - t0
+    print(f"teacher fitted in {info['fit_s']:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    train_items, train_scores = candidate_lists(teacher, train)
+    info["rank_train_lists_s"] = time.perf_counter() - t0
+    print(f"teacher's train lists in {info['rank_train_lists_s']:.0f} s", flush=True)
+    teacher.refresh(train_full)
+    t0 = time.perf_counter()
+    test_items, test_scores = candidate_lists(teacher, train_full)
+    info["rank_test_lists_s"] = time.perf_counter() - t0
+    info["loadavg_after"] = loadavg()
+    teacher.save(root / "model", overwrite=True)
+    lists = {"train_items": train_items, "train_scores": train_scores,
+             "test_items": test_items, "test_scores": test_scores}
+    np.savez(root / "lists.npz", **lists)
+    (root / "info.json").write_text(json.dumps(info, indent=1))
+    return teacher, params, lists, info
+
+
+def target_items(model, split) -> np.ndarray:
+    """The held-out item index of every user of ``model`` (-1 where none)."""
+    x = split.with_vocab(model.user_vocab_, model.item_vocab_, unknown="ignore")
+    out = np.full(len(model.user_vocab_), -1, dtype=np.int64)
+    out[x.user_indices] = x.item_indices
+    return out
+
+
+def ndcg_of_lists(order: np.ndarray, target: np.ndarray, user_ids, k: int = 10) -> dict:
+    """Per-user NDCG@k (one held-out item) of ranked item-index rows, by raw user id."""
+    top = order[:, :k]
+    hit = (top == target[:, None]) & (target[:, None] >= 0)
+    gain = np.where(hit, 1.0 / np.log2(np.arange(2, k + 2)), 0.0).sum(1)
+    return {user_ids[u]: float(gain[u]) for u in np.flatnonzero(target >= 0)}
+
+
+def rerank(scores_full: np.ndarray, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``cands`` re-ordered by ``scores_full`` (users x items); their scores (-inf pads)."""
+    s = np.take_along_axis(scores_full, np.maximum(cands, 0), axis=1).astype(np.float64)
+    s[cands < 0] = -np.inf
+    order = np.argsort(-s, axis=1, kind="stable")
+    return np.take_along_axis(cands, order, axis=1), s
+
+
+def agreement(teacher_scores: np.ndarray, cands: np.ndarray, other: np.ndarray) -> dict:
+    """How well ``other`` (scores of the candidates) reproduces the teacher's order.
+
+    The teacher's lists are best first: mean Kendall tau-b over users, top-1 agreement
+    (the other's best candidate is the teacher's) and top-10 overlap.
+    """
+    from scipy.stats import kendalltau
+
+    taus, top1, top10 = [], [], []
+    for u in np.flatnonzero((cands >= 0).sum(1) >= 2):
+        ok = cands[u] >= 0
+        t, o = teacher_scores[u, ok], other[u, ok]
+        tau = kendalltau(t, o).statistic
+        taus.append(0.0 if np.isnan(tau) else tau)
+        top1.append(float(np.argmax(o) == 0))
+        top10.append(len(set(np.argsort(-o, kind="stable")[:10].tolist()) & set(range(10)))
+                     / 10)
+    n = len(taus)
+    return {"users": n, "kendall_tau": float(np.mean(taus)),
+            "kendall_tau_se": float(np.std(taus, ddof=1) / np.sqrt(n)),
+            "top1_agreement": float(np.mean(top1)), "top10_overlap": float(np.mean(top10))}
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Mean per-user ``a - b`` over common users with the SE of the paired difference."""
+    users = sorted(set(a) & set(b), key=str)
+    d = np.array([a[u] for u in users]) - np.array([b[u] for u in users])
+    return {"users": len(users), "gain": float(d.mean()),
+            "se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+
+
+def seed_mean(per_seed: list[dict]) -> dict:
+    """Per-user mean over seeds of per-user NDCG dicts."""
+    users = set.intersection(*(set(p) for p in per_seed))
+    return {u: float(np.mean([p[u] for p in per_seed])) for u in users}
