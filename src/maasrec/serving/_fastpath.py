@@ -70,9 +70,10 @@ def _json_content_type(scope: dict) -> bool:
     return True
 
 
-async def _answer(rt, users: list, k: int, exclude_seen: bool):
-    # the steps of the route in app.py for known users without filters, in its order
-    from .app import _json, _rankings
+async def _answer(rt, users: list, k: int, exclude_seen: bool) -> bytes:
+    # the steps of the route in app.py for known users without filters, in its order;
+    # the JSON body the route's response carries
+    from .app import _json_bytes, _rankings
 
     state = rt.holder.state
     model = state.model
@@ -85,8 +86,17 @@ async def _answer(rt, users: list, k: int, exclude_seen: bool):
     else:
         ids, scores = await rt.batcher.submit(model, rows, k, exclude_seen, "users",
                                               model_key=(state.version, id(model)))
-    return _json({"results": _rankings("user", rows, ids, scores), "k": k,
-                  "model_version": state.version})
+    return _json_bytes({"results": _rankings("user", rows, ids, scores), "k": k,
+                        "model_version": state.version})
+
+
+async def _send_json(send, body: bytes) -> None:
+    """A 200 JSON answer as the route's ``Response`` sends it (the same headers, in the
+    same order), without building one."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode("latin-1")),
+                            (b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def try_fast_recommend(rt, scope: dict, receive, send):
@@ -112,11 +122,11 @@ async def try_fast_recommend(rt, scope: dict, receive, send):
         try:
             plain = plain_users_request(json.loads(message.get("body", b"")),
                                         rt.max_users, rt.max_k)
-            response = None if plain is None else await _answer(rt, *plain)
+            body = None if plain is None else await _answer(rt, *plain)
         except Exception:  # the route gives the documented error
-            response = None
-        if response is not None:
-            await response(scope, receive, send)
+            body = None
+        if body is not None:
+            await _send_json(send, body)
             return None
     replayed = False
 

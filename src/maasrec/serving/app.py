@@ -141,9 +141,12 @@ def _endpoint(path: str) -> str:
     return path if path in ENDPOINTS else "other"
 
 
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
 def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
-    body = json.dumps(obj, separators=(",", ":"), allow_nan=False)
-    return Response(body.encode("utf-8"), status_code=status, media_type="application/json",
+    return Response(_json_bytes(obj), status_code=status, media_type="application/json",
                     headers=headers)
 
 
@@ -359,9 +362,8 @@ class _ServingMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             rt.metrics.inflight.dec()
-            rt.metrics.requests.labels(endpoint=endpoint, method=method_label,
-                                       status=str(status)).inc()
-            rt.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t0)
+            rt.metrics.observe_request(endpoint, method_label, status,
+                                       time.perf_counter() - t0)
 
     def _authorize(self, path: str, headers: dict, query: bytes = b"") -> Response | None:
         checker = self.rt.checker
@@ -386,16 +388,18 @@ class _ServingMiddleware:
 
     async def _limit_body(self, headers: dict, receive):
         limit = self.rt.max_body_bytes
-        too_big = _json({"error": "DataError",
-                         "detail": f"request body larger than this server's limit of {limit} "
-                                   f"bytes (max_body_bytes); split the request"}, 413)
+
+        def too_big() -> Response:  # built only when needed: this runs for every POST
+            return _json({"error": "DataError",
+                          "detail": f"request body larger than this server's limit of {limit} "
+                                    f"bytes (max_body_bytes); split the request"}, 413)
         cl = headers.get("content-length")
         if cl is not None:
             if not cl.strip().isdigit():
                 return receive, _json({"error": "DataError",
                                        "detail": f"invalid Content-Length {cl!r}"}, 400)
             if int(cl) > limit:
-                return receive, too_big
+                return receive, too_big()
         chunks, total = [], 0
         while True:
             message = await receive()
@@ -404,7 +408,7 @@ class _ServingMiddleware:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
-                return receive, too_big
+                return receive, too_big()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

@@ -79,6 +79,7 @@ class ServingMetrics:
                                  "model_version"], registry=r)
         self.reloads = Counter("maasrec_model_reloads", "Model reloads by result", ["result"],
                                registry=r)
+        self._request_series: dict[tuple, tuple] = {}
         self.model_loaded = Gauge("maasrec_model_loaded_timestamp_seconds",
                                   "Unix time the served model was loaded (its age: time() "
                                   "minus this)", registry=r)
@@ -98,6 +99,26 @@ class ServingMetrics:
         self.model_info.labels(model_class=model_class, model_name=str(model_name or ""),
                                maasrec_version=str(maasrec_version or ""),
                                model_version=str(version)).set(1)
+
+    def observe_request(self, endpoint: str, method: str, status: int,
+                        seconds: float) -> None:
+        """Count one HTTP request and observe its latency (the labelled series of each
+        ``(endpoint, method, status)`` looked up once).
+
+        Parameters
+        ----------
+        endpoint, method : str
+        status : int
+        seconds : float
+        """
+        key = (endpoint, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
+                self.requests.labels(endpoint=endpoint, method=method, status=str(status)),
+                self.latency.labels(endpoint=endpoint))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_batch(self, n_requests: int, n_users: int, seconds: float) -> None:
         """Record one merged ``model.recommend`` call.
