@@ -145,7 +145,8 @@ def packed_last_hidden(net, seqs: list[np.ndarray], table: torch.Tensor,
     """
     dev = table.device
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    net.eval()
+    if any(m.training for m in net.modules()):  # eval() walks and sets every module
+        net.eval()
     chunks = _chunks(lengths, int(max_positions), int(max_rows))
     with torch.no_grad(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
         if len(chunks) == 1:
