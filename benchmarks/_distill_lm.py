@@ -122,3 +122,49 @@ def seed_mean(per_seed: list[dict]) -> dict:
     """Per-user mean over seeds of per-user NDCG dicts."""
     users = set.intersection(*(set(p) for p in per_seed))
     return {u: float(np.mean([p[u] for p in per_seed])) for u in users}
+
+
+def reblend(final: np.ndarray, first: np.ndarray, cands: np.ndarray, alpha_fit: float,
+            alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's lists with another first-stage blend weight, best first.
+
+    ``final = (1 - alpha_fit) * z(second) + alpha_fit * z(first)`` (``blend_scores``) with
+    ``first`` the first stage's scores of ``cands``: ``z(second)`` is recovered and blended
+    again at ``alpha`` -- no cross-encoder pass. Returns (items, scores; 0 on padding).
+    """
+    from maasrec.lm_ranker.two_stage import _standardise
+
+    valid = cands >= 0
+    z1 = _standardise(np.where(valid, first, 0.0), valid)
+    z2 = (np.where(valid, final, 0.0) - alpha_fit * z1) / (1.0 - alpha_fit)
+    out = np.where(valid, (1.0 - alpha) * z2 + alpha * z1, -np.inf)
+    order = np.argsort(-out, axis=1, kind="stable")
+    items = np.take_along_axis(cands, order, axis=1)
+    scores = np.take_along_axis(out, order, axis=1)
+    return items, np.where(items >= 0, scores, 0.0).astype(np.float32)
+
+
+def gather(full: np.ndarray, cands: np.ndarray) -> np.ndarray:
+    """Scores (users x items) of each row's candidates (0 on -1 padding)."""
+    s = np.take_along_axis(full, np.maximum(cands, 0), axis=1).astype(np.float64)
+    return np.where(cands >= 0, s, 0.0)
+
+
+def choose_blend(args, lists, alpha_fit, fs_train, fs_test, valid_target, target, user_ids,
+                 base) -> tuple[dict, list]:
+    """The teacher's first-stage weight chosen on the validation item (its train-time
+    lists rank the validation item); every weight's validation and test NDCG reported."""
+    rows, best = [], None
+    for a in args.teacher_blends:
+        tr = reblend(lists["train_scores"], fs_train, lists["train_items"], alpha_fit, a)
+        te = reblend(lists["test_scores"], fs_test, lists["test_items"], alpha_fit, a)
+        v = float(np.mean(list(ndcg_of_lists(tr[0], valid_target, user_ids).values())))
+        nd = ndcg_of_lists(te[0], target, user_ids)
+        rows.append({"blend_alpha": a, "valid_ndcg@10": v,
+                     "test_ndcg@10": float(np.mean(list(nd.values()))),
+                     "test_gain_over_first_stage": paired(nd, base)})
+        if best is None or v > best[0]:
+            best = (v, a, tr, te)
+    _, a, tr, te = best
+    return {"blend_alpha": a, "train_items": tr[0], "train_scores": tr[1],
+            "test_items": te[0], "test_scores": te[1]}, rows

@@ -300,7 +300,19 @@ def cmd_distill_lm(args) -> int:
     first = _first_stage(args.first_stage, args.seed).fit(train_full)
     fs = _test(first, train_full, None, test, args.seed)
     base = fs.pop("_per_user")
-    fs_full = np.asarray(first.score_indices(np.arange(len(user_ids))), dtype=np.float64)
+    every = np.arange(len(user_ids))
+    fs_full = np.asarray(first.score_indices(every), dtype=np.float64)
+    fitted_nd = dl.ndcg_of_lists(lists["test_items"], target, user_ids)
+    blends = None
+    if args.teacher_blends:  # the first-stage weight of the blend, chosen on validation
+        fs_train = _first_stage(args.first_stage, args.seed).fit(train).score_indices(every)
+        lists, blends = dl.choose_blend(
+            args, lists, float(lm_params["alpha"]),
+            dl.gather(np.asarray(fs_train, dtype=np.float64), lists["train_items"]),
+            dl.gather(fs_full, lists["test_items"]), dl.target_items(teacher, valid), target,
+            user_ids, base)
+        teacher.alpha = lists["blend_alpha"]
+        print("teacher blends", blends, flush=True)
     fs_order, fs_s = dl.rerank(fs_full, lists["test_items"])
     # the teacher's NDCG from its test-time lists (their top 10 is its recommend(k=10));
     # the same computation on the first stage's own order checks it against evaluate()
@@ -351,7 +363,12 @@ def cmd_distill_lm(args) -> int:
                 "agreement_with_teacher": dl.agreement(lists["test_scores"],
                                                        lists["test_items"], fs_s)},
             "lmranker two-stage": {"test_ndcg@10": float(np.mean(list(teacher_nd.values()))),
-                                   "gain_over_first_stage": gain, **info}}
+                                   "gain_over_first_stage": gain, **info,
+                                   "blend_alpha": float(teacher.alpha),
+                                   "as_fitted": {"blend_alpha": float(lm_params["alpha"]),
+                                                 "test_ndcg@10": float(np.mean(list(
+                                                     fitted_nd.values())))},
+                                   "blends_tried": blends}}
     control = {k: dl.seed_mean([r[k] for r in runs["control"]])
                for k in ("catalogue", "rerank")}
     for label, rs in runs.items():
@@ -479,6 +496,10 @@ def main(argv=None) -> int:
             p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0],
                            help="temperatures tried (chosen on validation)")
             p.add_argument("--student-seeds", type=int, default=3)
+            p.add_argument("--teacher-blends", type=float, nargs="*",
+                           default=[0.0, 0.25, 0.5, 0.75],
+                           help="first-stage weights of the teacher's blend tried on "
+                                "validation from its cached lists (none: as fitted)")
             p.add_argument("--teacher-cache", default=tempfile.gettempdir(),
                            help="folder of the teacher's saved model and lists (reused)")
         p.add_argument("--speed-users", type=int, default=60)
