@@ -232,11 +232,10 @@ class EventsNotSupportedError(MaasrecError, NotImplementedError):
 
 
 def _swap_model(holder, model) -> None:
-    """Serve ``model`` in place of the current one (same version; readers see either)."""
-    import dataclasses
-
+    """Serve ``model`` in place of the current one (same version; readers see either;
+    ``GET /v1/model`` counts its users and items)."""
     with holder._swap_lock:
-        holder._state = dataclasses.replace(holder._state, model=model)
+        holder._state = holder._state.with_model(model)
 
 
 class LiveEvents:

@@ -22,6 +22,7 @@ system. The served model is described by its *name*, its path relative to the ro
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -83,6 +84,22 @@ class ModelState:
     model_dir: str | None
     name: str | None
     info: dict = field(repr=False)
+
+    def with_model(self, model: Recommender) -> ModelState:
+        """This state serving ``model`` instead (an update of the same version: new events
+        or items); ``info``'s user and item counts are ``model``'s.
+
+        Parameters
+        ----------
+        model : Recommender
+
+        Returns
+        -------
+        ModelState
+        """
+        info = {**self.info, "n_users": len(model.user_vocab_),
+                "n_items": len(model.item_vocab_)}
+        return dataclasses.replace(self, model=model, info=info)
 
 
 class ReloadRefusedError(ModelFormatError):
