@@ -367,14 +367,17 @@ def test_early_stopping_restores_the_best_validated_epoch():
 def test_nan_loss_is_a_clear_error_and_keeps_the_best_checkpoint(monkeypatch):
     data = tiny_interactions()
     calls = {"n": 0}
-    real = hybrid_task.softmax_loss
 
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return loss * float("nan") if calls["n"] == 20 else loss
+    def flaky(real):
+        def loss_fn(*args, **kwargs):
+            calls["n"] += 1
+            loss = real(*args, **kwargs)
+            return loss * float("nan") if calls["n"] == 20 else loss
+        return loss_fn
 
-    monkeypatch.setattr(hybrid_task, "softmax_loss", flaky)
+    # the CPU path computes the loss blocked (fused_softmax_loss); both are patched
+    for name in ("softmax_loss", "fused_softmax_loss"):
+        monkeypatch.setattr(hybrid_task, name, flaky(getattr(hybrid_task, name)))
     m = HybridRecommender(dim=8, epochs=10, batch_size=8, random_state=0)
     per_epoch = -(-data.n_users // 8)
     epoch, step = 20 // per_epoch + 1, 20 % per_epoch  # the 20th step

@@ -42,6 +42,7 @@ from ..training import (
     threads_for,
     torch_generator,
 )
+from ..training._fused_softmax import fused_applies, fused_softmax_loss
 from ..training.distributed import balanced_order, world_size
 from ._hybrid_config import TrainSettings
 from ._hybrid_scorers import Scoring
@@ -233,6 +234,9 @@ class HybridTraining:
         u, rows, cols = self.scoring.softmax_user(self.users, V, C, (hr, hc), (rows, cols),
                                                   keep, users, weights=weights,
                                                   counts=counts, id_keep=id_keep)
+        if fused_applies(self.scorer, u, V):  # the same loss, a cache-sized block at a time
+            ib = self.scorer._item_b(None, V.shape[0], V.device)
+            return fused_softmax_loss(u, V, ib, rows, cols, temperature=self.scorer.temperature)
         scores = self.scorer.score_all(u, V)
         return softmax_loss(scores, cols, rows=rows)
 
