@@ -482,24 +482,60 @@ class PrivateALS(FactorScoring, Recommender):
 
 def _solve_fixed(R: sp.csr_matrix, Y: torch.Tensor, alpha: float, reg: float,
                  bias: float) -> torch.Tensor:
-    """Exact implicit-ALS user solves with coordinate 0 held at ``bias``."""
+    """Exact implicit-ALS user solves with coordinate 0 held at ``bias``.
+
+    Each user's Gram ``Σ_i y_i y_iᵀ`` over their items: a sparse product with every item's
+    ``y_i y_iᵀ`` (``n_items x factors²`` float64) while that table fits in 256 MiB, else
+    summed from gathered rows in blocks of users (``O(block x factors²)`` memory; the
+    same numbers).
+    """
     n, f = R.shape[0], Y.shape[1]
     Yd = Y.double()
     YtY = Yd.T @ Yd
-    P = (Yd[:, :, None] * Yd[:, None, :]).reshape(-1, f * f).numpy()
-    Rd = sp.csr_matrix(R, dtype=np.float64)
-    Rd.data[:] = 1.0
     out = torch.zeros(n, f, dtype=torch.float64)
     out[:, 0] = bias
     eye = torch.eye(f - 1, dtype=torch.float64) * reg
+    for s, e, G, b in (_user_grams_table if Y.shape[0] * f * f * 8 <= 2**28
+                       else _user_grams_gather)(R, Yd):
+        W = G * alpha + YtY
+        rhs = b[:, 1:] * (1.0 + alpha) - bias * W[:, 1:, 0]
+        out[s:e, 1:] = torch.linalg.solve(W[:, 1:, 1:] + eye, rhs)
+    return out.float()
+
+
+def _user_grams_table(R: sp.csr_matrix, Yd: torch.Tensor):
+    """Blocks ``(start, end, Σ y yᵀ, Σ y)`` of users' item sums, from a table of ``y yᵀ``."""
+    n, f = R.shape[0], Yd.shape[1]
+    P = (Yd[:, :, None] * Yd[:, None, :]).reshape(-1, f * f).numpy()
+    Rd = sp.csr_matrix(R, dtype=np.float64)
+    Rd.data[:] = 1.0
     chunk = max(1, 2**21 // (f * f))
     for s in range(0, n, chunk):
         Rs = Rd[s:s + chunk]
-        W = torch.from_numpy(Rs @ P).reshape(-1, f, f) * alpha + YtY
-        b = torch.from_numpy(Rs @ Yd.numpy()) * (1.0 + alpha)
-        rhs = b[:, 1:] - bias * W[:, 1:, 0]
-        out[s:s + chunk, 1:] = torch.linalg.solve(W[:, 1:, 1:] + eye, rhs)
-    return out.float()
+        yield (s, min(n, s + chunk), torch.from_numpy(Rs @ P).reshape(-1, f, f),
+               torch.from_numpy(Rs @ Yd.numpy()))
+
+
+def _user_grams_gather(R: sp.csr_matrix, Yd: torch.Tensor):
+    """As :func:`_user_grams_table`, from gathered item rows (about ``2**22 / factors²``
+    interactions a block)."""
+    n, f = R.shape[0], Yd.shape[1]
+    indptr = np.asarray(R.indptr, dtype=np.int64)
+    cols = torch.from_numpy(np.asarray(R.indices, dtype=np.int64))
+    budget, max_users = max(1, 2**22 // (f * f)), max(1, 2**21 // (f * f))
+    s = 0
+    while s < n:
+        e = int(np.searchsorted(indptr, indptr[s] + budget, side="right")) - 1
+        e = min(n, s + max_users, max(e, s + 1))
+        Yg = Yd[cols[indptr[s]:indptr[e]]]
+        if e == s + 1:  # one user (perhaps a long history): one product
+            yield s, e, (Yg.T @ Yg)[None], Yg.sum(0, keepdim=True)
+        else:
+            rows = torch.from_numpy(np.repeat(np.arange(e - s), np.diff(indptr[s:e + 1])))
+            yield (s, e, torch.zeros(e - s, f, f, dtype=torch.float64).index_add_(
+                0, rows, Yg[:, :, None] * Yg[:, None, :]),
+                torch.zeros(e - s, f, dtype=torch.float64).index_add_(0, rows, Yg))
+        s = e
 
 
 def _bound_contributions(R: sp.csr_matrix, k: int, rng: np.random.Generator) -> sp.csr_matrix:
