@@ -197,6 +197,7 @@ def _http(args, model_dir: Path, users: list, tmp: Path) -> list[dict]:
         for label, mb in modes:
             servers[label] = _start_server(model_dir, mb, key, tmp / f"{mb}.log",
                                            args.server_cpu)
+        prev_sizes = _batch_sizes(servers["batching"][1], key)
         for c in args.concurrency:
             per = {label: [] for label, _ in modes}
             for rep in range(args.reps):
@@ -205,17 +206,52 @@ def _http(args, model_dir: Path, users: list, tmp: Path) -> list[dict]:
                     res = _one_run(args, proc.pid, port, c, rep, env, files)
                     res["loadavg"] = [round(x, 2) for x in os.getloadavg()]
                     per[label].append(res)
+            sizes = _batch_sizes(servers["batching"][1], key)
             for label, mb in modes:
                 rows.append(_row(label, mb, c, per[label]))
+                if label == "batching":  # the server's batches at this concurrency
+                    rows[-1].update(_batch_delta(sizes, prev_sizes))
                 r = rows[-1]
                 print(f"{label:12s} c={c:<3d} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
                       f"p99 {r['p99_ms']:7.1f} ms  server CPU {r['server_cpu_ms_per_request']:.3f}"
                       f" ms/req  load generator CPU {r['loadgen_cpu_ms_per_request']:.3f} ms/req"
-                      f"  errors {r['errors']}  load {r['loadavg_per_repetition']}", flush=True)
+                      f"  errors {r['errors']}  load {r['loadavg_per_repetition']}"
+                      + (f"  users per batch {r['mean_users_per_batch']}"
+                         if "mean_users_per_batch" in r else ""), flush=True)
+            prev_sizes = sizes
     finally:
         for proc, _port, out in servers.values():
             bs._stop_server(proc, out)
     return rows
+
+
+def _batch_sizes(port: int, key: str) -> dict:
+    """The batching server's ``maasrec_batch_size`` and ``maasrec_batch_requests``
+    histogram sums and counts (``/metrics``; warm-up runs included)."""
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                 headers={"X-API-Key": key})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("maasrec_batch_size_sum", "maasrec_batch_size_count",
+                    "maasrec_batch_requests_sum"):
+            out[name] = float(value)
+    return out
+
+
+def _batch_delta(after: dict, before: dict) -> dict:
+    """Mean users and requests per model call between two ``_batch_sizes`` readings."""
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    calls = d.get("maasrec_batch_size_count", 0.0)
+    if calls <= 0:
+        return {}
+    return {"model_calls": int(calls),
+            "mean_users_per_batch": round(d["maasrec_batch_size_sum"] / calls, 2),
+            "mean_requests_per_batch": round(d["maasrec_batch_requests_sum"] / calls, 2)}
 
 
 def _row(label: str, mb: int, c: int, rr: list[dict]) -> dict:
@@ -326,6 +362,7 @@ def _summary(out: dict, top: int) -> dict:
                 on["loadgen_cpu_ms_per_request"] / on["server_cpu_ms_per_request"], 3),
             "in_process_batch32_over_single_cpu": out["in_process"].get(
                 "batch32_over_single_cpu"),
+            f"mean_users_per_batch_c{top}": on.get("mean_users_per_batch"),
             "loadavg_1min_during_runs": {
                 "min": min(min(r["loadavg_per_repetition"]) for r in out["runs"]),
                 "max": max(max(r["loadavg_per_repetition"]) for r in out["runs"])}}
