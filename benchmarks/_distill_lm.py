@@ -40,16 +40,31 @@ def teacher_stage(args, ds, train, train_full, first_stage, model_name: str, loa
         print(f"teacher loaded from {root}", flush=True)
         return maasrec.load(root / "model"), params, {k: z[k] for k in z.files}, info
     root.mkdir(parents=True, exist_ok=True)
-    info = {"threads": args.threads, "loadavg_before": loadavg()}
-    t0 = time.perf_counter()
-    teacher = LMRanker(first_stage=first_stage(), **params).fit(
-        train, item_features=ds.item_features)
-    info["fit_s"] = time.perf_counter() - t0
-    print(f"teacher fitted in {info['fit_s']:.0f} s", flush=True)
-    t0 = time.perf_counter()
-    train_items, train_scores = candidate_lists(teacher, train)
-    info["rank_train_lists_s"] = time.perf_counter() - t0
-    print(f"teacher's train lists in {info['rank_train_lists_s']:.0f} s", flush=True)
+    # each step is saved as it ends, so that a stopped run resumes where it was
+    part = root / "partial.json"
+    info = json.loads(part.read_text()) if part.exists() else {
+        "threads": args.threads, "loadavg_before": loadavg()}
+    if (root / "model_train").exists():
+        teacher = maasrec.load(root / "model_train")
+        print("teacher (fitted on train) loaded", flush=True)
+    else:
+        t0 = time.perf_counter()
+        teacher = LMRanker(first_stage=first_stage(), **params).fit(
+            train, item_features=ds.item_features)
+        info["fit_s"] = time.perf_counter() - t0
+        print(f"teacher fitted in {info['fit_s']:.0f} s", flush=True)
+        teacher.save(root / "model_train", overwrite=True)
+        part.write_text(json.dumps(info, indent=1))
+    if (root / "train_lists.npz").exists():
+        z = np.load(root / "train_lists.npz")
+        train_items, train_scores = z["items"], z["scores"]
+    else:
+        t0 = time.perf_counter()
+        train_items, train_scores = candidate_lists(teacher, train)
+        info["rank_train_lists_s"] = time.perf_counter() - t0
+        print(f"teacher's train lists in {info['rank_train_lists_s']:.0f} s", flush=True)
+        np.savez(root / "train_lists.npz", items=train_items, scores=train_scores)
+        part.write_text(json.dumps(info, indent=1))
     teacher.refresh(train_full)
     t0 = time.perf_counter()
     test_items, test_scores = candidate_lists(teacher, train_full)
