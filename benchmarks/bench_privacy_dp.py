@@ -9,6 +9,9 @@ released item factors); its non-private reference (``eps=inf``) is
 :class:`maasrec.models.ALS` with its defaults, and a second ``eps=inf`` row is PrivateALS
 with ``epsilon=None`` (the same procedure without noise or contribution bounds). The
 ``--split valid`` option scores on the validation part instead (for choosing settings).
+``--item-features`` passes the data set's public item attributes (Beauty: S3Rec category
+and brand attributes; MovieLens: genres) to PrivateALS's fit, for
+``--set feature_regularization=...``.
 
 * ``curve``: per-user 8:1:1 random split (MovieLens) or leave-last-out (Amazon Beauty,
   sequences); the non-private model (``eps=inf``: the model's defaults, early stopping on
