@@ -211,17 +211,20 @@ class ItemEncoder:
         self.tower, self.has_id = tower, has_id
         self.text, self.text_mask = text, text_mask
         self.id_dropout = id_dropout
+        # every item has its id vector (the usual fit): no mask, no where() over the table
+        self.all_ids = bool(has_id.all())
 
     def __call__(self, rows: torch.Tensor | None = None, *,
                  drop: torch.Generator | None = None) -> torch.Tensor:
         """Vectors of all items, or of ``rows``; ``drop`` applies id dropout."""
         tower = self.tower
         has_id = self.has_id if rows is None else self.has_id[rows]
+        masked = not self.all_ids
         if drop is not None and self.id_dropout > 0 and "id" in tower.input_dims \
                 and len(tower.input_dims) > 1:
             keep = torch.rand(has_id.shape, generator=drop, device=has_id.device) \
                 >= self.id_dropout
-            has_id = has_id & keep
+            has_id, masked = has_id & keep, True
         text = tmask = None
         if self.text is not None:
             text = self.text if rows is None else self.text[rows]
@@ -229,7 +232,7 @@ class ItemEncoder:
         if rows is None and "features" in tower.encoders:
             rows = torch.arange(tower.n, device=self.has_id.device)
         inputs, masks = tower.lookup(rows)
-        if "id" in inputs:
+        if "id" in inputs and masked:
             masks["id"] = has_id
         if "text" in tower.input_dims:
             inputs["text"] = text

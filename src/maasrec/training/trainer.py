@@ -624,8 +624,10 @@ class Trainer:
             _LossModule(self.task.module, self.task.loss),
             device_ids=[dev.index if dev.index is not None else torch.cuda.current_device()]
             if dev.type == "cuda" else None,
-            # grads live in the buckets (no copies); buffers are constant data built alike
-            find_unused_parameters=True, gradient_as_bucket_view=True, broadcast_buffers=False)
+            # grads in the buckets; constant buffers; unused parameters found in the first
+            # step only (find_unused_parameters: a graph search + all-reduce every step)
+            find_unused_parameters=False, static_graph=True, gradient_as_bucket_view=True,
+            broadcast_buffers=False)
         # CPU ranks of one machine: the buckets go through shared memory, not sockets
         self._allreduce = attach_allreduce(self._ddp, dev)
         logger.debug("%s: DistributedDataParallel over %d ranks", self.config.name,
