@@ -201,16 +201,37 @@ def _epochs(case: str, epochs: int | None) -> int:
     return int(epochs if epochs is not None else CASES[case].get("epochs", 2))
 
 
-def throughput(epochs: int | None, tmp: Path, cases: list[str] | None = None) -> list[dict]:
+def _rep(case: str, n_epochs: int, tmp: Path, i: int) -> dict:
+    """One repetition: 1 process, 2 ranks at the same global batch, 2 ranks at the same
+    batch per rank, back to back (the machine's speed drifts between minutes)."""
+    got = {}
+    for name, ranks, extra in (("one", 1, []), ("two", 2, []),
+                               ("two_weak", 2, [str(2 * int(CASES[case]["params"]["batch_size"]))])):
+        out = tmp / f"{case}-{name}-{i}.json"
+        _launch(ranks, ["worker", case, str(n_epochs), str(out), *extra])
+        got[name] = json.loads(out.read_text())
+        print(json.dumps(got[name]), flush=True)
+    return got
+
+
+def _ratios(runs: list[dict], name: str, key: str) -> list[float]:
+    """``name``'s ``key`` over the one-process run's, per repetition."""
+    return [r[name][key] / r["one"][key] for r in runs]
+
+
+def throughput(epochs: int | None, tmp: Path, cases: list[str] | None = None,
+               reps: int = 1) -> list[dict]:
     rows = []
     for case in cases or list(CASES):
         n_epochs = _epochs(case, epochs)
-        pair = {}
-        for ranks in (1, 2):
-            out = tmp / f"{case}-{ranks}.json"
-            _launch(ranks, ["worker", case, str(n_epochs), str(out)])
-            pair[ranks] = json.loads(out.read_text())
-            print(json.dumps(pair[ranks]), flush=True)
+        runs = [_rep(case, n_epochs, tmp, i) for i in range(reps)]
+
+        strong, weak_r, cpu = (_ratios(runs, name, key) for name, key in (
+            ("two", "samples_per_second"), ("two_weak", "samples_per_second"),
+            ("two", "cpu_samples_per_second")))
+        mid = sorted(range(reps), key=lambda i: strong[i])[(reps - 1) // 2]  # the median rep
+        pair = {1: runs[mid]["one"], 2: runs[mid]["two"]}
+        weak = runs[mid]["two_weak"]
         # the same with gloo's socket all-reduce of the buckets (MAASREC_DIST_SHM=0)
         out = tmp / f"{case}-2-gloo.json"
         _launch(2, ["worker", case, str(n_epochs), str(out)], MAASREC_DIST_SHM="0")
@@ -222,33 +243,30 @@ def throughput(epochs: int | None, tmp: Path, cases: list[str] | None = None) ->
         _launch_together([["worker", case, str(n_epochs), str(o)] for o in outs])
         solo = [json.loads(o.read_text()) for o in outs]
         ceiling = sum(r["samples_per_second"] for r in solo) / pair[1]["samples_per_second"]
-        # weak scaling: each rank keeps the one-process batch (the global batch doubles)
-        out = tmp / f"{case}-2-weak.json"
-        _launch(2, ["worker", case, str(n_epochs), str(out),
-                    str(2 * int(CASES[case]["params"]["batch_size"]))])
-        weak = json.loads(out.read_text())
-        print(json.dumps(weak), flush=True)
-        speedup = pair[2]["samples_per_second"] / pair[1]["samples_per_second"]
+        speedup = strong[mid]
         rows.append({"case": case, "one": pair[1], "two": pair[2], "two_weak": weak,
                      "two_gloo": gloo, "speedup": speedup,
+                     "reps": reps, "speedup_per_rep": strong, "weak_speedup_per_rep": weak_r,
+                     "cpu_speedup_per_rep": cpu,
                      "gloo_speedup": gloo["samples_per_second"]
                      / pair[1]["samples_per_second"],
                      "gloo_cpu_speedup": gloo["cpu_samples_per_second"]
                      / pair[1]["cpu_samples_per_second"],
                      "speedup_over_ceiling": speedup / ceiling,
-                     "cpu_speedup": pair[2]["cpu_samples_per_second"]
-                     / pair[1]["cpu_samples_per_second"],
-                     "weak_speedup": weak["samples_per_second"]
-                     / pair[1]["samples_per_second"],
+                     "cpu_speedup": cpu[mid],
+                     "weak_speedup": sorted(weak_r)[(reps - 1) // 2],
                      "two_independent": solo, "ceiling": ceiling})
+        per_rep = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(strong, weak_r))
         print(f"{case}: 2x1 vs 1x1 threads: {rows[-1]['speedup']:.2f}x wall-clock, "
               f"{rows[-1]['cpu_speedup']:.2f}x in CPU time at the same global batch "
               f"({rows[-1]['gloo_speedup']:.2f}x / {rows[-1]['gloo_cpu_speedup']:.2f}x with "
               f"gloo's all-reduce; "
               f"{rows[-1]['speedup_over_ceiling']:.2f} of the ceiling); "
-              f"{rows[-1]['weak_speedup']:.2f}x with the same batch per rank; two "
+              f"{rows[-1]['weak_speedup']:.2f}x with the same batch per rank (medians of "
+              f"{reps} repetitions, same global / same per rank: {per_rep}); two "
               f"independent processes at once: {ceiling:.2f}x (load average "
-              f"{_loads([*pair.values(), gloo, weak, *solo])})", flush=True)
+              f"{_loads([r[k] for r in runs for k in ('one', 'two', 'two_weak')] + [gloo, *solo])})",
+              flush=True)
     return rows
 
 
@@ -322,6 +340,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None,
                    help="every case (default: the case's own, else 2)")
     p.add_argument("--case", action="append", choices=list(CASES))
+    p.add_argument("--reps", type=int, default=1,
+                   help="throughput: repetitions of (1 process, 2 ranks, 2 ranks at the same "
+                        "batch per rank), back to back; the medians are reported")
     p.add_argument("--force", action="store_true",
                    help="write results/ddp.json even if the load average reached 1.0")
     a = p.parse_args()
@@ -333,7 +354,7 @@ def main() -> None:
         if a.what in ("equivalence", "all"):
             new["equivalence"] = equivalence(Path(d))
         if a.what in ("throughput", "all"):
-            new["throughput"] = throughput(a.epochs, Path(d), a.case)
+            new["throughput"] = throughput(a.epochs, Path(d), a.case, a.reps)
         if a.what in ("scaling", "all"):
             new["scaling"] = scaling(a.epochs, Path(d), a.case)
     load = _max_load(new)
