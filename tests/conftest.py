@@ -42,3 +42,16 @@ def require_dataset(data_home: Path) -> Callable[..., Path]:
         return path
 
     return _require
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test, restored after it (small networks are faster and
+    their timings steadier on one thread). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,20 +8,13 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from maasrec import Interactions
 from maasrec.data.split import holdout_validation
 from maasrec.exceptions import DataError
 from maasrec.neural import HybridRecommender, NeuMF, SequentialRecommender
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n_users=80, n_items=30, seed=0, with_short=True) -> Interactions:

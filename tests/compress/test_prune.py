@@ -20,12 +20,7 @@ from maasrec.neural import SequentialRecommender
 N_ITEMS = 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cyclic(n_users: int = 80, seed: int = 0) -> Interactions:

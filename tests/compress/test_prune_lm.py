@@ -10,7 +10,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from maasrec import load
 from maasrec.compress.distillation import distill
@@ -22,17 +21,12 @@ from maasrec.models import EASE
 from maasrec.neural import SequentialRecommender
 from maasrec.testing.components import tiny_text_model
 
-pytestmark = pytest.mark.slow  # a tiny LMRanker fit (~40 s on a busy 2-core machine)
+# a tiny LMRanker fit (~40 s on a busy 2-core machine)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 WORDS = {0: "action war space", 1: "love story drama"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ DIMS = {"text": 6, "id": 3, "image": 5}
 CLASSES = [ConcatFusion, GatedFusion, AttentionFusion]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_inputs(n=7, seed=0):

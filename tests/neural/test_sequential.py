@@ -22,12 +22,7 @@ from maasrec.training import NonFiniteLossError
 N_ITEMS = 24
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cyclic_interactions(n_users: int = 120, n_items: int = N_ITEMS, seed: int = 0,

@@ -18,12 +18,7 @@ from maasrec.neural.sasrec import SASRecNetwork
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _interactions(n_users: int = 80, n_items: int = 30, seed: int = 0) -> Interactions:
