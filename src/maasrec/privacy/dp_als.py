@@ -366,7 +366,7 @@ class PrivateALS(FactorScoring, Recommender):
 
     # -- fitting -------------------------------------------------------------------
     def _fit(self, data: Interactions, *, item_features=None, **_) -> None:
-        self._prior = None
+        prior = None
         if self.feature_regularization is not None:
             from ._dp_als_features import FeaturePrior, feature_matrix
 
@@ -374,8 +374,8 @@ class PrivateALS(FactorScoring, Recommender):
                 raise DataError("PrivateALS(feature_regularization=...) needs "
                                 "fit(X, item_features=...) with multi-hot or categorical "
                                 "item attributes")
-            self._prior = FeaturePrior(feature_matrix(item_features, data.item_vocab),
-                                       float(self.feature_regularization))
+            prior = FeaturePrior(feature_matrix(item_features, data.item_vocab),
+                                 float(self.feature_regularization))
         R = sp.csr_matrix(data.to_csr(), dtype=np.float32, copy=True)
         R.data[:] = 1.0
         R.sort_indices()
@@ -398,13 +398,12 @@ class PrivateALS(FactorScoring, Recommender):
                 self._solve_users(users, R, X, Y, int(self.cg_steps))
                 Rk = (_CONTRIBUTIONS[self.contribution](R, int(self.max_user_items), rng)
                       if private else R)
-                Y = self._solve_items(X, Rk, std, g)
+                Y = self._solve_items(X, Rk, std, g, prior)
                 seconds.append(time.perf_counter() - t0)
             # the users' final factors, solved locally against the last release
             self._solve_users(users, R, X, Y, 2 * f + 10, tol=1e-10)
         self.user_factors_ = X.numpy().astype(np.float32)
         self.item_factors_ = Y.numpy().astype(np.float32)
-        self._prior = None  # holds the feature matrix; not part of the fitted model
         record = {**plan, "accountant": "gdp", "unit": "user", "model": "joint",
                   "iterations": T, "max_user_items": int(self.max_user_items),
                   "contribution": self.contribution,
@@ -419,8 +418,9 @@ class PrivateALS(FactorScoring, Recommender):
                         T, plan["noise_multiplier"])
 
     def _solve_items(self, X: torch.Tensor, Rk: sp.csr_matrix, std: dict[str, float],
-                     g: torch.Generator) -> torch.Tensor:
-        """Item factors from the (noisy) sufficient statistics of clipped user factors."""
+                     g: torch.Generator, prior=None) -> torch.Tensor:
+        """Item factors from the (noisy) sufficient statistics of clipped user factors;
+        ``prior``: the attribute side (``_dp_als_features.FeaturePrior``) or None."""
         n, m = Rk.shape
         f = X.shape[1]
         a = float(self.alpha)
@@ -432,7 +432,6 @@ class PrivateALS(FactorScoring, Recommender):
         if std["item_rhs"] > 0:
             G = G + _sym_noise((), f, std["global_gram"], g)
             rhs = rhs + torch.randn(m, f, generator=g, dtype=torch.float64) * std["item_rhs"]
-        prior = getattr(self, "_prior", None)
         if not item_grams and prior is not None:  # shrunk toward attributes
             return prior.solve(G, rhs, float(self.regularization)).float()
         if not item_grams:  # one system for every item: (G + λI) Y = rhs
