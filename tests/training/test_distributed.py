@@ -151,6 +151,30 @@ def test_two_ranks_match_one_rank_within_seed_noise(ddp_run, tmp_path):
     assert abs(ddp["validation"]["ndcg@10"] - mean) <= spread, (ddp, one)
 
 
+def test_ddp_fit_warns_nothing_about_buffer_sync(ddp_run):
+    """The Trainer turns off DDP's per-forward buffer sync with the argument this torch
+    has (torch 2.13 deprecates ``broadcast_buffers`` with a FutureWarning per rank)."""
+    _, _, proc = ddp_run
+    assert "broadcast_buffers" not in proc.stderr, proc.stderr[-3000:]
+    assert "forward_sync_buffers" not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("has_new", [True, False])
+def test_no_buffer_sync_picks_the_argument_torch_has(has_new):
+    from maasrec.training.trainer import _no_buffer_sync
+
+    if has_new:
+        class DDP:
+            def __init__(self, module, broadcast_buffers=None, forward_sync_buffers=None):
+                pass
+    else:
+        class DDP:
+            def __init__(self, module, broadcast_buffers=True):
+                pass
+    key = "forward_sync_buffers" if has_new else "broadcast_buffers"
+    assert _no_buffer_sync(DDP) == {key: False}
+
+
 @pytest.mark.slow
 def test_killed_worker_recovers_from_the_checkpoint(ddp_run, tmp_path):
     """torchrun --max-restarts 1: rank 1 SIGKILLs itself in epoch 3 (10 steps an epoch);

@@ -262,6 +262,17 @@ def world_size() -> int:
     return 1
 
 
+def _no_buffer_sync(ddp_class) -> dict:
+    """DDP's switch that stops syncing buffers before every forward (they are constant):
+    ``forward_sync_buffers`` where torch has it (its ``broadcast_buffers`` warns as
+    deprecated there), ``broadcast_buffers`` before."""
+    import inspect
+
+    params = inspect.signature(ddp_class.__init__).parameters
+    key = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    return {key: False}
+
+
 class _LossModule(torch.nn.Module):
     """``forward(batch) = loss(batch)``: the task's loss behind one ``forward``, so
     :class:`~torch.nn.parallel.DistributedDataParallel` can wrap a model whose loss
@@ -627,7 +638,7 @@ class Trainer:
             # grads in the buckets; constant buffers; unused parameters found in the first
             # step only (find_unused_parameters: a graph search + all-reduce every step)
             find_unused_parameters=False, static_graph=True, gradient_as_bucket_view=True,
-            broadcast_buffers=False)
+            **_no_buffer_sync(DistributedDataParallel))
         # CPU ranks of one machine: the buckets go through shared memory, not sockets
         self._allreduce = attach_allreduce(self._ddp, dev)
         logger.debug("%s: DistributedDataParallel over %d ranks", self.config.name,
