@@ -406,12 +406,18 @@ def cmd_distill_lm(args) -> int:
             "first_stage": args.first_stage,
             "lmranker_gain_over_first_stage": gain["gain"], "lmranker_gain_se": gain["se"],
             "gain_beyond_se": bool(gain["gain"] > gain["se"]),
+            # a share of a gain within the noise means nothing: the teacher's gain must
+            # stand two paired standard errors above zero before "kept" is judged
+            "teacher_gain_significant": bool(gain["gain"] > 2 * gain["se"]),
             "gain_kept": {f"{lab} {k}": rows[f"student {lab}"][k]["gain_kept"]
                           for lab in runs for k in ("catalogue", "rerank")},
             "users_per_s": speed, "speedup": speed["student"] / speed["lmranker"],
-            "met": bool(gain["gain"] > 0 and (d["catalogue"]["gain_kept"] or 0) >= 0.8
+            "met": bool(gain["gain"] > 2 * gain["se"]
+                        and (d["catalogue"]["gain_kept"] or 0) >= 0.8
                         and speed["student"] / speed["lmranker"] >= 10)}
     key = "distill_lm" if args.first_stage == "ease" else f"distill_lm_{args.first_stage}"
+    if args.tag:
+        key = f"{key}_{args.tag}"
     _store(key, {"dataset": "movielens-100k leave-last-out (implicit)",
                  "first_stage": args.first_stage, "teacher_params": lm_params,
                  "teacher_scale": f"{args.max_positives} training groups, {args.lm_epochs} "
@@ -500,6 +506,8 @@ def main(argv=None) -> int:
                            default=[0.0, 0.25, 0.5, 0.75],
                            help="first-stage weights of the teacher's blend tried on "
                                 "validation from its cached lists (none: as fitted)")
+            p.add_argument("--tag", default="",
+                           help="suffix of the results key (keeps runs of other settings)")
             p.add_argument("--teacher-cache", default=tempfile.gettempdir(),
                            help="folder of the teacher's saved model and lists (reused)")
         p.add_argument("--speed-users", type=int, default=60)
