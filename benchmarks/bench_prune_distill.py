@@ -401,19 +401,19 @@ def cmd_distill_lm(args) -> int:
     speed = _speed_pair({"lmranker": teacher, "student": runs["distilled"][0]["model"]},
                         users, args.repeats)
     d = rows["student distilled"]
+    # a share of a gain within the noise means nothing: the teacher's gain must stand two
+    # paired standard errors above zero before "kept" is judged
+    significant = bool(gain["gain"] > 2 * gain["se"])
     goal = {"goal": "distilled student of the LMRanker two-stage: >= 10x faster per user, "
                     ">= 80% of the LMRanker's NDCG@10 gain over its first stage",
             "first_stage": args.first_stage,
             "lmranker_gain_over_first_stage": gain["gain"], "lmranker_gain_se": gain["se"],
             "gain_beyond_se": bool(gain["gain"] > gain["se"]),
-            # a share of a gain within the noise means nothing: the teacher's gain must
-            # stand two paired standard errors above zero before "kept" is judged
-            "teacher_gain_significant": bool(gain["gain"] > 2 * gain["se"]),
+            "teacher_gain_significant": significant,
             "gain_kept": {f"{lab} {k}": rows[f"student {lab}"][k]["gain_kept"]
                           for lab in runs for k in ("catalogue", "rerank")},
             "users_per_s": speed, "speedup": speed["student"] / speed["lmranker"],
-            "met": bool(gain["gain"] > 2 * gain["se"]
-                        and (d["catalogue"]["gain_kept"] or 0) >= 0.8
+            "met": bool(significant and (d["catalogue"]["gain_kept"] or 0) >= 0.8
                         and speed["student"] / speed["lmranker"] >= 10)}
     key = "distill_lm" if args.first_stage == "ease" else f"distill_lm_{args.first_stage}"
     if args.tag:

@@ -27,8 +27,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 WORDS = {0: "action war space", 1: "love story drama"}
 
 
-
-
 @pytest.fixture(scope="module")
 def fitted():
     rng = np.random.default_rng(0)
